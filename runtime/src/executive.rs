@@ -1,0 +1,352 @@
+//! Checking, applying and executing extrinsics and blocks.
+
+use crate::{
+    balances, system, timestamp, Block, Call, Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE,
+    MAX_BLOCK_BYTES, MAX_EXTRINSIC_BYTES,
+};
+use gridchain_primitives::{
+    block::BlockNumber, AccountId, Balance, ChainContext, Hash, Header, Overlay, StateChanges,
+    StateRead,
+};
+use pallet_system::{DispatchError, PalletError, Phase};
+use parity_scale_codec::Encode;
+use serde::{Deserialize, Serialize};
+
+/// Why a transaction cannot be included in a block. A block containing one is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum InvalidTransaction {
+    #[error("extrinsic is {size} bytes, the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("bad signature (wrong key, wrong chain or wrong runtime version)")]
+    BadSignature,
+    #[error("nonce {got} is stale: the account's next nonce is {expected}")]
+    Stale { expected: u64, got: u64 },
+    #[error("nonce {got} is in the future: the account's next nonce is {expected}")]
+    Future { expected: u64, got: u64 },
+    #[error("transaction expired: valid until block {valid_until}, next block is {block}")]
+    Expired {
+        valid_until: BlockNumber,
+        block: BlockNumber,
+    },
+    #[error("cannot pay fee {needed}: free balance is {available}")]
+    Payment { needed: Balance, available: Balance },
+    #[error("the block has no room left for this extrinsic")]
+    ExhaustsResources,
+}
+
+/// What the pool needs to know about a transaction that may be included now or later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidTransaction {
+    /// The signer's next nonce in the checked state: the transaction is ready if its nonce equals
+    /// this, and waits in the future queue if it is higher.
+    pub account_nonce: u64,
+    /// Fee plus tip the transaction will pay.
+    pub fee: Balance,
+}
+
+/// Fee for an extrinsic of `encoded_len` bytes with `tip`.
+pub fn fee_for(encoded_len: usize, tip: Balance) -> Balance {
+    BASE_FEE
+        .saturating_add(BYTE_FEE.saturating_mul(encoded_len as u128))
+        .saturating_add(tip)
+}
+
+/// Checks a transaction against `state` (the best block's) for inclusion in block `next_block`.
+/// Nonces above the account's next nonce pass (they wait in the pool); lower ones are `Stale`.
+pub fn validate_transaction(
+    state: &dyn StateRead,
+    chain: ChainContext,
+    next_block: BlockNumber,
+    xt: &Extrinsic,
+    encoded_len: usize,
+) -> Result<ValidTransaction, InvalidTransaction> {
+    if encoded_len > MAX_EXTRINSIC_BYTES {
+        return Err(InvalidTransaction::TooLarge {
+            size: encoded_len,
+            max: MAX_EXTRINSIC_BYTES,
+        });
+    }
+    check_mortality(xt, next_block)?;
+    let ctx: Context = Context::new(Overlay::new(state));
+    let account_nonce = system::nonce(&ctx, &xt.signer);
+    if xt.nonce < account_nonce {
+        return Err(InvalidTransaction::Stale {
+            expected: account_nonce,
+            got: xt.nonce,
+        });
+    }
+    let fee = fee_for(encoded_len, xt.tip);
+    let available = balances::account(&ctx, &xt.signer).free;
+    if available < fee {
+        return Err(InvalidTransaction::Payment {
+            needed: fee,
+            available,
+        });
+    }
+    // Last: it is the expensive check.
+    if !xt.verify_signature(chain) {
+        return Err(InvalidTransaction::BadSignature);
+    }
+    Ok(ValidTransaction { account_nonce, fee })
+}
+
+fn check_mortality(xt: &Extrinsic, block: BlockNumber) -> Result<(), InvalidTransaction> {
+    if xt.valid_until < block {
+        return Err(InvalidTransaction::Expired {
+            valid_until: xt.valid_until,
+            block,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies every extrinsic's signature, spread over the machine's cores. Returns the index of
+/// the first bad one. Each signature is checked on its own with `verify_strict`, never in a
+/// randomised batch, so every node reaches the same verdict on adversarial signatures.
+pub fn verify_signatures(chain: ChainContext, extrinsics: &[Extrinsic]) -> Result<(), usize> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let chunk = extrinsics.len().div_ceil(threads).max(64);
+    let first_bad = std::thread::scope(|scope| {
+        let handles: Vec<_> = extrinsics
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .position(|xt| !xt.verify_signature(chain))
+                        .map(|p| i * chunk + p)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("verifier thread panicked"))
+            .min()
+    });
+    first_bad.map_or(Ok(()), Err)
+}
+
+/// Why a block is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error(transparent)]
+    Timestamp(#[from] timestamp::Error),
+    #[error("extrinsic {index}: {error}")]
+    InvalidExtrinsic {
+        index: usize,
+        error: InvalidTransaction,
+    },
+    #[error("extrinsics root is {got}, header says {expected}")]
+    ExtrinsicsRoot { expected: Hash, got: Hash },
+}
+
+/// Builds (or re-executes) one block on top of a parent state.
+pub struct BlockBuilder<'a> {
+    ctx: Context<'a>,
+    chain: ChainContext,
+    parent_hash: Hash,
+    number: BlockNumber,
+    timestamp_ms: u64,
+    proposer: AccountId,
+    extrinsics: Vec<Extrinsic>,
+    block_bytes: usize,
+}
+
+/// A block whose execution is done but whose state root the node has yet to compute.
+pub struct BuiltBlock {
+    pub parent_hash: Hash,
+    pub number: BlockNumber,
+    pub timestamp_ms: u64,
+    pub proposer: AccountId,
+    pub extrinsics: Vec<Extrinsic>,
+    pub extrinsics_root: Hash,
+    pub changes: StateChanges,
+    pub events: Vec<EventRecord>,
+}
+
+impl BuiltBlock {
+    /// The header for this block given its state root.
+    pub fn header(&self, state_root: Hash) -> Header {
+        Header {
+            parent_hash: self.parent_hash,
+            number: self.number,
+            timestamp_ms: self.timestamp_ms,
+            state_root,
+            extrinsics_root: self.extrinsics_root,
+            proposer: self.proposer,
+        }
+    }
+}
+
+impl<'a> BlockBuilder<'a> {
+    /// Starts block `number` (child of `parent_hash`) stamped `timestamp_ms`, proposed by
+    /// `proposer`, on top of `state`.
+    pub fn new(
+        state: &'a dyn StateRead,
+        chain: ChainContext,
+        parent_hash: Hash,
+        number: BlockNumber,
+        timestamp_ms: u64,
+        proposer: AccountId,
+    ) -> Result<Self, BlockError> {
+        let mut ctx: Context = Context::new(Overlay::new(state));
+        ctx.set_phase(Phase::Initialization);
+        system::on_initialize(&mut ctx, number, parent_hash);
+        timestamp::on_initialize(&mut ctx, timestamp_ms)?;
+        Ok(BlockBuilder {
+            ctx,
+            chain,
+            parent_hash,
+            number,
+            timestamp_ms,
+            proposer,
+            extrinsics: Vec::new(),
+            block_bytes: 0,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.extrinsics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.extrinsics.is_empty()
+    }
+
+    /// Bytes of extrinsics in the block so far.
+    pub fn block_bytes(&self) -> usize {
+        self.block_bytes
+    }
+
+    /// Applies `xt` (of `encoded_len` bytes) and includes it. `Err` means it was not included and
+    /// nothing changed; `Ok(result)` carries the call's own outcome (a failed call is included,
+    /// pays its fee and uses its nonce). `check_signature` may be false only when the caller has
+    /// already verified this exact extrinsic for this chain.
+    pub fn push(
+        &mut self,
+        xt: Extrinsic,
+        encoded_len: usize,
+        check_signature: bool,
+    ) -> Result<Result<(), DispatchError>, InvalidTransaction> {
+        if encoded_len > MAX_EXTRINSIC_BYTES {
+            return Err(InvalidTransaction::TooLarge {
+                size: encoded_len,
+                max: MAX_EXTRINSIC_BYTES,
+            });
+        }
+        if self.block_bytes + encoded_len > MAX_BLOCK_BYTES {
+            return Err(InvalidTransaction::ExhaustsResources);
+        }
+        check_mortality(&xt, self.number)?;
+        let expected = system::nonce(&self.ctx, &xt.signer);
+        if xt.nonce != expected {
+            return Err(if xt.nonce < expected {
+                InvalidTransaction::Stale {
+                    expected,
+                    got: xt.nonce,
+                }
+            } else {
+                InvalidTransaction::Future {
+                    expected,
+                    got: xt.nonce,
+                }
+            });
+        }
+        if check_signature && !xt.verify_signature(self.chain) {
+            return Err(InvalidTransaction::BadSignature);
+        }
+        let index = self.extrinsics.len() as u32;
+        self.ctx.set_phase(Phase::ApplyExtrinsic(index));
+        let fee = fee_for(encoded_len, xt.tip);
+        let signer = xt.signer;
+        if let Err(balances::Error::InsufficientBalance { needed, available }) =
+            balances::pay_fee(&mut self.ctx, signer, self.proposer, fee)
+        {
+            return Err(InvalidTransaction::Payment { needed, available });
+        }
+        system::inc_nonce(&mut self.ctx, &signer);
+        let outcome = self
+            .ctx
+            .transactional(|ctx| dispatch(ctx, signer, xt.call.clone()));
+        match &outcome {
+            Ok(()) => self
+                .ctx
+                .deposit_event(system::Event::ExtrinsicSuccess { fee }),
+            Err(error) => self.ctx.deposit_event(system::Event::ExtrinsicFailed {
+                error: error.clone(),
+                fee,
+            }),
+        }
+        self.block_bytes += encoded_len;
+        self.extrinsics.push(xt);
+        Ok(outcome)
+    }
+
+    /// Ends the block.
+    pub fn finish(mut self) -> BuiltBlock {
+        self.ctx.set_phase(Phase::Finalization);
+        system::on_finalize(&mut self.ctx);
+        let extrinsics_root = Block::compute_extrinsics_root(&self.extrinsics);
+        let (changes, events) = self.ctx.into_parts();
+        BuiltBlock {
+            parent_hash: self.parent_hash,
+            number: self.number,
+            timestamp_ms: self.timestamp_ms,
+            proposer: self.proposer,
+            extrinsics: self.extrinsics,
+            extrinsics_root,
+            changes,
+            events,
+        }
+    }
+}
+
+fn dispatch(ctx: &mut Context, who: AccountId, call: Call) -> Result<(), DispatchError> {
+    match call {
+        Call::System(call) => {
+            system::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Balances(call) => {
+            balances::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+    }
+}
+
+/// Re-executes a received block on its parent's state. Signatures are verified up front, in
+/// parallel. The caller checks the header's state root against the returned changes.
+pub fn execute_block(
+    state: &dyn StateRead,
+    chain: ChainContext,
+    block: &Block,
+) -> Result<BuiltBlock, BlockError> {
+    verify_signatures(chain, &block.extrinsics).map_err(|index| BlockError::InvalidExtrinsic {
+        index,
+        error: InvalidTransaction::BadSignature,
+    })?;
+    let header = &block.header;
+    let mut builder = BlockBuilder::new(
+        state,
+        chain,
+        header.parent_hash,
+        header.number,
+        header.timestamp_ms,
+        header.proposer,
+    )?;
+    for (index, xt) in block.extrinsics.iter().enumerate() {
+        // A failed call is still a valid part of the block: only inclusion errors matter here.
+        let _call_outcome = builder
+            .push(xt.clone(), xt.encoded_size(), false)
+            .map_err(|error| BlockError::InvalidExtrinsic { index, error })?;
+    }
+    let built = builder.finish();
+    if built.extrinsics_root != header.extrinsics_root {
+        return Err(BlockError::ExtrinsicsRoot {
+            expected: header.extrinsics_root,
+            got: built.extrinsics_root,
+        });
+    }
+    Ok(built)
+}

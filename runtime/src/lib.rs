@@ -1,0 +1,87 @@
+//! # gridchain runtime
+//!
+//! The chain's rules, as a native Rust library with no I/O. The node gives it read access to the
+//! parent block's state and gets back the block's state changes and events; storing them and
+//! computing the state root is the node's job.
+//!
+//! ```text
+//!            ┌──────────── BlockBuilder (producing) / execute_block (importing) ─────────────┐
+//! parent ──▶ │ on_initialize: system (number, parent hash), timestamp (strictly increasing)  │
+//! state      │ for each extrinsic:                                                           │
+//!            │   check size, mortality, signature, nonce, fee balance     ─▶ InvalidTransaction│
+//!            │   pay fee + tip to the proposer, bump nonce                  (block rejected)  │
+//!            │   dispatch call in a nested transaction ─ Err ─▶ roll back, ExtrinsicFailed     │
+//!            │                                        └ Ok  ─▶ commit,    ExtrinsicSuccess    │
+//!            │ on_finalize: events of the block stored in state                              │
+//!            └────────────────────────────────▶ StateChanges + events + extrinsics root ─────┘
+//! ```
+//!
+//! Fees ([`fee_for`]): `BASE_FEE + BYTE_FEE × encoded length`, plus the optional tip, all paid by
+//! the signer to the block's proposer before the call runs. A failed call still pays and still
+//! uses its nonce; nothing else it did survives.
+//!
+//! [`Call`] and [`Event`] gather the pallets' calls and events; their SCALE index is their
+//! position, so new pallets are appended, never inserted.
+
+mod executive;
+mod genesis;
+
+pub use executive::{
+    execute_block, fee_for, validate_transaction, verify_signatures, BlockBuilder, BlockError,
+    BuiltBlock, InvalidTransaction, ValidTransaction,
+};
+pub use genesis::{build_genesis, GenesisConfig};
+
+use gridchain_primitives::SpecVersion;
+use parity_scale_codec::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+pub use pallet_balances as balances;
+pub use pallet_system as system;
+pub use pallet_timestamp as timestamp;
+
+/// Bumped whenever the meaning of a call or of state changes. Signed payloads include it.
+pub const SPEC_VERSION: SpecVersion = 1;
+
+/// Fee every extrinsic pays, in the smallest unit (the token has 12 decimals: 0.001 GRID).
+pub const BASE_FEE: u128 = 1_000_000_000;
+/// Fee per byte of the encoded extrinsic (0.000001 GRID).
+pub const BYTE_FEE: u128 = 1_000_000;
+/// Largest encoded extrinsic accepted.
+pub const MAX_EXTRINSIC_BYTES: usize = 64 * 1024;
+/// Largest sum of encoded extrinsics in one block.
+pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(tag = "pallet", rename_all = "camelCase")]
+pub enum Call {
+    System(system::Call),
+    Balances(balances::Call),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(tag = "pallet", rename_all = "camelCase")]
+pub enum Event {
+    System(system::Event),
+    Balances(balances::Event),
+}
+
+impl From<system::Event> for Event {
+    fn from(e: system::Event) -> Self {
+        Event::System(e)
+    }
+}
+
+impl From<balances::Event> for Event {
+    fn from(e: balances::Event) -> Self {
+        Event::Balances(e)
+    }
+}
+
+pub type Extrinsic = gridchain_primitives::Extrinsic<Call>;
+pub type Block = gridchain_primitives::Block<Call>;
+pub type EventRecord = system::EventRecord<Event>;
+pub type Context<'a> = system::Context<'a, Event>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,331 @@
+use super::*;
+use gridchain_primitives::{decode_untrusted, AccountId, ChainContext, Hash, Pair, StateChanges};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const UNIT: u128 = 1_000_000_000_000;
+
+fn chain() -> ChainContext {
+    ChainContext {
+        genesis_hash: Hash::of(b"test genesis"),
+        spec_version: SPEC_VERSION,
+    }
+}
+
+fn genesis() -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let config = GenesisConfig {
+        balances: vec![
+            (Pair::dev("Alice").public(), 100 * UNIT),
+            (Pair::dev("Bob").public(), 10 * UNIT),
+        ],
+    };
+    apply(BTreeMap::new(), build_genesis(&config).unwrap())
+}
+
+fn apply(
+    mut state: BTreeMap<Vec<u8>, Vec<u8>>,
+    changes: StateChanges,
+) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    for (k, v) in changes {
+        match v {
+            Some(v) => state.insert(k, v),
+            None => state.remove(&k),
+        };
+    }
+    state
+}
+
+fn transfer(from: &Pair, to: AccountId, amount: u128, nonce: u64) -> Extrinsic {
+    Extrinsic::sign(
+        from,
+        Call::Balances(balances::Call::Transfer { dest: to, amount }),
+        nonce,
+        100,
+        0,
+        chain(),
+    )
+}
+
+fn free(state: &BTreeMap<Vec<u8>, Vec<u8>>, who: &AccountId) -> u128 {
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
+    balances::account(&ctx, who).free
+}
+
+fn issuance(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> u128 {
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
+    balances::total_issuance(&ctx)
+}
+
+fn builder(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> BlockBuilder<'_> {
+    BlockBuilder::new(
+        state,
+        chain(),
+        Hash::of(b"parent"),
+        1,
+        1_000,
+        Pair::dev("Charlie").public(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn transfer_block_pays_fees_to_proposer_and_conserves_issuance() {
+    let state = genesis();
+    let (alice, bob, charlie) = (Pair::dev("Alice"), Pair::dev("Bob"), Pair::dev("Charlie"));
+    let mut b = builder(&state);
+    let xt = transfer(&alice, bob.public(), 5 * UNIT, 0);
+    let len = xt.encoded_size();
+    assert_eq!(b.push(xt, len, true).unwrap(), Ok(()));
+    let built = b.finish();
+    let state = apply(state, built.changes);
+    let fee = fee_for(len, 0);
+    assert_eq!(free(&state, &alice.public()), 95 * UNIT - fee);
+    assert_eq!(free(&state, &bob.public()), 15 * UNIT);
+    assert_eq!(free(&state, &charlie.public()), fee);
+    assert_eq!(issuance(&state), 110 * UNIT);
+    assert!(built
+        .events
+        .iter()
+        .any(|r| r.event == Event::System(system::Event::ExtrinsicSuccess { fee })));
+}
+
+#[test]
+fn failed_call_pays_fee_bumps_nonce_and_changes_nothing_else() {
+    let state = genesis();
+    let bob = Pair::dev("Bob");
+    let mut b = builder(&state);
+    let xt = transfer(&bob, Pair::dev("Alice").public(), 1_000 * UNIT, 0);
+    let len = xt.encoded_size();
+    let outcome = b.push(xt, len, true).unwrap();
+    assert_eq!(outcome.unwrap_err().error, "InsufficientBalance");
+    let built = b.finish();
+    let state = apply(state, built.changes);
+    assert_eq!(free(&state, &bob.public()), 10 * UNIT - fee_for(len, 0));
+    assert_eq!(free(&state, &Pair::dev("Alice").public()), 100 * UNIT);
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(&state));
+    assert_eq!(system::nonce(&ctx, &bob.public()), 1);
+    assert!(!built
+        .events
+        .iter()
+        .any(|r| matches!(r.event, Event::Balances(balances::Event::Transfer { .. }))));
+}
+
+#[test]
+fn invalid_transactions_are_refused_and_change_nothing() {
+    let state = genesis();
+    let alice = Pair::dev("Alice");
+    let bob = Pair::dev("Bob").public();
+    let mut b = builder(&state);
+
+    // Signed for another chain.
+    let other = ChainContext {
+        genesis_hash: Hash::of(b"other"),
+        ..chain()
+    };
+    let xt = Extrinsic::sign(
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: bob,
+            amount: 1,
+        }),
+        0,
+        100,
+        0,
+        other,
+    );
+    assert_eq!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::BadSignature)
+    );
+    // Signed for another runtime version.
+    let old = ChainContext {
+        spec_version: SPEC_VERSION + 1,
+        ..chain()
+    };
+    let xt = Extrinsic::sign(
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: bob,
+            amount: 1,
+        }),
+        0,
+        100,
+        0,
+        old,
+    );
+    assert_eq!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::BadSignature)
+    );
+    // Future nonce.
+    let xt = transfer(&alice, bob, 1, 5);
+    assert_eq!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::Future {
+            expected: 0,
+            got: 5
+        })
+    );
+    // Expired.
+    let xt = Extrinsic::sign(
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: bob,
+            amount: 1,
+        }),
+        0,
+        0,
+        0,
+        chain(),
+    );
+    assert_eq!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::Expired {
+            valid_until: 0,
+            block: 1
+        })
+    );
+    // Too large.
+    assert!(matches!(
+        b.push(transfer(&alice, bob, 1, 0), MAX_EXTRINSIC_BYTES + 1, true),
+        Err(InvalidTransaction::TooLarge { .. })
+    ));
+    // Cannot pay the fee.
+    let poor = Pair::dev("Nobody");
+    let xt = transfer(&poor, bob, 1, 0);
+    assert!(matches!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::Payment { available: 0, .. })
+    ));
+    assert!(b.is_empty());
+
+    // Stale after one good transaction.
+    let xt = transfer(&alice, bob, 1, 0);
+    b.push(xt.clone(), xt.encoded_size(), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.push(xt.clone(), xt.encoded_size(), true),
+        Err(InvalidTransaction::Stale {
+            expected: 1,
+            got: 0
+        })
+    );
+    assert_eq!(b.len(), 1);
+}
+
+#[test]
+fn validate_transaction_matches_pool_rules() {
+    let state = genesis();
+    let alice = Pair::dev("Alice");
+    let bob = Pair::dev("Bob").public();
+    let xt = transfer(&alice, bob, 1, 3);
+    let v = validate_transaction(&state, chain(), 1, &xt, xt.encoded_size()).unwrap();
+    assert_eq!(v.account_nonce, 0);
+    assert_eq!(v.fee, fee_for(xt.encoded_size(), 0));
+    let mut bad = xt.clone();
+    bad.signature.0[0] ^= 1;
+    assert_eq!(
+        validate_transaction(&state, chain(), 1, &bad, bad.encoded_size()),
+        Err(InvalidTransaction::BadSignature)
+    );
+    assert!(matches!(
+        validate_transaction(&state, chain(), 101, &xt, xt.encoded_size()),
+        Err(InvalidTransaction::Expired { .. })
+    ));
+}
+
+#[test]
+fn executing_a_built_block_reproduces_it_and_detects_tampering() {
+    let state = genesis();
+    let alice = Pair::dev("Alice");
+    let mut b = builder(&state);
+    for nonce in 0..10 {
+        let xt = transfer(&alice, Pair::dev("Bob").public(), UNIT, nonce);
+        b.push(xt.clone(), xt.encoded_size(), true)
+            .unwrap()
+            .unwrap();
+    }
+    let built = b.finish();
+    let header = built.header(Hash::of(b"root"));
+    let block = Block {
+        header,
+        extrinsics: built.extrinsics.clone(),
+    };
+    let again = execute_block(&state, chain(), &block).unwrap();
+    assert_eq!(again.changes, built.changes);
+    assert_eq!(again.events, built.events);
+
+    let mut reordered = block.clone();
+    reordered.extrinsics.swap(0, 1);
+    assert!(matches!(
+        execute_block(&state, chain(), &reordered),
+        Err(BlockError::InvalidExtrinsic {
+            index: 0,
+            error: InvalidTransaction::Future { .. }
+        })
+    ));
+    let mut forged = block.clone();
+    forged.extrinsics[3].signature.0[5] ^= 1;
+    assert_eq!(
+        execute_block(&state, chain(), &forged).err(),
+        Some(BlockError::InvalidExtrinsic {
+            index: 3,
+            error: InvalidTransaction::BadSignature
+        })
+    );
+    let mut dropped = block.clone();
+    dropped.extrinsics.pop();
+    assert!(matches!(
+        execute_block(&state, chain(), &dropped),
+        Err(BlockError::ExtrinsicsRoot { .. })
+    ));
+}
+
+#[test]
+fn block_time_must_increase() {
+    let state = genesis();
+    let b = builder(&state);
+    let state = apply(state.clone(), b.finish().changes);
+    let err = BlockBuilder::new(&state, chain(), Hash::ZERO, 2, 1_000, AccountId::default()).err();
+    assert!(matches!(err, Some(BlockError::Timestamp(_))));
+}
+
+#[test]
+fn genesis_refuses_duplicates() {
+    let alice = Pair::dev("Alice").public();
+    let config = GenesisConfig {
+        balances: vec![(alice, 1), (alice, 2)],
+    };
+    assert!(build_genesis(&config).is_err());
+}
+
+#[test]
+fn call_json_shape() {
+    let call = Call::Balances(balances::Call::Transfer {
+        dest: Pair::dev("Bob").public(),
+        amount: 7,
+    });
+    let json = serde_json::to_value(&call).unwrap();
+    assert_eq!(json["pallet"], "balances");
+    assert_eq!(json["call"], "transfer");
+    assert_eq!(json["amount"], "7");
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = decode_untrusted::<Extrinsic>("extrinsic", &bytes);
+        let _ = decode_untrusted::<Block>("block", &bytes);
+    }
+
+    #[test]
+    fn decoding_mutated_extrinsics_never_panics(flip in 0usize..200, byte in any::<u8>()) {
+        let mut bytes = transfer(&Pair::dev("Alice"), Pair::dev("Bob").public(), 1, 0).encode();
+        let i = flip % bytes.len();
+        bytes[i] = byte;
+        let _ = decode_untrusted::<Extrinsic>("extrinsic", &bytes);
+        bytes.truncate(i);
+        prop_assert!(decode_untrusted::<Extrinsic>("extrinsic", &bytes).is_err());
+    }
+}
