@@ -1,0 +1,217 @@
+//! # gridchain chain specs
+//!
+//! Parses and builds the JSON [`ChainSpec`] format documented in this crate's README. `dev` and
+//! `local` are built in (and checked in as `dev.json` / `local.json`); anything else is read
+//! from a file path.
+
+use gridchain_primitives::{account::balance_string, AccountId, Balance, Pair};
+use gridchain_runtime::GenesisConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One GRID in units.
+pub const UNIT: Balance = 1_000_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChainSpec {
+    pub name: String,
+    pub id: String,
+    pub chain_type: ChainType,
+    pub boot_nodes: Vec<String>,
+    pub block_time_ms: u64,
+    pub properties: Properties,
+    pub genesis: Genesis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChainType {
+    Development,
+    Local,
+    Live,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Properties {
+    pub token_symbol: String,
+    pub token_decimals: u8,
+    pub address_prefix: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Genesis {
+    pub balances: Vec<GenesisBalance>,
+    pub validators: Vec<GenesisValidator>,
+}
+
+/// `["<address>", "<amount>"]`: an account funded at genesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisBalance(pub AccountId, #[serde(with = "balance_string")] pub Balance);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub address: AccountId,
+    #[serde(with = "balance_string")]
+    pub stake: Balance,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainSpecError {
+    #[error("cannot read chain spec {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid chain spec {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("invalid chain spec: {0}")]
+    Invalid(String),
+}
+
+/// The well-known development accounts.
+pub const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
+
+fn development_spec(name: &str, id: &str, chain_type: ChainType, validators: &[&str]) -> ChainSpec {
+    ChainSpec {
+        name: name.into(),
+        id: id.into(),
+        chain_type,
+        boot_nodes: vec![],
+        block_time_ms: 1_000,
+        properties: Properties {
+            token_symbol: "GRID".into(),
+            token_decimals: 12,
+            address_prefix: gridchain_primitives::account::DEFAULT_ADDRESS_PREFIX,
+        },
+        genesis: Genesis {
+            balances: DEV_ACCOUNTS
+                .iter()
+                .map(|n| GenesisBalance(Pair::dev(n).public(), 1_000_000 * UNIT))
+                .collect(),
+            validators: validators
+                .iter()
+                .map(|n| GenesisValidator {
+                    address: Pair::dev(n).public(),
+                    stake: 100_000 * UNIT,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// One validator (Alice); the six dev accounts funded with 1,000,000 GRID each.
+pub fn dev() -> ChainSpec {
+    development_spec("Development", "dev", ChainType::Development, &["Alice"])
+}
+
+/// Four validators (Alice, Bob, Charlie, Dave); the same funded dev accounts.
+pub fn local() -> ChainSpec {
+    development_spec(
+        "Local Testnet",
+        "local",
+        ChainType::Local,
+        &["Alice", "Bob", "Charlie", "Dave"],
+    )
+}
+
+impl ChainSpec {
+    /// `dev`, `local`, or a path to a JSON file.
+    pub fn load(chain: &str) -> Result<Self, ChainSpecError> {
+        let spec = match chain {
+            "dev" => dev(),
+            "local" => local(),
+            path => Self::from_file(Path::new(path))?,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ChainSpecError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ChainSpecError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ChainSpecError::Parse {
+            path: shown,
+            source,
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("chain specs always serialize") + "\n"
+    }
+
+    /// Checks what the JSON schema cannot.
+    pub fn validate(&self) -> Result<(), ChainSpecError> {
+        if self.properties.address_prefix > 63 {
+            return Err(ChainSpecError::Invalid(
+                "addressPrefix must be 0..=63".into(),
+            ));
+        }
+        if self.block_time_ms == 0 {
+            return Err(ChainSpecError::Invalid(
+                "blockTimeMs must be positive".into(),
+            ));
+        }
+        if self.genesis.validators.is_empty() {
+            return Err(ChainSpecError::Invalid(
+                "genesis needs at least one validator".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn genesis_config(&self) -> GenesisConfig {
+        GenesisConfig {
+            balances: self.genesis.balances.iter().map(|b| (b.0, b.1)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_specs_match_the_built_in_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(
+            std::fs::read_to_string(root.join("dev.json")).unwrap(),
+            dev().to_json()
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("local.json")).unwrap(),
+            local().to_json()
+        );
+        assert_eq!(
+            ChainSpec::from_file(&root.join("local.json")).unwrap(),
+            local()
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let mut spec = dev();
+        spec.genesis.validators.clear();
+        assert!(spec.validate().is_err());
+        let dir = std::env::temp_dir().join(format!("spec-test-{}", std::process::id()));
+        std::fs::write(&dir, "{\"name\": 1}").unwrap();
+        assert!(matches!(
+            ChainSpec::load(dir.to_str().unwrap()),
+            Err(ChainSpecError::Parse { .. })
+        ));
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(
+            ChainSpec::load("/nonexistent/spec.json"),
+            Err(ChainSpecError::Read { .. })
+        ));
+    }
+}

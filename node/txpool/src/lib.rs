@@ -1,0 +1,445 @@
+//! # gridchain transaction pool
+//!
+//! Holds signed transactions between submission and inclusion.
+//!
+//! - **Validation** on submit ([`TxPool::submit`]): size, mortality, signature, stale nonce and
+//!   fee balance are checked by the runtime against the best state, *outside* the pool lock, so
+//!   RPC workers verify signatures in parallel. Invalid transactions never enter.
+//! - **Queues**: per sender, transactions are kept by nonce. The ones whose nonces continue the
+//!   account's next nonce without a gap are *ready*; the rest wait in the *future* part until the
+//!   gap is filled.
+//! - **Ordering** ([`TxPool::ready`]): each sender's ready chain in nonce order; across senders,
+//!   the highest tip first, then the earliest arrival.
+//! - **Duplicates and replacement**: a known hash is refused; a different transaction with the
+//!   same sender and nonce replaces the pooled one only if its tip is higher (the old one is
+//!   reported `usurped`).
+//! - **Bounds**: count and bytes are capped. When full, a future transaction is evicted first,
+//!   then the lowest-tip tail of some sender's chain if the newcomer pays more; else `PoolFull`.
+//! - **Maintenance** ([`TxPool::on_block_committed`]): included transactions leave with
+//!   `inBlock`/`finalized`, stale nonces and expired transactions are dropped.
+//! - **Watchers** ([`TxPool::watch`]): a channel of [`TxStatus`] per transaction, for
+//!   `author_submitAndWatchExtrinsic`.
+
+use gridchain_primitives::{block::BlockNumber, AccountId, Balance, ChainContext, Hash, StateRead};
+use gridchain_runtime::{validate_transaction, Extrinsic, InvalidTransaction};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::{
+    collections::{BTreeMap, BinaryHeap, HashMap},
+    sync::Arc,
+};
+use tokio::sync::mpsc;
+
+#[cfg(test)]
+mod tests;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_count: usize,
+    pub max_bytes: usize,
+    /// Cap on transactions waiting for a nonce gap, so one account cannot fill the pool with
+    /// transactions that may never become ready.
+    pub max_future: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_count: 250_000,
+            max_bytes: 128 * 1024 * 1024,
+            max_future: 25_000,
+        }
+    }
+}
+
+/// Why the pool refused a transaction. The pool is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] InvalidTransaction),
+    #[error("transaction {0} is already in the pool")]
+    AlreadyImported(Hash),
+    #[error("a transaction with the same nonce and an equal or higher tip is already in the pool")]
+    TooLowPriority,
+    #[error("the pool is full and this transaction's tip does not outbid any pooled one")]
+    PoolFull,
+}
+
+/// A transaction's life, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TxStatus {
+    Future,
+    Ready,
+    InBlock(Hash),
+    Finalized(Hash),
+    /// Replaced by another transaction with the same sender and nonce.
+    Usurped(Hash),
+    /// Evicted, expired, or made stale by another transaction.
+    Dropped,
+    /// Became invalid while waiting (e.g. the account can no longer pay the fee).
+    Invalid,
+}
+
+/// A validated transaction in the pool.
+#[derive(Debug)]
+pub struct PoolTx {
+    pub xt: Extrinsic,
+    pub hash: Hash,
+    pub encoded_len: usize,
+    arrival: u64,
+}
+
+impl PoolTx {
+    pub fn tip(&self) -> Balance {
+        self.xt.tip
+    }
+}
+
+#[derive(Default)]
+struct SenderQueue {
+    /// The account's next nonce in the last state we checked against.
+    next_nonce: u64,
+    /// The first nonce at or after `next_nonce` that is missing: `next_nonce..ready_end` is the
+    /// ready chain. Kept up to date on every change so no operation walks the whole queue.
+    ready_end: u64,
+    by_nonce: BTreeMap<u64, Arc<PoolTx>>,
+}
+
+impl SenderQueue {
+    fn ready_len(&self) -> usize {
+        (self.ready_end - self.next_nonce) as usize
+    }
+
+    fn extend_ready(&mut self) {
+        while self.by_nonce.contains_key(&self.ready_end) {
+            self.ready_end += 1;
+        }
+    }
+
+    fn set_next_nonce(&mut self, next: u64) {
+        self.next_nonce = next;
+        self.ready_end = self.ready_end.max(next);
+        self.extend_ready();
+    }
+
+    fn insert(&mut self, tx: Arc<PoolTx>) {
+        self.by_nonce.insert(tx.xt.nonce, tx);
+        self.extend_ready();
+    }
+
+    fn remove(&mut self, nonce: u64) {
+        self.by_nonce.remove(&nonce);
+        if nonce >= self.next_nonce && nonce < self.ready_end {
+            self.ready_end = nonce;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    by_hash: HashMap<Hash, Arc<PoolTx>>,
+    senders: HashMap<AccountId, SenderQueue>,
+    bytes: usize,
+    arrivals: u64,
+    watchers: HashMap<Hash, Vec<mpsc::UnboundedSender<TxStatus>>>,
+}
+
+impl Inner {
+    fn notify(&mut self, hash: &Hash, status: TxStatus, last: bool) {
+        if last {
+            if let Some(list) = self.watchers.remove(hash) {
+                for w in list {
+                    let _ = w.send(status.clone());
+                }
+            }
+        } else if let Some(list) = self.watchers.get_mut(hash) {
+            list.retain(|w| w.send(status.clone()).is_ok());
+        }
+    }
+
+    fn remove(&mut self, hash: &Hash) -> Option<Arc<PoolTx>> {
+        let tx = self.by_hash.remove(hash)?;
+        self.bytes -= tx.encoded_len;
+        if let Some(queue) = self.senders.get_mut(&tx.xt.signer) {
+            queue.remove(tx.xt.nonce);
+            if queue.by_nonce.is_empty() {
+                self.senders.remove(&tx.xt.signer);
+            }
+        }
+        Some(tx)
+    }
+
+    fn future_count(&self) -> usize {
+        self.senders
+            .values()
+            .map(|q| q.by_nonce.len() - q.ready_len())
+            .sum()
+    }
+
+    /// Picks a transaction to evict for a newcomer paying `tip`: the highest-nonce future
+    /// transaction if any, else the cheapest chain tail that pays less than `tip`.
+    fn eviction_candidate(&self, tip: Balance) -> Option<Hash> {
+        let future = self.senders.values().find_map(|q| {
+            let ready = q.ready_len();
+            (q.by_nonce.len() > ready)
+                .then(|| q.by_nonce.values().next_back().map(|t| t.hash))
+                .flatten()
+        });
+        if future.is_some() {
+            return future;
+        }
+        self.senders
+            .values()
+            .filter_map(|q| q.by_nonce.values().next_back())
+            .filter(|t| t.tip() < tip)
+            .min_by_key(|t| (t.tip(), std::cmp::Reverse(t.arrival)))
+            .map(|t| t.hash)
+    }
+}
+
+pub struct TxPool {
+    inner: Mutex<Inner>,
+    limits: PoolLimits,
+    chain: ChainContext,
+}
+
+/// What became of a submitted transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub hash: Hash,
+    pub status: TxStatus,
+}
+
+impl TxPool {
+    pub fn new(chain: ChainContext, limits: PoolLimits) -> Self {
+        TxPool {
+            inner: Mutex::new(Inner::default()),
+            limits,
+            chain,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+
+    /// Validates `xt` against `state` (the best block's, whose successor is `next_block`) and
+    /// adds it. `encoded_len` is the length of its SCALE encoding.
+    pub fn submit(
+        &self,
+        state: &dyn StateRead,
+        next_block: BlockNumber,
+        xt: Extrinsic,
+        encoded_len: usize,
+    ) -> Result<Submitted, PoolError> {
+        let hash = xt.hash();
+        if self.inner.lock().by_hash.contains_key(&hash) {
+            return Err(PoolError::AlreadyImported(hash));
+        }
+        let valid = validate_transaction(state, self.chain, next_block, &xt, encoded_len)?;
+        self.insert(xt, hash, encoded_len, valid.account_nonce)
+    }
+
+    fn insert(
+        &self,
+        xt: Extrinsic,
+        hash: Hash,
+        encoded_len: usize,
+        account_nonce: u64,
+    ) -> Result<Submitted, PoolError> {
+        let mut inner = self.inner.lock();
+        if inner.by_hash.contains_key(&hash) {
+            return Err(PoolError::AlreadyImported(hash));
+        }
+        let signer = xt.signer;
+        let nonce = xt.nonce;
+        let tip = xt.tip;
+        // The state may have moved on since validation: never keep a nonce it has used.
+        let known_next = inner
+            .senders
+            .get(&signer)
+            .map_or(account_nonce, |q| q.next_nonce.max(account_nonce));
+        if nonce < known_next {
+            return Err(InvalidTransaction::Stale {
+                expected: known_next,
+                got: nonce,
+            }
+            .into());
+        }
+        let replaced = match inner
+            .senders
+            .get(&signer)
+            .and_then(|q| q.by_nonce.get(&nonce))
+        {
+            Some(existing) if existing.tip() >= tip => return Err(PoolError::TooLowPriority),
+            Some(existing) => Some(existing.hash),
+            None => None,
+        };
+        if let Some(old) = replaced {
+            inner.remove(&old);
+            inner.notify(&old, TxStatus::Usurped(hash), true);
+        }
+        if let Some(queue) = inner.senders.get_mut(&signer) {
+            queue.set_next_nonce(known_next);
+        }
+        // Would this transaction wait for a gap? Then the future cap applies.
+        let ready_end = inner
+            .senders
+            .get(&signer)
+            .map_or(known_next, |q| q.ready_end);
+        let is_future = nonce > ready_end;
+        if is_future && inner.future_count() >= self.limits.max_future {
+            return Err(PoolError::PoolFull);
+        }
+        while inner.by_hash.len() + 1 > self.limits.max_count
+            || inner.bytes + encoded_len > self.limits.max_bytes
+        {
+            let Some(victim) = inner.eviction_candidate(tip) else {
+                return Err(PoolError::PoolFull);
+            };
+            inner.remove(&victim);
+            inner.notify(&victim, TxStatus::Dropped, true);
+        }
+        inner.arrivals += 1;
+        let tx = Arc::new(PoolTx {
+            xt,
+            hash,
+            encoded_len,
+            arrival: inner.arrivals,
+        });
+        inner.bytes += encoded_len;
+        inner.by_hash.insert(hash, tx.clone());
+        let queue = inner.senders.entry(signer).or_default();
+        queue.set_next_nonce(known_next);
+        queue.insert(tx);
+        let status = if is_future {
+            TxStatus::Future
+        } else {
+            TxStatus::Ready
+        };
+        Ok(Submitted { hash, status })
+    }
+
+    /// Subscribes to status changes of a pooled transaction; `None` if it is not in the pool.
+    pub fn watch(&self, hash: &Hash) -> Option<mpsc::UnboundedReceiver<TxStatus>> {
+        let mut inner = self.inner.lock();
+        if !inner.by_hash.contains_key(hash) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        inner.watchers.entry(*hash).or_default().push(tx);
+        Some(rx)
+    }
+
+    /// Ready transactions in inclusion order, at most `max` of them.
+    pub fn ready(&self, max: usize) -> Vec<Arc<PoolTx>> {
+        let inner = self.inner.lock();
+        // Each sender contributes its gap-free chain; a heap picks the best head across senders.
+        struct Head<'a> {
+            tx: &'a Arc<PoolTx>,
+            rest: std::collections::btree_map::Range<'a, u64, Arc<PoolTx>>,
+        }
+        impl PartialEq for Head<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                self.tx.hash == other.tx.hash
+            }
+        }
+        impl Eq for Head<'_> {}
+        impl PartialOrd for Head<'_> {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Head<'_> {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.tx
+                    .tip()
+                    .cmp(&other.tx.tip())
+                    .then(other.tx.arrival.cmp(&self.tx.arrival))
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        for queue in inner.senders.values() {
+            let mut rest = queue.by_nonce.range(queue.next_nonce..);
+            if let Some((n, tx)) = rest.next() {
+                if *n == queue.next_nonce {
+                    heap.push(Head { tx, rest });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(mut head) = heap.pop() else { break };
+            out.push(head.tx.clone());
+            let expected = head.tx.xt.nonce + 1;
+            if let Some((n, tx)) = head.rest.next() {
+                if *n == expected {
+                    head.tx = tx;
+                    heap.push(head);
+                }
+            }
+        }
+        out
+    }
+
+    /// All pooled transactions (ready and future).
+    pub fn pending(&self) -> Vec<Arc<PoolTx>> {
+        self.inner.lock().by_hash.values().cloned().collect()
+    }
+
+    /// Removes a transaction the block builder found invalid.
+    pub fn remove_invalid(&self, hash: &Hash) {
+        let mut inner = self.inner.lock();
+        if inner.remove(hash).is_some() {
+            inner.notify(hash, TxStatus::Invalid, true);
+        }
+    }
+
+    /// After block `block_hash` (number `number`) is committed and final: reports and removes its
+    /// transactions, then re-reads the nonce of every sender still pooled from `state` and drops
+    /// what became stale or expired.
+    pub fn on_block_committed(
+        &self,
+        state: &dyn StateRead,
+        block_hash: Hash,
+        number: BlockNumber,
+        included: &[Hash],
+        nonce_of: impl Fn(&dyn StateRead, &AccountId) -> u64,
+    ) {
+        let mut inner = self.inner.lock();
+        for hash in included {
+            inner.remove(hash);
+            if inner.watchers.contains_key(hash) {
+                inner.notify(hash, TxStatus::InBlock(block_hash), false);
+                inner.notify(hash, TxStatus::Finalized(block_hash), true);
+            }
+        }
+        let mut gone = Vec::new();
+        let senders: Vec<AccountId> = inner.senders.keys().copied().collect();
+        for signer in senders {
+            let next = nonce_of(state, &signer);
+            let queue = inner.senders.get_mut(&signer).expect("listed above");
+            queue.set_next_nonce(next);
+            gone.extend(
+                queue
+                    .by_nonce
+                    .values()
+                    .filter(|t| t.xt.nonce < next || t.xt.valid_until <= number)
+                    .map(|t| t.hash),
+            );
+        }
+        for hash in gone {
+            inner.remove(&hash);
+            inner.notify(&hash, TxStatus::Dropped, true);
+        }
+    }
+}

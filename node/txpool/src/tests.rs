@@ -1,0 +1,207 @@
+use super::*;
+use gridchain_primitives::Pair;
+use gridchain_runtime::{
+    balances, build_genesis, system, Call, Context, GenesisConfig, SPEC_VERSION,
+};
+use parity_scale_codec::Encode;
+
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn chain() -> ChainContext {
+    ChainContext {
+        genesis_hash: Hash::of(b"pool test"),
+        spec_version: SPEC_VERSION,
+    }
+}
+
+fn state() -> State {
+    let names = ["Alice", "Bob", "Charlie", "Dave"];
+    let config = GenesisConfig {
+        balances: names
+            .iter()
+            .map(|n| (Pair::dev(n).public(), 1_000_000_000_000_000))
+            .collect(),
+    };
+    build_genesis(&config)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap()))
+        .collect()
+}
+
+fn xt(who: &str, nonce: u64, tip: u128) -> Extrinsic {
+    let call = Call::Balances(balances::Call::Transfer {
+        dest: Pair::dev("Eve").public(),
+        amount: 1,
+    });
+    Extrinsic::sign(&Pair::dev(who), call, nonce, 100, tip, chain())
+}
+
+fn submit(pool: &TxPool, state: &State, x: Extrinsic) -> Result<Submitted, PoolError> {
+    let len = x.encoded_size();
+    pool.submit(state, 1, x, len)
+}
+
+fn nonce_of(state: &dyn StateRead, who: &AccountId) -> u64 {
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
+    system::nonce(&ctx, who)
+}
+
+fn order(pool: &TxPool) -> Vec<(AccountId, u64)> {
+    pool.ready(usize::MAX)
+        .iter()
+        .map(|t| (t.xt.signer, t.xt.nonce))
+        .collect()
+}
+
+#[test]
+fn future_transactions_wait_for_the_gap() {
+    let (s, pool) = (state(), TxPool::new(chain(), PoolLimits::default()));
+    assert_eq!(
+        submit(&pool, &s, xt("Alice", 2, 0)).unwrap().status,
+        TxStatus::Future
+    );
+    assert!(pool.ready(10).is_empty());
+    assert_eq!(
+        submit(&pool, &s, xt("Alice", 0, 0)).unwrap().status,
+        TxStatus::Ready
+    );
+    assert_eq!(pool.ready(10).len(), 1);
+    assert_eq!(
+        submit(&pool, &s, xt("Alice", 1, 0)).unwrap().status,
+        TxStatus::Ready
+    );
+    let alice = Pair::dev("Alice").public();
+    assert_eq!(order(&pool), vec![(alice, 0), (alice, 1), (alice, 2)]);
+}
+
+#[test]
+fn higher_tips_go_first_but_nonce_order_holds() {
+    let (s, pool) = (state(), TxPool::new(chain(), PoolLimits::default()));
+    submit(&pool, &s, xt("Alice", 0, 1)).unwrap();
+    submit(&pool, &s, xt("Alice", 1, 100)).unwrap();
+    submit(&pool, &s, xt("Bob", 0, 50)).unwrap();
+    submit(&pool, &s, xt("Charlie", 0, 1)).unwrap();
+    let (alice, bob, charlie) = (
+        Pair::dev("Alice").public(),
+        Pair::dev("Bob").public(),
+        Pair::dev("Charlie").public(),
+    );
+    // Bob pays most among heads; Alice's high-tip nonce 1 must wait for her nonce 0; Alice and
+    // Charlie tie on tip, and Alice arrived first.
+    assert_eq!(
+        order(&pool),
+        vec![(bob, 0), (alice, 0), (alice, 1), (charlie, 0)]
+    );
+    assert_eq!(pool.ready(2).len(), 2);
+}
+
+#[test]
+fn duplicates_replacement_and_invalid_are_refused_without_change() {
+    let (s, pool) = (state(), TxPool::new(chain(), PoolLimits::default()));
+    let first = xt("Alice", 0, 10);
+    let h = submit(&pool, &s, first.clone()).unwrap().hash;
+    let mut watcher = pool.watch(&h).unwrap();
+    assert_eq!(submit(&pool, &s, first), Err(PoolError::AlreadyImported(h)));
+    assert_eq!(
+        submit(&pool, &s, xt("Alice", 0, 10)).map(|_| ()),
+        Err(PoolError::AlreadyImported(h))
+    );
+    // Same nonce, lower tip: refused. Higher tip: replaces.
+    let mut cheaper = xt("Alice", 0, 5);
+    cheaper.call = Call::System(system::Call::Remark {
+        data: vec![1].into(),
+    });
+    let cheaper = Extrinsic::sign(&Pair::dev("Alice"), cheaper.call, 0, 100, 5, chain());
+    assert_eq!(submit(&pool, &s, cheaper), Err(PoolError::TooLowPriority));
+    let better = submit(&pool, &s, xt("Alice", 0, 11)).unwrap();
+    assert_eq!(watcher.try_recv().unwrap(), TxStatus::Usurped(better.hash));
+    assert_eq!(pool.len(), 1);
+
+    let mut forged = xt("Bob", 0, 0);
+    forged.signature.0[0] ^= 1;
+    assert_eq!(
+        submit(&pool, &s, forged),
+        Err(PoolError::Invalid(InvalidTransaction::BadSignature))
+    );
+    let poor = xt("Nobody", 0, 0);
+    assert!(matches!(
+        submit(&pool, &s, poor),
+        Err(PoolError::Invalid(InvalidTransaction::Payment { .. }))
+    ));
+    let bytes = pool.bytes();
+    assert_eq!(pool.len(), 1);
+    assert_eq!(bytes, pool.pending()[0].encoded_len);
+}
+
+#[test]
+fn bounded_pool_evicts_future_then_cheapest_tail() {
+    let limits = PoolLimits {
+        max_count: 3,
+        max_bytes: usize::MAX,
+        max_future: 1,
+    };
+    let (s, pool) = (state(), TxPool::new(chain(), limits));
+    let future = submit(&pool, &s, xt("Dave", 5, 100)).unwrap().hash;
+    let mut future_watch = pool.watch(&future).unwrap();
+    assert_eq!(
+        submit(&pool, &s, xt("Dave", 7, 100)),
+        Err(PoolError::PoolFull)
+    );
+    submit(&pool, &s, xt("Alice", 0, 10)).unwrap();
+    submit(&pool, &s, xt("Bob", 0, 20)).unwrap();
+    // Full: the future transaction goes first.
+    submit(&pool, &s, xt("Charlie", 0, 1)).unwrap();
+    assert_eq!(future_watch.try_recv().unwrap(), TxStatus::Dropped);
+    // Full again, all ready: a newcomer must outbid the cheapest tail (Charlie, tip 1).
+    assert_eq!(
+        submit(&pool, &s, xt("Dave", 0, 1)),
+        Err(PoolError::PoolFull)
+    );
+    submit(&pool, &s, xt("Dave", 0, 2)).unwrap();
+    let senders: Vec<_> = order(&pool).into_iter().map(|(a, _)| a).collect();
+    assert!(!senders.contains(&Pair::dev("Charlie").public()));
+    assert_eq!(pool.len(), 3);
+}
+
+#[test]
+fn committed_block_reports_and_prunes() {
+    let (s, pool) = (state(), TxPool::new(chain(), PoolLimits::default()));
+    let a0 = submit(&pool, &s, xt("Alice", 0, 0)).unwrap().hash;
+    let a1 = submit(&pool, &s, xt("Alice", 1, 0)).unwrap().hash;
+    let b0 = submit(&pool, &s, xt("Bob", 0, 0)).unwrap().hash;
+    let mut w0 = pool.watch(&a0).unwrap();
+    let mut w1 = pool.watch(&a1).unwrap();
+
+    // A block included Alice's nonce 0 and, from another node, something that used her nonce 1.
+    let mut after = s.clone();
+    after.insert(
+        system::nonce_key(&Pair::dev("Alice").public()),
+        2u64.encode(),
+    );
+    let block = Hash::of(b"block 1");
+    pool.on_block_committed(&after, block, 1, &[a0], nonce_of);
+    assert_eq!(w0.try_recv().unwrap(), TxStatus::InBlock(block));
+    assert_eq!(w0.try_recv().unwrap(), TxStatus::Finalized(block));
+    assert_eq!(w1.try_recv().unwrap(), TxStatus::Dropped);
+    assert_eq!(
+        pool.pending().iter().map(|t| t.hash).collect::<Vec<_>>(),
+        vec![b0]
+    );
+
+    // Expiry: Bob's transaction is valid until block 100.
+    pool.on_block_committed(&after, Hash::of(b"block 100"), 100, &[], nonce_of);
+    assert!(pool.is_empty());
+    assert_eq!(pool.bytes(), 0);
+}
+
+#[test]
+fn invalid_at_build_time_is_removed_and_reported() {
+    let (s, pool) = (state(), TxPool::new(chain(), PoolLimits::default()));
+    let h = submit(&pool, &s, xt("Alice", 0, 0)).unwrap().hash;
+    let mut w = pool.watch(&h).unwrap();
+    pool.remove_invalid(&h);
+    assert_eq!(w.try_recv().unwrap(), TxStatus::Invalid);
+    assert!(pool.is_empty());
+    assert!(pool.watch(&h).is_none());
+}
