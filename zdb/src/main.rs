@@ -1,0 +1,102 @@
+//! `zdb` binary: parses 0-db style flags and runs the server until SIGINT/SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use zdb::{Durability, Mode, Server, ZdbConfig};
+
+/// A 0-db compatible key-value server (RESP2 over TCP and Unix sockets).
+#[derive(Debug, Parser)]
+#[command(name = "zdb", version)]
+struct Args {
+    /// Directory of data files.
+    #[arg(long, default_value = "zdb-data")]
+    data: PathBuf,
+    /// Directory of index files.
+    #[arg(long, default_value = "zdb-index")]
+    index: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    listen: IpAddr,
+    /// TCP port (0 picks a free one).
+    #[arg(long, default_value_t = zdb::config::DEFAULT_PORT)]
+    port: u16,
+    /// Also listen on this Unix socket.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Disable TCP (useful with --socket).
+    #[arg(long)]
+    no_tcp: bool,
+    /// Admin password; without it every client is admin.
+    #[arg(long)]
+    admin: Option<String>,
+    /// Maximum size of a data file in bytes before a new one is started.
+    #[arg(long, default_value_t = zdb::config::DEFAULT_DATASIZE)]
+    datasize: u64,
+    /// Force every namespace into one mode (user or seq); default: per namespace.
+    #[arg(long)]
+    mode: Option<String>,
+    /// fsync before acknowledging every write.
+    #[arg(long)]
+    sync: bool,
+    /// fsync at most every SECONDS (writes within the last period may be lost on power failure).
+    #[arg(long, value_name = "SECONDS")]
+    synctime: Option<u64>,
+    /// Default size limit (bytes of payload) of new namespaces; 0 is unlimited.
+    #[arg(long, default_value_t = 0)]
+    maxsize: u64,
+    /// Maximum simultaneous clients.
+    #[arg(long, default_value_t = 1024)]
+    max_clients: usize,
+}
+
+fn config_from(args: Args) -> Result<ZdbConfig> {
+    let mut config = ZdbConfig::new(".");
+    config.data_dir = args.data;
+    config.index_dir = args.index;
+    config.listen = (!args.no_tcp).then_some(SocketAddr::new(args.listen, args.port));
+    config.socket = args.socket;
+    config.admin_password = args.admin;
+    config.datasize = args.datasize;
+    config.mode = match args.mode.as_deref() {
+        None | Some("mixed") => None,
+        Some(m) => Some(Mode::parse(m).with_context(|| format!("unknown mode {m:?} (user, seq)"))?),
+    };
+    config.durability = match (args.sync, args.synctime) {
+        (true, Some(_)) => bail!("--sync and --synctime are exclusive"),
+        (true, None) => Durability::Always,
+        (false, Some(0)) => bail!("--synctime must be at least 1 second"),
+        (false, Some(s)) => Durability::Periodic(Duration::from_secs(s)),
+        (false, None) => Durability::OsBuffered,
+    };
+    config.default_maxsize = args.maxsize;
+    config.max_clients = args.max_clients;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = config_from(Args::parse())?;
+    let server = Server::start(config).await.context("starting zdb")?;
+    if let Some(addr) = server.local_addr() {
+        // scripts and tests read this line to find an ephemeral port
+        println!("zdb listening on {addr}");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    server.shutdown().await.context("shutting down")?;
+    Ok(())
+}

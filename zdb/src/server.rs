@@ -1,0 +1,437 @@
+//! Network side: listeners, per-connection loops, background maintenance
+//! and graceful shutdown.
+//!
+//! A connection loop reads what the socket has, runs every complete request
+//! in the buffer, commits the namespaces those requests wrote to (one write
+//! syscall, plus one fsync under `--sync`, per batch), then sends all replies
+//! at once. Storage calls are short and synchronous; compaction and fsync
+//! under `--sync` run on the blocking pool.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::commands::{Deferred, Session, Shared};
+use crate::config::{Durability, ZdbConfig, MAX_DATASIZE};
+use crate::error::StoreError;
+use crate::resp::{reply, Limits, Request, RequestParser};
+use crate::storage::{EngineConfig, Namespace, Store};
+
+/// Replies are sent once this much is queued, even mid-batch, so a pipeline
+/// of large GETs cannot pile up unbounded output.
+const OUTPUT_FLUSH_BYTES: usize = 1024 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// Connections get this long to finish their current batch on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running zdb server. Dropping it without [`Server::shutdown`] leaves the
+/// tasks running until the runtime stops.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: Option<SocketAddr>,
+    socket: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Opens (and repairs) the storage, binds the listeners and starts serving.
+    pub async fn start(config: ZdbConfig) -> Result<Server, ServerError> {
+        if config.datasize == 0 || config.datasize > MAX_DATASIZE {
+            return Err(ServerError::Config(format!(
+                "datasize must be between 1 and {MAX_DATASIZE} bytes"
+            )));
+        }
+        if config.listen.is_none() && config.socket.is_none() {
+            return Err(ServerError::Config(
+                "neither a TCP address nor a Unix socket to listen on".into(),
+            ));
+        }
+        let engine = EngineConfig {
+            datasize: config.datasize,
+            durability: config.durability,
+            forced_mode: config.mode,
+            default_maxsize: config.default_maxsize,
+        };
+        let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&data, &index, engine)).await??;
+        let shared = Arc::new(Shared::new(store, config.clone()));
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let mut local_addr = None;
+        if let Some(addr) = config.listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    what: addr.to_string(),
+                    source,
+                })?;
+            local_addr = listener.local_addr().ok();
+            info!(addr = ?local_addr, "listening on TCP");
+            tasks.spawn(accept_tcp(listener, shared.clone(), shutdown.subscribe()));
+        }
+        if let Some(path) = &config.socket {
+            // a socket file left by a previous run would make bind fail
+            if path.exists() {
+                let _ = std::fs::remove_file(path);
+            }
+            let listener = UnixListener::bind(path).map_err(|source| ServerError::Listen {
+                what: path.display().to_string(),
+                source,
+            })?;
+            info!(path = %path.display(), "listening on Unix socket");
+            tasks.spawn(accept_unix(listener, shared.clone(), shutdown.subscribe()));
+        }
+        if let Durability::Periodic(every) = config.durability {
+            tasks.spawn(periodic_sync(shared.clone(), every, shutdown.subscribe()));
+        }
+        tasks.spawn(background_compaction(shared.clone(), shutdown.subscribe()));
+        Ok(Server {
+            shared,
+            local_addr,
+            socket: config.socket,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound TCP address (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets connections finish their current batch, then
+    /// writes and fsyncs every namespace.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            for ns in shared.store.all() {
+                if ns.is_removed() {
+                    continue;
+                }
+                if let Err(e) = ns.sync() {
+                    error!(namespace = ns.name(), "final sync failed: {e}");
+                }
+            }
+        })
+        .await?;
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+        info!("server stopped");
+        Ok(())
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    debug!(%peer, "client connected");
+                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // out of file descriptors and the like: back off instead of spinning
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drain(conns).await;
+}
+
+async fn accept_unix(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drain(conns).await;
+}
+
+async fn drain(mut conns: JoinSet<()>) {
+    let deadline = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = conns.join_next() => if next.is_none() { return },
+            _ = &mut deadline => {
+                warn!(connections = conns.len(), "connections still busy at shutdown, aborting them");
+                conns.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one client connection to completion.
+async fn serve<S>(mut stream: S, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stats = &shared.stats;
+    stats.clients_lifetime.fetch_add(1, Ordering::Relaxed);
+    let connected = stats.clients_connected.fetch_add(1, Ordering::AcqRel) + 1;
+    if connected > shared.config.max_clients {
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+    } else if let Err(e) = connection_loop(&mut stream, &shared, &mut stop).await {
+        debug!("connection closed: {e}");
+    }
+    stats.clients_connected.fetch_sub(1, Ordering::AcqRel);
+}
+
+async fn connection_loop<S>(
+    stream: &mut S,
+    shared: &Arc<Shared>,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(mut session) = Session::new(shared.clone()) else {
+        stream.write_all(b"-ERR default namespace missing\r\n").await?;
+        return Ok(());
+    };
+    let mut parser = RequestParser::new(Limits::default());
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    // when the request at the front of `input` started arriving
+    let mut frame_started: Option<Instant> = None;
+    loop {
+        // run everything already received
+        let mut closing = None;
+        loop {
+            match parser.next(&mut input) {
+                Ok(Some(Request::Command(args))) => {
+                    if let Some(Deferred::Compact(ns)) = session.execute(&args, &mut output) {
+                        run_compaction(ns, &mut output).await;
+                    }
+                }
+                Ok(Some(Request::TooLarge)) => reply::error(
+                    &mut output,
+                    &format!(
+                        "Payload too large: an argument exceeds {} bytes",
+                        Limits::default().max_arg_len
+                    ),
+                ),
+                Ok(None) => break,
+                Err(e) => {
+                    closing = Some(e);
+                    break;
+                }
+            }
+            if output.len() >= OUTPUT_FLUSH_BYTES {
+                commit_and_send(stream, &mut session, &mut output, shared).await?;
+            }
+        }
+        if let Some(e) = closing {
+            commit_and_send(stream, &mut session, &mut output, shared).await?;
+            reply::error(&mut output, &format!("Protocol error: {e}"));
+            stream.write_all(&output).await?;
+            return Ok(());
+        }
+        commit_and_send(stream, &mut session, &mut output, shared).await?;
+
+        if parser.in_progress(&input) {
+            frame_started.get_or_insert_with(Instant::now);
+        } else {
+            frame_started = None;
+            // give back the memory of a large request once it is done
+            if input.capacity() > 4 * READ_CHUNK {
+                input = BytesMut::with_capacity(16 * 1024);
+            }
+        }
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK.max(parser.bulk_bytes_missing(&input).min(1 << 20)));
+        }
+        let read = async {
+            match frame_started {
+                Some(started) => {
+                    let deadline = started + shared.config.frame_timeout;
+                    match tokio::time::timeout_at(deadline, stream.read_buf(&mut input)).await {
+                        Ok(r) => r.map(Some),
+                        Err(_) => Ok(None),
+                    }
+                }
+                None => stream.read_buf(&mut input).await.map(Some),
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            r = read => match r? {
+                Some(0) => return Ok(()),
+                Some(_) => {}
+                None => {
+                    output.clear();
+                    reply::error(&mut output, "Timeout: request not completed in time, closing");
+                    stream.write_all(&output).await?;
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+/// Makes the batch's writes as durable as configured, then sends its replies.
+async fn commit_and_send<S>(
+    stream: &mut S,
+    session: &mut Session,
+    output: &mut BytesMut,
+    shared: &Arc<Shared>,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let dirty = session.take_dirty();
+    if !dirty.is_empty() {
+        let failures = if shared.config.durability == Durability::Always {
+            tokio::task::spawn_blocking(move || commit_all(&dirty))
+                .await
+                .unwrap_or_else(|e| vec![e.to_string()])
+        } else {
+            commit_all(&dirty)
+        };
+        if !failures.is_empty() {
+            // the writes of this batch may be lost: say so instead of confirming them
+            output.clear();
+            reply::error(output, &format!("Cannot write data right now: {}", failures.join("; ")));
+            stream.write_all(output).await?;
+            return Err(io::Error::other("commit failed"));
+        }
+    }
+    if !output.is_empty() {
+        stream.write_all(output).await?;
+        output.clear();
+        if output.capacity() > 4 * OUTPUT_FLUSH_BYTES {
+            *output = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    Ok(())
+}
+
+fn commit_all(namespaces: &[Arc<Namespace>]) -> Vec<String> {
+    namespaces
+        .iter()
+        .filter_map(|ns| {
+            ns.commit().err().map(|e| {
+                error!(namespace = ns.name(), "commit failed: {e}");
+                e.to_string()
+            })
+        })
+        .collect()
+}
+
+async fn run_compaction(ns: Arc<Namespace>, output: &mut BytesMut) {
+    match tokio::task::spawn_blocking(move || ns.compact()).await {
+        Ok(Ok(r)) => reply::simple(
+            output,
+            &format!(
+                "OK files_removed={} files_written={} bytes_before={} bytes_after={} records_copied={}",
+                r.files_removed, r.files_written, r.bytes_before, r.bytes_after, r.records_copied
+            ),
+        ),
+        Ok(Err(e)) => reply::error(output, &e.to_string()),
+        Err(e) => reply::error(output, &format!("compaction task failed: {e}")),
+    }
+}
+
+async fn periodic_sync(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let shared = shared.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            for ns in shared.store.all() {
+                if !ns.is_removed() {
+                    if let Err(e) = ns.sync() {
+                        error!(namespace = ns.name(), "periodic sync failed: {e}");
+                    }
+                }
+            }
+        });
+        if let Err(e) = synced.await {
+            error!("periodic sync task failed: {e}");
+        }
+    }
+}
+
+/// Compacts namespaces whose reclaimable bytes pass the configured threshold.
+async fn background_compaction(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(shared.config.compaction_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        for ns in shared.store.all() {
+            let (dead, total) = ns.space();
+            if ns.is_removed()
+                || dead < shared.config.compaction_min_dead_bytes
+                || dead * 2 < total
+            {
+                continue;
+            }
+            info!(namespace = ns.name(), dead, total, "starting background compaction");
+            match tokio::task::spawn_blocking(move || ns.compact()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!("background compaction failed: {e}"),
+                Err(e) => error!("background compaction task failed: {e}"),
+            }
+        }
+    }
+}
