@@ -1,0 +1,375 @@
+//! Every command and its error paths, through a real redis client over TCP
+//! against an in-process server.
+
+mod common;
+
+use common::{q, qerr, InProcess};
+use redis::Value;
+use sha1::Digest;
+
+fn bulk(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        other => panic!("expected bulk, got {other:?}"),
+    }
+}
+
+fn items(v: &Value) -> &Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => panic!("expected array, got {other:?}"),
+    }
+}
+
+fn sha1_hex(s: &str) -> String {
+    hex::encode(sha1::Sha1::digest(s.as_bytes()))
+}
+
+#[test]
+fn system_commands() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    assert_eq!(q::<String>(&mut c, &[b"PING"]), "PONG");
+    assert_eq!(q::<String>(&mut c, &[b"PING", b"hi"]), "hi");
+    let time: Vec<String> = q(&mut c, &[b"TIME"]);
+    assert_eq!(time.len(), 2);
+    assert!(time[0].parse::<u64>().expect("secs") > 1_600_000_000);
+    let info: String = q(&mut c, &[b"INFO"]);
+    assert!(info.contains("# server"), "{info}");
+    assert!(qerr(&mut c, &[b"NOPE"]).contains("unknown command 'NOPE'"));
+    assert!(qerr(&mut c, &[b"GET"]).contains("wrong number of arguments for 'get'"));
+    assert!(qerr(&mut c, &[b"SET", b"k"]).contains("wrong number of arguments"));
+    assert!(qerr(&mut c, &[b"AUTH", b"x"]).contains("Authentication disabled"));
+}
+
+#[test]
+fn data_commands_user_mode() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"k1", b"v1"]), b"k1");
+    // unchanged value: nil, nothing appended
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"SET", b"k1", b"v1"]), None);
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"k1", b"v2"]), b"k1");
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"bin\x00\xff", b""]), b"bin\x00\xff");
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"k1"]), Some(b"v2".to_vec()));
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"bin\x00\xff"]), Some(Vec::new()));
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"missing"]), None);
+    let m: Vec<Option<Vec<u8>>> = q(&mut c, &[b"MGET", b"k1", b"missing", b"bin\x00\xff"]);
+    assert_eq!(m, vec![Some(b"v2".to_vec()), None, Some(Vec::new())]);
+    assert_eq!(q::<i64>(&mut c, &[b"EXISTS", b"k1"]), 1);
+    assert_eq!(q::<i64>(&mut c, &[b"EXISTS", b"missing"]), 0);
+    assert_eq!(q::<i64>(&mut c, &[b"CHECK", b"k1"]), 1);
+    assert_eq!(q::<Option<i64>>(&mut c, &[b"CHECK", b"missing"]), None);
+    assert_eq!(q::<i64>(&mut c, &[b"LENGTH", b"k1"]), 2);
+    assert_eq!(q::<Option<i64>>(&mut c, &[b"LENGTH", b"missing"]), None);
+    let t: i64 = q(&mut c, &[b"KEYTIME", b"k1"]);
+    assert!(t > 1_600_000_000);
+    assert_eq!(q::<Option<i64>>(&mut c, &[b"KEYTIME", b"missing"]), None);
+    assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 2);
+
+    // errors
+    assert!(qerr(&mut c, &[b"SET", b"", b"v"]).contains("Invalid argument, key needed"));
+    let long = vec![b'k'; 256];
+    assert!(qerr(&mut c, &[b"SET", &long, b"v"]).contains("Key too large"));
+    assert!(qerr(&mut c, &[b"GET", b""]).contains("Invalid key"));
+    assert!(qerr(&mut c, &[b"DEL", b"missing"]).contains("Key not found"));
+    assert!(qerr(&mut c, &[b"KEYCUR", b"missing"]).contains("Key not found"));
+    let ok255 = vec![b'k'; 255];
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", &ok255, b"v"]), ok255);
+
+    assert_eq!(q::<String>(&mut c, &[b"DEL", b"k1"]), "OK");
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"k1"]), None);
+    assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 2);
+}
+
+#[test]
+fn payload_limit() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    let max = vec![7u8; 8 * 1024 * 1024];
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"big", &max]), b"big");
+    assert_eq!(q::<i64>(&mut c, &[b"LENGTH", b"big"]), max.len() as i64);
+    let too_big = vec![7u8; 8 * 1024 * 1024 + 1];
+    assert!(qerr(&mut c, &[b"SET", b"big2", &too_big]).contains("Payload too large"));
+    // the connection survives the refusal
+    assert_eq!(q::<String>(&mut c, &[b"PING"]), "PONG");
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"big"]), Some(max));
+}
+
+#[test]
+fn scan_rscan_keycur_history() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    for i in 0..250 {
+        q::<Vec<u8>>(&mut c, &[b"SET", format!("k{i:03}").as_bytes(), b"x"]);
+    }
+    // overwrite one and delete one: SCAN shows each live key once, in write order
+    q::<Vec<u8>>(&mut c, &[b"SET", b"k000", b"newer"]);
+    q::<String>(&mut c, &[b"DEL", b"k001"]);
+    let mut seen = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let mut cmd: Vec<&[u8]> = vec![b"SCAN"];
+        if let Some(cur) = &cursor {
+            cmd.push(cur);
+        }
+        let mut r = redis::cmd("SCAN");
+        for a in &cmd[1..] {
+            r.arg(*a);
+        }
+        match r.query::<Value>(&mut c) {
+            Ok(v) => {
+                let page = items(&v);
+                cursor = Some(bulk(&page[0]));
+                for item in items(&page[1]) {
+                    let fields = items(item);
+                    seen.push(String::from_utf8(bulk(&fields[0])).expect("utf8"));
+                }
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("No more data"), "{e}");
+                break;
+            }
+        }
+    }
+    let mut want: Vec<String> = (2..250).map(|i| format!("k{i:03}")).collect();
+    want.push("k000".into());
+    assert_eq!(seen, want);
+
+    // RSCAN walks the other way
+    let v: Value = q(&mut c, &[b"RSCAN"]);
+    let page = items(&v);
+    let first = items(&items(&page[1])[0]);
+    assert_eq!(bulk(&first[0]), b"k000");
+    assert_eq!(first[1], Value::Int(5));
+
+    // KEYCUR: scanning from a key's cursor continues after it
+    let cur: Vec<u8> = q(&mut c, &[b"KEYCUR", b"k248"]);
+    assert_eq!(cur.len(), 8);
+    let v: Value = q(&mut c, &[b"SCAN", &cur]);
+    let page = items(&v);
+    let names: Vec<Vec<u8>> = items(&page[1]).iter().map(|i| bulk(&items(i)[0])).collect();
+    assert_eq!(names, vec![b"k249".to_vec(), b"k000".to_vec()]);
+    assert!(qerr(&mut c, &[b"SCAN", b"bad"]).contains("Invalid key format"));
+    assert!(qerr(&mut c, &[b"SCAN", &[0u8; 8]]).contains("Invalid key format"));
+
+    // HISTORY walks back through the versions of a key
+    q::<Vec<u8>>(&mut c, &[b"SET", b"h", b"one"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"h", b"two"]);
+    let v: Value = q(&mut c, &[b"HISTORY", b"h"]);
+    let step = items(&v);
+    assert_eq!(bulk(&step[2]), b"two");
+    let prev = bulk(&step[0]);
+    let v: Value = q(&mut c, &[b"HISTORY", b"h", &prev]);
+    let step = items(&v);
+    assert_eq!(bulk(&step[2]), b"one");
+    assert_eq!(step[0], Value::Nil);
+    assert!(qerr(&mut c, &[b"HISTORY", b"nope"]).contains("Key not found"));
+    assert!(qerr(&mut c, &[b"HISTORY", b"h", b"xx"]).contains("Invalid arguments"));
+    // a cursor of another key is refused
+    let other: Vec<u8> = q(&mut c, &[b"KEYCUR", b"k100"]);
+    assert!(qerr(&mut c, &[b"HISTORY", b"h", &other]).contains("Invalid key format"));
+}
+
+#[test]
+fn empty_namespace_scan() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    assert!(qerr(&mut c, &[b"SCAN"]).contains("No more data"));
+    assert!(qerr(&mut c, &[b"RSCAN"]).contains("No more data"));
+}
+
+#[test]
+fn seq_mode() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    q::<String>(&mut c, &[b"NSNEW", b"seq"]);
+    q::<String>(&mut c, &[b"NSSET", b"seq", b"mode", b"seq"]);
+    q::<String>(&mut c, &[b"SELECT", b"seq"]);
+    let k0: Vec<u8> = q(&mut c, &[b"SET", b"", b"first"]);
+    let k1: Vec<u8> = q(&mut c, &[b"SET", b"", b"second"]);
+    assert_eq!(k0, 0u64.to_le_bytes());
+    assert_eq!(k1, 1u64.to_le_bytes());
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", &k0, b"updated"]), k0);
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", &k0]), Some(b"updated".to_vec()));
+    assert!(qerr(&mut c, &[b"SET", &5u64.to_le_bytes(), b"v"]).contains("only update authorized"));
+    assert!(qerr(&mut c, &[b"SET", b"userkey", b"v"]).contains("only update authorized"));
+    assert_eq!(q::<String>(&mut c, &[b"DEL", &k1]), "OK");
+    // deleted ids are not handed out again
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"", b"third"]), 2u64.to_le_bytes());
+    // mode can only change while empty
+    assert!(qerr(&mut c, &[b"NSSET", b"seq", b"mode", b"user"]).contains("Cannot change mode"));
+    assert!(qerr(&mut c, &[b"NSSET", b"seq", b"mode", b"weird"]).contains("expected: user, seq"));
+}
+
+#[test]
+fn namespaces_passwords_and_flags() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut admin = s.client();
+    let mut user = s.client();
+    // namespace management needs the admin password
+    assert!(qerr(&mut user, &[b"NSNEW", b"x"]).contains("Permission denied"));
+    assert!(qerr(&mut admin, &[b"AUTH", b"wrong"]).contains("Access denied"));
+    assert_eq!(q::<String>(&mut admin, &[b"AUTH", b"adminpw"]), "OK");
+    assert_eq!(q::<String>(&mut admin, &[b"NSNEW", b"priv"]), "OK");
+    assert!(qerr(&mut admin, &[b"NSNEW", b"priv"]).contains("not available"));
+    assert!(qerr(&mut admin, &[b"NSNEW", b"../etc"]).contains("not allowed"));
+    q::<String>(&mut admin, &[b"NSNEW", b"pub"]);
+    let list: Vec<String> = q(&mut admin, &[b"NSLIST"]);
+    assert_eq!(list, vec!["default", "priv", "pub"]);
+
+    // private namespace with password: nothing without it
+    q::<String>(&mut admin, &[b"NSSET", b"priv", b"password", b"secret"]);
+    q::<String>(&mut admin, &[b"NSSET", b"priv", b"public", b"0"]);
+    assert!(qerr(&mut user, &[b"SELECT", b"priv"]).contains("protected and private"));
+    assert!(qerr(&mut user, &[b"SELECT", b"priv", b"bad"]).contains("Access denied"));
+    assert!(qerr(&mut user, &[b"SELECT", b"nope"]).contains("Namespace not found"));
+    assert_eq!(q::<String>(&mut user, &[b"SELECT", b"priv", b"secret"]), "OK");
+    q::<Vec<u8>>(&mut user, &[b"SET", b"a", b"1"]);
+
+    // public namespace with password: read-only without it
+    q::<String>(&mut admin, &[b"SELECT", b"pub"]);
+    q::<Vec<u8>>(&mut admin, &[b"SET", b"a", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"pub", b"password", b"pw2"]);
+    let mut reader = s.client();
+    q::<String>(&mut reader, &[b"SELECT", b"pub"]);
+    assert_eq!(q::<Option<Vec<u8>>>(&mut reader, &[b"GET", b"a"]), Some(b"1".to_vec()));
+    assert!(qerr(&mut reader, &[b"SET", b"b", b"2"]).contains("read-only"));
+    assert!(qerr(&mut reader, &[b"DEL", b"a"]).contains("read-only"));
+
+    // SELECT ... SECURE with a challenge
+    assert!(qerr(&mut reader, &[b"SELECT", b"pub", b"SECURE", b"00"]).contains("No CHALLENGE"));
+    let nonce: String = q(&mut reader, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
+    assert!(qerr(&mut reader, &[b"SELECT", b"pub", b"SECURE", b"0000"]).contains("Access denied"));
+    let nonce2: String = q(&mut reader, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
+    assert_ne!(nonce, nonce2);
+    let hash = sha1_hex(&format!("{nonce2}:pw2"));
+    assert_eq!(q::<String>(&mut reader, &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]), "OK");
+    q::<Vec<u8>>(&mut reader, &[b"SET", b"b", b"2"]);
+    // a challenge is single use
+    assert!(qerr(&mut reader, &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]).contains("No CHALLENGE"));
+
+    // AUTH SECURE for the admin
+    let mut other = s.client();
+    let nonce: String = q(&mut other, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
+    let hash = sha1_hex(&format!("{nonce}:adminpw"));
+    assert_eq!(q::<String>(&mut other, &[b"AUTH", b"SECURE", hash.as_bytes()]), "OK");
+    q::<String>(&mut other, &[b"NSNEW", b"byother"]);
+
+    // password '*' clears it
+    q::<String>(&mut admin, &[b"NSSET", b"priv", b"password", b"*"]);
+    let mut fresh = s.client();
+    assert_eq!(q::<String>(&mut fresh, &[b"SELECT", b"priv"]), "OK");
+    assert_eq!(q::<Option<Vec<u8>>>(&mut fresh, &[b"GET", b"a"]), Some(b"1".to_vec()));
+
+    // NSINFO
+    let info: String = q(&mut fresh, &[b"NSINFO", b"priv"]);
+    assert!(info.contains("entries: 1"), "{info}");
+    assert!(info.contains("public: no"), "{info}");
+    assert!(qerr(&mut fresh, &[b"NSINFO", b"nope"]).contains("Namespace not found"));
+    assert!(qerr(&mut admin, &[b"NSSET", b"priv", b"colour", b"1"]).contains("Invalid property"));
+    assert!(qerr(&mut admin, &[b"NSSET", b"priv", b"worm", b"2"]).contains("expected 0 or 1"));
+
+    // NSDEL: not the current one, not default; clients still on it are told
+    assert!(qerr(&mut admin, &[b"NSDEL", b"default"]).contains("Cannot remove"));
+    q::<String>(&mut admin, &[b"SELECT", b"priv"]);
+    assert!(qerr(&mut admin, &[b"NSDEL", b"priv"]).contains("currently using"));
+    q::<String>(&mut admin, &[b"SELECT", b"default"]);
+    assert_eq!(q::<String>(&mut admin, &[b"NSDEL", b"priv"]), "OK");
+    assert!(qerr(&mut fresh, &[b"GET", b"a"]).contains("not available anymore"));
+    assert!(qerr(&mut admin, &[b"NSDEL", b"priv"]).contains("doesn't exist"));
+}
+
+#[test]
+fn maxsize_worm_lock_freeze_flush() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    q::<String>(&mut c, &[b"NSNEW", b"n"]);
+    q::<String>(&mut c, &[b"SELECT", b"n"]);
+    q::<String>(&mut c, &[b"NSSET", b"n", b"maxsize", b"10"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"a", b"12345678"]);
+    assert!(qerr(&mut c, &[b"SET", b"b", b"123"]).contains("No space left on this namespace"));
+    // replacing a value only needs room for the difference
+    q::<Vec<u8>>(&mut c, &[b"SET", b"a", b"1234567890"]);
+    q::<String>(&mut c, &[b"NSSET", b"n", b"maxsize", b"0"]);
+
+    q::<String>(&mut c, &[b"NSSET", b"n", b"worm", b"1"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"w", b"1"]);
+    assert!(qerr(&mut c, &[b"SET", b"w", b"2"]).contains("worm"));
+    assert!(qerr(&mut c, &[b"DEL", b"w"]).contains("worm"));
+    q::<String>(&mut c, &[b"NSSET", b"n", b"worm", b"0"]);
+
+    q::<String>(&mut c, &[b"NSSET", b"n", b"lock", b"1"]);
+    assert!(qerr(&mut c, &[b"SET", b"l", b"1"]).contains("locked"));
+    assert!(qerr(&mut c, &[b"DEL", b"w"]).contains("locked"));
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"w"]), Some(b"1".to_vec()));
+    q::<String>(&mut c, &[b"NSSET", b"n", b"lock", b"0"]);
+
+    q::<String>(&mut c, &[b"NSSET", b"n", b"freeze", b"1"]);
+    assert!(qerr(&mut c, &[b"GET", b"w"]).contains("frozen"));
+    assert!(qerr(&mut c, &[b"SET", b"w", b"3"]).contains("frozen"));
+    q::<String>(&mut c, &[b"NSSET", b"n", b"freeze", b"0"]);
+
+    assert!(qerr(&mut c, &[b"FLUSH"]).contains("public namespace denied"));
+    q::<String>(&mut c, &[b"NSSET", b"n", b"public", b"0"]);
+    assert_eq!(q::<String>(&mut c, &[b"FLUSH"]), "OK");
+    assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 0);
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"w"]), None);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"after", b"flush"]);
+    assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 1);
+}
+
+#[test]
+fn data_survives_restart_and_compaction() {
+    let s = InProcess::start_with(|c| c.datasize = 4096);
+    let mut c = s.client();
+    for round in 0..5 {
+        for i in 0..100 {
+            let v = format!("value-{round}-{i}");
+            q::<Vec<u8>>(&mut c, &[b"SET", format!("key{i}").as_bytes(), v.as_bytes()]);
+        }
+    }
+    for i in 0..20 {
+        q::<String>(&mut c, &[b"DEL", format!("key{i}").as_bytes()]);
+    }
+    let before: String = q(&mut c, &[b"NSINFO", b"default"]);
+    let report: String = q(&mut c, &[b"COMPACT"]);
+    assert!(report.starts_with("OK"), "{report}");
+    let after: String = q(&mut c, &[b"NSINFO", b"default"]);
+    let disk = |info: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("data_disk_bytes: "))
+            .and_then(|v| v.parse().ok())
+            .expect("data_disk_bytes")
+    };
+    assert!(disk(&after) * 3 < disk(&before), "{before}\n{after}");
+    for i in 20..100 {
+        let v: Option<Vec<u8>> = q(&mut c, &[b"GET", format!("key{i}").as_bytes()]);
+        assert_eq!(v, Some(format!("value-4-{i}").into_bytes()));
+    }
+    // writes after compaction, then a restart
+    q::<Vec<u8>>(&mut c, &[b"SET", b"late", b"write"]);
+    drop(c);
+    let dir = s.stop();
+    let mut config = zdb::ZdbConfig::ephemeral(dir.path());
+    config.datasize = 4096;
+    let s = InProcess::start_in(dir, config);
+    let mut c = s.client();
+    assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 81);
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"key0"]), None);
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"key50"]), Some(b"value-4-50".to_vec()));
+    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"late"]), Some(b"write".to_vec()));
+}
+
+#[test]
+fn unix_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("zdb.sock");
+    let sock2 = sock.clone();
+    let s = InProcess::start_with(move |c| c.socket = Some(sock2));
+    let client = redis::Client::open(format!("redis+unix://{}", sock.display())).expect("client");
+    let mut c = client.get_connection().expect("connect");
+    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"via", b"unix"]), b"via");
+    let mut tcp = s.client();
+    assert_eq!(q::<Option<Vec<u8>>>(&mut tcp, &[b"GET", b"via"]), Some(b"unix".to_vec()));
+}
