@@ -391,6 +391,19 @@ impl TxPool {
         out
     }
 
+    /// The nonce `who` should sign with next: past the ready chain already pooled on top of
+    /// `state_nonce` (the account's nonce in the best state).
+    pub fn next_nonce(&self, who: &AccountId, state_nonce: u64) -> u64 {
+        let inner = self.inner.lock();
+        inner.senders.get(who).map_or(state_nonce, |q| {
+            let mut end = q.ready_end.max(state_nonce);
+            while q.by_nonce.contains_key(&end) {
+                end += 1;
+            }
+            end
+        })
+    }
+
     /// All pooled transactions (ready and future).
     pub fn pending(&self) -> Vec<Arc<PoolTx>> {
         self.inner.lock().by_hash.values().cloned().collect()

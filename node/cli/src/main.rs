@@ -1,0 +1,202 @@
+//! `gridnode`: runs a gridchain node.
+//!
+//! ```text
+//! gridnode --dev                       # single-validator dev chain on a throwaway base path
+//! gridnode --chain local --base-path /var/lib/gridnode --validator --key "<secret uri>"
+//! gridnode build-spec --chain dev      # print a chain spec to start a new network from
+//! ```
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gridchain_chain_spec::ChainSpec;
+use gridchain_primitives::Pair;
+use gridchain_service::NodeConfig;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "gridnode",
+    version,
+    about = "A gridchain node: the chain that orchestrates the grid"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Development chain: `--chain dev`, validator key //Alice, and `--tmp` unless
+    /// `--base-path` is given.
+    #[arg(long)]
+    dev: bool,
+
+    /// Chain spec: `dev`, `local`, or a path to a JSON file.
+    #[arg(long)]
+    chain: Option<String>,
+
+    /// Where the node keeps its data (default: ~/.local/share/gridchain).
+    #[arg(long, short = 'd')]
+    base_path: Option<PathBuf>,
+
+    /// Use a temporary base path, deleted when the node stops.
+    #[arg(long, conflicts_with = "base_path")]
+    tmp: bool,
+
+    /// JSON-RPC port (HTTP and WebSocket).
+    #[arg(long, default_value_t = 9944)]
+    rpc_port: u16,
+
+    /// Listen for RPC on all interfaces instead of 127.0.0.1. Exposes transaction submission
+    /// and chain data to the network: put it behind a proxy you trust.
+    #[arg(long)]
+    rpc_external: bool,
+
+    /// p2p port. Reserved: peer-to-peer networking arrives with multi-validator consensus; a
+    /// node today does not listen on it.
+    #[arg(long, default_value_t = 30333)]
+    port: u16,
+
+    /// Produce blocks (needs --key, or --dev).
+    #[arg(long)]
+    validator: bool,
+
+    /// Secret URI of the validator key (`//Alice`, a BIP39 phrase, or 0x seed); also read from
+    /// GRIDNODE_KEY.
+    #[arg(long, env = "GRIDNODE_KEY", hide_env_values = true)]
+    key: Option<String>,
+
+    /// Human-readable node name (system_name).
+    #[arg(long, default_value = "gridnode")]
+    name: String,
+
+    /// Log filter, e.g. `info`, `debug`, `gridchain_service=debug`.
+    #[arg(long, short = 'l', default_value = "info")]
+    log: String,
+
+    /// Time between blocks in milliseconds (default: the chain spec's).
+    #[arg(long)]
+    block_time_ms: Option<u64>,
+
+    /// Prometheus metrics port.
+    #[arg(long, default_value_t = 9615)]
+    prometheus_port: u16,
+
+    /// Do not serve Prometheus metrics.
+    #[arg(long)]
+    no_prometheus: bool,
+
+    /// Most transactions the pool holds.
+    #[arg(long, default_value_t = gridchain_txpool::PoolLimits::default().max_count)]
+    pool_limit: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a chain spec as JSON.
+    BuildSpec {
+        #[arg(long, default_value = "dev")]
+        chain: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::BuildSpec { chain }) = &cli.command {
+        print!("{}", ChainSpec::load(chain)?.to_json());
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let chain = cli.chain.clone().unwrap_or_else(|| {
+        if cli.dev {
+            "dev".into()
+        } else {
+            "local".into()
+        }
+    });
+    let spec = ChainSpec::load(&chain)?;
+    let key_uri = cli
+        .key
+        .clone()
+        .or_else(|| cli.dev.then(|| "//Alice".to_string()));
+    let validator = if cli.validator || cli.dev {
+        let uri = key_uri.context("--validator needs --key (or GRIDNODE_KEY)")?;
+        Some(Pair::from_uri(&uri).context("invalid --key")?)
+    } else {
+        None
+    };
+    let tmp = if cli.tmp || (cli.dev && cli.base_path.is_none()) {
+        Some(tempfile::Builder::new().prefix("gridnode-").tempdir()?)
+    } else {
+        None
+    };
+    let base_path = match (&tmp, &cli.base_path) {
+        (Some(t), _) => t.path().to_path_buf(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => default_base_path()?,
+    };
+    let host = if cli.rpc_external {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    let config = NodeConfig {
+        block_time_ms: cli.block_time_ms.unwrap_or(spec.block_time_ms),
+        spec,
+        base_path: base_path.clone(),
+        node_name: cli.name.clone(),
+        rpc_addr: SocketAddr::new(host, cli.rpc_port),
+        metrics_addr: (!cli.no_prometheus)
+            .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), cli.prometheus_port)),
+        validator,
+        pool_limits: gridchain_txpool::PoolLimits {
+            max_count: cli.pool_limit,
+            ..Default::default()
+        },
+    };
+    if config.block_time_ms == 0 {
+        anyhow::bail!("--block-time-ms must be positive");
+    }
+    tracing::info!(base_path = %base_path.display(), name = %cli.name, "starting gridnode");
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let node = gridchain_service::start(config).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        node.stop().await;
+        anyhow::Ok(())
+    })?;
+    drop(tmp);
+    Ok(())
+}
+
+fn default_base_path() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(dir).join("gridchain"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --base-path")?;
+    Ok(PathBuf::from(home).join(".local/share/gridchain"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
