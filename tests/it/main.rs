@@ -1,0 +1,5 @@
+//! Integration tests against real `gridnode --dev` processes.
+
+mod dev_chain;
+mod rpc_errors;
+mod subscriptions;

@@ -1,0 +1,187 @@
+//! Bad input over RPC: each gets its stable error code and a clear message, and the pool is
+//! unchanged.
+
+use gridchain_primitives::{Bytes, ChainContext, Hash, Pair};
+use gridchain_rpc_api::{
+    error_codes::*,
+    jsonrpsee::{core::client::ClientT, core::ClientError, rpc_params, ws_client::WsClient},
+    AuthorApiClient, GridchainApiClient, StateApiClient,
+};
+use gridchain_runtime::{balances, system, Call};
+use gridchain_tests::{chain_context, signed, DevNode};
+use std::time::Duration;
+
+fn transfer(amount: u128) -> Call {
+    Call::Balances(balances::Call::Transfer {
+        dest: Pair::dev("Ferdie").public(),
+        amount,
+    })
+}
+
+fn code_of<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (i32, String) {
+    match result {
+        Err(ClientError::Call(e)) => (e.code(), e.message().to_string()),
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+async fn pending(client: &WsClient) -> Vec<Bytes> {
+    let mut p = client.pending_extrinsics().await.unwrap();
+    p.sort_by(|a, b| a.0.cmp(&b.0));
+    p
+}
+
+/// Submits `xt`, expects `code`, and checks the pool did not change.
+async fn refused(client: &WsClient, xt: Bytes, code: i32, message_part: &str) {
+    let before = pending(client).await;
+    let (got, message) = code_of(client.submit_extrinsic(xt).await);
+    assert_eq!(got, code, "wrong code for {message_part}: {message}");
+    assert!(
+        message.contains(message_part),
+        "message {message:?} should mention {message_part:?}"
+    );
+    assert_eq!(
+        pending(client).await,
+        before,
+        "pool changed after a refused submission"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_get_stable_codes_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), 200).await;
+    let client = node.client().await;
+    let chain = chain_context(&client).await;
+    let dave = Pair::dev("Dave");
+
+    refused(
+        &client,
+        Bytes(vec![1, 2, 3]),
+        BAD_FORMAT,
+        "cannot decode extrinsic",
+    )
+    .await;
+    let mut trailing = signed(&dave, transfer(1), 0, 1_000, 0, chain);
+    trailing.0.push(0);
+    refused(&client, trailing, BAD_FORMAT, "cannot decode extrinsic").await;
+
+    let mut forged = signed(&dave, transfer(1), 0, 1_000, 0, chain);
+    forged.0[40] ^= 1; // inside the signature
+    refused(&client, forged, BAD_SIGNATURE, "bad signature").await;
+
+    let other_chain = ChainContext {
+        genesis_hash: Hash::of(b"another chain"),
+        ..chain
+    };
+    refused(
+        &client,
+        signed(&dave, transfer(1), 0, 1_000, 0, other_chain),
+        BAD_SIGNATURE,
+        "wrong chain",
+    )
+    .await;
+    let other_version = ChainContext {
+        spec_version: chain.spec_version + 1,
+        ..chain
+    };
+    refused(
+        &client,
+        signed(&dave, transfer(1), 0, 1_000, 0, other_version),
+        BAD_SIGNATURE,
+        "runtime version",
+    )
+    .await;
+
+    refused(
+        &client,
+        signed(&dave, transfer(1), 0, 0, 0, chain),
+        EXPIRED,
+        "expired",
+    )
+    .await;
+
+    let big = Call::System(system::Call::Remark {
+        data: Bytes(vec![7; 70_000]),
+    });
+    refused(
+        &client,
+        signed(&dave, big, 0, 1_000, 0, chain),
+        TOO_LARGE,
+        "limit",
+    )
+    .await;
+
+    let pauper = Pair::dev("nobody has funds");
+    refused(
+        &client,
+        signed(&pauper, transfer(1), 0, 1_000, 0, chain),
+        INSUFFICIENT_FEE,
+        "cannot pay fee",
+    )
+    .await;
+
+    // Duplicates and replacement, with a future nonce so the transaction stays pooled.
+    let waiting = signed(&dave, transfer(1), 50, 1_000, 10, chain);
+    client.submit_extrinsic(waiting.clone()).await.unwrap();
+    refused(&client, waiting, ALREADY_IMPORTED, "already in the pool").await;
+    refused(
+        &client,
+        signed(&dave, transfer(2), 50, 1_000, 10, chain),
+        TOO_LOW_PRIORITY,
+        "same nonce",
+    )
+    .await;
+
+    // Stale: once nonce 0 is final, nonce 0 again is refused.
+    let first = client
+        .submit_extrinsic(signed(&dave, transfer(1), 0, 1_000, 0, chain))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if client.extrinsic(first).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    refused(
+        &client,
+        signed(&dave, transfer(3), 0, 1_000, 0, chain),
+        STALE_NONCE,
+        "stale",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_get_stable_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), 500).await;
+    let client = node.client().await;
+
+    let (code, message) = code_of(client.account("not-an-address".into()).await);
+    assert_eq!(code, INVALID_PARAMS);
+    assert!(message.contains("invalid address"), "{message}");
+    let alice_on_other_net = Pair::dev("Alice").public().to_address(7);
+    let (code, message) = code_of(client.account(alice_on_other_net).await);
+    assert_eq!(code, INVALID_PARAMS);
+    assert!(message.contains("network prefix"), "{message}");
+
+    let nowhere = Hash::of(b"no such block");
+    let (code, _) = code_of(
+        client
+            .storage(Bytes(b"balances/total_issuance".to_vec()), Some(nowhere))
+            .await,
+    );
+    assert_eq!(code, UNKNOWN_BLOCK);
+    let (code, _) = code_of(client.read_proof(vec![], Some(nowhere)).await);
+    assert_eq!(code, UNKNOWN_BLOCK);
+
+    let raw: Result<serde_json::Value, _> = client
+        .request("chain_getBlock", rpc_params!["0xnothex"])
+        .await;
+    assert_eq!(code_of(raw).0, INVALID_PARAMS);
+    let raw: Result<serde_json::Value, _> = client.request("no_suchMethod", rpc_params![]).await;
+    assert_eq!(code_of(raw).0, -32601);
+    assert_eq!(client.extrinsic(nowhere).await.unwrap(), None);
+}
