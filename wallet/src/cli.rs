@@ -30,7 +30,12 @@ Secret URIs (derivation in primitives/src/account.rs):
 #[command(name = "grid", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Node RPC endpoint: ws:// or wss:// (watches transactions) or http:// or https:// (polls).
-    #[arg(long, global = true, env = "GRID_RPC", default_value = "ws://127.0.0.1:9944")]
+    #[arg(
+        long,
+        global = true,
+        env = "GRID_RPC",
+        default_value = "ws://127.0.0.1:9944"
+    )]
     pub rpc: String,
 
     /// Output format: human text, or exactly one JSON document on stdout.

@@ -32,7 +32,10 @@ pub fn event(event: &Event) -> String {
             format!("balances.Endowed {who} with {}", format_grid(*amount))
         }
         Event::Balances(balances::Event::Transfer { from, to, amount }) => {
-            format!("balances.Transfer {} from {from} to {to}", format_grid(*amount))
+            format!(
+                "balances.Transfer {} from {from} to {to}",
+                format_grid(*amount)
+            )
         }
         Event::Balances(balances::Event::FeePaid { who, to, amount }) => {
             format!("balances.FeePaid {} by {who} to {to}", format_grid(*amount))

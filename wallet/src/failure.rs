@@ -47,11 +47,9 @@ impl Failure {
 /// message.
 pub fn from_client_error(url: &str, error: ClientError) -> anyhow::Error {
     match error {
-        ClientError::Call(object) => anyhow::anyhow!(
-            "node error ({}): {}",
-            object.code(),
-            object.message()
-        ),
+        ClientError::Call(object) => {
+            anyhow::anyhow!("node error ({}): {}", object.code(), object.message())
+        }
         other => transport_failure(url, other),
     }
 }

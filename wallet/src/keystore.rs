@@ -79,7 +79,9 @@ impl Keystore {
                     keys: BTreeMap::new(),
                 })
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read keystore {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read keystore {}", path.display()))
+            }
         };
         let mode = fs::metadata(path)
             .with_context(|| format!("cannot read keystore {}", path.display()))?
@@ -179,7 +181,8 @@ impl Keystore {
             .and_then(|()| fs::rename(&temp_path, &self.path));
         if let Err(e) = written {
             let _ = fs::remove_file(&temp_path);
-            return Err(e).with_context(|| format!("cannot write keystore {}", self.path.display()));
+            return Err(e)
+                .with_context(|| format!("cannot write keystore {}", self.path.display()));
         }
         Ok(())
     }
@@ -303,7 +306,14 @@ mod tests {
         let (_dir, path) = temp_keystore();
         let mut store = Keystore::open(&path).expect("open");
         let alice_address = Pair::dev("Alice").public().to_string();
-        for name in ["", "two words", "//Alice", "0xabc", "a/b", alice_address.as_str()] {
+        for name in [
+            "",
+            "two words",
+            "//Alice",
+            "0xabc",
+            "a/b",
+            alice_address.as_str(),
+        ] {
             assert!(store.add(name, "//Alice").is_err(), "name {name:?}");
         }
         assert!(store.add("broken", "not a mnemonic").is_err());

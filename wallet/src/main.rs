@@ -37,7 +37,7 @@ use std::process::ExitCode;
 /// A command that needs the node, with its input already checked.
 enum NodeRequest {
     Balance(AccountId),
-    Transfer(Transfer),
+    Transfer(Box<Transfer>),
     Block(BlockRef),
     Tx(Hash),
 }
@@ -60,18 +60,28 @@ async fn run(cli: Cli) -> Result<Rendered> {
     let request = match cli.command {
         Command::Key(command) => return commands::key::run(command, &keystore),
         Command::Balance { account } => NodeRequest::Balance(resolve_account(&account, &keystore)?),
-        Command::Transfer(args) => NodeRequest::Transfer(Transfer::prepare(&args, &keystore)?),
+        Command::Transfer(args) => {
+            NodeRequest::Transfer(Box::new(Transfer::prepare(&args, &keystore)?))
+        }
         Command::Block { block } => NodeRequest::Block(BlockRef::parse(block.as_deref())?),
         Command::Tx { hash } => NodeRequest::Tx(query::parse_tx_hash(&hash)?),
     };
     let url = cli.rpc.as_str();
     match rpc::connect(url).await? {
         Connection::Ws(client) => {
-            let node = Node { client: &client, url, can_watch: true };
+            let node = Node {
+                client: &client,
+                url,
+                can_watch: true,
+            };
             execute(&node, request, cli.output).await
         }
         Connection::Http(client) => {
-            let node = Node { client: &client, url, can_watch: false };
+            let node = Node {
+                client: &client,
+                url,
+                can_watch: false,
+            };
             execute(&node, request, cli.output).await
         }
     }
@@ -99,7 +109,8 @@ fn report_error(error: &anyhow::Error, format: OutputFormat) -> u8 {
     match failure {
         Some(Failure::CallFailed { report, .. }) => report.print(format),
         _ if format == OutputFormat::Json => {
-            let mut document = serde_json::json!({ "error": { "message": message, "exitCode": code } });
+            let mut document =
+                serde_json::json!({ "error": { "message": message, "exitCode": code } });
             if let Some(Failure::Rejected { code: rpc_code, .. }) = failure {
                 document["error"]["rpcCode"] = serde_json::json!(rpc_code);
             }

@@ -36,7 +36,10 @@ fn inspect_secret_uri_and_address_without_leaking_secrets() {
     let alice = Pair::dev("Alice");
     let address = alice.public().to_string();
 
-    let run = grid(&keystore, &["key", "inspect", "//Alice", "--output", "json"]);
+    let run = grid(
+        &keystore,
+        &["key", "inspect", "//Alice", "--output", "json"],
+    );
     run.assert_code(0);
     let json = run.json();
     assert_eq!(json["address"], address);
@@ -47,7 +50,14 @@ fn inspect_secret_uri_and_address_without_leaking_secrets() {
 
     let shown = grid(
         &keystore,
-        &["key", "inspect", "//Alice", "--show-secret", "--output", "json"],
+        &[
+            "key",
+            "inspect",
+            "//Alice",
+            "--show-secret",
+            "--output",
+            "json",
+        ],
     );
     shown.assert_code(0);
     assert_eq!(shown.json()["secretSeed"], seed);
@@ -78,9 +88,15 @@ fn add_list_remove_keep_the_keystore_private() {
     let dir = tempfile::tempdir().expect("temp dir");
     let keystore = dir.path().join("config").join("keystore.json");
 
-    let added = grid(&keystore, &["key", "add", "alice", "//Alice", "--output", "json"]);
+    let added = grid(
+        &keystore,
+        &["key", "add", "alice", "//Alice", "--output", "json"],
+    );
     added.assert_code(0);
-    assert_eq!(added.json()["address"], Pair::dev("Alice").public().to_string());
+    assert_eq!(
+        added.json()["address"],
+        Pair::dev("Alice").public().to_string()
+    );
     assert_eq!(mode_of(&keystore), 0o600);
 
     let saved = grid(
@@ -102,7 +118,10 @@ fn add_list_remove_keep_the_keystore_private() {
     assert_eq!(keys[0]["name"], "alice");
     assert_eq!(keys[1]["name"], "fresh");
     assert_eq!(keys[1]["address"], fresh_address);
-    assert!(!listed.stdout.contains("//Alice"), "list never shows secrets");
+    assert!(
+        !listed.stdout.contains("//Alice"),
+        "list never shows secrets"
+    );
 
     let text = grid(&keystore, &["key", "list"]);
     assert!(text.stdout.contains("alice"));

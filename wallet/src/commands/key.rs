@@ -1,13 +1,10 @@
 //! `grid key …`: generating, inspecting and storing keys. None of these talk to a node.
 
 use crate::{
-    accounts::KeystoreLocation, cli::KeyCommand, keystore::looks_like_secret_uri,
-    output::Rendered,
+    accounts::KeystoreLocation, cli::KeyCommand, keystore::looks_like_secret_uri, output::Rendered,
 };
 use anyhow::{bail, Context, Result};
-use gridchain_primitives::{
-    account::DEFAULT_ADDRESS_PREFIX, hash::encode_hex, AccountId, Pair,
-};
+use gridchain_primitives::{account::DEFAULT_ADDRESS_PREFIX, hash::encode_hex, AccountId, Pair};
 use serde_json::json;
 
 pub fn run(command: KeyCommand, keystore: &KeystoreLocation) -> Result<Rendered> {
@@ -41,11 +38,16 @@ fn generate(save: Option<&str>, keystore: &KeystoreLocation) -> Result<Rendered>
     if let Some(name) = save {
         let mut store = keystore.open()?;
         store.add(name, &mnemonic)?;
-        text.push_str(&format!("saved as:   {name} in {}\n", store.path().display()));
+        text.push_str(&format!(
+            "saved as:   {name} in {}\n",
+            store.path().display()
+        ));
         json["savedAs"] = json!(name);
         json["keystore"] = json!(store.path());
     }
-    text.push_str("Write the mnemonic down and keep it secret: it is the only way to recover this key.");
+    text.push_str(
+        "Write the mnemonic down and keep it secret: it is the only way to recover this key.",
+    );
     Ok(Rendered::new(json, text))
 }
 
@@ -77,9 +79,7 @@ fn inspect(input: &str, show_secret: bool, keystore: &KeystoreLocation) -> Resul
     };
     match keystore.open()?.get(input)? {
         Some(key) => Ok(describe_pair(&key.pair, Some(&key.name), show_secret)),
-        None => bail!(
-            "'{input}' is not a secret URI, an address ({address_error}) or a key name"
-        ),
+        None => bail!("'{input}' is not a secret URI, an address ({address_error}) or a key name"),
     }
 }
 

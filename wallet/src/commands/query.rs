@@ -46,7 +46,10 @@ pub fn parse_tx_hash(text: &str) -> Result<Hash> {
 
 pub async fn balance<C: NodeClient>(node: &Node<'_, C>, account: AccountId) -> Result<Rendered> {
     let info = node
-        .read(GridchainApiClient::account(node.client, account.to_string()))
+        .read(GridchainApiClient::account(
+            node.client,
+            account.to_string(),
+        ))
         .await?;
     let json = serde_json::to_value(&info)?;
     let text = format!(
@@ -101,7 +104,8 @@ pub async fn block<C: NodeClient>(node: &Node<'_, C>, which: BlockRef) -> Result
             }
             Err(e) => {
                 extrinsic_lines.push(format!("  #{index} {tx_hash}: {e}"));
-                extrinsics_json.push(json!({ "index": index, "hash": tx_hash, "error": e.to_string() }));
+                extrinsics_json
+                    .push(json!({ "index": index, "hash": tx_hash, "error": e.to_string() }));
             }
         }
     }

@@ -22,9 +22,8 @@ pub struct GridRun {
 
 impl GridRun {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not one JSON document ({e}):\n{}", self.stdout)
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
     }
 
     /// Asserts the exit code and, on failure, exactly one `error: …` line on stderr.
@@ -108,7 +107,10 @@ impl DevNode {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let run = grid(keystore, &["block", "--output", "json", "--rpc", &node.ws_url]);
+            let run = grid(
+                keystore,
+                &["block", "--output", "json", "--rpc", &node.ws_url],
+            );
             if run.code == 0 && run.json()["number"].as_u64().unwrap_or(0) >= 1 {
                 return node;
             }
