@@ -71,22 +71,17 @@ pub struct Keystore {
 impl Keystore {
     /// Reads the keystore at `path`, refusing it if group or others may access it.
     pub fn open(path: &Path) -> Result<Self> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
+        let unreadable = || format!("cannot read keystore {}", path.display());
+        let mode = match fs::metadata(path) {
+            Ok(metadata) => metadata.permissions().mode(),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Ok(Keystore {
                     path: path.to_path_buf(),
                     keys: BTreeMap::new(),
                 })
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read keystore {}", path.display()))
-            }
+            Err(e) => return Err(e).with_context(unreadable),
         };
-        let mode = fs::metadata(path)
-            .with_context(|| format!("cannot read keystore {}", path.display()))?
-            .permissions()
-            .mode();
         if mode & GROUP_OTHER_BITS != 0 {
             bail!(
                 "keystore {} is accessible by group or others (mode {:o}); run `chmod 600 {}`",
@@ -95,6 +90,7 @@ impl Keystore {
                 path.display()
             );
         }
+        let text = fs::read_to_string(path).with_context(unreadable)?;
         let file: KeystoreFile = serde_json::from_str(&text)
             .with_context(|| format!("keystore {} is not valid JSON", path.display()))?;
         if file.version != FORMAT_VERSION {

@@ -1,7 +1,7 @@
 //! What commands print: one JSON document or human text on stdout, progress on stderr.
 
 use clap::ValueEnum;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -24,14 +24,15 @@ impl Rendered {
         }
     }
 
+    /// Prints to stdout; a closed stdout (`grid block | head -1`) is not an error.
     pub fn print(&self, format: OutputFormat) {
-        match format {
-            OutputFormat::Text => println!("{}", self.text.trim_end()),
-            OutputFormat::Json => println!(
-                "{}",
+        let body = match format {
+            OutputFormat::Text => self.text.trim_end().to_string(),
+            OutputFormat::Json => {
                 serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".into())
-            ),
-        }
+            }
+        };
+        let _ = writeln!(std::io::stdout().lock(), "{body}");
     }
 }
 
