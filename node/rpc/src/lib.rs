@@ -50,6 +50,8 @@ pub struct RpcServer {
 pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(4 * 1024 * 1024)
+        // A full block (16 MiB of extrinsics) as hex JSON.
+        .max_response_body_size(64 * 1024 * 1024)
         .max_connections(1_000)
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
