@@ -651,8 +651,7 @@ impl Namespace {
                 (0, DATA_FILE_HEADER_LEN as u64)
             }
         };
-        let replayed = replay_data(name, &mut st, replay_from)?;
-
+        // counters of what the index knows, so replay can adjust them record by record
         let mut live_payload = 0;
         let mut live_bytes = 0;
         st.keys.for_each(|k, m| {
@@ -661,6 +660,7 @@ impl Namespace {
         });
         st.live_payload = live_payload;
         st.live_bytes = live_bytes;
+        let replayed = replay_data(name, &mut st, replay_from)?;
 
         if let Some(mode) = config.forced_mode {
             if mode != st.settings.mode {

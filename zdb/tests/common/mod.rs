@@ -146,3 +146,14 @@ impl Binary {
         assert!(exit.success(), "zdb exited with {exit}");
     }
 }
+
+impl Drop for Binary {
+    /// A failed test must not leave a server behind (it would also keep
+    /// the test harness' output pipe open).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Malformed and hostile clients must not crash the server, grow its memory
+//! without bound, or slow down well-behaved clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{q, InProcess};
+
+fn raw(s: &InProcess) -> TcpStream {
+    let t = TcpStream::connect(s.addr).expect("connect");
+    t.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    t
+}
+
+/// Reads until the server closes the connection.
+fn read_to_close(t: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = t.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn assert_healthy(s: &InProcess) {
+    let mut c = s.client();
+    assert_eq!(q::<String>(&mut c, &[b"PING"]), "PONG");
+}
+
+#[test]
+fn absurd_lengths_and_garbage_close_only_that_connection() {
+    let s = InProcess::start();
+    let mut good = s.client();
+    q::<Vec<u8>>(&mut good, &[b"SET", b"k", b"v"]);
+    for bad in [
+        &b"*2\r\n$999999999999\r\nxx"[..],
+        b"*1\r\n$-7\r\n",
+        b"*100000000\r\n",
+        b"*2\r\n:5\r\n",
+        b"*1\r\n$3\r\nGETxx",
+    ] {
+        let mut t = raw(&s);
+        t.write_all(bad).expect("send");
+        let reply = read_to_close(&mut t);
+        assert!(reply.contains("-ERR Protocol error"), "{bad:?} -> {reply:?}");
+        assert_eq!(q::<Option<Vec<u8>>>(&mut good, &[b"GET", b"k"]), Some(b"v".to_vec()));
+    }
+    // a line with no end at all
+    let mut t = raw(&s);
+    t.write_all(&vec![b'a'; 100 * 1024]).expect("send");
+    assert!(read_to_close(&mut t).contains("inline request too long"));
+    assert_healthy(&s);
+}
+
+#[test]
+fn random_bytes_never_crash_the_server() {
+    let s = InProcess::start();
+    let mut state = 0x2545F4914F6CDD1Du64;
+    for _ in 0..200 {
+        let mut t = raw(&s);
+        t.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut buf = vec![0u8; 64 + (state % 512) as usize];
+        for b in buf.iter_mut() {
+            // xorshift: deterministic garbage, biased towards RESP's own bytes
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = match state % 8 {
+                0 => b'*',
+                1 => b'$',
+                2 => b'\r',
+                3 => b'\n',
+                4 => b'0' + (state >> 8) as u8 % 10,
+                _ => (state >> 16) as u8,
+            };
+        }
+        let _ = t.write_all(&buf);
+        let _ = t.shutdown(std::net::Shutdown::Write);
+        let _ = read_to_close(&mut t);
+    }
+    assert_healthy(&s);
+}
+
+#[test]
+fn slowloris_is_cut_off_and_does_not_block_others() {
+    let s = InProcess::start_with(|c| c.frame_timeout = Duration::from_secs(1));
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut t = raw(&s);
+            t.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc").expect("send");
+            t
+        })
+        .collect();
+    // others are served at once while the slow ones hang
+    let started = Instant::now();
+    let mut c = s.client();
+    for i in 0..100 {
+        q::<Vec<u8>>(&mut c, &[b"SET", format!("k{i}").as_bytes(), b"v"]);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for t in &mut slow {
+        let reply = read_to_close(t);
+        assert!(reply.contains("Timeout"), "{reply:?}");
+    }
+    assert_healthy(&s);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn declared_sizes_do_not_reserve_memory() {
+    let s = InProcess::start_with(|c| c.frame_timeout = Duration::from_secs(30));
+    let before = rss_kib();
+    // 100 clients each announce ~500 MB and 8 MiB bulks, then send almost nothing
+    let conns: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut t = raw(&s);
+            let header: &[u8] = if i % 2 == 0 {
+                b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\nx"
+            } else {
+                b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8388608\r\nx"
+            };
+            t.write_all(header).expect("send");
+            t
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_healthy(&s);
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 100 * 1024, "memory grew by {grown} KiB");
+    drop(conns);
+}
+
+#[test]
+fn oversized_value_is_refused_and_connection_kept() {
+    let s = InProcess::start();
+    let mut t = raw(&s);
+    let n = 9 * 1024 * 1024;
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${n}\r\n").into_bytes();
+    req.resize(req.len() + n, b'z');
+    req.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+    t.write_all(&req).expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("PONG") {
+        let n = t.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("-ERR Payload too large"), "{text}");
+}
+
+#[test]
+fn client_limit() {
+    let s = InProcess::start_with(|c| c.max_clients = 2);
+    let _a = s.client();
+    let _b = s.client();
+    let mut t = raw(&s);
+    assert!(read_to_close(&mut t).contains("max number of clients"));
+}
