@@ -126,12 +126,20 @@ impl Session {
     /// Runs one command, appending its reply to `out`.
     pub fn execute(&mut self, args: &[Bytes], out: &mut BytesMut) -> Option<Deferred> {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let Some(name) = args.first() else {
+        let Some(raw_name) = args.first() else {
             return None;
         };
-        let name = name.to_ascii_uppercase();
+        // upper-cased on the stack: command names are short, dispatch runs per request
+        let mut upper = [0u8; 16];
+        let name: &[u8] = if raw_name.len() <= upper.len() {
+            upper[..raw_name.len()].copy_from_slice(raw_name);
+            upper[..raw_name.len()].make_ascii_uppercase();
+            &upper[..raw_name.len()]
+        } else {
+            raw_name
+        };
         let mut deferred = None;
-        let ok = match name.as_slice() {
+        let ok = match name {
             b"PING" => self.ping(args, out),
             b"TIME" => self.time(args, out),
             b"INFO" => self.info(args, out),
@@ -141,9 +149,9 @@ impl Session {
             b"MGET" => self.mget(args, out),
             b"DEL" => self.del(args, out),
             b"EXISTS" | b"CHECK" | b"LENGTH" | b"KEYTIME" | b"KEYCUR" => {
-                self.key_query(&name, args, out)
+                self.key_query(name, args, out)
             }
-            b"SCAN" | b"SCANX" | b"RSCAN" => self.scan(&name, args, out),
+            b"SCAN" | b"SCANX" | b"RSCAN" => self.scan(name, args, out),
             b"HISTORY" => self.history(args, out),
             b"DBSIZE" => self.dbsize(args, out),
             b"NSNEW" => self.nsnew(args, out),
@@ -166,7 +174,7 @@ impl Session {
                     out,
                     &format!(
                         "unknown command '{}'",
-                        String::from_utf8_lossy(&name[..name.len().min(64)])
+                        String::from_utf8_lossy(&raw_name[..raw_name.len().min(64)])
                     ),
                 );
                 false

@@ -74,6 +74,8 @@ pub struct ZdbConfig {
     pub compaction_min_dead_bytes: u64,
     /// How often namespaces are checked for background compaction.
     pub compaction_interval: Duration,
+    /// Memory for recently written or read values, shared by all namespaces.
+    pub cache_bytes: usize,
 }
 
 /// 0-db's default data file size.
@@ -104,6 +106,7 @@ impl ZdbConfig {
             frame_timeout: Duration::from_secs(30),
             compaction_min_dead_bytes: 64 * 1024 * 1024,
             compaction_interval: Duration::from_secs(10),
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 

@@ -49,6 +49,9 @@ struct Args {
     /// Default size limit (bytes of payload) of new namespaces; 0 is unlimited.
     #[arg(long, default_value_t = 0)]
     maxsize: u64,
+    /// Bytes of memory for caching recent values (0 disables the cache).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    cache: usize,
     /// Maximum simultaneous clients.
     #[arg(long, default_value_t = 1024)]
     max_clients: usize,
@@ -75,6 +78,7 @@ fn config_from(args: Args) -> Result<ZdbConfig> {
     };
     config.default_maxsize = args.maxsize;
     config.max_clients = args.max_clients;
+    config.cache_bytes = args.cache;
     Ok(config)
 }
 

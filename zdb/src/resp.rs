@@ -314,13 +314,14 @@ pub mod reply {
 
     pub fn int(out: &mut BytesMut, n: i64) {
         out.put_u8(b':');
-        out.put_slice(n.to_string().as_bytes());
+        out.put_slice(itoa::Buffer::new().format(n).as_bytes());
         out.put_slice(b"\r\n");
     }
 
     pub fn bulk(out: &mut BytesMut, data: &[u8]) {
+        out.reserve(data.len() + 16);
         out.put_u8(b'$');
-        out.put_slice(data.len().to_string().as_bytes());
+        out.put_slice(itoa::Buffer::new().format(data.len()).as_bytes());
         out.put_slice(b"\r\n");
         out.put_slice(data);
         out.put_slice(b"\r\n");
@@ -332,7 +333,7 @@ pub mod reply {
 
     pub fn array(out: &mut BytesMut, len: usize) {
         out.put_u8(b'*');
-        out.put_slice(len.to_string().as_bytes());
+        out.put_slice(itoa::Buffer::new().format(len).as_bytes());
         out.put_slice(b"\r\n");
     }
 

@@ -82,8 +82,11 @@ impl Server {
             default_maxsize: config.default_maxsize,
         };
         let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
-        let store =
-            tokio::task::spawn_blocking(move || Store::open(&data, &index, engine)).await??;
+        let cache_bytes = config.cache_bytes;
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open(&data, &index, engine, cache_bytes)
+        })
+        .await??;
         let shared = Arc::new(Shared::new(store, config.clone()));
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();

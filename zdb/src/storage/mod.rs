@@ -10,6 +10,7 @@
 //! <index>/<namespace>/index.zdb      index log, rebuildable from the data files
 //! ```
 
+pub mod cache;
 pub mod keys;
 pub mod meta;
 pub mod namespace;
@@ -18,11 +19,13 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{StoreError, StoreResult};
+use cache::ValueCache;
 pub use namespace::{EngineConfig, Namespace, NsError};
 
 /// Name of the namespace every client starts in.
@@ -50,6 +53,8 @@ pub struct Store {
     index_dir: std::path::PathBuf,
     config: Arc<EngineConfig>,
     namespaces: RwLock<BTreeMap<String, Arc<Namespace>>>,
+    cache: Arc<ValueCache>,
+    next_cache_id: AtomicU32,
 }
 
 /// Namespace names become directory names: keep them to a safe alphabet.
@@ -64,7 +69,13 @@ pub fn valid_namespace_name(name: &str) -> bool {
 
 impl Store {
     /// Opens every namespace found under the data directory (creating `default`).
-    pub fn open(data_dir: &Path, index_dir: &Path, config: EngineConfig) -> StoreResult<Store> {
+    /// `cache_bytes` bounds the value cache shared by all namespaces.
+    pub fn open(
+        data_dir: &Path,
+        index_dir: &Path,
+        config: EngineConfig,
+        cache_bytes: usize,
+    ) -> StoreResult<Store> {
         for dir in [data_dir, index_dir] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -77,17 +88,30 @@ impl Store {
                 names.push(name);
             }
         }
-        let mut namespaces = BTreeMap::new();
-        for name in names {
-            let ns = Namespace::open(&name, data_dir, index_dir, config.clone())?;
-            namespaces.insert(name, Arc::new(ns));
-        }
-        Ok(Store {
+        let store = Store {
             data_dir: data_dir.to_path_buf(),
             index_dir: index_dir.to_path_buf(),
             config,
-            namespaces: RwLock::new(namespaces),
-        })
+            namespaces: RwLock::new(BTreeMap::new()),
+            cache: Arc::new(ValueCache::new(cache_bytes)),
+            next_cache_id: AtomicU32::new(0),
+        };
+        for name in names {
+            let ns = store.open_namespace(&name)?;
+            store.namespaces.write().insert(name, Arc::new(ns));
+        }
+        Ok(store)
+    }
+
+    fn open_namespace(&self, name: &str) -> StoreResult<Namespace> {
+        Namespace::open(
+            name,
+            &self.data_dir,
+            &self.index_dir,
+            self.config.clone(),
+            self.cache.clone(),
+            self.next_cache_id.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Namespace>> {
@@ -114,12 +138,7 @@ impl Store {
         if map.contains_key(name) {
             return Err(RegistryError::Exists);
         }
-        let ns = Arc::new(Namespace::open(
-            name,
-            &self.data_dir,
-            &self.index_dir,
-            self.config.clone(),
-        )?);
+        let ns = Arc::new(self.open_namespace(name)?);
         map.insert(name.to_string(), ns.clone());
         Ok(ns)
     }

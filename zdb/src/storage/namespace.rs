@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Durability, Mode};
 use crate::error::{StoreError, StoreResult};
+use crate::storage::cache::ValueCache;
 use crate::storage::keys::{KeyIndex, Meta};
 use crate::storage::meta::{self, NsSettings};
 use crate::storage::record::{
@@ -216,6 +217,9 @@ pub struct Namespace {
     maintenance: Mutex<()>,
     /// `written_total` value known to be on stable storage.
     synced_total: Mutex<u64>,
+    cache: Arc<ValueCache>,
+    /// This namespace's key space in the shared cache.
+    cache_id: u32,
 }
 
 fn now_secs() -> u32 {
@@ -550,6 +554,8 @@ impl Namespace {
         data_root: &Path,
         index_root: &Path,
         config: Arc<EngineConfig>,
+        cache: Arc<ValueCache>,
+        cache_id: u32,
     ) -> StoreResult<Namespace> {
         let started = Instant::now();
         let data_dir = data_root.join(name);
@@ -698,6 +704,8 @@ impl Namespace {
             removed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
             synced_total: Mutex::new(0),
+            cache,
+            cache_id,
         })
     }
 
@@ -798,10 +806,12 @@ impl Namespace {
         if let Some(m) = existing {
             if m.value_len as usize == value.len() && m.value_crc == value_crc {
                 // a damaged old record just means the new value gets written
-                if let Ok((_, old)) = st.read_record(&key, &m) {
-                    if old == value {
-                        return Ok(SetOutcome::Unchanged);
-                    }
+                let old = match self.cache.get(self.cache_id, m.loc) {
+                    Some(v) => Some(v),
+                    None => st.read_record(&key, &m).ok().map(|(_, v)| v),
+                };
+                if old.is_some_and(|old| old == value) {
+                    return Ok(SetOutcome::Unchanged);
                 }
             }
         }
@@ -816,6 +826,7 @@ impl Namespace {
             value_crc,
         };
         let loc = st.append(&self.data_dir, self.config.datasize, &mut rec)?;
+        self.cache.insert(self.cache_id, loc, value);
         let meta = Meta {
             loc,
             value_len: value.len() as u32,
@@ -881,12 +892,20 @@ impl Namespace {
         let Some(meta) = st.keys.get(key) else {
             return Ok(None);
         };
-        let result = st.read_record(key, &meta).map(|(_, v)| Some(v));
-        if result.is_err() {
-            drop(st);
-            self.state.write().data_errors += 1;
+        if let Some(v) = self.cache.get(self.cache_id, meta.loc) {
+            return Ok(Some(v));
         }
-        result
+        match st.read_record(key, &meta) {
+            Ok((_, v)) => {
+                self.cache.insert(self.cache_id, meta.loc, &v);
+                Ok(Some(v))
+            }
+            Err(e) => {
+                drop(st);
+                self.state.write().data_errors += 1;
+                Err(e)
+            }
+        }
     }
 
     /// Live metadata of `key` (`EXISTS`, `LENGTH`, `KEYTIME`, `KEYCUR`).
@@ -1122,6 +1141,7 @@ impl Namespace {
             .and_then(|_| st.index.file.write_all(INDEX_MAGIC))
             .map_err(|e| StoreError::io(&st.index.path, e))?;
         st.index.entries = 0;
+        self.cache.forget_namespace(self.cache_id);
         for f in old {
             if let Err(e) = fs::remove_file(&f.path) {
                 warn!(namespace = %self.name, file = %f.path.display(), "cannot remove flushed data file: {e}");
@@ -1135,6 +1155,7 @@ impl Namespace {
         let _maintenance = self.maintenance.lock();
         let _st = self.state.write();
         self.removed.store(true, Ordering::Release);
+        self.cache.forget_namespace(self.cache_id);
         for dir in [&self.data_dir, &self.index_dir] {
             fs::remove_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
