@@ -1,0 +1,392 @@
+//! The chunk codec: one plaintext chunk ⇄ `k + m` checksummed shards.
+//!
+//! Encoding: zstd (kept only when it shrinks the chunk) → ChaCha20-Poly1305 in place, tag
+//! appended (the *payload*) → zero padding to `k × shard_len` (`shard_len` even, as
+//! Reed-Solomon over GF(2^16) needs) → `k` data shards are slices of the payload, `m` parity
+//! shards come from `reed-solomon-simd` → blake3 of each shard.
+//!
+//! Decoding takes any `k` shards whose checksums matched, restores missing data shards,
+//! authenticates and decrypts, then decompresses. Buffers are reused across chunks, so
+//! memory stays at a few chunk sizes whatever the file size.
+
+use crate::crypto::{ChunkBinding, FileKey, TAG_LEN};
+use crate::error::ZstorError;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::Tag;
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+/// Largest value a zdb namespace accepts, hence the largest shard.
+pub const MAX_SHARD_LEN: usize = 8 * 1024 * 1024;
+/// Most shards per chunk (`k + m`).
+pub const MAX_SHARDS: usize = 255;
+/// Smallest and default chunk size.
+pub const MIN_CHUNK_SIZE: u32 = 4 * 1024;
+pub const DEFAULT_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// A blake3 hash of a shard.
+pub type Checksum = [u8; 32];
+
+/// How files are cut and spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecParams {
+    /// `k`: shards needed to read a chunk back.
+    pub data_shards: u16,
+    /// `m`: shards that may be lost.
+    pub parity_shards: u16,
+    /// Plaintext bytes per chunk (the last chunk may be shorter).
+    pub chunk_size: u32,
+    /// zstd level (negative = faster, up to 22 = smaller).
+    pub zstd_level: i32,
+}
+
+impl CodecParams {
+    pub fn total_shards(&self) -> usize {
+        usize::from(self.data_shards) + usize::from(self.parity_shards)
+    }
+
+    /// Refuses combinations the erasure code or zdb cannot hold.
+    pub fn validate(&self) -> Result<(), ZstorError> {
+        let (k, m) = (
+            usize::from(self.data_shards),
+            usize::from(self.parity_shards),
+        );
+        if k == 0 || m == 0 {
+            return Err(ZstorError::InvalidParams(
+                "need at least 1 data shard and 1 parity shard".into(),
+            ));
+        }
+        if k + m > MAX_SHARDS {
+            return Err(ZstorError::InvalidParams(format!(
+                "at most {MAX_SHARDS} shards per chunk, got {k} + {m}"
+            )));
+        }
+        if self.chunk_size < MIN_CHUNK_SIZE {
+            return Err(ZstorError::InvalidParams(format!(
+                "chunk size must be at least {MIN_CHUNK_SIZE} bytes"
+            )));
+        }
+        if shard_len_for(self.chunk_size as usize + TAG_LEN, k) > MAX_SHARD_LEN {
+            return Err(ZstorError::InvalidParams(format!(
+                "chunk size {} over {k} data shards gives shards above zdb's {MAX_SHARD_LEN}-byte value limit",
+                self.chunk_size
+            )));
+        }
+        if !(zstd::compression_level_range().contains(&self.zstd_level)) {
+            return Err(ZstorError::InvalidParams(format!(
+                "zstd level {} is outside {:?}",
+                self.zstd_level,
+                zstd::compression_level_range()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Shard length for a payload: `ceil(payload / k)` rounded up to even, at least 2.
+pub fn shard_len_for(payload_len: usize, data_shards: usize) -> usize {
+    let per_shard = payload_len.div_ceil(data_shards).max(2);
+    per_shard + per_shard % 2
+}
+
+/// What the manifest records about an encoded chunk besides its shard locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLayout {
+    pub plain_len: u32,
+    pub compressed: bool,
+    /// Ciphertext plus tag.
+    pub payload_len: u32,
+    pub shard_len: u32,
+}
+
+/// One chunk's shards, data shards first, with their checksums.
+pub struct EncodedChunk {
+    pub layout: ChunkLayout,
+    pub shards: Vec<Vec<u8>>,
+    pub checksums: Vec<Checksum>,
+}
+
+/// Encodes chunks; holds reusable buffers.
+pub struct ChunkEncoder {
+    params: CodecParams,
+    compressor: zstd::bulk::Compressor<'static>,
+    rs: Option<ReedSolomonEncoder>,
+    payload: Vec<u8>,
+}
+
+impl ChunkEncoder {
+    pub fn new(params: CodecParams) -> Result<Self, ZstorError> {
+        params.validate()?;
+        let compressor = zstd::bulk::Compressor::new(params.zstd_level)
+            .map_err(|e| ZstorError::InvalidParams(format!("zstd: {e}")))?;
+        Ok(ChunkEncoder {
+            params,
+            compressor,
+            rs: None,
+            payload: Vec::new(),
+        })
+    }
+
+    /// Compresses, encrypts and erasure-codes one chunk (at most `chunk_size` bytes).
+    pub fn encode(
+        &mut self,
+        key: &FileKey,
+        file_id: [u8; 16],
+        index: u64,
+        plaintext: &[u8],
+    ) -> Result<EncodedChunk, ZstorError> {
+        let k = usize::from(self.params.data_shards);
+        let m = usize::from(self.params.parity_shards);
+        if plaintext.len() > self.params.chunk_size as usize {
+            return Err(ZstorError::InvalidParams(format!(
+                "chunk of {} bytes is above the chunk size {}",
+                plaintext.len(),
+                self.params.chunk_size
+            )));
+        }
+        let plain_len = plaintext.len() as u32;
+        let max_shard_len = shard_len_for(plaintext.len() + TAG_LEN, k);
+        self.payload.clear();
+        self.payload.resize(max_shard_len * k, 0);
+
+        // compressed output must be strictly smaller than the input to be kept
+        let compressed_len = match plaintext.len() {
+            0 => None,
+            n => self
+                .compressor
+                .compress_to_buffer(plaintext, &mut self.payload[..n - 1])
+                .ok(),
+        };
+        let body_len = match compressed_len {
+            Some(len) => len,
+            None => {
+                self.payload[..plaintext.len()].copy_from_slice(plaintext);
+                plaintext.len()
+            }
+        };
+        let binding = ChunkBinding {
+            file_id,
+            index,
+            compressed: compressed_len.is_some(),
+            plain_len,
+        };
+        let tag = key
+            .chunk_cipher()
+            .encrypt_in_place_detached(
+                &binding.nonce(),
+                &binding.associated_data(),
+                &mut self.payload[..body_len],
+            )
+            .map_err(|_| ZstorError::InvalidParams("chunk too large to encrypt".into()))?;
+        let payload_len = body_len + TAG_LEN;
+        self.payload[body_len..payload_len].copy_from_slice(&tag);
+        let shard_len = shard_len_for(payload_len, k);
+        self.payload[payload_len..shard_len * k].fill(0);
+
+        let mut shards: Vec<Vec<u8>> = self.payload[..shard_len * k]
+            .chunks_exact(shard_len)
+            .map(<[u8]>::to_vec)
+            .collect();
+        let rs = match self.rs.as_mut() {
+            Some(rs) => {
+                rs.reset(k, m, shard_len).map_err(rs_error)?;
+                rs
+            }
+            None => self
+                .rs
+                .insert(ReedSolomonEncoder::new(k, m, shard_len).map_err(rs_error)?),
+        };
+        for shard in &shards {
+            rs.add_original_shard(shard).map_err(rs_error)?;
+        }
+        let parity = rs.encode().map_err(rs_error)?;
+        shards.extend(parity.recovery_iter().map(<[u8]>::to_vec));
+        let checksums = shards.iter().map(|s| *blake3::hash(s).as_bytes()).collect();
+        Ok(EncodedChunk {
+            layout: ChunkLayout {
+                plain_len,
+                compressed: binding.compressed,
+                payload_len: payload_len as u32,
+                shard_len: shard_len as u32,
+            },
+            shards,
+            checksums,
+        })
+    }
+}
+
+fn rs_error(e: reed_solomon_simd::Error) -> ZstorError {
+    ZstorError::InvalidParams(format!("Reed-Solomon: {e}"))
+}
+
+/// Rebuilds all `k + m` shards of a chunk from any `k` of them (ciphertext only: no key needed).
+pub fn restore_all_shards(
+    params: &CodecParams,
+    layout: &ChunkLayout,
+    shards: &mut [Option<Vec<u8>>],
+) -> Result<(), ZstorError> {
+    let k = usize::from(params.data_shards);
+    let m = usize::from(params.parity_shards);
+    restore_data_shards(params, layout, shards)?;
+    if shards[k..].iter().all(Option::is_some) {
+        return Ok(());
+    }
+    let mut rs = ReedSolomonEncoder::new(k, m, layout.shard_len as usize).map_err(rs_error)?;
+    for shard in shards[..k].iter().flatten() {
+        rs.add_original_shard(shard).map_err(rs_error)?;
+    }
+    let parity = rs.encode().map_err(rs_error)?;
+    for (slot, recovered) in shards[k..].iter_mut().zip(parity.recovery_iter()) {
+        if slot.is_none() {
+            *slot = Some(recovered.to_vec());
+        }
+    }
+    Ok(())
+}
+
+/// Fills in missing data shards (the first `k`) from any `k` present shards.
+fn restore_data_shards(
+    params: &CodecParams,
+    layout: &ChunkLayout,
+    shards: &mut [Option<Vec<u8>>],
+) -> Result<(), ZstorError> {
+    let k = usize::from(params.data_shards);
+    let m = usize::from(params.parity_shards);
+    let shard_len = layout.shard_len as usize;
+    if shards.len() != k + m {
+        return Err(ZstorError::InvalidParams(format!(
+            "expected {} shard slots, got {}",
+            k + m,
+            shards.len()
+        )));
+    }
+    if shards
+        .iter()
+        .flatten()
+        .any(|shard| shard.len() != shard_len)
+    {
+        return Err(ZstorError::InvalidParams(
+            "a shard has the wrong length".into(),
+        ));
+    }
+    if shards[..k].iter().all(Option::is_some) {
+        return Ok(());
+    }
+    let present = shards.iter().filter(|s| s.is_some()).count();
+    if present < k {
+        return Err(ZstorError::NotEnoughShards {
+            available: present,
+            needed: k,
+        });
+    }
+    let mut rs = ReedSolomonDecoder::new(k, m, shard_len).map_err(rs_error)?;
+    for (index, shard) in shards.iter().enumerate() {
+        if let Some(shard) = shard {
+            if index < k {
+                rs.add_original_shard(index, shard).map_err(rs_error)?;
+            } else {
+                rs.add_recovery_shard(index - k, shard).map_err(rs_error)?;
+            }
+        }
+    }
+    let restored = rs.decode().map_err(rs_error)?;
+    for (index, shard) in restored.restored_original_iter() {
+        shards[index] = Some(shard.to_vec());
+    }
+    Ok(())
+}
+
+/// Decodes chunks; holds reusable buffers.
+pub struct ChunkDecoder {
+    params: CodecParams,
+    decompressor: zstd::bulk::Decompressor<'static>,
+    payload: Vec<u8>,
+}
+
+impl ChunkDecoder {
+    pub fn new(params: CodecParams) -> Result<Self, ZstorError> {
+        params.validate()?;
+        let decompressor = zstd::bulk::Decompressor::new()
+            .map_err(|e| ZstorError::InvalidParams(format!("zstd: {e}")))?;
+        Ok(ChunkDecoder {
+            params,
+            decompressor,
+            payload: Vec::new(),
+        })
+    }
+
+    /// Restores the plaintext of a chunk from its shards (`None` = missing or failed its
+    /// checksum; at least `k` must be present) into `out`, replacing its content.
+    pub fn decode(
+        &mut self,
+        key: &FileKey,
+        file_id: [u8; 16],
+        index: u64,
+        layout: &ChunkLayout,
+        shards: &mut [Option<Vec<u8>>],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ZstorError> {
+        let k = usize::from(self.params.data_shards);
+        let shard_len = layout.shard_len as usize;
+        let payload_len = layout.payload_len as usize;
+        if payload_len < TAG_LEN
+            || payload_len > shard_len * k
+            || layout.plain_len > self.params.chunk_size
+        {
+            return Err(ZstorError::CorruptManifest(format!(
+                "chunk {index} has an impossible layout"
+            )));
+        }
+        restore_data_shards(&self.params, layout, shards)?;
+        self.payload.clear();
+        for shard in shards[..k].iter().flatten() {
+            self.payload.extend_from_slice(shard);
+        }
+        self.payload.truncate(payload_len);
+        let body_len = payload_len - TAG_LEN;
+        let (body, tag) = self.payload.split_at_mut(body_len);
+        let binding = ChunkBinding {
+            file_id,
+            index,
+            compressed: layout.compressed,
+            plain_len: layout.plain_len,
+        };
+        key.chunk_cipher()
+            .decrypt_in_place_detached(
+                &binding.nonce(),
+                &binding.associated_data(),
+                body,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| ZstorError::ChunkAuthentication { index })?;
+        out.clear();
+        if layout.compressed {
+            out.reserve(layout.plain_len as usize);
+            let written = self
+                .decompressor
+                .decompress_to_buffer(body, out)
+                .map_err(|e| ZstorError::CorruptChunk {
+                    index,
+                    reason: format!("zstd: {e}"),
+                })?;
+            if written != layout.plain_len as usize {
+                return Err(ZstorError::CorruptChunk {
+                    index,
+                    reason: format!(
+                        "decompressed to {written} bytes, expected {}",
+                        layout.plain_len
+                    ),
+                });
+            }
+        } else {
+            if body.len() != layout.plain_len as usize {
+                return Err(ZstorError::CorruptChunk {
+                    index,
+                    reason: format!("{} stored bytes, expected {}", body.len(), layout.plain_len),
+                });
+            }
+            out.extend_from_slice(body);
+        }
+        Ok(())
+    }
+}
