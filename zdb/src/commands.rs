@@ -126,9 +126,7 @@ impl Session {
     /// Runs one command, appending its reply to `out`.
     pub fn execute(&mut self, args: &[Bytes], out: &mut BytesMut) -> Option<Deferred> {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-        let Some(raw_name) = args.first() else {
-            return None;
-        };
+        let raw_name = args.first()?;
         // upper-cased on the stack: command names are short, dispatch runs per request
         let mut upper = [0u8; 16];
         let name: &[u8] = if raw_name.len() <= upper.len() {
@@ -202,7 +200,10 @@ impl Session {
 
     fn require_admin(&self, out: &mut BytesMut) -> bool {
         if !self.admin {
-            self.shared.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .unauthorized
+                .fetch_add(1, Ordering::Relaxed);
             reply::error(out, "Permission denied");
             return false;
         }
@@ -305,14 +306,23 @@ impl Session {
                 return true;
             }
             let Some(nonce) = self.nonce.take() else {
-                fail!(out, "No CHALLENGE requested, secure authentication not available");
+                fail!(
+                    out,
+                    "No CHALLENGE requested, secure authentication not available"
+                );
             };
             if !secure_match(&nonce, &password, &args[2]) {
-                self.shared.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .unauthorized
+                    .fetch_add(1, Ordering::Relaxed);
                 fail!(out, "Access denied");
             }
         } else if !constant_time_eq(args[1].as_ref(), password.as_bytes()) {
-            self.shared.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .stats
+                .unauthorized
+                .fetch_add(1, Ordering::Relaxed);
             fail!(out, "Access denied");
         }
         self.admin = true;
@@ -330,7 +340,10 @@ impl Session {
                 if !self.require_admin(out) {
                     return false;
                 }
-                match std::str::from_utf8(t).ok().and_then(|t| t.parse::<u32>().ok()) {
+                match std::str::from_utf8(t)
+                    .ok()
+                    .and_then(|t| t.parse::<u32>().ok())
+                {
                     Some(t) => Some(t),
                     None => fail!(out, "Invalid timestamp"),
                 }
@@ -361,7 +374,9 @@ impl Session {
     }
 
     fn get(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
-        if !self.arity(args, 2, 2, out) || !self.require_read(out) || !Self::check_key(&args[1], out)
+        if !self.arity(args, 2, 2, out)
+            || !self.require_read(out)
+            || !Self::check_key(&args[1], out)
         {
             return false;
         }
@@ -387,7 +402,10 @@ impl Session {
                 Ok(v) => {
                     size += v.as_ref().map_or(0, |v| v.len());
                     if size > MGET_MAX_REPLY {
-                        fail!(out, "MGET reply would exceed {MGET_MAX_REPLY} bytes, ask for fewer keys");
+                        fail!(
+                            out,
+                            "MGET reply would exceed {MGET_MAX_REPLY} bytes, ask for fewer keys"
+                        );
                     }
                     values.push(v);
                 }
@@ -405,7 +423,9 @@ impl Session {
     }
 
     fn del(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
-        if !self.arity(args, 2, 2, out) || !self.require_write(out) || !Self::check_key(&args[1], out)
+        if !self.arity(args, 2, 2, out)
+            || !self.require_write(out)
+            || !Self::check_key(&args[1], out)
         {
             return false;
         }
@@ -421,7 +441,9 @@ impl Session {
 
     /// `EXISTS`, `CHECK`, `LENGTH`, `KEYTIME`, `KEYCUR`: questions about one key.
     fn key_query(&mut self, name: &[u8], args: &[Bytes], out: &mut BytesMut) -> bool {
-        if !self.arity(args, 2, 2, out) || !self.require_read(out) || !Self::check_key(&args[1], out)
+        if !self.arity(args, 2, 2, out)
+            || !self.require_read(out)
+            || !Self::check_key(&args[1], out)
         {
             return false;
         }
@@ -483,7 +505,9 @@ impl Session {
     }
 
     fn history(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
-        if !self.arity(args, 2, 3, out) || !self.require_read(out) || !Self::check_key(&args[1], out)
+        if !self.arity(args, 2, 3, out)
+            || !self.require_read(out)
+            || !Self::check_key(&args[1], out)
         {
             return false;
         }
@@ -651,7 +675,10 @@ impl Session {
         };
         let result = match property.as_slice() {
             b"maxsize" => {
-                match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                match std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
                     Some(v) => ns.update_settings(|s| s.maxsize = v),
                     None => fail!(out, "Invalid value for maxsize (expected bytes)"),
                 }
@@ -661,7 +688,10 @@ impl Session {
                     .ok()
                     .filter(|p| !p.is_empty() && p.len() <= MAX_PASSWORD_LEN)
                 else {
-                    fail!(out, "Invalid password (1 to {MAX_PASSWORD_LEN} bytes of UTF-8)");
+                    fail!(
+                        out,
+                        "Invalid password (1 to {MAX_PASSWORD_LEN} bytes of UTF-8)"
+                    );
                 };
                 let pw = (pw != "*").then(|| pw.to_string());
                 ns.update_settings(|s| s.password = pw)
@@ -671,13 +701,20 @@ impl Session {
                     fail!(out, "Invalid property value (expected: user, seq)");
                 };
                 if self.shared.config.mode.is_some() {
-                    fail!(out, "This server instance is configured to use a single runtime mode");
+                    fail!(
+                        out,
+                        "This server instance is configured to use a single runtime mode"
+                    );
                 }
                 ns.set_mode(mode)
             }
             b"public" | b"worm" | b"lock" | b"freeze" => {
                 let Some(v) = flag else {
-                    fail!(out, "Invalid value for {} (expected 0 or 1)", String::from_utf8_lossy(&property));
+                    fail!(
+                        out,
+                        "Invalid value for {} (expected 0 or 1)",
+                        String::from_utf8_lossy(&property)
+                    );
                 };
                 ns.update_settings(|s| match property.as_slice() {
                     b"public" => s.public = v,
@@ -723,7 +760,10 @@ impl Session {
                     fail!(out, "Only SECURE extra method supported");
                 }
                 let Some(nonce) = self.nonce.take() else {
-                    fail!(out, "No CHALLENGE requested, secure authentication not available");
+                    fail!(
+                        out,
+                        "No CHALLENGE requested, secure authentication not available"
+                    );
                 };
                 if !secure_match(&nonce, pw, &args[3]) {
                     fail!(out, "Access denied");
@@ -758,7 +798,8 @@ impl Session {
 /// Checks `hash` against hex(sha1("<nonce>:<password>")).
 fn secure_match(nonce: &str, password: &str, hash: &[u8]) -> bool {
     let expected = hex::encode(Sha1::digest(format!("{nonce}:{password}").as_bytes()));
-    hash.len() == expected.len() && constant_time_eq(&hash.to_ascii_lowercase(), expected.as_bytes())
+    hash.len() == expected.len()
+        && constant_time_eq(&hash.to_ascii_lowercase(), expected.as_bytes())
 }
 
 /// Password comparison whose time does not depend on where the first difference is.

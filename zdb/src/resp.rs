@@ -81,11 +81,19 @@ pub enum ProtocolError {
 enum State {
     Idle,
     /// Inside a `*N` request, `remaining` elements still to come.
-    Args { remaining: usize },
+    Args {
+        remaining: usize,
+    },
     /// Waiting for a bulk body of `len` bytes plus CRLF.
-    Bulk { remaining: usize, len: usize },
+    Bulk {
+        remaining: usize,
+        len: usize,
+    },
     /// Throwing away an oversized bulk body (CRLF included).
-    Discard { remaining: usize, bytes: usize },
+    Discard {
+        remaining: usize,
+        bytes: usize,
+    },
 }
 
 /// Incremental RESP2 request parser, one per connection.
@@ -338,7 +346,10 @@ pub mod reply {
     }
 
     fn put_line_safe(out: &mut BytesMut, s: &[u8]) {
-        out.extend(s.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        out.extend(
+            s.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         out.put_slice(b"\r\n");
     }
 }
@@ -397,7 +408,11 @@ mod tests {
         }
         assert_eq!(
             got,
-            vec![Request::Command(vec!["SET".into(), "key".into(), "".into()])]
+            vec![Request::Command(vec![
+                "SET".into(),
+                "key".into(),
+                "".into()
+            ])]
         );
         assert!(!p.in_progress(&buf));
     }

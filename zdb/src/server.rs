@@ -52,8 +52,8 @@ pub enum ServerError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// A running zdb server. Dropping it without [`Server::shutdown`] leaves the
-/// tasks running until the runtime stops.
+/// A running zdb server. Dropping it without [`Server::shutdown`] also stops
+/// the listeners and connections, but skips the final write-out and fsync.
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: Option<SocketAddr>,
@@ -83,10 +83,9 @@ impl Server {
         };
         let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
         let cache_bytes = config.cache_bytes;
-        let store = tokio::task::spawn_blocking(move || {
-            Store::open(&data, &index, engine, cache_bytes)
-        })
-        .await??;
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&data, &index, engine, cache_bytes))
+                .await??;
         let shared = Arc::new(Shared::new(store, config.clone()));
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -225,7 +224,9 @@ where
     stats.clients_lifetime.fetch_add(1, Ordering::Relaxed);
     let connected = stats.clients_connected.fetch_add(1, Ordering::AcqRel) + 1;
     if connected > shared.config.max_clients {
-        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
     } else if let Err(e) = connection_loop(&mut stream, &shared, &mut stop).await {
         debug!("connection closed: {e}");
     }
@@ -241,7 +242,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(mut session) = Session::new(shared.clone()) else {
-        stream.write_all(b"-ERR default namespace missing\r\n").await?;
+        stream
+            .write_all(b"-ERR default namespace missing\r\n")
+            .await?;
         return Ok(());
     };
     let mut parser = RequestParser::new(Limits::default());
@@ -346,7 +349,10 @@ where
         if !failures.is_empty() {
             // the writes of this batch may be lost: say so instead of confirming them
             output.clear();
-            reply::error(output, &format!("Cannot write data right now: {}", failures.join("; ")));
+            reply::error(
+                output,
+                &format!("Cannot write data right now: {}", failures.join("; ")),
+            );
             stream.write_all(output).await?;
             return Err(io::Error::other("commit failed"));
         }
@@ -423,13 +429,14 @@ async fn background_compaction(shared: Arc<Shared>, mut stop: watch::Receiver<bo
         }
         for ns in shared.store.all() {
             let (dead, total) = ns.space();
-            if ns.is_removed()
-                || dead < shared.config.compaction_min_dead_bytes
-                || dead * 2 < total
+            if ns.is_removed() || dead < shared.config.compaction_min_dead_bytes || dead * 2 < total
             {
                 continue;
             }
-            info!(namespace = ns.name(), dead, total, "starting background compaction");
+            info!(
+                namespace = ns.name(),
+                dead, total, "starting background compaction"
+            );
             match tokio::task::spawn_blocking(move || ns.compact()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!("background compaction failed: {e}"),

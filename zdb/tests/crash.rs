@@ -101,7 +101,11 @@ fn kill9_during_sync_writes_loses_no_acknowledged_write() {
         }
     }
     let l = ledger.lock().expect("ledger");
-    assert!(l.acked.len() > 100, "the writer made progress: {}", l.acked.len());
+    assert!(
+        l.acked.len() > 100,
+        "the writer made progress: {}",
+        l.acked.len()
+    );
     // final restart: all there, and the namespace takes writes again
     let server = Binary::start(root, &["--sync"]);
     let mut c = connect(server.addr);
@@ -114,13 +118,23 @@ fn kill9_during_sync_writes_loses_no_acknowledged_write() {
             "key {k}"
         );
     }
-    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"after", b"crashes"]), b"after");
+    assert_eq!(
+        q::<Vec<u8>>(&mut c, &[b"SET", b"after", b"crashes"]),
+        b"after"
+    );
     server.terminate();
 }
 
 fn fill(c: &mut redis::Connection, n: usize) {
     for i in 0..n {
-        q::<Vec<u8>>(c, &[b"SET", format!("k{i}").as_bytes(), format!("value number {i}").as_bytes()]);
+        q::<Vec<u8>>(
+            c,
+            &[
+                b"SET",
+                format!("k{i}").as_bytes(),
+                format!("value number {i}").as_bytes(),
+            ],
+        );
     }
 }
 
@@ -143,7 +157,10 @@ fn truncated_tail_without_index_serves_intact_part() {
     let s = InProcess::start_in(dir, config);
     let mut c = s.client();
     assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 49);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k48"]).as_deref(), Some("value number 48"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k48"]).as_deref(),
+        Some("value number 48")
+    );
     assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k49"]), None);
     // writable again, and the repaired file keeps working after another restart
     q::<Vec<u8>>(&mut c, &[b"SET", b"k49", b"rewritten"]);
@@ -152,7 +169,10 @@ fn truncated_tail_without_index_serves_intact_part() {
     let config = zdb::ZdbConfig::ephemeral(dir.path());
     let s = InProcess::start_in(dir, config);
     let mut c = s.client();
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k49"]).as_deref(), Some("rewritten"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k49"]).as_deref(),
+        Some("rewritten")
+    );
     assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 50);
 }
 
@@ -176,10 +196,16 @@ fn flipped_byte_in_value_is_an_error_not_wrong_data() {
     assert!(qerr(&mut c, &[b"GET", b"k5"]).contains("Data corrupted"));
     assert_eq!(q::<i64>(&mut c, &[b"CHECK", b"k5"]), 0);
     assert_eq!(q::<i64>(&mut c, &[b"CHECK", b"k4"]), 1);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k6"]).as_deref(), Some("value number 6"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k6"]).as_deref(),
+        Some("value number 6")
+    );
     // overwriting the damaged key works
     q::<Vec<u8>>(&mut c, &[b"SET", b"k5", b"fresh"]);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k5"]).as_deref(), Some("fresh"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k5"]).as_deref(),
+        Some("fresh")
+    );
 }
 
 #[test]
@@ -200,11 +226,17 @@ fn flipped_byte_without_index_cuts_the_tail_there() {
     let s = InProcess::start_in(dir, config);
     let mut c = s.client();
     assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 7);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k6"]).as_deref(), Some("value number 6"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"k6"]).as_deref(),
+        Some("value number 6")
+    );
     assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"k8"]), None);
     assert_eq!(fs::metadata(&file).expect("meta").len() as usize, offset);
     q::<Vec<u8>>(&mut c, &[b"SET", b"new", b"write"]);
-    assert_eq!(q::<Option<String>>(&mut c, &[b"GET", b"new"]).as_deref(), Some("write"));
+    assert_eq!(
+        q::<Option<String>>(&mut c, &[b"GET", b"new"]).as_deref(),
+        Some("write")
+    );
 }
 
 #[test]

@@ -11,7 +11,8 @@ use common::{q, InProcess};
 
 fn raw(s: &InProcess) -> TcpStream {
     let t = TcpStream::connect(s.addr).expect("connect");
-    t.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    t.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     t
 }
 
@@ -42,8 +43,14 @@ fn absurd_lengths_and_garbage_close_only_that_connection() {
         let mut t = raw(&s);
         t.write_all(bad).expect("send");
         let reply = read_to_close(&mut t);
-        assert!(reply.contains("-ERR Protocol error"), "{bad:?} -> {reply:?}");
-        assert_eq!(q::<Option<Vec<u8>>>(&mut good, &[b"GET", b"k"]), Some(b"v".to_vec()));
+        assert!(
+            reply.contains("-ERR Protocol error"),
+            "{bad:?} -> {reply:?}"
+        );
+        assert_eq!(
+            q::<Option<Vec<u8>>>(&mut good, &[b"GET", b"k"]),
+            Some(b"v".to_vec())
+        );
     }
     // a line with no end at all
     let mut t = raw(&s);
@@ -58,7 +65,8 @@ fn random_bytes_never_crash_the_server() {
     let mut state = 0x2545F4914F6CDD1Du64;
     for _ in 0..200 {
         let mut t = raw(&s);
-        t.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        t.set_write_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut buf = vec![0u8; 64 + (state % 512) as usize];
         for b in buf.iter_mut() {
             // xorshift: deterministic garbage, biased towards RESP's own bytes
@@ -87,7 +95,8 @@ fn slowloris_is_cut_off_and_does_not_block_others() {
     let mut slow: Vec<TcpStream> = (0..20)
         .map(|_| {
             let mut t = raw(&s);
-            t.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc").expect("send");
+            t.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc")
+                .expect("send");
             t
         })
         .collect();

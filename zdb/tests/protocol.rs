@@ -50,9 +50,18 @@ fn data_commands_user_mode() {
     // unchanged value: nil, nothing appended
     assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"SET", b"k1", b"v1"]), None);
     assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"k1", b"v2"]), b"k1");
-    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"bin\x00\xff", b""]), b"bin\x00\xff");
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"k1"]), Some(b"v2".to_vec()));
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"bin\x00\xff"]), Some(Vec::new()));
+    assert_eq!(
+        q::<Vec<u8>>(&mut c, &[b"SET", b"bin\x00\xff", b""]),
+        b"bin\x00\xff"
+    );
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"k1"]),
+        Some(b"v2".to_vec())
+    );
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"bin\x00\xff"]),
+        Some(Vec::new())
+    );
     assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"missing"]), None);
     let m: Vec<Option<Vec<u8>>> = q(&mut c, &[b"MGET", b"k1", b"missing", b"bin\x00\xff"]);
     assert_eq!(m, vec![Some(b"v2".to_vec()), None, Some(Vec::new())]);
@@ -191,12 +200,18 @@ fn seq_mode() {
     assert_eq!(k0, 0u64.to_le_bytes());
     assert_eq!(k1, 1u64.to_le_bytes());
     assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", &k0, b"updated"]), k0);
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", &k0]), Some(b"updated".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", &k0]),
+        Some(b"updated".to_vec())
+    );
     assert!(qerr(&mut c, &[b"SET", &5u64.to_le_bytes(), b"v"]).contains("only update authorized"));
     assert!(qerr(&mut c, &[b"SET", b"userkey", b"v"]).contains("only update authorized"));
     assert_eq!(q::<String>(&mut c, &[b"DEL", &k1]), "OK");
     // deleted ids are not handed out again
-    assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"", b"third"]), 2u64.to_le_bytes());
+    assert_eq!(
+        q::<Vec<u8>>(&mut c, &[b"SET", b"", b"third"]),
+        2u64.to_le_bytes()
+    );
     // mode can only change while empty
     assert!(qerr(&mut c, &[b"NSSET", b"seq", b"mode", b"user"]).contains("Cannot change mode"));
     assert!(qerr(&mut c, &[b"NSSET", b"seq", b"mode", b"weird"]).contains("expected: user, seq"));
@@ -224,7 +239,10 @@ fn namespaces_passwords_and_flags() {
     assert!(qerr(&mut user, &[b"SELECT", b"priv"]).contains("protected and private"));
     assert!(qerr(&mut user, &[b"SELECT", b"priv", b"bad"]).contains("Access denied"));
     assert!(qerr(&mut user, &[b"SELECT", b"nope"]).contains("Namespace not found"));
-    assert_eq!(q::<String>(&mut user, &[b"SELECT", b"priv", b"secret"]), "OK");
+    assert_eq!(
+        q::<String>(&mut user, &[b"SELECT", b"priv", b"secret"]),
+        "OK"
+    );
     q::<Vec<u8>>(&mut user, &[b"SET", b"a", b"1"]);
 
     // public namespace with password: read-only without it
@@ -233,7 +251,10 @@ fn namespaces_passwords_and_flags() {
     q::<String>(&mut admin, &[b"NSSET", b"pub", b"password", b"pw2"]);
     let mut reader = s.client();
     q::<String>(&mut reader, &[b"SELECT", b"pub"]);
-    assert_eq!(q::<Option<Vec<u8>>>(&mut reader, &[b"GET", b"a"]), Some(b"1".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut reader, &[b"GET", b"a"]),
+        Some(b"1".to_vec())
+    );
     assert!(qerr(&mut reader, &[b"SET", b"b", b"2"]).contains("read-only"));
     assert!(qerr(&mut reader, &[b"DEL", b"a"]).contains("read-only"));
 
@@ -244,23 +265,39 @@ fn namespaces_passwords_and_flags() {
     let nonce2: String = q(&mut reader, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
     assert_ne!(nonce, nonce2);
     let hash = sha1_hex(&format!("{nonce2}:pw2"));
-    assert_eq!(q::<String>(&mut reader, &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]), "OK");
+    assert_eq!(
+        q::<String>(
+            &mut reader,
+            &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]
+        ),
+        "OK"
+    );
     q::<Vec<u8>>(&mut reader, &[b"SET", b"b", b"2"]);
     // a challenge is single use
-    assert!(qerr(&mut reader, &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]).contains("No CHALLENGE"));
+    assert!(qerr(
+        &mut reader,
+        &[b"SELECT", b"pub", b"SECURE", hash.as_bytes()]
+    )
+    .contains("No CHALLENGE"));
 
     // AUTH SECURE for the admin
     let mut other = s.client();
     let nonce: String = q(&mut other, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
     let hash = sha1_hex(&format!("{nonce}:adminpw"));
-    assert_eq!(q::<String>(&mut other, &[b"AUTH", b"SECURE", hash.as_bytes()]), "OK");
+    assert_eq!(
+        q::<String>(&mut other, &[b"AUTH", b"SECURE", hash.as_bytes()]),
+        "OK"
+    );
     q::<String>(&mut other, &[b"NSNEW", b"byother"]);
 
     // password '*' clears it
     q::<String>(&mut admin, &[b"NSSET", b"priv", b"password", b"*"]);
     let mut fresh = s.client();
     assert_eq!(q::<String>(&mut fresh, &[b"SELECT", b"priv"]), "OK");
-    assert_eq!(q::<Option<Vec<u8>>>(&mut fresh, &[b"GET", b"a"]), Some(b"1".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut fresh, &[b"GET", b"a"]),
+        Some(b"1".to_vec())
+    );
 
     // NSINFO
     let info: String = q(&mut fresh, &[b"NSINFO", b"priv"]);
@@ -302,7 +339,10 @@ fn maxsize_worm_lock_freeze_flush() {
     q::<String>(&mut c, &[b"NSSET", b"n", b"lock", b"1"]);
     assert!(qerr(&mut c, &[b"SET", b"l", b"1"]).contains("locked"));
     assert!(qerr(&mut c, &[b"DEL", b"w"]).contains("locked"));
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"w"]), Some(b"1".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"w"]),
+        Some(b"1".to_vec())
+    );
     q::<String>(&mut c, &[b"NSSET", b"n", b"lock", b"0"]);
 
     q::<String>(&mut c, &[b"NSSET", b"n", b"freeze", b"1"]);
@@ -326,7 +366,10 @@ fn data_survives_restart_and_compaction() {
     for round in 0..5 {
         for i in 0..100 {
             let v = format!("value-{round}-{i}");
-            q::<Vec<u8>>(&mut c, &[b"SET", format!("key{i}").as_bytes(), v.as_bytes()]);
+            q::<Vec<u8>>(
+                &mut c,
+                &[b"SET", format!("key{i}").as_bytes(), v.as_bytes()],
+            );
         }
     }
     for i in 0..20 {
@@ -357,8 +400,14 @@ fn data_survives_restart_and_compaction() {
     let mut c = s.client();
     assert_eq!(q::<i64>(&mut c, &[b"DBSIZE"]), 81);
     assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"key0"]), None);
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"key50"]), Some(b"value-4-50".to_vec()));
-    assert_eq!(q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"late"]), Some(b"write".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"key50"]),
+        Some(b"value-4-50".to_vec())
+    );
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"late"]),
+        Some(b"write".to_vec())
+    );
 }
 
 #[test]
@@ -371,5 +420,8 @@ fn unix_socket() {
     let mut c = client.get_connection().expect("connect");
     assert_eq!(q::<Vec<u8>>(&mut c, &[b"SET", b"via", b"unix"]), b"via");
     let mut tcp = s.client();
-    assert_eq!(q::<Option<Vec<u8>>>(&mut tcp, &[b"GET", b"via"]), Some(b"unix".to_vec()));
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut tcp, &[b"GET", b"via"]),
+        Some(b"unix".to_vec())
+    );
 }

@@ -31,6 +31,11 @@ pub const SEQ_KEY_LEN: usize = 8;
 /// as damage rather than as a reason to allocate a huge vector.
 const MAX_SEQ_GAP: u64 = 1 << 24;
 
+/// A seq key that is not 8 bytes, or an id absurdly far past the known ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("key does not fit the namespace's seq ids")]
+pub struct BadSeqId;
+
 pub enum KeyIndex {
     User(HashMap<Box<[u8]>, Meta>),
     Seq {
@@ -67,7 +72,7 @@ impl KeyIndex {
 
     /// Sets the live version of `key`; returns the version it replaces.
     /// In seq mode an id far beyond the known ones is refused (`Err`).
-    pub fn insert(&mut self, key: &[u8], meta: Meta) -> Result<Option<Meta>, ()> {
+    pub fn insert(&mut self, key: &[u8], meta: Meta) -> Result<Option<Meta>, BadSeqId> {
         match self {
             KeyIndex::User(map) => Ok(map.insert(key.into(), meta)),
             KeyIndex::Seq { slots, live } => {
@@ -82,7 +87,7 @@ impl KeyIndex {
     }
 
     /// Removes `key`; in seq mode the id stays reserved so it is never handed out again.
-    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Meta>, ()> {
+    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Meta>, BadSeqId> {
         match self {
             KeyIndex::User(map) => Ok(map.remove(key)),
             KeyIndex::Seq { slots, live } => {
@@ -96,19 +101,19 @@ impl KeyIndex {
         }
     }
 
-    fn seq_slot(slots: &mut Vec<Option<Meta>>, key: &[u8]) -> Result<usize, ()> {
-        let id = seq_id(key).ok_or(())?;
+    fn seq_slot(slots: &mut Vec<Option<Meta>>, key: &[u8]) -> Result<usize, BadSeqId> {
+        let id = seq_id(key).ok_or(BadSeqId)?;
         if id >= slots.len() as u64 + MAX_SEQ_GAP {
-            return Err(());
+            return Err(BadSeqId);
         }
-        let id = usize::try_from(id).map_err(|_| ())?;
+        let id = usize::try_from(id).map_err(|_| BadSeqId)?;
         if id >= slots.len() {
             slots.resize(id + 1, None);
         }
         Ok(id)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         match self {
             KeyIndex::User(map) => map.len(),
             KeyIndex::Seq { live, .. } => *live,
@@ -159,7 +164,7 @@ mod tests {
         assert_eq!(k.insert(&id0, meta(16)), Ok(None));
         assert_eq!(k.insert(&id1, meta(50)), Ok(None));
         assert_eq!(k.remove(&id1), Ok(Some(meta(50))));
-        assert_eq!(k.len(), 1);
+        assert_eq!(k.count(), 1);
         assert_eq!(k.next_seq_id(), 2);
         assert_eq!(k.get(&id1), None);
         assert_eq!(k.get(b"short"), None);
@@ -171,7 +176,7 @@ mod tests {
         let mut k = KeyIndex::new(Mode::User);
         assert_eq!(k.insert(b"a", meta(16)), Ok(None));
         assert_eq!(k.insert(b"a", meta(40)), Ok(Some(meta(16))));
-        assert_eq!(k.len(), 1);
+        assert_eq!(k.count(), 1);
         let mut seen = Vec::new();
         k.for_each(|key, m| seen.push((key.to_vec(), m.loc.offset)));
         assert_eq!(seen, vec![(b"a".to_vec(), 40)]);

@@ -74,7 +74,9 @@ impl NsSettings {
                 other => Err(bad(format!("{name}: expected 0 or 1, got {other}"))),
             };
             match name {
-                "mode" => s.mode = Mode::parse(value).ok_or_else(|| bad(format!("mode {value}")))?,
+                "mode" => {
+                    s.mode = Mode::parse(value).ok_or_else(|| bad(format!("mode {value}")))?
+                }
                 "password" => {
                     let raw = hex::decode(value).map_err(|e| bad(format!("password: {e}")))?;
                     s.password =
@@ -84,9 +86,7 @@ impl NsSettings {
                 "worm" => s.worm = flag()?,
                 "lock" => s.lock = flag()?,
                 "freeze" => s.freeze = flag()?,
-                "maxsize" => {
-                    s.maxsize = value.parse().map_err(|e| bad(format!("maxsize: {e}")))?
-                }
+                "maxsize" => s.maxsize = value.parse().map_err(|e| bad(format!("maxsize: {e}")))?,
                 other => return Err(bad(format!("unknown property {other}"))),
             }
         }

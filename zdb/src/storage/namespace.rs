@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{Durability, Mode};
 use crate::error::{StoreError, StoreResult};
 use crate::storage::cache::ValueCache;
-use crate::storage::keys::{KeyIndex, Meta};
+use crate::storage::keys::{BadSeqId, KeyIndex, Meta};
 use crate::storage::meta::{self, NsSettings};
 use crate::storage::record::{
     data_file_header, IndexEntry, Loc, NewRecord, RecordHeader, DATA_FILE_HEADER_LEN, DATA_MAGIC,
@@ -255,7 +255,12 @@ impl NsState {
     }
 
     fn rebuild_file_pos(&mut self) {
-        self.file_pos = self.files.iter().enumerate().map(|(i, f)| (f.id, i)).collect();
+        self.file_pos = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id, i))
+            .collect();
     }
 
     /// Reads `buf.len()` bytes at `offset` of data file `id`, including the unwritten tail.
@@ -267,7 +272,10 @@ impl NsState {
         let f = &self.files[pos];
         let end = offset + buf.len() as u64;
         if end > self.file_len(pos) {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past end",
+            ));
         }
         let on_disk = if pos + 1 == self.files.len() {
             f.written
@@ -413,7 +421,7 @@ impl NsState {
     }
 
     /// Records `meta` as the live version of `key` and keeps the byte counters right.
-    fn apply_live(&mut self, key: &[u8], meta: Meta) -> Result<(), ()> {
+    fn apply_live(&mut self, key: &[u8], meta: Meta) -> Result<(), BadSeqId> {
         let old = self.keys.insert(key, meta)?;
         if let Some(old) = old {
             self.live_payload -= old.value_len as u64;
@@ -424,7 +432,7 @@ impl NsState {
         Ok(())
     }
 
-    fn apply_delete(&mut self, key: &[u8]) -> Result<(), ()> {
+    fn apply_delete(&mut self, key: &[u8]) -> Result<(), BadSeqId> {
         if let Some(old) = self.keys.remove(key)? {
             self.live_payload -= old.value_len as u64;
             self.live_bytes -= old.record_len(key.len());
@@ -441,10 +449,7 @@ impl NsState {
         let last = *f.last_record.get_or_init(|| {
             let mut last = 0;
             let mut offset = DATA_FILE_HEADER_LEN;
-            while let Ok((h, _)) = self.read_header(Loc {
-                file: f.id,
-                offset,
-            }) {
+            while let Ok((h, _)) = self.read_header(Loc { file: f.id, offset }) {
                 last = offset;
                 offset += h.record_len() as u32;
             }
@@ -584,10 +589,18 @@ impl Namespace {
             None => {
                 // only a namespace from before any write lacks a manifest; if
                 // data files are there anyway, id order is their write order
-                let mut ids: Vec<u32> = on_disk.iter().map(|(id, _)| *id).filter(|&id| id != u32::MAX).collect();
+                let mut ids: Vec<u32> = on_disk
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|&id| id != u32::MAX)
+                    .collect();
                 ids.sort_unstable();
                 if !ids.is_empty() {
-                    warn!(namespace = name, files = ids.len(), "no manifest, adopting data files in id order");
+                    warn!(
+                        namespace = name,
+                        files = ids.len(),
+                        "no manifest, adopting data files in id order"
+                    );
                     meta::save_manifest(&manifest_path, &ids)?;
                 }
                 ids
@@ -683,13 +696,13 @@ impl Namespace {
                 st.keys = KeyIndex::new(mode);
             }
         }
-        if st.index.entries > 2 * st.keys.len() as u64 + 1024 {
+        if st.index.entries > 2 * st.keys.count() as u64 + 1024 {
             rewrite_index(&mut st)?;
         }
         st.flush_all()?;
         info!(
             namespace = name,
-            keys = st.keys.len(),
+            keys = st.keys.count(),
             files = st.files.len(),
             replayed_records = replayed,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -920,7 +933,7 @@ impl Namespace {
     }
 
     pub fn dbsize(&self) -> Result<u64, NsError> {
-        Ok(self.read_state()?.keys.len() as u64)
+        Ok(self.read_state()?.keys.count() as u64)
     }
 
     /// `SCAN`: live keys after `cursor` (from the start without one), oldest first.
@@ -1045,17 +1058,12 @@ impl Namespace {
         let st = self.state.read();
         NsInfo {
             settings: st.settings.clone(),
-            entries: st.keys.len() as u64,
+            entries: st.keys.count() as u64,
             live_payload: st.live_payload,
             data_bytes: st.total_bytes,
             reclaimable_bytes: st.total_bytes - st.live_bytes,
             data_files: st.files.len(),
-            index_bytes: st
-                .index
-                .file
-                .metadata()
-                .map(|m| m.len())
-                .unwrap_or(0)
+            index_bytes: st.index.file.metadata().map(|m| m.len()).unwrap_or(0)
                 + st.index.pending.len() as u64,
             next_seq_id: st.keys.next_seq_id(),
             data_errors: st.data_errors,
@@ -1097,7 +1105,11 @@ impl Namespace {
         }
         let (file, path, upto) = {
             let st = self.state.read();
-            (st.active().file.clone(), st.active().path.clone(), st.written_total)
+            (
+                st.active().file.clone(),
+                st.active().path.clone(),
+                st.written_total,
+            )
         };
         file.sync_data().map_err(|e| StoreError::io(&path, e))?;
         *synced = upto;
@@ -1530,10 +1542,7 @@ fn open_data_file(ns: &str, dir: &Path, id: u32, is_last: bool) -> StoreResult<D
                 .map_err(|e| StoreError::io(&path, e))?;
             written = DATA_FILE_HEADER_LEN as u64;
         } else {
-            return Err(StoreError::BadMagic {
-                path,
-                what: "data",
-            });
+            return Err(StoreError::BadMagic { path, what: "data" });
         }
     }
     if written > u32::MAX as u64 {
@@ -1566,7 +1575,10 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
     reader.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 8];
     if reader.read_exact(&mut magic).is_err() || &magic != INDEX_MAGIC {
-        warn!(namespace = ns, "index file has a bad header, rebuilding from data");
+        warn!(
+            namespace = ns,
+            "index file has a bad header, rebuilding from data"
+        );
         return Ok(None);
     }
     let mut good_len = INDEX_MAGIC.len() as u64;
@@ -1580,20 +1592,32 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
             0 => break,
             26 => {}
             _ => {
-                warn!(namespace = ns, offset = good_len, "torn index entry, cut off");
+                warn!(
+                    namespace = ns,
+                    offset = good_len,
+                    "torn index entry, cut off"
+                );
                 break;
             }
         }
         let key_len = head[4] as usize;
         buf[..26].copy_from_slice(&head);
         if read_full(&mut reader, &mut buf[26..26 + key_len]).map_err(io_err)? != key_len {
-            warn!(namespace = ns, offset = good_len, "torn index entry, cut off");
+            warn!(
+                namespace = ns,
+                offset = good_len,
+                "torn index entry, cut off"
+            );
             break;
         }
         let entry = match IndexEntry::decode(&buf[..26 + key_len]) {
             Ok(Some((e, _))) => e,
             _ => {
-                warn!(namespace = ns, offset = good_len, "damaged index entry, rebuilding from data");
+                warn!(
+                    namespace = ns,
+                    offset = good_len,
+                    "damaged index entry, rebuilding from data"
+                );
                 return Ok(None);
             }
         };
@@ -1603,7 +1627,9 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
             let end = if entry.flags & FLAG_COVERAGE != 0 {
                 entry.loc.offset as u64
             } else {
-                entry.loc.offset as u64 + (RECORD_HEADER_LEN + key_len) as u64 + entry.value_len as u64
+                entry.loc.offset as u64
+                    + (RECORD_HEADER_LEN + key_len) as u64
+                    + entry.value_len as u64
             };
             if coverage.is_none_or(|c| (pos, end) > c) {
                 coverage = Some((pos, end));
@@ -1627,7 +1653,10 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
             .map(|_| ())
         };
         if applied.is_err() {
-            warn!(namespace = ns, "index entry does not fit the namespace mode, rebuilding from data");
+            warn!(
+                namespace = ns,
+                "index entry does not fit the namespace mode, rebuilding from data"
+            );
             return Ok(None);
         }
     }
@@ -1636,13 +1665,15 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
     // must not claim data that is not on disk
     let mut consistent = coverage.is_none_or(|(pos, end)| end <= st.files[pos].written);
     keys.for_each(|k, m| {
-        consistent &= st
-            .file_pos
-            .get(&m.loc.file)
-            .is_some_and(|&pos| m.loc.offset as u64 + m.record_len(k.len()) <= st.files[pos].written);
+        consistent &= st.file_pos.get(&m.loc.file).is_some_and(|&pos| {
+            m.loc.offset as u64 + m.record_len(k.len()) <= st.files[pos].written
+        });
     });
     if !consistent {
-        warn!(namespace = ns, "index refers to data that is not there, rebuilding from data");
+        warn!(
+            namespace = ns,
+            "index refers to data that is not there, rebuilding from data"
+        );
         return Ok(None);
     }
     if good_len < len {
@@ -1686,7 +1717,10 @@ fn replay_data(ns: &str, st: &mut NsState, from: Position) -> StoreResult<u64> {
         let mut scanner =
             FileScanner::new(&file, offset, written).map_err(|e| StoreError::io(&path, e))?;
         let mut last_record = None;
-        while let Some(r) = scanner.next_record().map_err(|e| StoreError::io(&path, e))? {
+        while let Some(r) = scanner
+            .next_record()
+            .map_err(|e| StoreError::io(&path, e))?
+        {
             let loc = Loc {
                 file: id,
                 offset: r.offset,
@@ -1705,7 +1739,12 @@ fn replay_data(ns: &str, st: &mut NsState, from: Position) -> StoreResult<u64> {
                 )
             };
             if applied.is_err() {
-                warn!(namespace = ns, file = id, offset = r.offset, "record key does not fit the namespace mode, skipped");
+                warn!(
+                    namespace = ns,
+                    file = id,
+                    offset = r.offset,
+                    "record key does not fit the namespace mode, skipped"
+                );
                 continue;
             }
             st.index.append(&IndexEntry {
@@ -1759,7 +1798,7 @@ fn find_last_record(st: &NsState, pos: usize) -> u32 {
 fn rewrite_index(st: &mut NsState) -> StoreResult<()> {
     st.flush_all()?;
     let tmp = st.index.path.with_extension("rewrite");
-    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + st.keys.len() * 40);
+    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + st.keys.count() * 40);
     out.extend_from_slice(INDEX_MAGIC);
     let mut entries = 0;
     st.keys.for_each(|k, m| {
@@ -1798,4 +1837,3 @@ fn rewrite_index(st: &mut NsState) -> StoreResult<()> {
     st.index.entries = entries + 1;
     Ok(())
 }
-

@@ -87,7 +87,8 @@ impl RecordHeader {
 
     /// Parses the fixed header; the CRC is checked separately with [`RecordHeader::verify`].
     pub fn decode(bytes: &[u8; RECORD_HEADER_LEN]) -> RecordHeader {
-        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let prev_file = u32_at(22);
         RecordHeader {
             header_crc: u32_at(0),
@@ -197,7 +198,8 @@ impl IndexEntry {
         if bytes.len() < total {
             return Ok(None);
         }
-        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         if crc32c::crc32c(&bytes[4..total]) != u32_at(0) {
             return Err(StoreError::Corrupt {
                 file: 0,
@@ -235,7 +237,10 @@ mod tests {
             flags: 0,
             timestamp: 42,
             prev_record: 16,
-            prev_version: Some(Loc { file: 3, offset: 99 }),
+            prev_version: Some(Loc {
+                file: 3,
+                offset: 99,
+            }),
             value_crc: crc32c::crc32c(value),
         };
         let mut buf = Vec::new();
@@ -247,7 +252,13 @@ mod tests {
         assert_eq!(h.value_len, 11);
         assert_eq!(h.timestamp, 42);
         assert_eq!(h.prev_record, 16);
-        assert_eq!(h.prev_version, Some(Loc { file: 3, offset: 99 }));
+        assert_eq!(
+            h.prev_version,
+            Some(Loc {
+                file: 3,
+                offset: 99
+            })
+        );
         assert!(RecordHeader::verify(&raw, b"key"));
         assert!(!RecordHeader::verify(&raw, b"kez"));
         let mut flipped = raw;
@@ -262,21 +273,29 @@ mod tests {
             flags: FLAG_DELETED,
             value_len: 7,
             timestamp: 1,
-            loc: Loc { file: 2, offset: 300 },
+            loc: Loc {
+                file: 2,
+                offset: 300,
+            },
             value_crc: 5,
         };
         let mut buf = Vec::new();
         e.encode_into(&mut buf);
         let (d, n) = IndexEntry::decode(&buf).expect("ok").expect("complete");
         assert_eq!((d, n), (e, buf.len()));
-        assert!(IndexEntry::decode(&buf[..buf.len() - 1]).expect("ok").is_none());
+        assert!(IndexEntry::decode(&buf[..buf.len() - 1])
+            .expect("ok")
+            .is_none());
         buf[10] ^= 0xff;
         assert!(IndexEntry::decode(&buf).is_err());
     }
 
     #[test]
     fn cursor_roundtrip() {
-        let l = Loc { file: 7, offset: 1234 };
+        let l = Loc {
+            file: 7,
+            offset: 1234,
+        };
         assert_eq!(Loc::from_cursor(&l.to_cursor()), Some(l));
         assert_eq!(Loc::from_cursor(b"short"), None);
     }

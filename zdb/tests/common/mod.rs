@@ -87,7 +87,10 @@ pub fn qerr(con: &mut redis::Connection, args: &[&[u8]]) -> String {
         cmd.arg(*a);
     }
     match cmd.query::<redis::Value>(con) {
-        Ok(v) => panic!("{:?} should fail, got {v:?}", String::from_utf8_lossy(&args.concat())),
+        Ok(v) => panic!(
+            "{:?} should fail, got {v:?}",
+            String::from_utf8_lossy(&args.concat())
+        ),
         Err(e) => e.to_string(),
     }
 }
