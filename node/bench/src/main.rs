@@ -6,8 +6,8 @@
 //! 3. Follows final heads; for each final block, fetches it and records when each of its
 //!    extrinsics became final.
 //! 4. Submits every transfer with `author_submitExtrinsic` over `--connections` WebSocket
-//!    connections, `--in-flight` requests outstanding per connection, and records when each was
-//!    sent.
+//!    connections in JSON-RPC batches of `--batch`, `--in-flight` batches outstanding per
+//!    connection, and records when each was sent.
 //! 5. Prints finalized transactions per second (first send → last final) and submit→final
 //!    latency percentiles.
 //!
@@ -19,7 +19,11 @@ use clap::Parser;
 use futures::{stream, StreamExt};
 use gridchain_primitives::{Bytes, ChainContext, Extrinsic, Hash, Pair};
 use gridchain_rpc_api::{
-    jsonrpsee::ws_client::{WsClient, WsClientBuilder},
+    jsonrpsee::{
+        core::{client::ClientT, params::BatchRequestBuilder},
+        rpc_params,
+        ws_client::{WsClient, WsClientBuilder},
+    },
     AuthorApiClient, ChainApiClient, GridchainApiClient, StateApiClient, SystemApiClient,
 };
 use gridchain_runtime::{balances, Call};
@@ -45,8 +49,11 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     connections: usize,
     /// Outstanding requests per connection.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     in_flight: usize,
+    /// Submissions per JSON-RPC batch request (1 = no batching).
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
 }
 
 async fn connect(url: &str) -> anyhow::Result<WsClient> {
@@ -213,15 +220,32 @@ async fn main() -> anyhow::Result<()> {
         let sent_at = sent_at.clone();
         let rejected = rejected.clone();
         let in_flight = args.in_flight;
+        let batch = args.batch.max(1);
         submitters.push(tokio::spawn(async move {
-            stream::iter(chunk)
-                .for_each_concurrent(in_flight, |(hash, bytes)| {
+            let batches: Vec<Vec<(Hash, Bytes)>> = chunk.chunks(batch).map(<[_]>::to_vec).collect();
+            stream::iter(batches)
+                .for_each_concurrent(in_flight, |txs| {
                     let client = client.clone();
                     let sent_at = sent_at.clone();
                     let rejected = rejected.clone();
                     async move {
-                        sent_at.lock().expect("lock").insert(hash, Instant::now());
-                        if let Err(e) = client.submit_extrinsic(bytes).await {
+                        let mut request = BatchRequestBuilder::new();
+                        for (hash, bytes) in &txs {
+                            sent_at.lock().expect("lock").insert(*hash, Instant::now());
+                            request
+                                .insert("author_submitExtrinsic", rpc_params![bytes])
+                                .expect("serializable");
+                        }
+                        let errors: Vec<String> = match client.batch_request::<Hash>(request).await
+                        {
+                            Ok(response) => response
+                                .into_iter()
+                                .filter_map(|r| r.err())
+                                .map(|e| e.to_string())
+                                .collect(),
+                            Err(e) => vec![e.to_string(); txs.len()],
+                        };
+                        for e in errors {
                             if rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
                                 eprintln!("rejected: {e}");
                             }
