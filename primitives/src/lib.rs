@@ -6,6 +6,7 @@
 //! - [`account`]: ed25519 accounts, signatures, key pairs from secret URIs, SS58-style addresses.
 //! - [`block`]: [`Header`], [`Block`], signed [`Extrinsic`]s and the payload they sign, which binds
 //!   a transaction to one chain (genesis hash), one runtime version and a validity window.
+//! - [`seal`]: secrets sealed to a 3Node's key (X25519 from its ed25519 key), for reservations.
 //! - [`merkle`]: the extrinsics root, a binary Merkle root that also commits to the leaf count.
 //! - [`state`]: the runtime's view of state (an [`Overlay`] with nested transactions over a
 //!   read-only backend), storage key layout, and [`ReadProof`]s against a header's state root.
@@ -16,6 +17,7 @@ pub mod account;
 pub mod block;
 pub mod hash;
 pub mod merkle;
+pub mod seal;
 pub mod state;
 
 pub use account::{AccountId, AddressError, Balance, Pair, SecretError, Signature};

@@ -2,8 +2,10 @@
 //!
 //! The native token. Each account has a `free` balance (spendable) and a `reserved` balance
 //! (held by other pallets, e.g. a reservation's deposit). `total_issuance` is the sum of all
-//! balances; every function here moves value between accounts or between free and reserved,
-//! so issuance only changes at genesis ([`endow`]). Tests check it is conserved.
+//! balances plus everything ever burned: `total_issuance = Σ(free + reserved) + burned`. Value
+//! only moves between accounts or between free and reserved, except in [`endow`] (genesis) and
+//! [`mint`] (farmer rewards), which raise the issuance, and [`burn`] (the billing burn share),
+//! which moves value out of an account into the `burned` counter. Tests check the invariant.
 //!
 //! Calls: [`Call::Transfer`], [`Call::TransferAll`]. Transaction fees go through [`withdraw`]
 //! and [`deposit`] (the runtime pays them to the block's proposer).
@@ -73,6 +75,18 @@ pub enum Event {
         #[serde(with = "balance_string")]
         amount: Balance,
     },
+    /// New tokens created in `who`'s free balance (farmer rewards).
+    Minted {
+        who: AccountId,
+        #[serde(with = "balance_string")]
+        amount: Balance,
+    },
+    /// Tokens taken out of `who`'s free balance for good (added to `burned`).
+    Burned {
+        who: AccountId,
+        #[serde(with = "balance_string")]
+        amount: Balance,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +151,15 @@ fn set_account<E>(ctx: &mut Context<E>, who: &AccountId, data: AccountData) {
     }
 }
 
+pub fn burned_key() -> Vec<u8> {
+    storage_key(PALLET, "burned")
+}
+
+/// Everything ever burned; part of `total_issuance`, in no account.
+pub fn burned<E>(ctx: &Context<E>) -> Balance {
+    ctx.overlay.get_decoded(&burned_key()).unwrap_or(0)
+}
+
 pub fn total_issuance<E>(ctx: &Context<E>) -> Balance {
     ctx.overlay.get_decoded(&total_issuance_key()).unwrap_or(0)
 }
@@ -158,6 +181,61 @@ pub fn endow<E: From<Event>>(
     ctx.overlay.put_encoded(total_issuance_key(), &issuance);
     ctx.deposit_event(Event::Endowed { who, amount });
     Ok(())
+}
+
+/// Creates `amount` new tokens in `who`'s free balance (raises the issuance).
+pub fn mint<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    amount: Balance,
+) -> Result<(), Error> {
+    if amount == 0 {
+        return Err(Error::ZeroAmount);
+    }
+    let issuance = total_issuance(ctx)
+        .checked_add(amount)
+        .ok_or(Error::Overflow)?;
+    let mut data = account(ctx, &who);
+    data.free = data.free.checked_add(amount).ok_or(Error::Overflow)?;
+    set_account(ctx, &who, data);
+    ctx.overlay.put_encoded(total_issuance_key(), &issuance);
+    ctx.deposit_event(Event::Minted { who, amount });
+    Ok(())
+}
+
+/// Takes `amount` out of `who`'s free balance for good; it is counted in [`burned`].
+pub fn burn<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    amount: Balance,
+) -> Result<(), Error> {
+    if amount == 0 {
+        return Err(Error::ZeroAmount);
+    }
+    let mut data = account(ctx, &who);
+    data.free = data
+        .free
+        .checked_sub(amount)
+        .ok_or(Error::InsufficientBalance {
+            needed: amount,
+            available: data.free,
+        })?;
+    let total_burned = burned(ctx).checked_add(amount).ok_or(Error::Overflow)?;
+    set_account(ctx, &who, data);
+    ctx.overlay.put_encoded(burned_key(), &total_burned);
+    ctx.deposit_event(Event::Burned { who, amount });
+    Ok(())
+}
+
+/// Moves `amount` of `from`'s free balance to `to` without a `Transfer` event (for pallets that
+/// describe the payment with their own event).
+pub fn pay<E>(
+    ctx: &mut Context<E>,
+    from: &AccountId,
+    to: &AccountId,
+    amount: Balance,
+) -> Result<(), Error> {
+    move_free(ctx, from, to, amount)
 }
 
 pub fn transfer<E: From<Event>>(

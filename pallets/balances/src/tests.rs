@@ -182,3 +182,42 @@ fn error_names_are_stable() {
     assert_eq!(e.error, "InsufficientBalance");
     assert_eq!(e.message, "insufficient free balance: need 2, have 1");
 }
+
+#[test]
+fn mint_and_burn_keep_issuance_equal_to_balances_plus_burned() {
+    with_ctx(|ctx| {
+        let (alice, bob) = accounts();
+        endow(ctx, alice, 1_000).unwrap();
+        mint(ctx, bob, 50).unwrap();
+        assert_eq!(
+            ctx.events().last().unwrap().event,
+            Event::Minted {
+                who: bob,
+                amount: 50
+            }
+        );
+        burn(ctx, alice, 200).unwrap();
+        assert_eq!(
+            ctx.events().last().unwrap().event,
+            Event::Burned {
+                who: alice,
+                amount: 200
+            }
+        );
+        assert_eq!(total_issuance(ctx), 1_050);
+        assert_eq!(burned(ctx), 200);
+        assert_eq!(account(ctx, &alice).free + account(ctx, &bob).free, 850);
+        assert_eq!(
+            burn(ctx, bob, 51),
+            Err(Error::InsufficientBalance {
+                needed: 51,
+                available: 50
+            })
+        );
+        assert_eq!(burn(ctx, bob, 0), Err(Error::ZeroAmount));
+        assert_eq!(mint(ctx, bob, 0), Err(Error::ZeroAmount));
+        pay(ctx, &alice, &bob, 10).unwrap();
+        assert_eq!(account(ctx, &bob).free, 60);
+        assert_eq!(burned(ctx), 200);
+    });
+}

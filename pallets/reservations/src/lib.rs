@@ -1,0 +1,1047 @@
+//! # pallet-reservations
+//!
+//! Workload reservations: the whole deployment lives on chain, so a node's agent needs nothing
+//! but the final chain to know what to run.
+//!
+//! ```text
+//! reserve / reserve_many ──▶ Created ──report_results (all Ok)──▶ Deployed
+//!                              │    └─report_results (an Error)──▶ Failed
+//!   billing: out of funds ──▶ GracePeriod(since) ──refill──▶ back (Created/Deployed/Failed)
+//!                              └─grace expired──▶ Deleted(OutOfFunds)
+//!   cancel_reservation ──▶ Deleted(CanceledByUser);  node deleted ──▶ Deleted(NodeDeleted)
+//! ```
+//!
+//! - A [`Deployment`] is metadata plus named [`Workload`]s: containers, zdb namespaces, private
+//!   networks and volumes. Containers mount volumes and join networks of the same deployment by
+//!   name. Secrets (zdb passwords, [`EnvValue::Sealed`] environment values) are sealed by the
+//!   client to the node's key with `gridchain_primitives::seal`; the chain only stores the sealed
+//!   bytes and checks they are at least as long as the seal's overhead.
+//! - **Capacity accounting**: the sum of what reservations hold on a node (kept in
+//!   `pallet_tfgrid::used`) never exceeds the node's usable capacity (its resources minus the
+//!   system reserve documented in `pallet_tfgrid`). A reservation that does not fit fails with
+//!   [`Error::InsufficientCapacity`] and changes nothing. Nodes that are not Up, or whose
+//!   measured capacity fell below what they host, take no new reservations.
+//! - **Results**: only the hosting node's key may [`Call::ReportResults`], for the current
+//!   version; each workload gets a [`WorkloadState`], a message and typed [`ResultData`].
+//! - **Billing accrual** ([`BillingAccount`]): a reservation's rate is the farm's price per hour
+//!   of the resources of its workloads that are `Ok` (zero in grace or deleted). Cost accrues
+//!   against the node's *up clock* (`pallet_tfgrid::up_clock`), so time the node was Down is
+//!   never charged. Whenever the rate changes the accrual is checkpointed ([`checkpoint`]); the
+//!   billing pallet settles the unpaid amount every `settlement_buckets` blocks, in the block
+//!   whose number is the reservation's bucket modulo `settlement_buckets`.
+
+use gridchain_primitives::{
+    account::balance_string, block::BlockNumber, seal::SEAL_OVERHEAD, state::storage_key,
+    state::storage_map_key, AccountId, Balance, Bytes,
+};
+use pallet_system::{Context, PalletError};
+use pallet_tfgrid::{Cidr, NodeId, NodeStatus, Resources};
+use pallet_twins::TwinId;
+use parity_scale_codec::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+#[cfg(test)]
+mod tests;
+
+pub const PALLET: &str = "reservations";
+
+pub type ReservationId = u64;
+
+/// Most workloads in one deployment.
+pub const MAX_WORKLOADS: usize = 64;
+/// Largest SCALE-encoded deployment, in bytes.
+pub const MAX_DEPLOYMENT_BYTES: usize = 32 * 1024;
+/// Most reservations in one `reserve_many`.
+pub const MAX_BATCH: usize = 16;
+/// Longest metadata, message, image or path, in bytes.
+pub const MAX_TEXT_LEN: usize = 1024;
+/// Cost accrues in units × ms per hour; this many make one unit.
+pub const MS_PER_HOUR: u128 = 3_600_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub metadata: String,
+    pub workloads: Vec<Workload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// Unique in the deployment: `[a-z0-9_-]`, 1..=64.
+    pub name: String,
+    pub spec: WorkloadSpec,
+}
+
+/// What to run. New kinds (public IPs, gateways) are appended.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum WorkloadSpec {
+    #[serde(rename_all = "camelCase")]
+    Container {
+        image: String,
+        /// Logical cores.
+        cpu: u32,
+        /// Bytes.
+        memory: u64,
+        /// Bytes.
+        rootfs_size: u64,
+        entrypoint: String,
+        env: Vec<EnvVar>,
+        mounts: Vec<Mount>,
+        networks: Vec<NetworkAttachment>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ZdbNamespace {
+        /// Bytes.
+        size: u64,
+        mode: ZdbMode,
+        /// Sealed to the node's key.
+        password: Option<Bytes>,
+        public: bool,
+    },
+    /// A private network for the owner's workloads; the workload's name is the network's name.
+    #[serde(rename_all = "camelCase")]
+    Network { ip_range: String },
+    #[serde(rename_all = "camelCase")]
+    Volume {
+        /// Bytes.
+        size: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnvValue {
+    Plain(String),
+    /// Sealed to the node's key.
+    Sealed(Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    /// Name of a `Volume` workload of the same deployment.
+    pub volume: String,
+    /// Absolute path in the container.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAttachment {
+    /// Name of a `Network` workload of the same deployment.
+    pub network: String,
+    /// Fixed address inside the network's range; the node picks one if absent.
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ZdbMode {
+    User,
+    Seq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkloadState {
+    Ok,
+    Error,
+    Paused,
+    Deleted,
+}
+
+/// What a node reports about a workload it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ResultData {
+    None,
+    #[serde(rename_all = "camelCase")]
+    Container {
+        container_id: String,
+        ips: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Zdb {
+        namespace: String,
+        endpoints: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Network {
+        subnet: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Volume {
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadResult {
+    pub name: String,
+    pub state: WorkloadState,
+    pub message: String,
+    pub data: ResultData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeletionReason {
+    CanceledByUser,
+    OutOfFunds,
+    NodeDeleted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReservationState {
+    /// Waiting for the node to report every workload Ok.
+    Created,
+    /// Every workload reported Ok.
+    Deployed,
+    /// A workload reported Error.
+    Failed,
+    /// Out of funds since block time `since_ms`: the agent pauses the workloads; not charged.
+    #[serde(rename_all = "camelCase")]
+    GracePeriod {
+        since_ms: u64,
+    },
+    Deleted {
+        reason: DeletionReason,
+    },
+}
+
+/// Billing accrual of one reservation (see the crate docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingAccount {
+    /// Units per hour while the node is Up.
+    #[serde(with = "balance_string")]
+    pub rate_per_hour: Balance,
+    /// The node's up clock at the last checkpoint.
+    pub checkpoint_up_ms: u64,
+    /// Accrued and not yet paid, in units × ms per hour (divide by [`MS_PER_HOUR`]).
+    #[serde(with = "balance_string")]
+    pub unpaid_scaled: u128,
+    /// Settled in blocks whose number modulo `settlement_buckets` is this.
+    pub bucket: u32,
+    /// Everything this reservation has paid.
+    #[serde(with = "balance_string")]
+    pub total_paid: Balance,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub owner: AccountId,
+    pub twin_id: TwinId,
+    pub node_id: NodeId,
+    /// Starts at 1, bumped by every update.
+    pub version: u32,
+    pub deployment: Deployment,
+    /// What the deployment holds on the node.
+    pub resources: Resources,
+    pub state: ReservationState,
+    /// The node's latest result per workload, for the current version.
+    pub results: Vec<WorkloadResult>,
+    pub created_at: BlockNumber,
+    pub billing: BillingAccount,
+}
+
+impl Reservation {
+    pub fn is_deleted(&self) -> bool {
+        matches!(self.state, ReservationState::Deleted { .. })
+    }
+}
+
+/// Parameters from the chain spec.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationsConfig {
+    /// Settlement period in blocks: each block settles one bucket.
+    pub settlement_buckets: u32,
+    /// Most reservations per bucket: bounds a block's settlement work.
+    pub max_per_bucket: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveRequest {
+    pub node_id: NodeId,
+    pub deployment: Deployment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "call")]
+pub enum Call {
+    #[serde(rename_all = "camelCase")]
+    Reserve {
+        node_id: NodeId,
+        deployment: Deployment,
+    },
+    /// Several reservations, all or none (e.g. zdb backends across farms).
+    ReserveMany { requests: Vec<ReserveRequest> },
+    /// Owner only: a new deployment, version + 1.
+    UpdateReservation {
+        id: ReservationId,
+        deployment: Deployment,
+    },
+    /// Owner only.
+    CancelReservation { id: ReservationId },
+    /// The hosting node only, for the current version.
+    ReportResults {
+        id: ReservationId,
+        version: u32,
+        results: Vec<WorkloadResult>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum Event {
+    #[serde(rename_all = "camelCase")]
+    Reserved {
+        id: ReservationId,
+        owner: AccountId,
+        node_id: NodeId,
+    },
+    ReservationUpdated {
+        id: ReservationId,
+        version: u32,
+    },
+    ResultsReported {
+        id: ReservationId,
+        version: u32,
+        state: ReservationState,
+    },
+    ReservationDeleted {
+        id: ReservationId,
+        reason: DeletionReason,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("the signer has no twin; create one first")]
+    NoTwin,
+    #[error("no node {0}")]
+    UnknownNode(NodeId),
+    #[error("node {node_id} is {status:?}, not Up")]
+    NodeNotUp { node_id: NodeId, status: NodeStatus },
+    #[error("node {0} measured less capacity than it hosts; it takes no new reservations")]
+    NodeBelowReserved(NodeId),
+    #[error("node {node_id} cannot fit the deployment: requested {requested:?}, free {free:?}")]
+    InsufficientCapacity {
+        node_id: NodeId,
+        requested: Resources,
+        free: Resources,
+    },
+    #[error("a deployment needs 1 to {MAX_WORKLOADS} workloads")]
+    WorkloadCount,
+    #[error("the deployment is larger than {MAX_DEPLOYMENT_BYTES} bytes")]
+    DeploymentTooLarge,
+    #[error("invalid workload name {0:?}: 1 to 64 of a-z, 0-9, '-', '_'")]
+    InvalidName(String),
+    #[error("two workloads are named {0:?}")]
+    DuplicateName(String),
+    #[error("workload {0:?} has a zero size")]
+    ZeroSize(String),
+    #[error("workload {workload:?}: {cidr:?} is not a valid private IPv4 range (a.b.c.d/8..30)")]
+    InvalidCidr { workload: String, cidr: String },
+    #[error("workload {workload:?} mounts {volume:?}, which is not a volume of the deployment")]
+    UnknownMount { workload: String, volume: String },
+    #[error("workload {workload:?} joins {network:?}, which is not a network of the deployment")]
+    UnknownNetwork { workload: String, network: String },
+    #[error("workload {workload:?}: {reason}")]
+    InvalidWorkload {
+        workload: String,
+        reason: &'static str,
+    },
+    #[error("reserve_many needs 1 to {MAX_BATCH} requests")]
+    BatchSize,
+    #[error("every settlement bucket is full; the chain takes no more reservations")]
+    TooManyReservations,
+    #[error("no reservation {0}")]
+    UnknownReservation(ReservationId),
+    #[error("only the reservation's owner may do this")]
+    NotOwner,
+    #[error("reservation {0} is deleted")]
+    ReservationDeleted(ReservationId),
+    #[error("only the node hosting the reservation may report its results")]
+    NotHostingNode,
+    #[error("results are for version {got}; the reservation is at version {current}")]
+    StaleVersion { current: u32, got: u32 },
+    #[error("the deployment has no workload {0:?}")]
+    UnknownWorkload(String),
+    #[error("two results for workload {0:?}")]
+    DuplicateResult(String),
+    #[error("a result message or data field is longer than {MAX_TEXT_LEN} bytes")]
+    ResultTooLarge,
+}
+
+impl PalletError for Error {
+    const PALLET: &'static str = PALLET;
+    fn name(&self) -> &'static str {
+        match self {
+            Error::NoTwin => "NoTwin",
+            Error::UnknownNode(_) => "UnknownNode",
+            Error::NodeNotUp { .. } => "NodeNotUp",
+            Error::NodeBelowReserved(_) => "NodeBelowReserved",
+            Error::InsufficientCapacity { .. } => "InsufficientCapacity",
+            Error::WorkloadCount => "WorkloadCount",
+            Error::DeploymentTooLarge => "DeploymentTooLarge",
+            Error::InvalidName(_) => "InvalidName",
+            Error::DuplicateName(_) => "DuplicateName",
+            Error::ZeroSize(_) => "ZeroSize",
+            Error::InvalidCidr { .. } => "InvalidCidr",
+            Error::UnknownMount { .. } => "UnknownMount",
+            Error::UnknownNetwork { .. } => "UnknownNetwork",
+            Error::InvalidWorkload { .. } => "InvalidWorkload",
+            Error::BatchSize => "BatchSize",
+            Error::TooManyReservations => "TooManyReservations",
+            Error::UnknownReservation(_) => "UnknownReservation",
+            Error::NotOwner => "NotOwner",
+            Error::ReservationDeleted(_) => "ReservationDeleted",
+            Error::NotHostingNode => "NotHostingNode",
+            Error::StaleVersion { .. } => "StaleVersion",
+            Error::UnknownWorkload(_) => "UnknownWorkload",
+            Error::DuplicateResult(_) => "DuplicateResult",
+            Error::ResultTooLarge => "ResultTooLarge",
+        }
+    }
+}
+
+pub fn dispatch<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    call: Call,
+) -> Result<(), Error> {
+    match call {
+        Call::Reserve {
+            node_id,
+            deployment,
+        } => reserve(ctx, who, node_id, deployment).map(|_| ()),
+        Call::ReserveMany { requests } => reserve_many(ctx, who, requests).map(|_| ()),
+        Call::UpdateReservation { id, deployment } => update(ctx, who, id, deployment),
+        Call::CancelReservation { id } => cancel(ctx, who, id),
+        Call::ReportResults {
+            id,
+            version,
+            results,
+        } => report_results(ctx, who, id, version, results),
+    }
+}
+
+// ---- storage ----
+
+pub fn config_key() -> Vec<u8> {
+    storage_key(PALLET, "config")
+}
+pub fn reservation_key(id: ReservationId) -> Vec<u8> {
+    storage_map_key(PALLET, "reservation", &id)
+}
+pub fn next_id_key() -> Vec<u8> {
+    storage_key(PALLET, "next_id")
+}
+/// `Vec<ReservationId>`: every reservation of an account, deleted ones included.
+pub fn by_owner_key(owner: &AccountId) -> Vec<u8> {
+    storage_map_key(PALLET, "by_owner", owner)
+}
+/// `Vec<ReservationId>`: the reservations a node hosts (not deleted).
+pub fn by_node_key(node_id: NodeId) -> Vec<u8> {
+    storage_map_key(PALLET, "by_node", &node_id)
+}
+/// `Vec<ReservationId>`: the reservations settled in blocks `≡ bucket (mod settlement_buckets)`.
+pub fn bucket_key(bucket: u32) -> Vec<u8> {
+    storage_map_key(PALLET, "bucket", &bucket)
+}
+
+pub fn config<E>(ctx: &Context<E>) -> ReservationsConfig {
+    ctx.overlay
+        .get_decoded(&config_key())
+        .unwrap_or(ReservationsConfig {
+            settlement_buckets: 600,
+            max_per_bucket: 1_000,
+        })
+}
+pub fn set_config<E>(ctx: &mut Context<E>, config: &ReservationsConfig) {
+    ctx.overlay.put_encoded(config_key(), config);
+}
+pub fn reservation<E>(ctx: &Context<E>, id: ReservationId) -> Option<Reservation> {
+    ctx.overlay.get_decoded(&reservation_key(id))
+}
+pub fn put_reservation<E>(ctx: &mut Context<E>, r: &Reservation) {
+    ctx.overlay.put_encoded(reservation_key(r.id), r);
+}
+pub fn next_id<E>(ctx: &Context<E>) -> ReservationId {
+    ctx.overlay.get_decoded(&next_id_key()).unwrap_or(1)
+}
+pub fn by_owner<E>(ctx: &Context<E>, owner: &AccountId) -> Vec<ReservationId> {
+    ctx.overlay
+        .get_decoded(&by_owner_key(owner))
+        .unwrap_or_default()
+}
+pub fn by_node<E>(ctx: &Context<E>, node_id: NodeId) -> Vec<ReservationId> {
+    ctx.overlay
+        .get_decoded(&by_node_key(node_id))
+        .unwrap_or_default()
+}
+pub fn bucket<E>(ctx: &Context<E>, bucket: u32) -> Vec<ReservationId> {
+    ctx.overlay
+        .get_decoded(&bucket_key(bucket))
+        .unwrap_or_default()
+}
+
+fn put_list(ctx: &mut Context<impl Sized>, key: Vec<u8>, list: &Vec<ReservationId>) {
+    if list.is_empty() {
+        ctx.overlay.delete(key);
+    } else {
+        ctx.overlay.put_encoded(key, list);
+    }
+}
+
+/// Takes a settled reservation out of its bucket.
+pub fn remove_from_bucket<E>(ctx: &mut Context<E>, bucket_index: u32, id: ReservationId) {
+    let mut ids = bucket(ctx, bucket_index);
+    ids.retain(|x| *x != id);
+    put_list(ctx, bucket_key(bucket_index), &ids);
+}
+
+// ---- validation ----
+
+fn valid_workload_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+}
+
+fn short_text(text: &str) -> bool {
+    text.len() <= MAX_TEXT_LEN
+}
+
+fn invalid(workload: &str, reason: &'static str) -> Error {
+    Error::InvalidWorkload {
+        workload: workload.to_string(),
+        reason,
+    }
+}
+
+fn check_sealed(workload: &str, sealed: &Bytes) -> Result<(), Error> {
+    if sealed.0.len() < SEAL_OVERHEAD {
+        return Err(invalid(workload, "a secret is not sealed (too short)"));
+    }
+    Ok(())
+}
+
+/// A private network's range: IPv4, prefix 8..=30.
+fn network_range(workload: &str, ip_range: &str) -> Result<Cidr, Error> {
+    Cidr::parse(ip_range)
+        .filter(|c| c.addr.is_ipv4() && (8..=30).contains(&c.prefix))
+        .ok_or_else(|| Error::InvalidCidr {
+            workload: workload.to_string(),
+            cidr: ip_range.to_string(),
+        })
+}
+
+/// Checks a deployment and returns the resources it needs.
+pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
+    if deployment.workloads.is_empty() || deployment.workloads.len() > MAX_WORKLOADS {
+        return Err(Error::WorkloadCount);
+    }
+    if deployment.encoded_size() > MAX_DEPLOYMENT_BYTES || !short_text(&deployment.metadata) {
+        return Err(Error::DeploymentTooLarge);
+    }
+    let mut names = BTreeSet::new();
+    let mut volumes = BTreeSet::new();
+    let mut networks = std::collections::BTreeMap::new();
+    for w in &deployment.workloads {
+        if !valid_workload_name(&w.name) {
+            return Err(Error::InvalidName(w.name.clone()));
+        }
+        if !names.insert(w.name.as_str()) {
+            return Err(Error::DuplicateName(w.name.clone()));
+        }
+        match &w.spec {
+            WorkloadSpec::Volume { .. } => {
+                volumes.insert(w.name.as_str());
+            }
+            WorkloadSpec::Network { ip_range } => {
+                networks.insert(w.name.as_str(), network_range(&w.name, ip_range)?);
+            }
+            _ => {}
+        }
+    }
+    let mut total = Resources::default();
+    for w in &deployment.workloads {
+        let name = w.name.as_str();
+        let needs = match &w.spec {
+            WorkloadSpec::Container {
+                image,
+                cpu,
+                memory,
+                rootfs_size,
+                entrypoint,
+                env,
+                mounts,
+                networks: attachments,
+            } => {
+                if *cpu == 0 || *memory == 0 || *rootfs_size == 0 {
+                    return Err(Error::ZeroSize(w.name.clone()));
+                }
+                if image.is_empty() || !short_text(image) || !short_text(entrypoint) {
+                    return Err(invalid(name, "image must be 1 to 1024 bytes"));
+                }
+                let mut env_names = BTreeSet::new();
+                for var in env {
+                    let ok_name = !var.name.is_empty()
+                        && var.name.len() <= 128
+                        && var
+                            .name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !ok_name || !env_names.insert(var.name.as_str()) {
+                        return Err(invalid(
+                            name,
+                            "environment names must be unique [A-Za-z0-9_]",
+                        ));
+                    }
+                    match &var.value {
+                        EnvValue::Plain(v) if !short_text(v) => {
+                            return Err(invalid(name, "environment value too long"))
+                        }
+                        EnvValue::Sealed(sealed) => check_sealed(name, sealed)?,
+                        EnvValue::Plain(_) => {}
+                    }
+                }
+                let mut paths = BTreeSet::new();
+                for mount in mounts {
+                    if !volumes.contains(mount.volume.as_str()) {
+                        return Err(Error::UnknownMount {
+                            workload: w.name.clone(),
+                            volume: mount.volume.clone(),
+                        });
+                    }
+                    if !mount.path.starts_with('/')
+                        || !short_text(&mount.path)
+                        || !paths.insert(mount.path.as_str())
+                    {
+                        return Err(invalid(name, "mount paths must be absolute and distinct"));
+                    }
+                }
+                for attachment in attachments {
+                    let Some(range) = networks.get(attachment.network.as_str()) else {
+                        return Err(Error::UnknownNetwork {
+                            workload: w.name.clone(),
+                            network: attachment.network.clone(),
+                        });
+                    };
+                    if let Some(ip) = &attachment.ip {
+                        let inside = ip.parse().map(|ip| range.contains(&ip)).unwrap_or(false);
+                        if !inside {
+                            return Err(invalid(
+                                name,
+                                "fixed IP is not inside the network's range",
+                            ));
+                        }
+                    }
+                }
+                Resources {
+                    cru: *cpu as u64,
+                    mru: *memory,
+                    sru: *rootfs_size,
+                    hru: 0,
+                }
+            }
+            WorkloadSpec::ZdbNamespace { size, password, .. } => {
+                if *size == 0 {
+                    return Err(Error::ZeroSize(w.name.clone()));
+                }
+                if let Some(sealed) = password {
+                    check_sealed(name, sealed)?;
+                }
+                Resources {
+                    hru: *size,
+                    ..Default::default()
+                }
+            }
+            WorkloadSpec::Network { .. } => Resources::default(),
+            WorkloadSpec::Volume { size } => {
+                if *size == 0 {
+                    return Err(Error::ZeroSize(w.name.clone()));
+                }
+                Resources {
+                    sru: *size,
+                    ..Default::default()
+                }
+            }
+        };
+        total = total
+            .checked_add(&needs)
+            .ok_or_else(|| invalid(name, "resources overflow"))?;
+    }
+    Ok(total)
+}
+
+/// Resources of one workload (as [`validate`] counts them).
+pub fn workload_resources(spec: &WorkloadSpec) -> Resources {
+    match spec {
+        WorkloadSpec::Container {
+            cpu,
+            memory,
+            rootfs_size,
+            ..
+        } => Resources {
+            cru: *cpu as u64,
+            mru: *memory,
+            sru: *rootfs_size,
+            hru: 0,
+        },
+        WorkloadSpec::ZdbNamespace { size, .. } => Resources {
+            hru: *size,
+            ..Default::default()
+        },
+        WorkloadSpec::Network { .. } => Resources::default(),
+        WorkloadSpec::Volume { size } => Resources {
+            sru: *size,
+            ..Default::default()
+        },
+    }
+}
+
+/// Checks the node takes new work: exists, Up, and not below its reserved capacity.
+fn check_node_open<E>(ctx: &Context<E>, node_id: NodeId) -> Result<(), Error> {
+    if pallet_tfgrid::node(ctx, node_id).is_none() {
+        return Err(Error::UnknownNode(node_id));
+    }
+    let status = pallet_tfgrid::node_status(ctx, node_id);
+    if status != NodeStatus::Up {
+        return Err(Error::NodeNotUp { node_id, status });
+    }
+    if pallet_tfgrid::health(ctx, node_id).below_reserved {
+        return Err(Error::NodeBelowReserved(node_id));
+    }
+    Ok(())
+}
+
+/// Takes `needs` on the node, after giving back `releasing`.
+fn take_capacity<E>(
+    ctx: &mut Context<E>,
+    node_id: NodeId,
+    needs: &Resources,
+    releasing: &Resources,
+) -> Result<(), Error> {
+    let node = pallet_tfgrid::node(ctx, node_id).ok_or(Error::UnknownNode(node_id))?;
+    let usable = pallet_tfgrid::usable_capacity(&node.resources);
+    let used = pallet_tfgrid::used(ctx, node_id).saturating_sub(releasing);
+    let free = usable.saturating_sub(&used);
+    if !needs.fits_in(&free) {
+        return Err(Error::InsufficientCapacity {
+            node_id,
+            requested: *needs,
+            free,
+        });
+    }
+    let used = used.checked_add(needs).ok_or(Error::InsufficientCapacity {
+        node_id,
+        requested: *needs,
+        free,
+    })?;
+    pallet_tfgrid::set_used(ctx, node_id, &used);
+    Ok(())
+}
+
+// ---- billing accrual ----
+
+/// Units per hour `r` costs now: the farm's price of its Ok workloads (zero in grace/deleted).
+pub fn current_rate<E>(ctx: &Context<E>, r: &Reservation) -> Balance {
+    if matches!(
+        r.state,
+        ReservationState::GracePeriod { .. } | ReservationState::Deleted { .. }
+    ) {
+        return 0;
+    }
+    let Some(policy) = pallet_tfgrid::node(ctx, r.node_id)
+        .and_then(|n| pallet_tfgrid::farm(ctx, n.farm_id))
+        .and_then(|f| pallet_tfgrid::pricing_policy(ctx, f.pricing_policy_id))
+    else {
+        return 0;
+    };
+    let mut ok = Resources::default();
+    for result in r.results.iter().filter(|x| x.state == WorkloadState::Ok) {
+        if let Some(w) = r
+            .deployment
+            .workloads
+            .iter()
+            .find(|w| w.name == result.name)
+        {
+            ok = ok.checked_add(&workload_resources(&w.spec)).unwrap_or(ok);
+        }
+    }
+    policy.price_per_hour(&ok)
+}
+
+/// Accrues `r`'s cost up to now at its current rate. Call before every change of state, results
+/// or deployment, and [`refresh_rate`] after it.
+pub fn checkpoint<E>(ctx: &Context<E>, r: &mut Reservation) {
+    let now_up = pallet_tfgrid::node_up_clock(ctx, r.node_id);
+    let elapsed = now_up.saturating_sub(r.billing.checkpoint_up_ms);
+    r.billing.unpaid_scaled = r
+        .billing
+        .unpaid_scaled
+        .saturating_add(r.billing.rate_per_hour.saturating_mul(elapsed as u128));
+    r.billing.checkpoint_up_ms = now_up.max(r.billing.checkpoint_up_ms);
+}
+
+/// Sets `r`'s rate from its current state and results (after a [`checkpoint`]).
+pub fn refresh_rate<E>(ctx: &Context<E>, r: &mut Reservation) {
+    r.billing.rate_per_hour = current_rate(ctx, r);
+}
+
+// ---- calls ----
+
+pub fn reserve<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    node_id: NodeId,
+    deployment: Deployment,
+) -> Result<ReservationId, Error> {
+    let twin_id = pallet_twins::twin_id_of(ctx, &who).ok_or(Error::NoTwin)?;
+    check_node_open(ctx, node_id)?;
+    let resources = validate(&deployment)?;
+    let id = next_id(ctx);
+    let config = config(ctx);
+    let buckets = config.settlement_buckets.max(1);
+    let bucket_index = (0..buckets)
+        .map(|k| ((id + k as u64) % buckets as u64) as u32)
+        .find(|b| bucket(ctx, *b).len() < config.max_per_bucket as usize)
+        .ok_or(Error::TooManyReservations)?;
+    take_capacity(ctx, node_id, &resources, &Resources::default())?;
+    let mut in_bucket = bucket(ctx, bucket_index);
+    in_bucket.push(id);
+    put_list(ctx, bucket_key(bucket_index), &in_bucket);
+    let mut owned = by_owner(ctx, &who);
+    owned.push(id);
+    put_list(ctx, by_owner_key(&who), &owned);
+    let mut hosted = by_node(ctx, node_id);
+    hosted.push(id);
+    put_list(ctx, by_node_key(node_id), &hosted);
+    ctx.overlay.put_encoded(next_id_key(), &(id + 1));
+    let reservation = Reservation {
+        id,
+        owner: who,
+        twin_id,
+        node_id,
+        version: 1,
+        deployment,
+        resources,
+        state: ReservationState::Created,
+        results: vec![],
+        created_at: pallet_system::block_number(ctx),
+        billing: BillingAccount {
+            checkpoint_up_ms: pallet_tfgrid::node_up_clock(ctx, node_id),
+            bucket: bucket_index,
+            ..Default::default()
+        },
+    };
+    put_reservation(ctx, &reservation);
+    pallet_twins::add_reference(ctx, twin_id);
+    ctx.deposit_event(Event::Reserved {
+        id,
+        owner: who,
+        node_id,
+    });
+    Ok(id)
+}
+
+pub fn reserve_many<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    requests: Vec<ReserveRequest>,
+) -> Result<Vec<ReservationId>, Error> {
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return Err(Error::BatchSize);
+    }
+    ctx.transactional(|ctx| {
+        requests
+            .into_iter()
+            .map(|r| reserve(ctx, who, r.node_id, r.deployment))
+            .collect()
+    })
+}
+
+fn owned_live<E>(
+    ctx: &Context<E>,
+    who: &AccountId,
+    id: ReservationId,
+) -> Result<Reservation, Error> {
+    let r = reservation(ctx, id).ok_or(Error::UnknownReservation(id))?;
+    if r.owner != *who {
+        return Err(Error::NotOwner);
+    }
+    if r.is_deleted() {
+        return Err(Error::ReservationDeleted(id));
+    }
+    Ok(r)
+}
+
+fn update<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    id: ReservationId,
+    deployment: Deployment,
+) -> Result<(), Error> {
+    let mut r = owned_live(ctx, &who, id)?;
+    check_node_open(ctx, r.node_id)?;
+    let resources = validate(&deployment)?;
+    take_capacity(ctx, r.node_id, &resources, &r.resources)?;
+    checkpoint(ctx, &mut r);
+    r.version += 1;
+    r.deployment = deployment;
+    r.resources = resources;
+    r.results.clear();
+    if !matches!(r.state, ReservationState::GracePeriod { .. }) {
+        r.state = ReservationState::Created;
+    }
+    refresh_rate(ctx, &mut r);
+    put_reservation(ctx, &r);
+    ctx.deposit_event(Event::ReservationUpdated {
+        id,
+        version: r.version,
+    });
+    Ok(())
+}
+
+fn cancel<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    id: ReservationId,
+) -> Result<(), Error> {
+    let mut r = owned_live(ctx, &who, id)?;
+    delete(ctx, &mut r, DeletionReason::CanceledByUser);
+    Ok(())
+}
+
+/// Ends a reservation: accrues its cost so far, frees its capacity and stops its accrual. It
+/// stays in its settlement bucket until billing settles what it still owes.
+pub fn delete<E: From<Event>>(ctx: &mut Context<E>, r: &mut Reservation, reason: DeletionReason) {
+    checkpoint(ctx, r);
+    r.state = ReservationState::Deleted { reason };
+    refresh_rate(ctx, r);
+    let used = pallet_tfgrid::used(ctx, r.node_id).saturating_sub(&r.resources);
+    pallet_tfgrid::set_used(ctx, r.node_id, &used);
+    let mut hosted = by_node(ctx, r.node_id);
+    hosted.retain(|x| *x != r.id);
+    put_list(ctx, by_node_key(r.node_id), &hosted);
+    pallet_twins::remove_reference(ctx, r.twin_id);
+    put_reservation(ctx, r);
+    ctx.deposit_event(Event::ReservationDeleted { id: r.id, reason });
+}
+
+/// Deletes every reservation on a node that is being deleted (call before the node goes).
+pub fn end_node_reservations<E: From<Event>>(ctx: &mut Context<E>, node_id: NodeId) {
+    for id in by_node(ctx, node_id) {
+        if let Some(mut r) = reservation(ctx, id) {
+            delete(ctx, &mut r, DeletionReason::NodeDeleted);
+        }
+    }
+}
+
+fn result_size_ok(result: &WorkloadResult) -> bool {
+    let fields: Vec<&String> = match &result.data {
+        ResultData::None => vec![],
+        ResultData::Container { container_id, ips } => {
+            std::iter::once(container_id).chain(ips).collect()
+        }
+        ResultData::Zdb {
+            namespace,
+            endpoints,
+        } => std::iter::once(namespace).chain(endpoints).collect(),
+        ResultData::Network { subnet } => vec![subnet],
+        ResultData::Volume { path } => vec![path],
+    };
+    short_text(&result.message) && fields.len() <= 64 && fields.iter().all(|f| short_text(f))
+}
+
+fn report_results<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    id: ReservationId,
+    version: u32,
+    results: Vec<WorkloadResult>,
+) -> Result<(), Error> {
+    let mut r = reservation(ctx, id).ok_or(Error::UnknownReservation(id))?;
+    let host = pallet_tfgrid::node(ctx, r.node_id).map(|n| n.account);
+    if host != Some(who) {
+        return Err(Error::NotHostingNode);
+    }
+    if r.is_deleted() {
+        return Err(Error::ReservationDeleted(id));
+    }
+    if version != r.version {
+        return Err(Error::StaleVersion {
+            current: r.version,
+            got: version,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for result in &results {
+        if !r.deployment.workloads.iter().any(|w| w.name == result.name) {
+            return Err(Error::UnknownWorkload(result.name.clone()));
+        }
+        if !seen.insert(result.name.as_str()) {
+            return Err(Error::DuplicateResult(result.name.clone()));
+        }
+        if !result_size_ok(result) {
+            return Err(Error::ResultTooLarge);
+        }
+    }
+    checkpoint(ctx, &mut r);
+    for result in results {
+        match r.results.iter_mut().find(|x| x.name == result.name) {
+            Some(existing) => *existing = result,
+            None => r.results.push(result),
+        }
+    }
+    if !matches!(r.state, ReservationState::GracePeriod { .. }) {
+        r.state = derived_state(&r);
+    }
+    refresh_rate(ctx, &mut r);
+    put_reservation(ctx, &r);
+    ctx.deposit_event(Event::ResultsReported {
+        id,
+        version,
+        state: r.state,
+    });
+    Ok(())
+}
+
+/// The state a live reservation's results imply: Failed if any workload is in Error, Deployed if
+/// all are Ok, Created otherwise.
+pub fn derived_state(r: &Reservation) -> ReservationState {
+    if r.results.iter().any(|x| x.state == WorkloadState::Error) {
+        return ReservationState::Failed;
+    }
+    let all_ok = r.deployment.workloads.iter().all(|w| {
+        r.results
+            .iter()
+            .any(|x| x.name == w.name && x.state == WorkloadState::Ok)
+    });
+    if all_ok {
+        ReservationState::Deployed
+    } else {
+        ReservationState::Created
+    }
+}

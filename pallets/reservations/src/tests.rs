@@ -1,0 +1,684 @@
+use super::*;
+use gridchain_primitives::{seal, Overlay, Pair};
+use pallet_tfgrid::{Location, PricingPolicy, GIB};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+enum TestEvent {
+    Twins(pallet_twins::Event),
+    Tfgrid(pallet_tfgrid::Event),
+    Reservations(Event),
+}
+impl From<pallet_twins::Event> for TestEvent {
+    fn from(e: pallet_twins::Event) -> Self {
+        TestEvent::Twins(e)
+    }
+}
+impl From<pallet_tfgrid::Event> for TestEvent {
+    fn from(e: pallet_tfgrid::Event) -> Self {
+        TestEvent::Tfgrid(e)
+    }
+}
+impl From<Event> for TestEvent {
+    fn from(e: Event) -> Self {
+        TestEvent::Reservations(e)
+    }
+}
+
+type Ctx<'a> = Context<'a, TestEvent>;
+
+fn with_grid(f: impl FnOnce(&mut Ctx, Accounts)) {
+    let backend = BTreeMap::new();
+    let mut ctx = Context::new(Overlay::new(&backend));
+    let accounts = setup(&mut ctx);
+    f(&mut ctx, accounts);
+}
+
+#[derive(Clone, Copy)]
+struct Accounts {
+    alice: AccountId,
+    bob: AccountId,
+    node: AccountId,
+}
+
+fn prove(ctx: &mut Ctx, node_id: NodeId, at_ms: u64) {
+    let mut health = pallet_tfgrid::health(ctx, node_id);
+    pallet_tfgrid::record_proof(&mut health, at_ms, 10_000);
+    pallet_tfgrid::put_health(ctx, node_id, &health);
+}
+
+/// Alice (farmer, user) and Bob (user) have twins; Node1 (node 1: 8 cores, 32 GiB, 1 TB SSD,
+/// 4 TB HDD) is Up at t = 1 s.
+fn setup(ctx: &mut Ctx) -> Accounts {
+    let accounts = Accounts {
+        alice: Pair::dev("Alice").public(),
+        bob: Pair::dev("Bob").public(),
+        node: Pair::dev("Node1").public(),
+    };
+    pallet_tfgrid::set_config(
+        ctx,
+        &pallet_tfgrid::TfgridConfig {
+            capacity_period_ms: 10_000,
+        },
+    );
+    set_config(
+        ctx,
+        &ReservationsConfig {
+            settlement_buckets: 4,
+            max_per_bucket: 3,
+        },
+    );
+    pallet_timestamp::on_initialize(ctx, 1_000).unwrap();
+    for (who, name) in [
+        (accounts.alice, "alice"),
+        (accounts.bob, "bob"),
+        (accounts.node, "node1"),
+    ] {
+        pallet_twins::create_twin(ctx, who, name.into(), String::new()).unwrap();
+    }
+    pallet_tfgrid::add_pricing_policy(
+        ctx,
+        PricingPolicy {
+            id: 0,
+            name: "p".into(),
+            cu_per_hour: 3_600_000,
+            su_per_hour: 0,
+            nu_per_gb: 0,
+            ipu_per_hour: 0,
+        },
+    );
+    pallet_tfgrid::create_farm(ctx, accounts.alice, "farm".into(), 1).unwrap();
+    pallet_tfgrid::register_node(
+        ctx,
+        accounts.node,
+        1,
+        Resources {
+            cru: 8,
+            mru: 32 * GIB,
+            sru: 1000 * GIB,
+            hru: 4000 * GIB,
+        },
+        Location::default(),
+        None,
+    )
+    .unwrap();
+    prove(ctx, 1, 1_000);
+    accounts
+}
+
+fn container(name: &str, cpu: u32, memory: u64) -> Workload {
+    Workload {
+        name: name.into(),
+        spec: WorkloadSpec::Container {
+            image: "docker.io/library/redis:7".into(),
+            cpu,
+            memory,
+            rootfs_size: GIB,
+            entrypoint: String::new(),
+            env: vec![],
+            mounts: vec![],
+            networks: vec![],
+        },
+    }
+}
+
+fn small() -> Deployment {
+    Deployment {
+        metadata: "test".into(),
+        workloads: vec![container("web", 1, 2 * GIB)],
+    }
+}
+
+fn full() -> Deployment {
+    let node = Pair::dev("Node1").public();
+    let sealed = Bytes(seal::seal(&node, b"secret").unwrap());
+    Deployment {
+        metadata: "full".into(),
+        workloads: vec![
+            Workload {
+                name: "net".into(),
+                spec: WorkloadSpec::Network {
+                    ip_range: "10.20.0.0/16".into(),
+                },
+            },
+            Workload {
+                name: "data".into(),
+                spec: WorkloadSpec::Volume { size: 10 * GIB },
+            },
+            Workload {
+                name: "db".into(),
+                spec: WorkloadSpec::ZdbNamespace {
+                    size: 100 * GIB,
+                    mode: ZdbMode::Seq,
+                    password: Some(sealed.clone()),
+                    public: false,
+                },
+            },
+            Workload {
+                name: "app".into(),
+                spec: WorkloadSpec::Container {
+                    image: "app:1".into(),
+                    cpu: 2,
+                    memory: 4 * GIB,
+                    rootfs_size: 2 * GIB,
+                    entrypoint: "/start".into(),
+                    env: vec![
+                        EnvVar {
+                            name: "MODE".into(),
+                            value: EnvValue::Plain("prod".into()),
+                        },
+                        EnvVar {
+                            name: "TOKEN".into(),
+                            value: EnvValue::Sealed(sealed),
+                        },
+                    ],
+                    mounts: vec![Mount {
+                        volume: "data".into(),
+                        path: "/data".into(),
+                    }],
+                    networks: vec![NetworkAttachment {
+                        network: "net".into(),
+                        ip: Some("10.20.0.5".into()),
+                    }],
+                },
+            },
+        ],
+    }
+}
+
+fn last(ctx: &Ctx) -> TestEvent {
+    ctx.events().last().unwrap().event.clone()
+}
+
+fn ok(name: &str) -> WorkloadResult {
+    WorkloadResult {
+        name: name.into(),
+        state: WorkloadState::Ok,
+        message: String::new(),
+        data: ResultData::None,
+    }
+}
+
+#[test]
+fn reserve_stores_indexes_and_takes_capacity() {
+    with_grid(|ctx, a| {
+        dispatch(
+            ctx,
+            a.bob,
+            Call::Reserve {
+                node_id: 1,
+                deployment: full(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            last(ctx),
+            TestEvent::Reservations(Event::Reserved {
+                id: 1,
+                owner: a.bob,
+                node_id: 1
+            })
+        );
+        let r = reservation(ctx, 1).unwrap();
+        assert_eq!(r.state, ReservationState::Created);
+        assert_eq!(r.version, 1);
+        assert_eq!(
+            r.resources,
+            Resources {
+                cru: 2,
+                mru: 4 * GIB,
+                sru: 12 * GIB,
+                hru: 100 * GIB
+            }
+        );
+        assert_eq!(pallet_tfgrid::used(ctx, 1), r.resources);
+        assert_eq!(by_owner(ctx, &a.bob), vec![1]);
+        assert_eq!(by_node(ctx, 1), vec![1]);
+        assert_eq!(bucket(ctx, r.billing.bucket), vec![1]);
+        assert_eq!(pallet_twins::twin_of(ctx, &a.bob).unwrap().references, 1);
+        // Only sealed bytes are on chain, and the node opens them.
+        let WorkloadSpec::ZdbNamespace {
+            password: Some(sealed),
+            ..
+        } = &r.deployment.workloads[2].spec
+        else {
+            panic!("zdb workload")
+        };
+        assert_eq!(
+            seal::open(&Pair::dev("Node1").seed(), &sealed.0).unwrap(),
+            b"secret"
+        );
+    });
+}
+
+#[test]
+fn reserve_rejections_change_nothing() {
+    with_grid(|ctx, a| {
+        let charlie = Pair::dev("Charlie").public();
+        let before = ctx.events().len();
+        let reserve =
+            |ctx: &mut Ctx, who, node_id, deployment| reserve(ctx, who, node_id, deployment);
+        assert_eq!(reserve(ctx, charlie, 1, small()), Err(Error::NoTwin));
+        assert_eq!(reserve(ctx, a.bob, 9, small()), Err(Error::UnknownNode(9)));
+        // Too big for the usable capacity (8 cores, 32 GiB minus the 3.2 GiB system reserve).
+        let too_big = Deployment {
+            metadata: String::new(),
+            workloads: vec![container("big", 8, 30 * GIB)],
+        };
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, too_big),
+            Err(Error::InsufficientCapacity { node_id: 1, .. })
+        ));
+        let mut d = small();
+        d.workloads.clear();
+        assert_eq!(reserve(ctx, a.bob, 1, d), Err(Error::WorkloadCount));
+        let mut d = small();
+        d.metadata = "x".repeat(MAX_TEXT_LEN + 1);
+        assert_eq!(reserve(ctx, a.bob, 1, d), Err(Error::DeploymentTooLarge));
+        let mut d = small();
+        d.workloads[0].name = "Web".into();
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidName("Web".into()))
+        );
+        let mut d = small();
+        d.workloads.push(container("web", 1, GIB));
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::DuplicateName("web".into()))
+        );
+        let d = Deployment {
+            metadata: String::new(),
+            workloads: vec![container("web", 0, GIB)],
+        };
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::ZeroSize("web".into()))
+        );
+        let d = Deployment {
+            metadata: String::new(),
+            workloads: vec![Workload {
+                name: "v".into(),
+                spec: WorkloadSpec::Volume { size: 0 },
+            }],
+        };
+        assert_eq!(reserve(ctx, a.bob, 1, d), Err(Error::ZeroSize("v".into())));
+        let mut d = full();
+        d.workloads[0].spec = WorkloadSpec::Network {
+            ip_range: "10.20.0.0/33".into(),
+        };
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidCidr {
+                workload: "net".into(),
+                cidr: "10.20.0.0/33".into()
+            })
+        );
+        let mut d = full();
+        d.workloads.remove(1);
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::UnknownMount {
+                workload: "app".into(),
+                volume: "data".into()
+            })
+        );
+        let mut d = full();
+        d.workloads.remove(0);
+        assert_eq!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::UnknownNetwork {
+                workload: "app".into(),
+                network: "net".into()
+            })
+        );
+        let mut d = full();
+        if let WorkloadSpec::ZdbNamespace { password, .. } = &mut d.workloads[2].spec {
+            *password = Some(Bytes(b"plaintext".to_vec()));
+        }
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidWorkload { .. })
+        ));
+        let mut d = full();
+        if let WorkloadSpec::Container { networks, .. } = &mut d.workloads[3].spec {
+            networks[0].ip = Some("192.168.1.1".into());
+        }
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidWorkload { .. })
+        ));
+        assert_eq!(
+            dispatch(ctx, a.bob, Call::ReserveMany { requests: vec![] }),
+            Err(Error::BatchSize)
+        );
+        assert_eq!(ctx.events().len(), before);
+        assert_eq!(next_id(ctx), 1);
+        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+    });
+}
+
+#[test]
+fn nodes_that_are_not_up_or_below_reserved_take_nothing() {
+    with_grid(|ctx, a| {
+        pallet_timestamp::on_initialize(ctx, 30_000).unwrap();
+        assert_eq!(
+            reserve(ctx, a.bob, 1, small()),
+            Err(Error::NodeNotUp {
+                node_id: 1,
+                status: NodeStatus::Down
+            })
+        );
+        prove(ctx, 1, 30_000);
+        let mut health = pallet_tfgrid::health(ctx, 1);
+        health.below_reserved = true;
+        pallet_tfgrid::put_health(ctx, 1, &health);
+        assert_eq!(
+            reserve(ctx, a.bob, 1, small()),
+            Err(Error::NodeBelowReserved(1))
+        );
+    });
+}
+
+#[test]
+fn buckets_bound_the_number_of_reservations() {
+    with_grid(|ctx, a| {
+        // 4 buckets × 3 each.
+        for _ in 0..12 {
+            reserve(
+                ctx,
+                a.bob,
+                1,
+                Deployment {
+                    metadata: String::new(),
+                    workloads: vec![Workload {
+                        name: "v".into(),
+                        spec: WorkloadSpec::Volume { size: 1 },
+                    }],
+                },
+            )
+            .unwrap();
+        }
+        for b in 0..4 {
+            assert_eq!(bucket(ctx, b).len(), 3);
+        }
+        assert_eq!(
+            reserve(ctx, a.bob, 1, small()),
+            Err(Error::TooManyReservations)
+        );
+    });
+}
+
+#[test]
+fn reserve_many_is_all_or_nothing() {
+    with_grid(|ctx, a| {
+        let good = ReserveRequest {
+            node_id: 1,
+            deployment: small(),
+        };
+        let bad = ReserveRequest {
+            node_id: 7,
+            deployment: small(),
+        };
+        assert_eq!(
+            dispatch(
+                ctx,
+                a.bob,
+                Call::ReserveMany {
+                    requests: vec![good.clone(), bad]
+                }
+            ),
+            Err(Error::UnknownNode(7))
+        );
+        assert_eq!(next_id(ctx), 1);
+        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+        assert_eq!(
+            dispatch(
+                ctx,
+                a.bob,
+                Call::ReserveMany {
+                    requests: vec![good; MAX_BATCH + 1]
+                }
+            ),
+            Err(Error::BatchSize)
+        );
+        let ids = reserve_many(
+            ctx,
+            a.bob,
+            vec![
+                ReserveRequest {
+                    node_id: 1,
+                    deployment: small()
+                };
+                2
+            ],
+        )
+        .unwrap();
+        assert_eq!(ids, vec![1, 2]);
+    });
+}
+
+#[test]
+fn report_results_drives_the_state_and_the_rate() {
+    with_grid(|ctx, a| {
+        reserve(ctx, a.bob, 1, full()).unwrap();
+        let report = |ctx: &mut Ctx, who, version, results| {
+            dispatch(
+                ctx,
+                who,
+                Call::ReportResults {
+                    id: 1,
+                    version,
+                    results,
+                },
+            )
+        };
+        assert_eq!(
+            report(ctx, a.bob, 1, vec![ok("app")]),
+            Err(Error::NotHostingNode)
+        );
+        assert_eq!(
+            report(ctx, a.node, 2, vec![ok("app")]),
+            Err(Error::StaleVersion { current: 1, got: 2 })
+        );
+        assert_eq!(
+            report(ctx, a.node, 1, vec![ok("nope")]),
+            Err(Error::UnknownWorkload("nope".into()))
+        );
+        assert_eq!(
+            report(ctx, a.node, 1, vec![ok("app"), ok("app")]),
+            Err(Error::DuplicateResult("app".into()))
+        );
+        let mut long = ok("app");
+        long.message = "x".repeat(MAX_TEXT_LEN + 1);
+        assert_eq!(
+            report(ctx, a.node, 1, vec![long]),
+            Err(Error::ResultTooLarge)
+        );
+        assert_eq!(
+            dispatch(
+                ctx,
+                a.node,
+                Call::ReportResults {
+                    id: 5,
+                    version: 1,
+                    results: vec![]
+                }
+            ),
+            Err(Error::UnknownReservation(5))
+        );
+        // Partial: the Ok container is charged (2 cores, 4 GiB: 1 CU = 3,600,000 units/hour).
+        let mut app = ok("app");
+        app.data = ResultData::Container {
+            container_id: "c1".into(),
+            ips: vec!["10.20.0.5".into()],
+        };
+        report(ctx, a.node, 1, vec![app]).unwrap();
+        assert_eq!(
+            last(ctx),
+            TestEvent::Reservations(Event::ResultsReported {
+                id: 1,
+                version: 1,
+                state: ReservationState::Created
+            })
+        );
+        assert_eq!(
+            reservation(ctx, 1).unwrap().billing.rate_per_hour,
+            3_600_000
+        );
+        report(ctx, a.node, 1, vec![ok("net"), ok("data"), ok("db")]).unwrap();
+        assert_eq!(
+            reservation(ctx, 1).unwrap().state,
+            ReservationState::Deployed
+        );
+        let mut failed = ok("db");
+        failed.state = WorkloadState::Error;
+        failed.message = "disk full".into();
+        report(ctx, a.node, 1, vec![failed]).unwrap();
+        let r = reservation(ctx, 1).unwrap();
+        assert_eq!(r.state, ReservationState::Failed);
+        assert_eq!(
+            r.results.iter().find(|x| x.name == "db").unwrap().message,
+            "disk full"
+        );
+    });
+}
+
+#[test]
+fn accrual_follows_the_node_up_clock() {
+    with_grid(|ctx, a| {
+        reserve(ctx, a.bob, 1, small()).unwrap();
+        dispatch(
+            ctx,
+            a.node,
+            Call::ReportResults {
+                id: 1,
+                version: 1,
+                results: vec![ok("web")],
+            },
+        )
+        .unwrap();
+        // 1 core, 2 GiB = 0.5 CU → 1,800,000 units/hour = 500 units/s.
+        pallet_timestamp::on_initialize(ctx, 11_000).unwrap();
+        let mut r = reservation(ctx, 1).unwrap();
+        checkpoint(ctx, &mut r);
+        assert_eq!(r.billing.unpaid_scaled / MS_PER_HOUR, 5_000);
+        // The node's last proof was at 1 s: it is Down after 21 s, so 21..100 s cost nothing.
+        pallet_timestamp::on_initialize(ctx, 100_000).unwrap();
+        checkpoint(ctx, &mut r);
+        assert_eq!(r.billing.unpaid_scaled / MS_PER_HOUR, 10_000);
+    });
+}
+
+#[test]
+fn update_and_cancel_are_owner_only() {
+    with_grid(|ctx, a| {
+        reserve(ctx, a.bob, 1, small()).unwrap();
+        dispatch(
+            ctx,
+            a.node,
+            Call::ReportResults {
+                id: 1,
+                version: 1,
+                results: vec![ok("web")],
+            },
+        )
+        .unwrap();
+        let update = |ctx: &mut Ctx, who, deployment| {
+            dispatch(ctx, who, Call::UpdateReservation { id: 1, deployment })
+        };
+        assert_eq!(update(ctx, a.alice, full()), Err(Error::NotOwner));
+        assert_eq!(
+            dispatch(
+                ctx,
+                a.bob,
+                Call::UpdateReservation {
+                    id: 3,
+                    deployment: full()
+                }
+            ),
+            Err(Error::UnknownReservation(3))
+        );
+        let too_big = Deployment {
+            metadata: String::new(),
+            workloads: vec![container("big", 9, GIB)],
+        };
+        assert!(matches!(
+            update(ctx, a.bob, too_big),
+            Err(Error::InsufficientCapacity { .. })
+        ));
+        // Growing to the whole usable memory works: the old deployment's share is given back.
+        let whole = Deployment {
+            metadata: String::new(),
+            workloads: vec![container("web", 8, 28 * GIB)],
+        };
+        update(ctx, a.bob, whole).unwrap();
+        assert_eq!(
+            last(ctx),
+            TestEvent::Reservations(Event::ReservationUpdated { id: 1, version: 2 })
+        );
+        let r = reservation(ctx, 1).unwrap();
+        assert_eq!(
+            (r.version, r.state, r.results.len()),
+            (2, ReservationState::Created, 0)
+        );
+        assert_eq!(r.billing.rate_per_hour, 0);
+        assert_eq!(pallet_tfgrid::used(ctx, 1).cru, 8);
+
+        assert_eq!(
+            dispatch(ctx, a.alice, Call::CancelReservation { id: 1 }),
+            Err(Error::NotOwner)
+        );
+        dispatch(ctx, a.bob, Call::CancelReservation { id: 1 }).unwrap();
+        assert_eq!(
+            last(ctx),
+            TestEvent::Reservations(Event::ReservationDeleted {
+                id: 1,
+                reason: DeletionReason::CanceledByUser
+            })
+        );
+        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+        assert!(by_node(ctx, 1).is_empty());
+        assert_eq!(pallet_twins::twin_of(ctx, &a.bob).unwrap().references, 0);
+        assert_eq!(
+            dispatch(ctx, a.bob, Call::CancelReservation { id: 1 }),
+            Err(Error::ReservationDeleted(1))
+        );
+        assert_eq!(
+            update(ctx, a.bob, small()),
+            Err(Error::ReservationDeleted(1))
+        );
+        assert_eq!(
+            dispatch(
+                ctx,
+                a.node,
+                Call::ReportResults {
+                    id: 1,
+                    version: 2,
+                    results: vec![]
+                }
+            ),
+            Err(Error::ReservationDeleted(1))
+        );
+        // Still in its bucket: billing settles what it owes, then drops it.
+        assert_eq!(
+            bucket(ctx, reservation(ctx, 1).unwrap().billing.bucket),
+            vec![1]
+        );
+    });
+}
+
+#[test]
+fn deleting_a_node_ends_its_reservations() {
+    with_grid(|ctx, a| {
+        reserve(ctx, a.bob, 1, small()).unwrap();
+        end_node_reservations(ctx, 1);
+        assert_eq!(
+            reservation(ctx, 1).unwrap().state,
+            ReservationState::Deleted {
+                reason: DeletionReason::NodeDeleted
+            }
+        );
+        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+    });
+}
