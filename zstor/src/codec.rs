@@ -390,3 +390,176 @@ impl ChunkDecoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FILE_ID: [u8; 16] = [9; 16];
+
+    fn params(k: u16, m: u16) -> CodecParams {
+        CodecParams {
+            data_shards: k,
+            parity_shards: m,
+            chunk_size: 64 * 1024,
+            zstd_level: 3,
+        }
+    }
+
+    fn chunk_data() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20_000),
+            (0usize..40_000, any::<u8>()).prop_map(|(len, byte)| vec![byte; len]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn round_trips_with_up_to_m_shards_lost(
+            data in chunk_data(),
+            k in 1u16..7,
+            m in 1u16..4,
+            index in any::<u64>(),
+            lost_seed in any::<u64>(),
+            lost_count in 0usize..4,
+        ) {
+            let params = params(k, m);
+            let key = FileKey::random();
+            let encoded = ChunkEncoder::new(params)?.encode(&key, FILE_ID, index, &data)?;
+            prop_assert_eq!(encoded.shards.len(), params.total_shards());
+            for (shard, checksum) in encoded.shards.iter().zip(&encoded.checksums) {
+                prop_assert_eq!(shard.len(), encoded.layout.shard_len as usize);
+                prop_assert_eq!(&blake3::hash(shard).as_bytes().to_owned(), checksum);
+            }
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            let lost = lost_count.min(usize::from(m));
+            let n = shards.len();
+            for i in 0..lost {
+                let position = (lost_seed as usize).wrapping_add(i * 7919) % n;
+                // distinct positions: walk forward past ones already lost
+                let position = (0..n).map(|j| (position + j) % n).find(|&p| shards[p].is_some());
+                if let Some(position) = position {
+                    shards[position] = None;
+                }
+            }
+            let mut out = Vec::new();
+            ChunkDecoder::new(params)?.decode(&key, FILE_ID, index, &encoded.layout, &mut shards, &mut out)?;
+            prop_assert_eq!(out, data);
+        }
+
+        #[test]
+        fn more_than_m_losses_is_an_error_not_garbage(
+            data in chunk_data(),
+            k in 1u16..5,
+            m in 1u16..3,
+        ) {
+            let params = params(k, m);
+            let key = FileKey::random();
+            let encoded = ChunkEncoder::new(params)?.encode(&key, FILE_ID, 0, &data)?;
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            for shard in shards.iter_mut().take(usize::from(m) + 1) {
+                *shard = None;
+            }
+            let mut out = Vec::new();
+            let result = ChunkDecoder::new(params)?.decode(&key, FILE_ID, 0, &encoded.layout, &mut shards, &mut out);
+            let is_not_enough = matches!(result, Err(ZstorError::NotEnoughShards { .. }));
+            prop_assert!(is_not_enough);
+        }
+
+        #[test]
+        fn tampered_shards_fail_authentication(
+            data in chunk_data(),
+            flip in any::<usize>(),
+        ) {
+            let params = params(3, 2);
+            let key = FileKey::random();
+            let encoded = ChunkEncoder::new(params)?.encode(&key, FILE_ID, 5, &data)?;
+            let payload_len = encoded.layout.payload_len as usize;
+            let shard_len = encoded.layout.shard_len as usize;
+            // flip one byte of the payload (not the zero padding) inside the data shards
+            let at = flip % payload_len;
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            if let Some(shard) = shards[at / shard_len].as_mut() {
+                shard[at % shard_len] ^= 0x40;
+            }
+            let mut out = Vec::new();
+            let result = ChunkDecoder::new(params)?.decode(&key, FILE_ID, 5, &encoded.layout, &mut shards, &mut out);
+            let failed = matches!(result, Err(ZstorError::ChunkAuthentication { index: 5 }));
+            prop_assert!(failed);
+        }
+    }
+
+    #[test]
+    fn chunks_cannot_be_moved_to_another_index_file_or_key() {
+        let params = params(2, 1);
+        let key = FileKey::random();
+        let encoded = ChunkEncoder::new(params)
+            .expect("encoder")
+            .encode(&key, FILE_ID, 1, b"chunk one")
+            .expect("encode");
+        let mut decoder = ChunkDecoder::new(params).expect("decoder");
+        let shards =
+            || -> Vec<Option<Vec<u8>>> { encoded.shards.iter().cloned().map(Some).collect() };
+        let mut out = Vec::new();
+        for (file_id, index, key) in [
+            (FILE_ID, 2, key.clone()),
+            ([1; 16], 1, key.clone()),
+            (FILE_ID, 1, FileKey::random()),
+        ] {
+            let result = decoder.decode(
+                &key,
+                file_id,
+                index,
+                &encoded.layout,
+                &mut shards(),
+                &mut out,
+            );
+            assert!(matches!(
+                result,
+                Err(ZstorError::ChunkAuthentication { .. })
+            ));
+        }
+        decoder
+            .decode(&key, FILE_ID, 1, &encoded.layout, &mut shards(), &mut out)
+            .expect("decodes in place");
+        assert_eq!(out, b"chunk one");
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_raw_and_compressible_ones_shrink() {
+        let params = params(4, 2);
+        let key = FileKey::random();
+        let mut encoder = ChunkEncoder::new(params).expect("encoder");
+        let text = vec![b'a'; 50_000];
+        let encoded = encoder.encode(&key, FILE_ID, 0, &text).expect("encode");
+        assert!(encoded.layout.compressed);
+        assert!((encoded.layout.payload_len as usize) < 1000);
+        let mut noise = vec![0u8; 50_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut noise);
+        let encoded = encoder.encode(&key, FILE_ID, 1, &noise).expect("encode");
+        assert_eq!(encoded.layout.payload_len as usize, noise.len() + TAG_LEN);
+    }
+
+    #[test]
+    fn invalid_parameters_are_refused() {
+        for (k, m, chunk, level) in [
+            (0, 2, 4096, 3),
+            (4, 0, 4096, 3),
+            (200, 100, 4096, 3),
+            (1, 1, 100, 3),
+            (1, 1, 64 << 20, 3),
+            (4, 2, 4096, 99),
+        ] {
+            let p = CodecParams {
+                data_shards: k,
+                parity_shards: m,
+                chunk_size: chunk,
+                zstd_level: level,
+            };
+            assert!(p.validate().is_err(), "{p:?}");
+        }
+    }
+}
