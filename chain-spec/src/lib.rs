@@ -5,7 +5,10 @@
 //! from a file path.
 
 use gridchain_primitives::{account::balance_string, AccountId, Balance, Pair};
-use gridchain_runtime::GenesisConfig;
+use gridchain_runtime::{
+    billing::BillingConfig, capacity::CapacityConfig, reservations::ReservationsConfig,
+    tfgrid::PricingPolicy, tfgrid::TfgridConfig, GenesisConfig, GenesisFarm, GridGenesis,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -45,6 +48,8 @@ pub struct Properties {
 pub struct Genesis {
     pub balances: Vec<GenesisBalance>,
     pub validators: Vec<GenesisValidator>,
+    /// Grid parameters, pricing policies and farms (see the README).
+    pub grid: GridGenesis,
 }
 
 /// `["<address>", "<amount>"]`: an account funded at genesis.
@@ -78,6 +83,44 @@ pub enum ChainSpecError {
 /// The well-known development accounts.
 pub const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
 
+/// Grid genesis of the development chains: short periods so a test sees every transition in
+/// seconds — capacity proofs every 10 s, settlement every 5 blocks, 30 s of grace — one pricing
+/// policy and Alice's farm `dev-farm`.
+fn development_grid() -> GridGenesis {
+    GridGenesis {
+        tfgrid: TfgridConfig {
+            capacity_period_ms: 10_000,
+        },
+        reservations: ReservationsConfig {
+            settlement_buckets: 5,
+            max_per_bucket: 1_000,
+        },
+        billing: BillingConfig {
+            grace_period_ms: 30_000,
+            ..BillingConfig::default()
+        },
+        capacity: CapacityConfig {
+            timestamp_tolerance_ms: 30_000,
+            reward_per_cu_hour: UNIT / 20,
+            reward_per_su_hour: UNIT / 40,
+        },
+        pricing_policies: vec![PricingPolicy {
+            id: 1,
+            name: "dev".into(),
+            cu_per_hour: UNIT / 10,
+            su_per_hour: UNIT / 20,
+            nu_per_gb: UNIT / 100,
+            ipu_per_hour: UNIT / 50,
+        }],
+        farms: vec![GenesisFarm {
+            owner: Pair::dev("Alice").public(),
+            twin_name: "alice".into(),
+            name: "dev-farm".into(),
+            pricing_policy_id: 1,
+        }],
+    }
+}
+
 fn development_spec(name: &str, id: &str, chain_type: ChainType, validators: &[&str]) -> ChainSpec {
     ChainSpec {
         name: name.into(),
@@ -102,6 +145,7 @@ fn development_spec(name: &str, id: &str, chain_type: ChainType, validators: &[&
                     stake: 100_000 * UNIT,
                 })
                 .collect(),
+            grid: development_grid(),
         },
     }
 }
@@ -172,6 +216,7 @@ impl ChainSpec {
     pub fn genesis_config(&self) -> GenesisConfig {
         GenesisConfig {
             balances: self.genesis.balances.iter().map(|b| (b.0, b.1)).collect(),
+            grid: self.genesis.grid.clone(),
         }
     }
 }

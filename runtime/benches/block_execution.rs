@@ -23,6 +23,7 @@ fn setup(n: usize) -> (BTreeMap<Vec<u8>, Vec<u8>>, ChainContext, Vec<Extrinsic>)
             .iter()
             .map(|p| (p.public(), 1_000_000_000_000_000_000))
             .collect(),
+        ..Default::default()
     };
     let state: BTreeMap<_, _> = build_genesis(&config)
         .unwrap()

@@ -1,8 +1,8 @@
 //! Checking, applying and executing extrinsics and blocks.
 
 use crate::{
-    balances, system, timestamp, Block, Call, Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE,
-    MAX_BLOCK_BYTES, MAX_EXTRINSIC_BYTES,
+    balances, billing, capacity, reservations, system, tfgrid, timestamp, twins, Block, Call,
+    Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE, MAX_BLOCK_BYTES, MAX_EXTRINSIC_BYTES,
 };
 use gridchain_primitives::{
     block::BlockNumber, AccountId, Balance, ChainContext, Hash, Header, Overlay, StateChanges,
@@ -196,6 +196,8 @@ impl<'a> BlockBuilder<'a> {
         ctx.set_phase(Phase::Initialization);
         system::on_initialize(&mut ctx, number, parent_hash);
         timestamp::on_initialize(&mut ctx, timestamp_ms)?;
+        capacity::on_initialize(&mut ctx);
+        billing::on_initialize(&mut ctx, number);
         Ok(BlockBuilder {
             ctx,
             chain,
@@ -311,6 +313,23 @@ fn dispatch(ctx: &mut Context, who: AccountId, call: Call) -> Result<(), Dispatc
         }
         Call::Balances(call) => {
             balances::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Twins(call) => {
+            twins::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Tfgrid(call) => {
+            // A deleted node's reservations end first, while its up clock still counts; if the
+            // deletion is refused, the surrounding transaction drops this too.
+            if let tfgrid::Call::DeleteNode { node_id } = &call {
+                reservations::end_node_reservations(ctx, *node_id);
+            }
+            tfgrid::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Reservations(call) => {
+            reservations::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Capacity(call) => {
+            capacity::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
         }
     }
 }

@@ -20,6 +20,9 @@
 //! the signer to the block's proposer before the call runs. A failed call still pays and still
 //! uses its nonce; nothing else it did survives.
 //!
+//! The grid's per-block work is bounded: capacity checks at most `SWEEP_PER_BLOCK` nodes, and
+//! billing settles one bucket of at most `max_per_bucket` reservations (see `pallet_billing`).
+//!
 //! [`Call`] and [`Event`] gather the pallets' calls and events; their SCALE index is their
 //! position, so new pallets are appended, never inserted.
 
@@ -30,15 +33,20 @@ pub use executive::{
     execute_block, fee_for, validate_transaction, verify_signatures, BlockBuilder, BlockError,
     BuiltBlock, InvalidTransaction, ValidTransaction,
 };
-pub use genesis::{build_genesis, GenesisConfig};
+pub use genesis::{build_genesis, GenesisConfig, GenesisError, GenesisFarm, GridGenesis};
 
 use gridchain_primitives::SpecVersion;
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 pub use pallet_balances as balances;
+pub use pallet_billing as billing;
+pub use pallet_capacity as capacity;
+pub use pallet_reservations as reservations;
 pub use pallet_system as system;
+pub use pallet_tfgrid as tfgrid;
 pub use pallet_timestamp as timestamp;
+pub use pallet_twins as twins;
 
 /// Bumped whenever the meaning of a call or of state changes. Signed payloads include it.
 pub const SPEC_VERSION: SpecVersion = 1;
@@ -57,6 +65,10 @@ pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 pub enum Call {
     System(system::Call),
     Balances(balances::Call),
+    Twins(twins::Call),
+    Tfgrid(tfgrid::Call),
+    Reservations(reservations::Call),
+    Capacity(capacity::Call),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -64,7 +76,30 @@ pub enum Call {
 pub enum Event {
     System(system::Event),
     Balances(balances::Event),
+    Twins(twins::Event),
+    Tfgrid(tfgrid::Event),
+    Reservations(reservations::Event),
+    Billing(billing::Event),
+    Capacity(capacity::Event),
 }
+
+macro_rules! event_from {
+    ($($variant:ident($pallet:ident)),*) => {$(
+        impl From<$pallet::Event> for Event {
+            fn from(e: $pallet::Event) -> Self {
+                Event::$variant(e)
+            }
+        }
+    )*};
+}
+
+event_from!(
+    Twins(twins),
+    Tfgrid(tfgrid),
+    Reservations(reservations),
+    Billing(billing),
+    Capacity(capacity)
+);
 
 impl From<system::Event> for Event {
     fn from(e: system::Event) -> Self {

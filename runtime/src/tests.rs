@@ -18,6 +18,7 @@ fn genesis() -> BTreeMap<Vec<u8>, Vec<u8>> {
             (Pair::dev("Alice").public(), 100 * UNIT),
             (Pair::dev("Bob").public(), 10 * UNIT),
         ],
+        ..Default::default()
     };
     apply(BTreeMap::new(), build_genesis(&config).unwrap())
 }
@@ -296,6 +297,7 @@ fn genesis_refuses_duplicates() {
     let alice = Pair::dev("Alice").public();
     let config = GenesisConfig {
         balances: vec![(alice, 1), (alice, 2)],
+        ..Default::default()
     };
     assert!(build_genesis(&config).is_err());
 }

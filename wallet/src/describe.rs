@@ -14,6 +14,9 @@ pub fn call(call: &Call) -> String {
         Call::System(system::Call::Remark { data }) => {
             format!("system.remark of {} bytes", data.0.len())
         }
+        Call::Twins(_) | Call::Tfgrid(_) | Call::Reservations(_) | Call::Capacity(_) => {
+            tagged(call, "call")
+        }
     }
 }
 
@@ -46,5 +49,37 @@ pub fn event(event: &Event) -> String {
         Event::Balances(balances::Event::Unreserved { who, amount }) => {
             format!("balances.Unreserved {} of {who}", format_grid(*amount))
         }
+        Event::Balances(balances::Event::Minted { who, amount }) => {
+            format!("balances.Minted {} to {who}", format_grid(*amount))
+        }
+        Event::Balances(balances::Event::Burned { who, amount }) => {
+            format!("balances.Burned {} of {who}", format_grid(*amount))
+        }
+        Event::Twins(_)
+        | Event::Tfgrid(_)
+        | Event::Reservations(_)
+        | Event::Billing(_)
+        | Event::Capacity(_) => tagged(event, "event"),
+    }
+}
+
+/// `pallet.Name {fields as JSON}` for the grid's calls and events, from their serde form.
+fn tagged<T: serde::Serialize>(value: &T, tag: &str) -> String {
+    let mut json = serde_json::to_value(value).unwrap_or_default();
+    let Some(fields) = json.as_object_mut() else {
+        return json.to_string();
+    };
+    let pallet = fields
+        .remove("pallet")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let name = fields
+        .remove(tag)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if fields.is_empty() {
+        format!("{pallet}.{name}")
+    } else {
+        format!("{pallet}.{name} {json}")
     }
 }

@@ -5,6 +5,7 @@ use gridchain_runtime::{balances, build_genesis, BlockBuilder, Call, GenesisConf
 fn genesis(storage: &Storage) -> Header {
     let config = GenesisConfig {
         balances: vec![(Pair::dev("Alice").public(), 1_000_000_000_000_000)],
+        ..Default::default()
     };
     let changes = build_genesis(&config).unwrap();
     let prepared = storage.prepare_state(&changes, 0).unwrap();

@@ -21,6 +21,7 @@ fn state() -> State {
             .iter()
             .map(|n| (Pair::dev(n).public(), 1_000_000_000_000_000))
             .collect(),
+        ..Default::default()
     };
     build_genesis(&config)
         .unwrap()

@@ -275,6 +275,16 @@ pub struct ReservationsConfig {
     pub max_per_bucket: u32,
 }
 
+impl Default for ReservationsConfig {
+    /// Settled every 600 blocks (10 minutes at 1 s blocks), up to 600,000 reservations.
+    fn default() -> Self {
+        ReservationsConfig {
+            settlement_buckets: 600,
+            max_per_bucket: 1_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReserveRequest {
@@ -468,12 +478,7 @@ pub fn bucket_key(bucket: u32) -> Vec<u8> {
 }
 
 pub fn config<E>(ctx: &Context<E>) -> ReservationsConfig {
-    ctx.overlay
-        .get_decoded(&config_key())
-        .unwrap_or(ReservationsConfig {
-            settlement_buckets: 600,
-            max_per_bucket: 1_000,
-        })
+    ctx.overlay.get_decoded(&config_key()).unwrap_or_default()
 }
 pub fn set_config<E>(ctx: &mut Context<E>, config: &ReservationsConfig) {
     ctx.overlay.put_encoded(config_key(), config);

@@ -321,6 +321,15 @@ pub struct TfgridConfig {
     pub capacity_period_ms: u64,
 }
 
+impl Default for TfgridConfig {
+    /// Ten minutes.
+    fn default() -> Self {
+        TfgridConfig {
+            capacity_period_ms: 600_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "call")]
 pub enum Call {
@@ -536,11 +545,7 @@ pub fn used_key(id: NodeId) -> Vec<u8> {
 }
 
 pub fn config<E>(ctx: &Context<E>) -> TfgridConfig {
-    ctx.overlay
-        .get_decoded(&config_key())
-        .unwrap_or(TfgridConfig {
-            capacity_period_ms: 600_000,
-        })
+    ctx.overlay.get_decoded(&config_key()).unwrap_or_default()
 }
 pub fn pricing_policy<E>(ctx: &Context<E>, id: PricingPolicyId) -> Option<PricingPolicy> {
     ctx.overlay.get_decoded(&pricing_policy_key(id))
