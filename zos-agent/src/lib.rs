@@ -1,0 +1,5 @@
+//! # zos-agent
+//!
+//! The agent every 3Node runs.
+
+pub mod provision;

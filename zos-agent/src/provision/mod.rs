@@ -1,0 +1,7 @@
+//! What the agent can create on a node. Each provisioner is idempotent and reports failures
+//! in the words of the system that failed (Docker, zdb, netlink).
+
+pub mod container;
+pub mod network;
+pub mod volume;
+pub mod zdb;

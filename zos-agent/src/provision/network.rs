@@ -1,0 +1,258 @@
+//! Private networks with rtnetlink: one Linux bridge per (owner, network name) and one veth pair
+//! per container attachment, the container end moved into the container's network namespace
+//! (found from its init pid) and given its address there.
+//!
+//! What is connected: containers attached to the same bridge reach each other (one L2 segment).
+//! What is not: bridges carry no host address and containers get no default route, so a
+//! container cannot reach another owner's network, the host, or the internet; cross-node
+//! connectivity (WireGuard between nodes) does not exist yet.
+//!
+//! Hosts that load `br_netfilter` (Docker does) pass bridged frames through iptables' FORWARD
+//! chain, whose policy Docker sets to DROP; so each bridge gets one rule accepting traffic that
+//! stays on it (`-i br -o br -j ACCEPT`, in `DOCKER-USER` when that chain exists).
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    packet_route::link::{LinkAttribute, LinkMessage},
+    Handle, LinkBridge, LinkUnspec, LinkVeth,
+};
+use std::{net::Ipv4Addr, os::fd::AsFd, process::Command};
+
+/// Interface names start with this, so the agent can tell its own links.
+pub const BRIDGE_PREFIX: &str = "gcbr";
+
+#[derive(Debug, thiserror::Error)]
+#[error("network: {0}")]
+pub struct NetworkError(pub String);
+
+impl From<rtnetlink::Error> for NetworkError {
+    fn from(e: rtnetlink::Error) -> Self {
+        NetworkError(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for NetworkError {
+    fn from(e: std::io::Error) -> Self {
+        NetworkError(e.to_string())
+    }
+}
+
+/// A netlink connection in the host's network namespace.
+#[derive(Clone)]
+pub struct Networks {
+    handle: Handle,
+}
+
+fn link_name(msg: &LinkMessage) -> Option<&str> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        // The kernel answers ENODEV for an unknown name.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Networks {
+    pub fn new() -> Result<Self, NetworkError> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Networks { handle })
+    }
+
+    /// Bridges the agent created (by name prefix).
+    pub async fn bridges(&self) -> Result<Vec<String>, NetworkError> {
+        let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await?;
+        Ok(links
+            .iter()
+            .filter_map(link_name)
+            .filter(|n| n.starts_with(BRIDGE_PREFIX))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Creates the bridge if missing, brings it up, and lets its own traffic through iptables.
+    pub async fn ensure_bridge(&self, name: &str) -> Result<u32, NetworkError> {
+        let index = match index_of(&self.handle, name).await? {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkBridge::new(name).up().build())
+                    .execute()
+                    .await?;
+                index_of(&self.handle, name)
+                    .await?
+                    .ok_or_else(|| NetworkError(format!("bridge {name} vanished after creation")))?
+            }
+        };
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await?;
+        firewall(name, true)?;
+        Ok(index)
+    }
+
+    /// Deletes a bridge and its firewall rule; missing is fine.
+    pub async fn remove_bridge(&self, name: &str) -> Result<(), NetworkError> {
+        firewall(name, false)?;
+        if let Some(index) = index_of(&self.handle, name).await? {
+            self.handle.link().del(index).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Connects the container whose init process is `pid` to `bridge`: a veth pair, host end
+    /// `host_if` on the bridge, container end named `container_if` with `ip/prefix`.
+    pub async fn attach(
+        &self,
+        bridge: &str,
+        pid: u32,
+        host_if: &str,
+        container_if: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetworkError> {
+        let bridge_index = index_of(&self.handle, bridge)
+            .await?
+            .ok_or_else(|| NetworkError(format!("bridge {bridge} does not exist")))?;
+        // A leftover host end from an earlier attempt would make the add fail.
+        if let Some(old) = index_of(&self.handle, host_if).await? {
+            self.handle.link().del(old).execute().await?;
+        }
+        let peer = format!("{host_if}p");
+        self.handle
+            .link()
+            .add(LinkVeth::new(host_if, &peer).build())
+            .execute()
+            .await?;
+        let host_index = index_of(&self.handle, host_if)
+            .await?
+            .ok_or_else(|| NetworkError(format!("veth {host_if} vanished")))?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(host_index)
+                    .controller(bridge_index)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await?;
+        let peer_index = index_of(&self.handle, &peer)
+            .await?
+            .ok_or_else(|| NetworkError(format!("veth {peer} vanished")))?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(peer_index)
+                    .setns_by_pid(pid)
+                    .build(),
+            )
+            .execute()
+            .await?;
+        let (peer, container_if) = (peer.clone(), container_if.to_string());
+        tokio::task::spawn_blocking(move || {
+            configure_in_netns(pid, &peer, &container_if, ip, prefix)
+        })
+        .await
+        .map_err(|e| NetworkError(e.to_string()))?
+    }
+}
+
+/// Inside the container's network namespace: rename the interface, address it, bring it and
+/// loopback up. Runs on its own thread, because `setns` changes the calling thread's namespace
+/// and the netlink socket must be opened after it.
+fn configure_in_netns(
+    pid: u32,
+    peer: &str,
+    name: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), NetworkError> {
+    let peer = peer.to_string();
+    let name = name.to_string();
+    std::thread::spawn(move || -> Result<(), NetworkError> {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetworkError(format!("setns into pid {pid}: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let (connection, handle, _) = rtnetlink::new_connection()?;
+            tokio::spawn(connection);
+            let index = index_of(&handle, &peer)
+                .await?
+                .ok_or_else(|| NetworkError(format!("{peer} not in the container")))?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).name(name.clone()).build())
+                .execute()
+                .await?;
+            handle
+                .address()
+                .add(index, ip.into(), prefix)
+                .execute()
+                .await?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await?;
+            if let Some(lo) = index_of(&handle, "lo").await? {
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await?;
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| NetworkError("netns configuration thread panicked".into()))?
+}
+
+/// Adds (or removes) the rule accepting traffic that enters and leaves the same bridge.
+fn firewall(bridge: &str, present: bool) -> Result<(), NetworkError> {
+    let chain = if iptables(&["-n", "-L", "DOCKER-USER"]).is_ok() {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    };
+    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+    let exists = iptables(&[&["-C", chain][..], &rule[..]].concat()).is_ok();
+    match (present, exists) {
+        (true, false) => iptables(&[&["-I", chain][..], &rule[..]].concat()),
+        (false, true) => iptables(&[&["-D", chain][..], &rule[..]].concat()),
+        _ => Ok(()),
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<(), NetworkError> {
+    let out = Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .output()
+        .map_err(|e| NetworkError(format!("cannot run iptables: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetworkError(format!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

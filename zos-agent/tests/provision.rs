@@ -1,0 +1,303 @@
+//! The provisioners against the real Docker daemon, the kernel's netlink and a real zdb server.
+//! Every test removes what it created, also when it fails (guards run on drop).
+
+use std::{collections::BTreeMap, net::Ipv4Addr, process::Command};
+use zos_agent::provision::{
+    container::{ContainerSpec, ContainerState, Containers, LABEL_RESERVATION},
+    network::Networks,
+    volume::Volumes,
+    zdb::{NamespaceSpec, ZdbAdmin},
+};
+
+const IMAGE: &str = "gridchain/busybox:latest";
+
+fn ensure_image() {
+    let present = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !present {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build-busybox-image.sh");
+        let out = Command::new("bash").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "building the test image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn docker() -> bollard::Docker {
+    bollard::Docker::connect_with_local_defaults().unwrap()
+}
+
+/// Removes the node's containers, volumes and the named bridges when dropped.
+struct Cleanup {
+    node: u32,
+    bridges: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=gridchain.node={}", self.node);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        let vols = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &filter])
+            .output()
+            .unwrap();
+        for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", v])
+                .output();
+        }
+        for b in &self.bridges {
+            let _ = Command::new("ip").args(["link", "del", b]).output();
+            for chain in ["DOCKER-USER", "FORWARD"] {
+                let _ = Command::new("iptables")
+                    .args(["-w", "-D", chain, "-i", b, "-o", b, "-j", "ACCEPT"])
+                    .output();
+            }
+        }
+    }
+}
+
+fn spec(name: &str, reservation: u64) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        image: IMAGE.into(),
+        cpu: 1,
+        memory: 64 * 1024 * 1024,
+        entrypoint: "sleep 3600".into(),
+        env: vec!["GREETING=hello".into()],
+        mounts: vec![],
+        labels: BTreeMap::from([(LABEL_RESERVATION.to_string(), reservation.to_string())]),
+    }
+}
+
+fn exec(container: &str, cmd: &str) -> bool {
+    Command::new("docker")
+        .args(["exec", container, "sh", "-c", cmd])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[tokio::test]
+async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
+    ensure_image();
+    let node = 900_001;
+    let _cleanup = Cleanup {
+        node,
+        bridges: vec![],
+    };
+    let containers = Containers::new(docker(), node);
+    let volumes = Volumes::new(docker(), node);
+
+    let vol = volumes
+        .ensure("gc-test-vol-900001", &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(volumes.list().await.unwrap().len(), 1);
+    let mut s = spec("gc-test-900001-a", 7);
+    s.mounts = vec![(vol.name.clone(), "/data".into())];
+    let (id, pid) = containers.create_and_start(&s).await.unwrap();
+    assert!(pid > 0);
+    assert!(exec(
+        &id,
+        "echo stored > /data/file && test \"$GREETING\" = hello"
+    ));
+
+    let inspect = Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.NetworkMode}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Privileged}}", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert_eq!(
+        text.trim(),
+        "1000000000 67108864 none [no-new-privileges] false"
+    );
+
+    let listed = containers.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].labels.get(LABEL_RESERVATION).map(String::as_str),
+        Some("7")
+    );
+    assert_eq!(listed[0].state, ContainerState::Running);
+
+    containers.pause(&id).await.unwrap();
+    assert_eq!(
+        containers.list().await.unwrap()[0].state,
+        ContainerState::Paused
+    );
+    containers.resume(&id).await.unwrap();
+
+    // A missing image: Docker's own words come back.
+    let mut bad = spec("gc-test-900001-bad", 8);
+    bad.image = "gridchain/no-such-image:1".into();
+    let err = containers.create_and_start(&bad).await.unwrap_err();
+    assert!(err.0.contains("No such image"), "{err}");
+    assert_eq!(
+        containers.list().await.unwrap().len(),
+        1,
+        "a failed create leaves nothing behind"
+    );
+
+    containers.remove(&id).await.unwrap();
+    containers.remove(&id).await.unwrap(); // idempotent
+    volumes.remove(&vol.name).await.unwrap();
+    assert!(containers.list().await.unwrap().is_empty());
+    assert!(volumes.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn same_network_connects_other_owners_network_does_not() {
+    ensure_image();
+    let node = 900_002;
+    let (bridge_a, bridge_b) = ("gcbrtest0a", "gcbrtest0b");
+    let _cleanup = Cleanup {
+        node,
+        bridges: vec![bridge_a.into(), bridge_b.into()],
+    };
+    let containers = Containers::new(docker(), node);
+    let networks = Networks::new().unwrap();
+    networks.ensure_bridge(bridge_a).await.unwrap();
+    networks.ensure_bridge(bridge_a).await.unwrap(); // idempotent
+    networks.ensure_bridge(bridge_b).await.unwrap();
+    assert!(networks
+        .bridges()
+        .await
+        .unwrap()
+        .contains(&bridge_a.to_string()));
+
+    let mut ids = Vec::new();
+    // Owner A: two containers on bridge A; owner B: one container on bridge B in the same range.
+    for (i, (bridge, ip)) in [
+        (bridge_a, [10, 201, 1, 2]),
+        (bridge_a, [10, 201, 1, 3]),
+        (bridge_b, [10, 201, 1, 4]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (id, pid) = containers
+            .create_and_start(&spec(&format!("gc-test-900002-{i}"), i as u64))
+            .await
+            .unwrap();
+        networks
+            .attach(
+                bridge,
+                pid,
+                &format!("gcvtest{i}"),
+                "eth0",
+                Ipv4Addr::from(ip),
+                24,
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert!(exec(&ids[1], "ip addr show eth0 | grep -q 10.201.1.3/24"));
+    // A listener in container 1 (owner A, same network as container 0).
+    Command::new("docker")
+        .args([
+            "exec", "-d", &ids[1], "nc", "-ll", "-p", "7000", "-e", "echo", "pong",
+        ])
+        .output()
+        .unwrap();
+    Command::new("docker")
+        .args([
+            "exec", "-d", &ids[2], "nc", "-ll", "-p", "7000", "-e", "echo", "pong",
+        ])
+        .output()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        exec(&ids[0], "nc -w 2 10.201.1.3 7000 </dev/null | grep -q pong"),
+        "same network must connect"
+    );
+    assert!(
+        !exec(&ids[0], "nc -w 2 10.201.1.4 7000 </dev/null | grep -q pong"),
+        "other owner's network must not"
+    );
+
+    for id in &ids {
+        containers.remove(id).await.unwrap();
+    }
+    networks.remove_bridge(bridge_a).await.unwrap();
+    networks.remove_bridge(bridge_b).await.unwrap();
+    networks.remove_bridge(bridge_b).await.unwrap(); // idempotent
+    assert!(!networks
+        .bridges()
+        .await
+        .unwrap()
+        .contains(&bridge_a.to_string()));
+}
+
+#[tokio::test]
+async fn zdb_namespaces_are_created_protected_locked_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = zdb::ZdbConfig::new(dir.path());
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.admin_password = Some("admin-secret".into());
+    let server = zdb::Server::start(config).await.unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let admin = ZdbAdmin::new(&addr, "admin-secret");
+    let ns = NamespaceSpec {
+        name: "r1-store".into(),
+        maxsize: 1 << 20,
+        mode: "seq",
+        password: Some("ns-pass".into()),
+        public: false,
+    };
+    admin.ensure(&ns).await.unwrap();
+    admin.ensure(&ns).await.unwrap(); // idempotent
+    assert_eq!(admin.list().await.unwrap(), vec!["r1-store".to_string()]);
+    let info = admin.info("r1-store").await.unwrap().unwrap();
+    assert_eq!(info.get("mode").map(String::as_str), Some("sequential"));
+
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let denied: Result<(), _> = redis::cmd("SELECT")
+        .arg("r1-store")
+        .query_async(&mut conn)
+        .await;
+    assert!(denied.is_err(), "a private namespace needs its password");
+    redis::cmd("SELECT")
+        .arg("r1-store")
+        .arg("ns-pass")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let key: Vec<u8> = redis::cmd("SET")
+        .arg("")
+        .arg("value")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(key.len(), 8);
+
+    admin.set_locked("r1-store", true).await.unwrap();
+    let refused: Result<Vec<u8>, _> = redis::cmd("SET")
+        .arg("")
+        .arg("more")
+        .query_async(&mut conn)
+        .await;
+    assert!(refused.is_err(), "a locked namespace refuses writes");
+    admin.set_locked("r1-store", false).await.unwrap();
+
+    admin.remove("r1-store").await.unwrap();
+    admin.remove("r1-store").await.unwrap();
+    assert!(admin.list().await.unwrap().is_empty());
+    assert!(admin.info("r1-store").await.unwrap().is_none());
+    server.shutdown().await.unwrap();
+}
