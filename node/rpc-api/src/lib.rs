@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub use jsonrpsee;
 
+pub mod grid;
+pub use grid::{GridApiClient, GridApiServer, NodeCapacity, NodeFilter, NodeInfo, NodeSnapshot};
+
 pub type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
 /// Stable JSON-RPC error codes.

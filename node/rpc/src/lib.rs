@@ -10,6 +10,7 @@
 //! storage, so `chain_subscribeFinalizedHeads` never skips a block.
 
 mod errors;
+mod grid;
 
 use errors::{internal, invalid_params, pool_error};
 use gridchain_primitives::{
@@ -75,6 +76,9 @@ pub fn module(ctx: RpcContext) -> RpcModule<()> {
         .expect("method names are unique");
     module
         .merge(SystemApiServer::into_rpc(node.clone()))
+        .expect("method names are unique");
+    module
+        .merge(GridApiServer::into_rpc(node.clone()))
         .expect("method names are unique");
     module
         .merge(GridchainApiServer::into_rpc(node))
