@@ -99,19 +99,47 @@ pub struct ChunkLayout {
     pub shard_len: u32,
 }
 
-/// One chunk's shards, data shards first, with their checksums.
+/// One chunk's shards with their checksums: the data shards are consecutive slices of the
+/// padded payload (no copy), the parity shards come after them.
 pub struct EncodedChunk {
     pub layout: ChunkLayout,
-    pub shards: Vec<Vec<u8>>,
+    payload: Vec<u8>,
+    parity: Vec<Vec<u8>>,
     pub checksums: Vec<Checksum>,
 }
+
+impl EncodedChunk {
+    pub fn shard_count(&self) -> usize {
+        self.checksums.len()
+    }
+
+    /// Shard `i` (data shards first); empty past the last one.
+    pub fn shard(&self, i: usize) -> &[u8] {
+        let shard_len = self.layout.shard_len as usize;
+        let data_shards = self.payload.len() / shard_len;
+        if i < data_shards {
+            &self.payload[i * shard_len..(i + 1) * shard_len]
+        } else {
+            self.parity.get(i - data_shards).map_or(&[], Vec::as_slice)
+        }
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.shard_count()).map(|i| self.shard(i))
+    }
+}
+
+/// Compression is tried on a sample first: when the first `SAMPLE_LEN` bytes of a chunk do not
+/// shrink by at least 1/32, the chunk is stored raw without compressing the rest (encrypted or
+/// already compressed data). Chunks shorter than twice the sample are always tried whole.
+const SAMPLE_LEN: usize = 64 * 1024;
 
 /// Encodes chunks; holds reusable buffers.
 pub struct ChunkEncoder {
     params: CodecParams,
     compressor: zstd::bulk::Compressor<'static>,
     rs: Option<ReedSolomonEncoder>,
-    payload: Vec<u8>,
+    sample: Vec<u8>,
 }
 
 impl ChunkEncoder {
@@ -123,7 +151,7 @@ impl ChunkEncoder {
             params,
             compressor,
             rs: None,
-            payload: Vec::new(),
+            sample: vec![0u8; SAMPLE_LEN],
         })
     }
 
@@ -146,21 +174,20 @@ impl ChunkEncoder {
         }
         let plain_len = plaintext.len() as u32;
         let max_shard_len = shard_len_for(plaintext.len() + TAG_LEN, k);
-        self.payload.clear();
-        self.payload.resize(max_shard_len * k, 0);
+        let mut payload = vec![0u8; max_shard_len * k];
 
         // compressed output must be strictly smaller than the input to be kept
-        let compressed_len = match plaintext.len() {
-            0 => None,
-            n => self
-                .compressor
-                .compress_to_buffer(plaintext, &mut self.payload[..n - 1])
-                .ok(),
+        let compressed_len = if self.worth_compressing(plaintext) {
+            self.compressor
+                .compress_to_buffer(plaintext, &mut payload[..plaintext.len() - 1])
+                .ok()
+        } else {
+            None
         };
         let body_len = match compressed_len {
             Some(len) => len,
             None => {
-                self.payload[..plaintext.len()].copy_from_slice(plaintext);
+                payload[..plaintext.len()].copy_from_slice(plaintext);
                 plaintext.len()
             }
         };
@@ -175,18 +202,15 @@ impl ChunkEncoder {
             .encrypt_in_place_detached(
                 &binding.nonce(),
                 &binding.associated_data(),
-                &mut self.payload[..body_len],
+                &mut payload[..body_len],
             )
             .map_err(|_| ZstorError::InvalidParams("chunk too large to encrypt".into()))?;
         let payload_len = body_len + TAG_LEN;
-        self.payload[body_len..payload_len].copy_from_slice(&tag);
+        payload[body_len..payload_len].copy_from_slice(&tag);
         let shard_len = shard_len_for(payload_len, k);
-        self.payload[payload_len..shard_len * k].fill(0);
+        payload.truncate(shard_len * k);
+        payload[payload_len..].fill(0);
 
-        let mut shards: Vec<Vec<u8>> = self.payload[..shard_len * k]
-            .chunks_exact(shard_len)
-            .map(<[u8]>::to_vec)
-            .collect();
         let rs = match self.rs.as_mut() {
             Some(rs) => {
                 rs.reset(k, m, shard_len).map_err(rs_error)?;
@@ -196,12 +220,20 @@ impl ChunkEncoder {
                 .rs
                 .insert(ReedSolomonEncoder::new(k, m, shard_len).map_err(rs_error)?),
         };
-        for shard in &shards {
+        for shard in payload.chunks_exact(shard_len) {
             rs.add_original_shard(shard).map_err(rs_error)?;
         }
-        let parity = rs.encode().map_err(rs_error)?;
-        shards.extend(parity.recovery_iter().map(<[u8]>::to_vec));
-        let checksums = shards.iter().map(|s| *blake3::hash(s).as_bytes()).collect();
+        let parity: Vec<Vec<u8>> = rs
+            .encode()
+            .map_err(rs_error)?
+            .recovery_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        let checksums = payload
+            .chunks_exact(shard_len)
+            .chain(parity.iter().map(Vec::as_slice))
+            .map(|s| *blake3::hash(s).as_bytes())
+            .collect();
         Ok(EncodedChunk {
             layout: ChunkLayout {
                 plain_len,
@@ -209,9 +241,25 @@ impl ChunkEncoder {
                 payload_len: payload_len as u32,
                 shard_len: shard_len as u32,
             },
-            shards,
+            payload,
+            parity,
             checksums,
         })
+    }
+
+    /// False for empty chunks and for chunks whose sample does not compress.
+    fn worth_compressing(&mut self, plaintext: &[u8]) -> bool {
+        if plaintext.is_empty() {
+            return false;
+        }
+        if plaintext.len() < 2 * SAMPLE_LEN {
+            return true;
+        }
+        let sample = &plaintext[..SAMPLE_LEN];
+        let limit = SAMPLE_LEN - SAMPLE_LEN / 32;
+        self.compressor
+            .compress_to_buffer(sample, &mut self.sample[..limit])
+            .is_ok()
     }
 }
 
@@ -429,12 +477,12 @@ mod tests {
             let params = params(k, m);
             let key = FileKey::random();
             let encoded = ChunkEncoder::new(params)?.encode(&key, FILE_ID, index, &data)?;
-            prop_assert_eq!(encoded.shards.len(), params.total_shards());
-            for (shard, checksum) in encoded.shards.iter().zip(&encoded.checksums) {
+            prop_assert_eq!(encoded.shard_count(), params.total_shards());
+            for (shard, checksum) in encoded.shards().zip(&encoded.checksums) {
                 prop_assert_eq!(shard.len(), encoded.layout.shard_len as usize);
                 prop_assert_eq!(&blake3::hash(shard).as_bytes().to_owned(), checksum);
             }
-            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards().map(|s| Some(s.to_vec())).collect();
             let lost = lost_count.min(usize::from(m));
             let n = shards.len();
             for i in 0..lost {
@@ -459,7 +507,7 @@ mod tests {
             let params = params(k, m);
             let key = FileKey::random();
             let encoded = ChunkEncoder::new(params)?.encode(&key, FILE_ID, 0, &data)?;
-            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards().map(|s| Some(s.to_vec())).collect();
             for shard in shards.iter_mut().take(usize::from(m) + 1) {
                 *shard = None;
             }
@@ -481,7 +529,7 @@ mod tests {
             let shard_len = encoded.layout.shard_len as usize;
             // flip one byte of the payload (not the zero padding) inside the data shards
             let at = flip % payload_len;
-            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards.into_iter().map(Some).collect();
+            let mut shards: Vec<Option<Vec<u8>>> = encoded.shards().map(|s| Some(s.to_vec())).collect();
             if let Some(shard) = shards[at / shard_len].as_mut() {
                 shard[at % shard_len] ^= 0x40;
             }
@@ -502,7 +550,7 @@ mod tests {
             .expect("encode");
         let mut decoder = ChunkDecoder::new(params).expect("decoder");
         let shards =
-            || -> Vec<Option<Vec<u8>>> { encoded.shards.iter().cloned().map(Some).collect() };
+            || -> Vec<Option<Vec<u8>>> { encoded.shards().map(|s| Some(s.to_vec())).collect() };
         let mut out = Vec::new();
         for (file_id, index, key) in [
             (FILE_ID, 2, key.clone()),

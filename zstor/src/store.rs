@@ -218,8 +218,7 @@ impl Store {
             let index = chunks.len() as u64;
             let encoded = encoder.encode(&file_key, file_id, index, plaintext)?;
             stored_bytes += encoded
-                .shards
-                .iter()
+                .shards()
                 .take(chosen.len())
                 .map(|s| s.len() as u64)
                 .sum::<u64>();
@@ -238,14 +237,14 @@ impl Store {
                     .collect(),
             });
             acknowledged.push(0);
-            let shards = Arc::new(encoded.shards);
+            let encoded = Arc::new(encoded);
             for (position, &worker) in chosen.iter().enumerate() {
-                let shards = shards.clone();
+                let shards = encoded.clone();
                 let results_tx = results_tx.clone();
                 pool.submit(
                     worker,
                     Box::new(move |conn| {
-                        let result = conn.and_then(|c| c.append(&shards[position]));
+                        let result = conn.and_then(|c| c.append(shards.shard(position)));
                         let _ = results_tx.send((index, position, result));
                     }),
                 );
