@@ -1,0 +1,463 @@
+//! The web server: every page is a loader that returns a view (a `Serialize` struct) from the
+//! index, rendered either as HTML (`/block/7`) or as JSON under `/api/` (`/api/block/7`), so the
+//! pages and the API can never disagree. `/api/live` streams newly indexed blocks as
+//! server-sent events; `static/live.js` applies them to the home page.
+//!
+//! Bad input never reaches SQLite unparsed: heights, hashes, addresses and page numbers are
+//! parsed first and refused with 400 (malformed) or 404 (well-formed but not indexed), as an
+//! HTML page or a JSON `{"error": {"status", "message"}}`.
+
+mod charts;
+mod format;
+mod pages;
+
+use crate::{
+    db::{DbError, Store},
+    indexer::{ChainStatus, LiveBlock},
+    query::{self, PageOutOfRange},
+};
+use axum::{
+    extract::{rejection::PathRejection, rejection::QueryRejection, Path, Query, State},
+    http::{header, StatusCode, Uri},
+    response::{
+        sse::{Event as SseEvent, KeepAlive, Sse},
+        IntoResponse, Redirect, Response,
+    },
+    routing::get,
+    Json, Router,
+};
+use futures::Stream;
+use gridchain_primitives::{AccountId, Hash};
+use maud::Markup;
+use parking_lot::RwLock;
+use serde::Serialize;
+use std::{collections::HashMap, convert::Infallible, str::FromStr, sync::Arc};
+use tokio::sync::broadcast;
+use tokio_stream::{wrappers::BroadcastStream, StreamExt};
+
+/// Blocks shown in the charts and used for the average block time.
+pub const CHART_BLOCKS: u64 = 60;
+/// Rows in the home page's latest-blocks and latest-extrinsics tables.
+pub const LATEST_ROWS: u64 = 10;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub status: Arc<RwLock<ChainStatus>>,
+    pub live: broadcast::Sender<LiveBlock>,
+}
+
+/// HTML page or JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Html,
+    Json,
+}
+
+/// A request that cannot be answered with the page asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebError {
+    #[serde(serialize_with = "serialize_status")]
+    pub status: StatusCode,
+    pub message: String,
+}
+
+fn serialize_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u16(status.as_u16())
+}
+
+impl WebError {
+    fn not_found(message: impl Into<String>) -> Self {
+        WebError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        WebError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DbError> for WebError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "index query failed");
+        WebError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "the index could not be read; see the explorer's log".into(),
+        }
+    }
+}
+
+impl From<PageOutOfRange> for WebError {
+    fn from(e: PageOutOfRange) -> Self {
+        WebError::not_found(format!(
+            "page {} does not exist; pages are 1 to {}",
+            e.page, e.pages
+        ))
+    }
+}
+
+fn reply<T: Serialize>(
+    format: Format,
+    result: Result<T, WebError>,
+    render: impl FnOnce(&T) -> Markup,
+) -> Response {
+    match (format, result) {
+        (Format::Html, Ok(view)) => pages::html(StatusCode::OK, render(&view)),
+        (Format::Json, Ok(view)) => Json(view).into_response(),
+        (format, Err(error)) => error_response(format, error),
+    }
+}
+
+fn error_response(format: Format, error: WebError) -> Response {
+    match format {
+        Format::Html => pages::html(error.status, pages::error(&error)),
+        Format::Json => (error.status, Json(serde_json::json!({ "error": error }))).into_response(),
+    }
+}
+
+/// Runs a query on a pooled connection off the async threads.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, WebError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.read(f))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "query task failed");
+            WebError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "query task failed".into(),
+            }
+        })?
+        .map_err(WebError::from)
+}
+
+pub fn router(state: AppState) -> Router {
+    use Format::{Html, Json};
+    Router::new()
+        .route("/", get(|s: State<AppState>| home(s, Html)))
+        .route("/api", get(|s: State<AppState>| home(s, Json)))
+        .route("/api/", get(|s: State<AppState>| home(s, Json)))
+        .route("/blocks", get(|s, q| blocks(s, q, Html)))
+        .route("/api/blocks", get(|s, q| blocks(s, q, Json)))
+        .route("/block/{id}", get(|s, p| block(s, p, Html)))
+        .route("/api/block/{id}", get(|s, p| block(s, p, Json)))
+        .route("/extrinsic/{hash}", get(|s, p| extrinsic(s, p, Html)))
+        .route("/api/extrinsic/{hash}", get(|s, p| extrinsic(s, p, Json)))
+        .route("/account/{address}", get(|s, p, q| account(s, p, q, Html)))
+        .route(
+            "/api/account/{address}",
+            get(|s, p, q| account(s, p, q, Json)),
+        )
+        .route("/validators", get(|s| validators(s, Html)))
+        .route("/api/validators", get(|s| validators(s, Json)))
+        .route("/search", get(|s, q| search(s, q, Html)))
+        .route("/api/search", get(|s, q| search(s, q, Json)))
+        .route("/api/live", get(live))
+        .route("/static/style.css", get(style_css))
+        .route("/static/live.js", get(live_js))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let format = if uri.path().starts_with("/api") {
+        Format::Json
+    } else {
+        Format::Html
+    };
+    error_response(
+        format,
+        WebError::not_found(format!("there is no page at {}", uri.path())),
+    )
+}
+
+async fn style_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+async fn live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../static/live.js"),
+    )
+        .into_response()
+}
+
+/// Path parameter, or a 400 if it is not valid UTF-8 / percent-encoding.
+fn path_param(path: Result<Path<String>, PathRejection>) -> Result<String, WebError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| WebError::bad_request(format!("bad path: {e}")))
+}
+
+type QueryParams = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The 1-based `page` query parameter (default 1).
+fn page_param(query: &QueryParams) -> Result<u64, WebError> {
+    let query = query
+        .as_ref()
+        .map_err(|e| WebError::bad_request(format!("bad query string: {e}")))?;
+    match query.get("page") {
+        None => Ok(1),
+        Some(p) => match p.trim().parse::<u64>() {
+            Ok(0) | Err(_) => Err(WebError::bad_request(format!(
+                "page must be a whole number from 1, not {p:?}"
+            ))),
+            Ok(page) => Ok(page),
+        },
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HomeView {
+    pub chain: ChainStatus,
+    pub totals: query::Totals,
+    /// Mean block time over the charted blocks.
+    pub average_block_time_ms: Option<u64>,
+    pub latest_blocks: Vec<query::BlockSummary>,
+    pub latest_extrinsics: Vec<query::ExtrinsicSummary>,
+    pub chart: Vec<query::ChartPoint>,
+}
+
+async fn home(State(state): State<AppState>, format: Format) -> Response {
+    let chain = state.status.read().clone();
+    let result = read(&state, move |conn| {
+        let chart = query::chart_points(conn, CHART_BLOCKS)?;
+        let times: Vec<u64> = chart.iter().filter_map(|p| p.block_time_ms).collect();
+        Ok(HomeView {
+            chain,
+            totals: query::totals(conn)?,
+            average_block_time_ms: (!times.is_empty())
+                .then(|| times.iter().sum::<u64>() / times.len() as u64),
+            latest_blocks: query::latest_blocks(conn, LATEST_ROWS)?,
+            latest_extrinsics: query::latest_extrinsics(conn, LATEST_ROWS)?,
+            chart,
+        })
+    })
+    .await;
+    reply(format, result, pages::home)
+}
+
+async fn blocks(State(state): State<AppState>, query: QueryParams, format: Format) -> Response {
+    let result = async {
+        let page = page_param(&query)?;
+        Ok(read(&state, move |conn| query::blocks_page(conn, page)).await??)
+    }
+    .await;
+    reply(format, result, pages::blocks)
+}
+
+/// A block height or a `0x` block hash.
+async fn block(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    format: Format,
+) -> Response {
+    let result = async {
+        let id = path_param(path)?;
+        let number = match parse_block_id(&id)? {
+            BlockId::Number(n) => n,
+            BlockId::Hash(hash) => {
+                let hash = hash.to_string();
+                read(&state, move |conn| query::block_number_by_hash(conn, &hash))
+                    .await?
+                    .ok_or_else(|| WebError::not_found(format!("no indexed block has hash {id}")))?
+            }
+        };
+        read(&state, move |conn| query::block(conn, number))
+            .await?
+            .ok_or_else(|| WebError::not_found(format!("block {number} is not indexed (yet)")))
+    }
+    .await;
+    reply(format, result, pages::block)
+}
+
+enum BlockId {
+    Number(u64),
+    Hash(Hash),
+}
+
+fn parse_block_id(id: &str) -> Result<BlockId, WebError> {
+    let id = id.trim();
+    if id.starts_with("0x") {
+        return parse_hash(id).map(BlockId::Hash);
+    }
+    id.parse::<u64>().map(BlockId::Number).map_err(|_| {
+        WebError::bad_request(format!(
+            "{id:?} is neither a block height (0 to {}) nor a 0x block hash",
+            u64::MAX
+        ))
+    })
+}
+
+fn parse_hash(s: &str) -> Result<Hash, WebError> {
+    Hash::from_str(s.trim())
+        .map_err(|e| WebError::bad_request(format!("{s:?} is not a 0x hash of 32 bytes: {e}")))
+}
+
+fn parse_address(s: &str) -> Result<AccountId, WebError> {
+    AccountId::from_str(s.trim())
+        .map_err(|e| WebError::bad_request(format!("{s:?} is not an address: {e}")))
+}
+
+async fn extrinsic(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    format: Format,
+) -> Response {
+    let result = async {
+        let hash = parse_hash(&path_param(path)?)?.to_string();
+        read(&state, {
+            let hash = hash.clone();
+            move |conn| query::extrinsic(conn, &hash)
+        })
+        .await?
+        .ok_or_else(|| WebError::not_found(format!("no indexed extrinsic has hash {hash}")))
+    }
+    .await;
+    reply(format, result, pages::extrinsic)
+}
+
+async fn account(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryParams,
+    format: Format,
+) -> Response {
+    let result = async {
+        let address = parse_address(&path_param(path)?)?.to_string();
+        let page = page_param(&query)?;
+        let found = read(&state, {
+            let address = address.clone();
+            move |conn| query::account(conn, &address, page)
+        })
+        .await?
+        .ok_or_else(|| {
+            WebError::not_found(format!("{address} has not taken part in any indexed block"))
+        })?;
+        Ok(found?)
+    }
+    .await;
+    reply(format, result, pages::account)
+}
+
+async fn validators(State(state): State<AppState>, format: Format) -> Response {
+    let result = read(&state, query::validators).await;
+    reply(format, result, |rows| pages::validators(rows))
+}
+
+/// Where a search string leads.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHit {
+    pub kind: &'static str,
+    pub path: String,
+}
+
+async fn search(State(state): State<AppState>, query: QueryParams, format: Format) -> Response {
+    let result = async {
+        let query = query.map_err(|e| WebError::bad_request(format!("bad query string: {e}")))?;
+        let q = query
+            .get("q")
+            .map(|q| q.trim())
+            .unwrap_or_default()
+            .to_string();
+        find(&state, q).await
+    }
+    .await;
+    match (format, result) {
+        (Format::Html, Ok(hit)) => Redirect::to(&hit.path).into_response(),
+        (format, result) => reply(format, result, |_| unreachable_markup()),
+    }
+}
+
+/// The JSON branch of `reply` never renders; this keeps its signature total.
+fn unreachable_markup() -> Markup {
+    maud::html! {}
+}
+
+async fn find(state: &AppState, q: String) -> Result<SearchHit, WebError> {
+    if q.is_empty() {
+        return Err(WebError::bad_request(
+            "type a block height, block or extrinsic hash, or address",
+        ));
+    }
+    if q.len() > 128 {
+        return Err(WebError::bad_request(
+            "search text is too long (128 bytes at most)",
+        ));
+    }
+    if q.bytes().all(|b| b.is_ascii_digit()) {
+        let number: u64 = q
+            .parse()
+            .map_err(|_| WebError::bad_request(format!("{q} is larger than any block height")))?;
+        return Ok(SearchHit {
+            kind: "block",
+            path: format!("/block/{number}"),
+        });
+    }
+    if q.starts_with("0x") {
+        let hash = parse_hash(&q)?.to_string();
+        let (is_block, is_extrinsic) = read(state, {
+            let hash = hash.clone();
+            move |conn| {
+                Ok((
+                    query::block_number_by_hash(conn, &hash)?.is_some(),
+                    query::extrinsic_exists(conn, &hash)?,
+                ))
+            }
+        })
+        .await?;
+        return match (is_block, is_extrinsic) {
+            (true, _) => Ok(SearchHit {
+                kind: "block",
+                path: format!("/block/{hash}"),
+            }),
+            (_, true) => Ok(SearchHit {
+                kind: "extrinsic",
+                path: format!("/extrinsic/{hash}"),
+            }),
+            _ => Err(WebError::not_found(format!(
+                "no indexed block or extrinsic has hash {hash}"
+            ))),
+        };
+    }
+    match AccountId::from_str(&q) {
+        Ok(account) => Ok(SearchHit {
+            kind: "account",
+            path: format!("/account/{account}"),
+        }),
+        Err(e) => Err(WebError::bad_request(format!(
+            "{q:?} is not a block height, a 0x hash, or an address ({e})"
+        ))),
+    }
+}
+
+/// Server-sent events: one `block` event per newly indexed block.
+async fn live(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(|item| {
+        // A lagging client skips blocks; the next event carries the current heights anyway.
+        let block = item.ok()?;
+        let data = serde_json::to_string(&block).ok()?;
+        Some(Ok(SseEvent::default().event("block").data(data)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
