@@ -12,6 +12,8 @@ Exit codes:
   3  cannot reach the node, or the RPC connection broke
   4  transaction rejected by the node (shows the JSON-RPC code, e.g. 1006: cannot pay fee)
   5  transaction included in a final block but its call failed (shows the pallet error)
+  6  `store check` found lost or corrupt shards, or `store repair` could not re-create
+     all of them (the report is still printed)
 
 Keys come from secret URIs, derived as documented in gridchain-primitives
 (primitives/src/account.rs): `//Name` dev keys, BIP39 mnemonics with optional
@@ -73,6 +75,77 @@ pub enum Command {
         /// 0x transaction hash.
         hash: String,
     },
+    /// Zero-Store: files chunked, compressed, encrypted and dispersed over zdb namespaces.
+    Store(StoreArgs),
+}
+
+const STORE_HELP: &str = "\
+The backend config (JSON) lists the zdb namespaces and the coding parameters:
+  {\"version\": 1, \"dataShards\": 4, \"parityShards\": 2,
+   \"backends\": [{\"address\": \"10.1.0.7:9900\", \"namespace\": \"zs-a\", \"password\": \"…\"}, …]}
+Every file is cut into chunks; each chunk is compressed, encrypted and split into
+dataShards + parityShards shards on distinct namespaces: any parityShards of them
+may be lost. Keep the printed location string (zs1…) and the key: both are needed
+to read the file back. Formats and guarantees: zstor/README.md.
+
+Key: --key-file (64 hex digits, e.g. from `openssl rand -hex 32`), or a passphrase
+from --passphrase-file or the GRID_STORE_PASSPHRASE environment variable (Argon2id).";
+
+#[derive(Debug, Args)]
+#[command(after_help = STORE_HELP)]
+pub struct StoreArgs {
+    /// Backend config [default: $XDG_CONFIG_HOME/grid/store.json or ~/.config/grid/store.json].
+    #[arg(long, global = true, env = "GRID_STORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Local index of stored files [default: $XDG_DATA_HOME/grid/store-index.json or
+    /// ~/.local/share/grid/store-index.json].
+    #[arg(long, global = true, env = "GRID_STORE_INDEX")]
+    pub index: Option<PathBuf>,
+    /// File holding a raw 32-byte key as 64 hex digits.
+    #[arg(long, global = true, env = "GRID_STORE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// File holding the passphrase (first line); else GRID_STORE_PASSPHRASE is read.
+    #[arg(long, global = true, conflicts_with = "key_file")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Store a file; prints its location string and records it in the local index.
+    Put {
+        file: PathBuf,
+        /// Name to record [default: the file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Write even if fewer than dataShards + parityShards backends are healthy (at least
+        /// dataShards must be); the missing shards are re-created by `repair` later.
+        #[arg(long)]
+        allow_degraded: bool,
+    },
+    /// Restore a file (by location string, or name in the local index) into OUTPUT.
+    Get {
+        /// Location string (zs1…) or a name from `grid store ls`.
+        file: String,
+        /// Where to write the file (replaced only once the whole file is restored and verified).
+        #[arg(value_name = "OUTPUT")]
+        destination: PathBuf,
+    },
+    /// Read every shard and manifest copy and verify their checksums (exit 6 if any is bad).
+    Check {
+        /// Location string (zs1…) or a name from `grid store ls`.
+        file: String,
+    },
+    /// Re-create lost or corrupt shards (on spare namespaces of the config when a backend is
+    /// gone) and store an updated manifest; prints the new location string (exit 6 when some
+    /// shards had no backend to go to).
+    Repair {
+        /// Location string (zs1…) or a name from `grid store ls`.
+        file: String,
+    },
+    /// Files stored from this machine (the local index).
+    Ls,
 }
 
 #[derive(Debug, Subcommand)]

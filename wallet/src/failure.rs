@@ -10,6 +10,7 @@ pub const EXIT_GENERAL: u8 = 1;
 pub const EXIT_UNREACHABLE: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
 pub const EXIT_CALL_FAILED: u8 = 5;
+pub const EXIT_STORE_UNHEALTHY: u8 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -30,6 +31,12 @@ pub enum Failure {
         error: DispatchError,
         report: Box<Rendered>,
     },
+    /// `grid store check` found lost or corrupt shards; `report` describes them.
+    #[error("{summary}")]
+    StoreUnhealthy {
+        summary: String,
+        report: Box<Rendered>,
+    },
 }
 
 impl Failure {
@@ -38,6 +45,7 @@ impl Failure {
             Failure::Unreachable { .. } => EXIT_UNREACHABLE,
             Failure::Rejected { .. } | Failure::Dropped { .. } => EXIT_REJECTED,
             Failure::CallFailed { .. } => EXIT_CALL_FAILED,
+            Failure::StoreUnhealthy { .. } => EXIT_STORE_UNHEALTHY,
         }
     }
 }

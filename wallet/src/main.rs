@@ -8,7 +8,10 @@
 //! Every command prints one result on stdout: human text, or exactly one JSON document with
 //! `--output json`. Errors are one line on stderr with an exit code of their own
 //! ([`failure`]): 1 general, 2 usage, 3 node unreachable, 4 transaction rejected, 5 call failed
-//! on chain.
+//! on chain, 6 `store check` found lost or corrupt shards.
+//!
+//! `grid store …` ([`commands::store`]) stores files on zdb namespaces through the `zstor`
+//! library; it needs a backend config, not a node.
 
 mod accounts;
 mod amount;
@@ -59,6 +62,7 @@ async fn run(cli: Cli) -> Result<Rendered> {
     let keystore = KeystoreLocation::new(cli.keystore);
     let request = match cli.command {
         Command::Key(command) => return commands::key::run(command, &keystore),
+        Command::Store(args) => return commands::store::run(args, cli.output),
         Command::Balance { account } => NodeRequest::Balance(resolve_account(&account, &keystore)?),
         Command::Transfer(args) => {
             NodeRequest::Transfer(Box::new(Transfer::prepare(&args, &keystore)?))
@@ -107,7 +111,9 @@ fn report_error(error: &anyhow::Error, format: OutputFormat) -> u8 {
     let code = failure.map_or(EXIT_GENERAL, Failure::exit_code);
     let message = format!("{error:#}").replace('\n', " ");
     match failure {
-        Some(Failure::CallFailed { report, .. }) => report.print(format),
+        Some(Failure::CallFailed { report, .. } | Failure::StoreUnhealthy { report, .. }) => {
+            report.print(format)
+        }
         _ if format == OutputFormat::Json => {
             let mut document =
                 serde_json::json!({ "error": { "message": message, "exitCode": code } });

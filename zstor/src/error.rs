@@ -47,11 +47,6 @@ pub enum ZstorError {
     CorruptChunk { index: u64, reason: String },
     #[error("content hash mismatch: the restored file differs from the stored one")]
     ContentHashMismatch,
-    #[error(
-        "shard {shard} of chunk {chunk} needs a replacement backend, but every healthy backend \
-         in the config already holds a shard of this file: add a backend to the config"
-    )]
-    NoReplacementBackend { chunk: u64, shard: usize },
     #[error("local index {path}: {reason}")]
     Index { path: PathBuf, reason: String },
     #[error("{context}: {source}")]

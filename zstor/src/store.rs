@@ -100,6 +100,9 @@ pub struct RepairReport {
     pub name: String,
     pub chunks: u64,
     pub repaired_shards: u64,
+    /// Shards that could not be re-created: their backend is gone and every other healthy
+    /// backend of the config already holds a shard of the chunk (add backends to the config).
+    pub unrepaired_shards: u64,
     /// `(from, to)` backend labels for shards moved to replacement namespaces.
     pub moved: Vec<(String, String)>,
     /// The new location when anything changed (the old one keeps working as long as at most
@@ -508,8 +511,9 @@ impl Store {
     }
 
     /// Re-creates every missing or corrupt shard: on its own backend when that still answers,
-    /// else on a replacement namespace from the config that holds no other shard of the chunk.
-    /// Writes a new manifest when anything changed.
+    /// else on a replacement namespace from the config that holds no other shard of the chunk
+    /// (shards with no such namespace are counted as unrepaired). Writes a new manifest when
+    /// anything changed.
     pub fn repair(
         &self,
         location: &Location,
@@ -538,6 +542,7 @@ impl Store {
         let params = read_manifest.codec_params();
         let mut fetcher = ShardFetcher::new(&pool, &read_manifest, true);
         let mut repaired_shards = 0u64;
+        let mut unrepaired_shards = 0u64;
         let mut moved = Vec::new();
         let mut done = 0u64;
         let chunk_count = read_manifest.chunks.len() as u64;
@@ -586,19 +591,18 @@ impl Store {
                             .get(&(old_backend, position))
                             .copied()
                             .filter(|w| pool.is_usable(*w) && !in_use.contains(w));
-                        let worker = previous
-                            .or_else(|| {
-                                (0..specs.len()).find(|&w| {
-                                    usable[w]
-                                        && pool.is_usable(w)
-                                        && !in_use.contains(&w)
-                                        && Some(w) != old_backend.map(usize::from)
-                                })
+                        let worker = previous.or_else(|| {
+                            (0..specs.len()).find(|&w| {
+                                usable[w]
+                                    && pool.is_usable(w)
+                                    && !in_use.contains(&w)
+                                    && Some(w) != old_backend.map(usize::from)
                             })
-                            .ok_or(ZstorError::NoReplacementBackend {
-                                chunk: index,
-                                shard: position,
-                            })?;
+                        });
+                        let Some(worker) = worker else {
+                            unrepaired_shards += 1;
+                            continue;
+                        };
                         replacements.insert((old_backend, position), worker);
                         worker
                     }
@@ -634,6 +638,7 @@ impl Store {
                 name: manifest.name,
                 chunks: chunk_count,
                 repaired_shards,
+                unrepaired_shards,
                 moved,
                 location: location.clone(),
                 changed: false,
@@ -665,6 +670,7 @@ impl Store {
             name: manifest.name,
             chunks: chunk_count,
             repaired_shards,
+            unrepaired_shards,
             moved,
             location: new_location,
             changed: true,
