@@ -7,13 +7,16 @@
 //! one whose block heights have a gap or whose parent hashes do not chain is refused by
 //! [`Store::open`] with [`DbError::Inconsistent`] — `grid-explorer reindex` rebuilds it.
 
+use crate::grid_sync::GridSnapshot;
+use gridchain_rpc_api::NodeInfo;
+use gridchain_runtime::tfgrid::NodeStatus;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bump when the schema changes; an index of another version must be rebuilt.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Read connections kept open for the web server.
 const READ_POOL_SIZE: usize = 8;
@@ -76,6 +79,80 @@ CREATE TABLE account_activity (
     extrinsic_index INTEGER NOT NULL,
     PRIMARY KEY (address, block_number, extrinsic_index)
 ) WITHOUT ROWID;
+
+-- The grid as of the last snapshot (see grid_sync.rs); `data` is the RPC object as JSON.
+CREATE TABLE grid_sync (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    block_number INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE TABLE twins (
+    id      INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE INDEX twins_by_account ON twins (account);
+CREATE INDEX twins_by_name ON twins (name);
+CREATE TABLE farms (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL,
+    twin_id INTEGER NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE INDEX farms_by_name ON farms (name);
+CREATE TABLE nodes (
+    id            INTEGER PRIMARY KEY,
+    farm_id       INTEGER NOT NULL,
+    account       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    total_cru     INTEGER NOT NULL,
+    total_mru     INTEGER NOT NULL,
+    total_sru     INTEGER NOT NULL,
+    total_hru     INTEGER NOT NULL,
+    reserved_cru  INTEGER NOT NULL,
+    reserved_mru  INTEGER NOT NULL,
+    reserved_sru  INTEGER NOT NULL,
+    reserved_hru  INTEGER NOT NULL,
+    free_cru      INTEGER NOT NULL,
+    free_mru      INTEGER NOT NULL,
+    free_sru      INTEGER NOT NULL,
+    free_hru      INTEGER NOT NULL,
+    last_proof_ms INTEGER,
+    data          TEXT NOT NULL
+);
+CREATE INDEX nodes_by_farm ON nodes (farm_id);
+-- One row per change of a node's status: uptime is integrated over these.
+CREATE TABLE node_status_changes (
+    node_id      INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    block_number INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    PRIMARY KEY (node_id, timestamp_ms)
+) WITHOUT ROWID;
+CREATE TABLE reservations (
+    id      INTEGER PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    node_id INTEGER NOT NULL,
+    state   TEXT NOT NULL,
+    data    TEXT NOT NULL
+);
+CREATE INDEX reservations_by_owner ON reservations (owner, id);
+CREATE INDEX reservations_by_node ON reservations (node_id, id);
+-- Grid capacity totals at each snapshot.
+CREATE TABLE capacity_samples (
+    block_number INTEGER PRIMARY KEY,
+    timestamp_ms INTEGER NOT NULL,
+    nodes_up     INTEGER NOT NULL,
+    total_cru    INTEGER NOT NULL,
+    total_mru    INTEGER NOT NULL,
+    total_sru    INTEGER NOT NULL,
+    total_hru    INTEGER NOT NULL,
+    reserved_cru INTEGER NOT NULL,
+    reserved_mru INTEGER NOT NULL,
+    reserved_sru INTEGER NOT NULL,
+    reserved_hru INTEGER NOT NULL
+);
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +412,9 @@ impl Writer {
             "BEGIN;
              DELETE FROM account_activity; DELETE FROM accounts; DELETE FROM events;
              DELETE FROM extrinsics; DELETE FROM blocks; DELETE FROM meta;
+             DELETE FROM grid_sync; DELETE FROM twins; DELETE FROM farms; DELETE FROM nodes;
+             DELETE FROM node_status_changes; DELETE FROM reservations;
+             DELETE FROM capacity_samples;
              COMMIT;",
         )?;
         Ok(())
@@ -438,5 +518,147 @@ impl Writer {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces the grid tables with `snapshot` and extends the status and capacity history.
+    pub fn replace_grid(&mut self, snapshot: &GridSnapshot) -> Result<(), DbError> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "DELETE FROM twins; DELETE FROM farms; DELETE FROM nodes; DELETE FROM reservations;",
+        )?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO twins (id, account, name, data) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for t in &snapshot.twins {
+                insert.execute(params![
+                    t.id,
+                    t.account.to_string(),
+                    t.name,
+                    serde_json::to_string(t)?
+                ])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO farms (id, name, twin_id, data) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for f in &snapshot.farms {
+                insert.execute(params![f.id, f.name, f.twin_id, serde_json::to_string(f)?])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO nodes (id, farm_id, account, status, total_cru, total_mru, total_sru,
+                    total_hru, reserved_cru, reserved_mru, reserved_sru, reserved_hru, free_cru,
+                    free_mru, free_sru, free_hru, last_proof_ms, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?;
+            let mut last_status = tx.prepare_cached(
+                "SELECT status FROM node_status_changes WHERE node_id = ?1
+                 ORDER BY timestamp_ms DESC LIMIT 1",
+            )?;
+            let mut status_change = tx.prepare_cached(
+                "INSERT OR REPLACE INTO node_status_changes (node_id, timestamp_ms, block_number, status)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for info in &snapshot.nodes {
+                let c = &info.capacity;
+                let status = variant_name(&serde_json::to_value(info.status)?);
+                insert.execute(params![
+                    info.node.id,
+                    info.node.farm_id,
+                    info.node.account.to_string(),
+                    status,
+                    c.total.cru as i64,
+                    c.total.mru as i64,
+                    c.total.sru as i64,
+                    c.total.hru as i64,
+                    c.reserved.cru as i64,
+                    c.reserved.mru as i64,
+                    c.reserved.sru as i64,
+                    c.reserved.hru as i64,
+                    c.free.cru as i64,
+                    c.free.mru as i64,
+                    c.free.sru as i64,
+                    c.free.hru as i64,
+                    info.health.last_proof_ms.map(|t| t as i64),
+                    serde_json::to_string(info)?,
+                ])?;
+                let previous: Option<String> = last_status
+                    .query_row([info.node.id], |r| r.get(0))
+                    .optional()?;
+                if previous.as_deref() != Some(status.as_str()) {
+                    status_change.execute(params![
+                        info.node.id,
+                        snapshot.timestamp_ms as i64,
+                        snapshot.block_number as i64,
+                        status
+                    ])?;
+                }
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO reservations (id, owner, node_id, state, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in &snapshot.reservations {
+                insert.execute(params![
+                    r.id as i64,
+                    r.owner.to_string(),
+                    r.node_id,
+                    variant_name(&serde_json::to_value(r.state)?),
+                    serde_json::to_string(r)?
+                ])?;
+            }
+            let sum = |f: &dyn Fn(&NodeInfo) -> u64| -> i64 {
+                snapshot.nodes.iter().map(|n| f(n) as i64).sum()
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO capacity_samples (block_number, timestamp_ms, nodes_up,
+                    total_cru, total_mru, total_sru, total_hru,
+                    reserved_cru, reserved_mru, reserved_sru, reserved_hru)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    snapshot.block_number as i64,
+                    snapshot.timestamp_ms as i64,
+                    snapshot
+                        .nodes
+                        .iter()
+                        .filter(|n| n.status == NodeStatus::Up)
+                        .count() as i64,
+                    sum(&|n| n.capacity.total.cru),
+                    sum(&|n| n.capacity.total.mru),
+                    sum(&|n| n.capacity.total.sru),
+                    sum(&|n| n.capacity.total.hru),
+                    sum(&|n| n.capacity.reserved.cru),
+                    sum(&|n| n.capacity.reserved.mru),
+                    sum(&|n| n.capacity.reserved.sru),
+                    sum(&|n| n.capacity.reserved.hru),
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO grid_sync (id, block_number, timestamp_ms) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET block_number = excluded.block_number,
+                                                timestamp_ms = excluded.timestamp_ms",
+                params![snapshot.block_number as i64, snapshot.timestamp_ms as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Chain time of the last grid snapshot.
+    pub fn last_grid_sync_ms(&self) -> Result<Option<u64>, DbError> {
+        Ok(self
+            .conn
+            .query_row("SELECT timestamp_ms FROM grid_sync WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|t| t as u64))
+    }
+}
+
+/// `"up"` for a unit variant, `"gracePeriod"` for `{"gracePeriod": {...}}`.
+pub fn variant_name(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
+        other => other.to_string(),
     }
 }

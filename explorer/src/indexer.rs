@@ -16,10 +16,11 @@
 
 use crate::{
     db::{AccountBalance, BlockRecord, DbError, EventRow, ExtrinsicRecord, Store, Writer},
+    grid_sync::{self, GRID_PALLETS, GRID_SYNC_INTERVAL_MS},
     query::{BlockSummary, ExtrinsicSummary},
 };
 use futures::{stream, StreamExt, TryStreamExt};
-use gridchain_primitives::{decode_untrusted, AccountId};
+use gridchain_primitives::{decode_untrusted, AccountId, Hash};
 use gridchain_rpc_api::{
     jsonrpsee::{
         core::ClientError,
@@ -87,6 +88,8 @@ pub struct Indexer {
     status: Arc<RwLock<ChainStatus>>,
     live: broadcast::Sender<LiveBlock>,
     rebuild_on_mismatch: bool,
+    /// Chain time of the last grid snapshot.
+    last_grid_sync_ms: Mutex<Option<u64>>,
 }
 
 impl Indexer {
@@ -97,7 +100,9 @@ impl Indexer {
         live: broadcast::Sender<LiveBlock>,
         rebuild_on_mismatch: bool,
     ) -> Result<Self, DbError> {
-        let writer = Arc::new(Mutex::new(store.writer()?));
+        let writer = store.writer()?;
+        let last_grid_sync_ms = Mutex::new(writer.last_grid_sync_ms()?);
+        let writer = Arc::new(Mutex::new(writer));
         status.write().rpc_url = rpc_url.clone();
         status.write().indexed_height = store.tip()?.last.map(|(n, _)| n);
         Ok(Indexer {
@@ -107,6 +112,7 @@ impl Indexer {
             status,
             live,
             rebuild_on_mismatch,
+            last_grid_sync_ms,
         })
     }
 
@@ -139,6 +145,7 @@ impl Indexer {
                 match tokio::task::spawn_blocking(move || writer.lock().clear()).await {
                     Ok(Ok(())) => {
                         self.status.write().indexed_height = None;
+                        *self.last_grid_sync_ms.lock() = None;
                         continue;
                     }
                     Ok(Err(e)) => tracing::error!(error = %e, "clearing the index failed"),
@@ -261,10 +268,39 @@ impl Indexer {
                 })
                 .await??;
                 self.status.write().indexed_height = Some(record.number);
+                self.sync_grid_if_due(client, &record).await?;
                 self.publish(record);
             }
             self.refresh_balances(client, touched, batch_end).await?;
         }
+    }
+
+    /// Takes a grid snapshot at `record` after a grid call, or when the last one is old.
+    async fn sync_grid_if_due(
+        &self,
+        client: &WsClient,
+        record: &BlockRecord,
+    ) -> Result<(), IndexerError> {
+        let grid_call = record
+            .extrinsics
+            .iter()
+            .any(|x| GRID_PALLETS.contains(&x.pallet.as_str()));
+        let due = match *self.last_grid_sync_ms.lock() {
+            None => true,
+            Some(last) => record.timestamp_ms >= last.saturating_add(GRID_SYNC_INTERVAL_MS),
+        };
+        if !grid_call && !due {
+            return Ok(());
+        }
+        let at = Hash::from_str(&record.hash).map_err(|e| IndexerError::BadBlock {
+            number: record.number,
+            reason: format!("hash {}: {e}", record.hash),
+        })?;
+        let snapshot = grid_sync::fetch(client, at, record.number, record.timestamp_ms).await?;
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.lock().replace_grid(&snapshot)).await??;
+        *self.last_grid_sync_ms.lock() = Some(record.timestamp_ms);
+        Ok(())
     }
 
     /// A new block must extend the indexed chain; anything else means the node's chain changed

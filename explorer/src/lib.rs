@@ -16,12 +16,17 @@
 //! - [`db`] owns the schema and checks an existing index on open (schema version, SQLite
 //!   `quick_check`, contiguous heights, parent-hash links); the indexer then checks the genesis
 //!   hash and the last indexed block's hash against the node.
-//! - [`query`] reads views out of the index; [`web`] renders each view as HTML or JSON.
+//! - [`grid_sync`] snapshots twins, farms, nodes and reservations through `grid_*` at final
+//!   blocks (after grid calls, and every 10 s of chain time for node status), keeping node
+//!   status changes and capacity totals as history.
+//! - [`query`] and [`grid_query`] read views out of the index; [`web`] renders each view as HTML or JSON.
 //!
 //! Embedding: `let handle = explorer::serve(explorer::Config::new(rpc_url, db_path)).await?;`
 //! inside a Tokio runtime; `handle.local_addr()` is where it listens, `handle.stop()` ends it.
 
 pub mod db;
+pub mod grid_query;
+pub mod grid_sync;
 pub mod indexer;
 pub mod query;
 pub mod web;

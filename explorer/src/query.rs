@@ -106,6 +106,8 @@ pub struct AccountDetail {
     pub first_seen: u64,
     pub last_seen: u64,
     pub blocks_proposed: u64,
+    /// The account's grid identity, as of the last grid snapshot.
+    pub twin: Option<gridchain_runtime::twins::Twin>,
     pub history: Paged<ExtrinsicSummary>,
 }
 
@@ -458,6 +460,7 @@ pub fn account(
         first_seen,
         last_seen,
         blocks_proposed,
+        twin: crate::grid_query::twin_by_account(conn, address)?,
         history: Paged {
             page,
             page_size: PAGE_SIZE,

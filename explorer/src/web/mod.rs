@@ -9,10 +9,13 @@
 
 mod charts;
 mod format;
+mod grid;
+mod grid_pages;
 mod pages;
 
 use crate::{
     db::{DbError, Store},
+    grid_query,
     indexer::{ChainStatus, LiveBlock},
     query::{self, PageOutOfRange},
 };
@@ -156,6 +159,27 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/validators", get(|s| validators(s, Html)))
         .route("/api/validators", get(|s| validators(s, Json)))
+        .route("/farms", get(|s| grid::farms(s, Html)))
+        .route("/api/farms", get(|s| grid::farms(s, Json)))
+        .route("/nodes", get(|s, q| grid::nodes(s, q, Html)))
+        .route("/api/nodes", get(|s, q| grid::nodes(s, q, Json)))
+        .route("/node/{id}", get(|s, p| grid::node(s, p, Html)))
+        .route("/api/node/{id}", get(|s, p| grid::node(s, p, Json)))
+        .route("/reservations", get(|s, q| grid::reservations(s, q, Html)))
+        .route(
+            "/api/reservations",
+            get(|s, q| grid::reservations(s, q, Json)),
+        )
+        .route(
+            "/reservation/{id}",
+            get(|s, p| grid::reservation(s, p, Html)),
+        )
+        .route(
+            "/api/reservation/{id}",
+            get(|s, p| grid::reservation(s, p, Json)),
+        )
+        .route("/twins", get(|s, q| grid::twins(s, q, Html)))
+        .route("/api/twins", get(|s, q| grid::twins(s, q, Json)))
         .route("/search", get(|s, q| search(s, q, Html)))
         .route("/api/search", get(|s, q| search(s, q, Json)))
         .route("/api/live", get(live))
@@ -228,6 +252,7 @@ fn page_param(query: &QueryParams) -> Result<u64, WebError> {
 pub struct HomeView {
     pub chain: ChainStatus,
     pub totals: query::Totals,
+    pub grid: grid_query::GridTotals,
     /// Mean block time over the charted blocks.
     pub average_block_time_ms: Option<u64>,
     pub latest_blocks: Vec<query::BlockSummary>,
@@ -243,6 +268,7 @@ async fn home(State(state): State<AppState>, format: Format) -> Response {
         Ok(HomeView {
             chain,
             totals: query::totals(conn)?,
+            grid: grid_query::totals(conn)?,
             average_block_time_ms: (!times.is_empty())
                 .then(|| times.iter().sum::<u64>() / times.len() as u64),
             latest_blocks: query::latest_blocks(conn, LATEST_ROWS)?,
@@ -395,7 +421,7 @@ fn unreachable_markup() -> Markup {
 async fn find(state: &AppState, q: String) -> Result<SearchHit, WebError> {
     if q.is_empty() {
         return Err(WebError::bad_request(
-            "type a block height, block or extrinsic hash, or address",
+            "type a block height, block or extrinsic hash, address, node N, farm or twin name",
         ));
     }
     if q.len() > 128 {
@@ -438,15 +464,63 @@ async fn find(state: &AppState, q: String) -> Result<SearchHit, WebError> {
             ))),
         };
     }
-    match AccountId::from_str(&q) {
-        Ok(account) => Ok(SearchHit {
+    if let Ok(account) = AccountId::from_str(&q) {
+        return Ok(SearchHit {
             kind: "account",
             path: format!("/account/{account}"),
+        });
+    }
+    if let Some(id) = node_id_in(&q) {
+        let id: u32 = id
+            .parse()
+            .map_err(|_| WebError::bad_request(format!("{id} is not a node id")))?;
+        return match read(state, move |conn| grid_query::node_exists(conn, id)).await? {
+            true => Ok(SearchHit {
+                kind: "node",
+                path: format!("/node/{id}"),
+            }),
+            false => Err(WebError::not_found(format!("node {id} is not on the grid"))),
+        };
+    }
+    // Twin and farm names: letters, digits, '-', '_', '.'.
+    if !q
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(WebError::bad_request(format!(
+            "{q:?} is not a block height, hash, address, \"node N\", or farm or twin name"
+        )));
+    }
+    let (farm, twin) = read(state, {
+        let q = q.clone();
+        move |conn| {
+            Ok((
+                grid_query::farm_id_by_name(conn, &q)?,
+                grid_query::twin_exists_by_name(conn, &q)?,
+            ))
+        }
+    })
+    .await?;
+    match (farm, twin) {
+        (Some(id), _) => Ok(SearchHit {
+            kind: "farm",
+            path: format!("/nodes?farm={id}"),
         }),
-        Err(e) => Err(WebError::bad_request(format!(
-            "{q:?} is not a block height, a 0x hash, or an address ({e})"
+        (None, true) => Ok(SearchHit {
+            kind: "twin",
+            path: format!("/twins?q={q}"),
+        }),
+        (None, false) => Err(WebError::not_found(format!(
+            "no block, extrinsic, account, node, farm or twin matches {q:?}"
         ))),
     }
+}
+
+/// The digits of `node 5`, `node:5` or `node5`, if `q` names a node.
+fn node_id_in(q: &str) -> Option<&str> {
+    let rest = q.strip_prefix("node").or_else(|| q.strip_prefix("Node"))?;
+    let digits = rest.trim_start_matches([' ', ':', '#']);
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
 /// Server-sent events: one `block` event per newly indexed block.

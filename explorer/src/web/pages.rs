@@ -27,7 +27,7 @@ pub fn html(status: StatusCode, page: Markup) -> Response {
         .into_response()
 }
 
-fn layout(title: &str, api_path: &str, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, api_path: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -43,9 +43,13 @@ fn layout(title: &str, api_path: &str, body: Markup) -> Markup {
                     nav {
                         a href="/blocks" { "Blocks" }
                         a href="/validators" { "Validators" }
+                        a href="/farms" { "Farms" }
+                        a href="/nodes" { "Nodes" }
+                        a href="/reservations" { "Reservations" }
+                        a href="/twins" { "Twins" }
                     }
                     form.search action="/search" method="get" role="search" {
-                        input type="search" name="q" placeholder="Height, hash or address"
+                        input type="search" name="q" placeholder="Height, hash, address, node N, farm or twin"
                             aria-label="Search" autocomplete="off";
                         button type="submit" { "Search" }
                     }
@@ -59,11 +63,11 @@ fn layout(title: &str, api_path: &str, body: Markup) -> Markup {
     }
 }
 
-fn block_link(number: u64) -> Markup {
+pub(super) fn block_link(number: u64) -> Markup {
     html! { a href=(format!("/block/{number}")) { "#" (number) } }
 }
 
-fn account_link(address: &str) -> Markup {
+pub(super) fn account_link(address: &str) -> Markup {
     html! { a.mono href=(format!("/account/{address}")) title=(address) { (short(address)) } }
 }
 
@@ -81,7 +85,7 @@ fn call_label(pallet: &str, call: &str) -> Markup {
     html! { span.call { (pallet) "." (call) } }
 }
 
-fn card(label: &str, live_key: Option<&str>, value: Markup) -> Markup {
+pub(super) fn card(label: &str, live_key: Option<&str>, value: Markup) -> Markup {
     html! {
         div.card {
             div.label { (label) }
@@ -127,7 +131,7 @@ fn blocks_table(id: Option<&str>, rows: &[BlockSummary]) -> Markup {
     }
 }
 
-fn extrinsics_table(id: Option<&str>, rows: &[ExtrinsicSummary]) -> Markup {
+pub(super) fn extrinsics_table(id: Option<&str>, rows: &[ExtrinsicSummary]) -> Markup {
     html! {
         div.table-wrap {
             table {
@@ -143,7 +147,7 @@ fn extrinsics_table(id: Option<&str>, rows: &[ExtrinsicSummary]) -> Markup {
     }
 }
 
-fn pager(base: &str, paged_page: u64, pages: u64) -> Markup {
+pub(super) fn pager(base: &str, paged_page: u64, pages: u64) -> Markup {
     html! {
         @if pages > 1 {
             nav.pager {
@@ -160,7 +164,7 @@ const AMOUNT_FIELDS: [&str; 6] = ["amount", "fee", "tip", "free", "reserved", "b
 
 /// A JSON value as the page shows it: addresses link to their account, objects become lists,
 /// amount fields are shown in GRID.
-fn json_value(value: &Value) -> Markup {
+pub(super) fn json_value(value: &Value) -> Markup {
     match value {
         Value::String(s) if AccountId::from_str(s).is_ok() => account_link(s),
         Value::String(s) => html! { span.mono { (s) } },
@@ -238,6 +242,7 @@ pub fn home(view: &HomeView) -> Markup {
                 (card("Validators", None, html! { a href="/validators" { (view.totals.validators) } }))
                 (card("Extrinsics", Some("extrinsic-count"), html! { (view.totals.extrinsics) }))
                 (card("Accounts", None, html! { (view.totals.accounts) }))
+                (super::grid_pages::grid_cards(&view.grid))
                 (card("Node", Some("node-status"), html! {
                     @if chain.connected { span.badge.ok { "following" } }
                     @else { span.badge.fail title=[chain.last_error.as_deref()] { "disconnected" } }
@@ -364,6 +369,15 @@ pub fn account(a: &AccountDetail) -> Markup {
                 (card("Reserved", None, html! { (grid_amount(&a.reserved)) }))
                 (card("Nonce", None, html! { (a.nonce) }))
                 (card("Blocks proposed", None, html! { (a.blocks_proposed) }))
+                (card("Twin", None, html! {
+                    @match &a.twin {
+                        Some(t) => a href=(format!("/twins?q={}", super::format::url_component(&t.name))) { (t.name) " (" (t.id) ")" },
+                        None => span.muted { "none" },
+                    }
+                }))
+            }
+            @if a.twin.is_some() {
+                p { a href=(format!("/reservations?owner={}", a.address)) { "Reservations of this account →" } }
             }
             p.muted {
                 "Balance read from the node after block "

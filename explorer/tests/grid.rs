@@ -1,0 +1,321 @@
+//! The grid pages against a real dev chain with grid activity made through the typed client:
+//! twins, a farm, a node that proves its capacity, and a reservation whose container workload
+//! the node reports as failed.
+//!
+//! Build the binaries first: `cargo build -p gridnode -p explorer`.
+
+mod common;
+
+use common::{get, send, start_explorer, wait_indexed, UNIT};
+use gridchain_primitives::Pair;
+use gridchain_runtime::{
+    balances, capacity,
+    reservations::{
+        self, Deployment, ResultData, Workload, WorkloadResult, WorkloadSpec, WorkloadState,
+    },
+    tfgrid::{self, Location, Resources, GIB},
+    twins, Call,
+};
+use gridchain_tests::DevNode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+async fn ok(
+    client: &gridchain_rpc_api::jsonrpsee::ws_client::WsClient,
+    who: &Pair,
+    call: Call,
+) -> u64 {
+    let info = send(client, who, call).await;
+    assert!(info.success, "{:?}", info.error);
+    info.block_number
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_pages_and_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = DevNode::start(&dir.path().join("node"), 250).await;
+    let client = node.client().await;
+    let alice = Pair::dev("Alice");
+    let farmer = Pair::dev("Charlie");
+    let node_key = Pair::dev("ExplorerNode1");
+    let user = Pair::dev("ExplorerUser");
+
+    for to in [&node_key, &user] {
+        ok(
+            &client,
+            &alice,
+            Call::Balances(balances::Call::Transfer {
+                dest: to.public(),
+                amount: 100 * UNIT,
+            }),
+        )
+        .await;
+    }
+    for (who, name) in [
+        (&farmer, "charlie"),
+        (&node_key, "node-one"),
+        (&user, "explorer-user"),
+    ] {
+        ok(
+            &client,
+            who,
+            Call::Twins(twins::Call::CreateTwin {
+                name: name.into(),
+                endpoint: String::new(),
+            }),
+        )
+        .await;
+    }
+    ok(
+        &client,
+        &farmer,
+        Call::Tfgrid(tfgrid::Call::CreateFarm {
+            name: "charlie-farm".into(),
+            pricing_policy_id: 1,
+        }),
+    )
+    .await;
+    let resources = Resources {
+        cru: 8,
+        mru: 32 * GIB,
+        sru: 1_000 * GIB,
+        hru: 4_000 * GIB,
+    };
+    ok(
+        &client,
+        &node_key,
+        Call::Tfgrid(tfgrid::Call::RegisterNode {
+            farm_id: 2,
+            resources,
+            location: Location {
+                country: "Belgium".into(),
+                city: "Ghent".into(),
+                latitude: "51.05".into(),
+                longitude: "3.72".into(),
+            },
+            public_config: None,
+        }),
+    )
+    .await;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    ok(
+        &client,
+        &node_key,
+        Call::Capacity(capacity::Call::ReportCapacity {
+            measured: resources,
+            used: Resources::default(),
+            uptime_seconds: 60,
+            timestamp_ms: now_ms,
+        }),
+    )
+    .await;
+    let deployment = Deployment {
+        metadata: "explorer test".into(),
+        workloads: vec![
+            Workload {
+                name: "net".into(),
+                spec: WorkloadSpec::Network {
+                    ip_range: "10.9.0.0/16".into(),
+                },
+            },
+            Workload {
+                name: "web".into(),
+                spec: WorkloadSpec::Container {
+                    image: "docker.io/library/nginx:1".into(),
+                    cpu: 2,
+                    memory: 2 * GIB,
+                    rootfs_size: GIB,
+                    entrypoint: String::new(),
+                    env: vec![],
+                    mounts: vec![],
+                    networks: vec![],
+                },
+            },
+        ],
+    };
+    ok(
+        &client,
+        &user,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id: 1,
+            deployment,
+        }),
+    )
+    .await;
+    let last = ok(
+        &client,
+        &node_key,
+        Call::Reservations(reservations::Call::ReportResults {
+            id: 1,
+            version: 1,
+            results: vec![
+                WorkloadResult {
+                    name: "net".into(),
+                    state: WorkloadState::Ok,
+                    message: "bridge up".into(),
+                    data: ResultData::Network {
+                        subnet: "10.9.1.0/24".into(),
+                    },
+                },
+                WorkloadResult {
+                    name: "web".into(),
+                    state: WorkloadState::Error,
+                    message: "image pull failed: manifest unknown".into(),
+                    data: ResultData::None,
+                },
+            ],
+        }),
+    )
+    .await;
+
+    let explorer = start_explorer(&node, &dir.path().join("index.sqlite")).await;
+    let addr = explorer.local_addr();
+    wait_indexed(addr, last).await;
+
+    // Home cards.
+    let home = get(addr, "/api/").await.json();
+    let grid = &home["grid"];
+    assert!(grid["twins"].as_u64() >= Some(3), "{grid}");
+    assert_eq!(grid["farms"].as_u64(), Some(2), "{grid}");
+    assert_eq!(grid["nodes"].as_u64(), Some(1));
+    assert_eq!(grid["nodesUp"].as_u64(), Some(1));
+    assert_eq!(grid["activeReservations"].as_u64(), Some(1));
+    assert_eq!(grid["total"]["cru"].as_u64(), Some(8));
+    assert!(grid["reserved"]["cru"].as_u64() >= Some(2));
+    let html = get(addr, "/").await.body;
+    assert!(html.contains("Nodes up") && html.contains("Memory used"));
+
+    // Farms.
+    let farms = get(addr, "/api/farms").await.json();
+    let charlie = farms
+        .as_array()
+        .expect("farms")
+        .iter()
+        .find(|f| f["farm"]["name"] == "charlie-farm")
+        .expect("charlie-farm listed");
+    assert_eq!(
+        (charlie["nodes"].as_u64(), charlie["nodesUp"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(get(addr, "/farms").await.body.contains("charlie-farm"));
+
+    // Nodes: filters and sorting.
+    for (query, expected) in [
+        ("", 1),
+        ("?farm=2&status=up", 1),
+        ("?farm=1", 0),
+        ("?status=down", 0),
+        ("?minCru=6", 1),
+        ("?minCru=7", 0),
+        ("?minMruGib=20&sort=freeMru&order=desc", 1),
+        ("?sort=lastProof", 1),
+    ] {
+        let nodes = get(addr, &format!("/api/nodes{query}")).await.json();
+        assert_eq!(
+            nodes["nodes"]["total"].as_u64(),
+            Some(expected),
+            "/api/nodes{query}"
+        );
+        assert_eq!(get(addr, &format!("/nodes{query}")).await.status, 200);
+    }
+    let nodes = get(addr, "/api/nodes").await.json();
+    assert_eq!(nodes["nodes"]["items"][0]["free"]["cru"].as_u64(), Some(6));
+    assert!(!nodes["capacity"]
+        .as_array()
+        .expect("capacity history")
+        .is_empty());
+    for bad in [
+        "?status=sideways",
+        "?sort=color",
+        "?order=up",
+        "?farm=x",
+        "?minCru=-1",
+    ] {
+        assert_eq!(
+            get(addr, &format!("/api/nodes{bad}")).await.status,
+            400,
+            "{bad}"
+        );
+        assert_eq!(
+            get(addr, &format!("/nodes{bad}")).await.status,
+            400,
+            "{bad}"
+        );
+    }
+
+    // Node detail: capacity, uptime, last proof, workloads with the node's error message.
+    let detail = get(addr, "/api/node/1").await.json();
+    assert_eq!(detail["info"]["node"]["farmId"].as_u64(), Some(2));
+    assert_eq!(detail["info"]["capacity"]["total"]["cru"].as_u64(), Some(8));
+    assert!(detail["uptime24hPercent"].as_f64().is_some(), "{detail}");
+    assert!(detail["info"]["health"]["lastProofMs"].as_u64().is_some());
+    assert_eq!(detail["reservations"].as_array().map(Vec::len), Some(1));
+    let page = get(addr, "/node/1").await;
+    assert_eq!(page.status, 200);
+    for needle in ["Uptime 24 h", "Ghent", "Capacity", "<svg", "/reservation/1"] {
+        assert!(page.body.contains(needle), "node page lacks {needle}");
+    }
+    assert_eq!(get(addr, "/node/7").await.status, 404);
+    assert_eq!(get(addr, "/api/node/seven").await.status, 400);
+
+    // Reservations by owner and node; detail with workload states and messages.
+    let user_address = user.public().to_string();
+    let mine = get(addr, &format!("/api/reservations?owner={user_address}"))
+        .await
+        .json();
+    assert_eq!(mine["total"].as_u64(), Some(1));
+    assert_eq!(
+        get(addr, "/api/reservations?node=1").await.json()["total"].as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        get(addr, "/api/reservations?node=9").await.json()["total"].as_u64(),
+        Some(0)
+    );
+    assert_eq!(
+        get(addr, "/api/reservations?owner=nobody").await.status,
+        400
+    );
+    let r = get(addr, "/api/reservation/1").await.json();
+    assert_eq!(r["state"].as_str(), Some("failed"), "{r}");
+    assert_eq!(r["results"][1]["state"].as_str(), Some("error"));
+    let page = get(addr, "/reservation/1").await.body;
+    assert!(page.contains("image pull failed: manifest unknown") && page.contains("bridge up"));
+    assert!(get(addr, "/reservations")
+        .await
+        .body
+        .contains("/reservation/1"));
+    assert_eq!(get(addr, "/reservation/99").await.status, 404);
+    assert_eq!(get(addr, "/api/reservation/-1").await.status, 400);
+
+    // Twins: search by name; the account page shows the twin.
+    let twins = get(addr, "/api/twins?q=charl").await.json();
+    assert_eq!(twins["twins"]["total"].as_u64(), Some(1));
+    assert_eq!(twins["twins"]["items"][0]["name"].as_str(), Some("charlie"));
+    assert!(get(addr, "/twins?q=charl").await.body.contains("charlie"));
+    assert_eq!(
+        get(addr, "/api/twins?q=%25").await.json()["twins"]["total"].as_u64(),
+        Some(0)
+    );
+    let account = get(addr, &format!("/api/account/{user_address}"))
+        .await
+        .json();
+    assert_eq!(account["twin"]["name"].as_str(), Some("explorer-user"));
+
+    // Search: node id, farm name, twin name.
+    for (q, path) in [
+        ("node%201", "/node/1"),
+        ("node:1", "/node/1"),
+        ("charlie-farm", "/nodes?farm=2"),
+        ("explorer-user", "/twins?q=explorer-user"),
+    ] {
+        let hit = get(addr, &format!("/api/search?q={q}")).await.json();
+        assert_eq!(hit["path"].as_str(), Some(path), "{q}");
+    }
+    assert_eq!(get(addr, "/api/search?q=node%2099").await.status, 404);
+    assert_eq!(get(addr, "/api/search?q=no-such-name").await.status, 404);
+
+    explorer.stop().await;
+}
