@@ -1,5 +1,22 @@
 //! # zos-agent
 //!
-//! The agent every 3Node runs.
+//! The agent every 3Node runs. It turns what the **final** chain says into running workloads
+//! and reports back:
+//!
+//! ```text
+//!  chain (final heads) ──grid_nodeSnapshot──▶ reconcile::Reconciler ──▶ provision::{container,
+//!        ▲                                         │                      volume, zdb, network}
+//!        └──── report_results / report_capacity ◀──┘        Docker · zdb · rtnetlink
+//! ```
+//!
+//! - [`agent`]: start-up (zdb, registration), the follow loop with a persisted cursor.
+//! - [`chain`]: RPC endpoints with failover; signed submissions from the node key.
+//! - [`reconcile`]: desired vs actual state, idempotent convergence, results.
+//! - [`provision`]: one module per kind of workload.
+//! - [`capacity`]: measuring the node and periodic capacity proofs.
 
+pub mod agent;
+pub mod capacity;
+pub mod chain;
 pub mod provision;
+pub mod reconcile;

@@ -169,7 +169,7 @@ async fn same_network_connects_other_owners_network_does_not() {
         bridges: vec![bridge_a.into(), bridge_b.into()],
     };
     let containers = Containers::new(docker(), node);
-    let networks = Networks::new().unwrap();
+    let networks = Networks::new(node).unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap(); // idempotent
     networks.ensure_bridge(bridge_b).await.unwrap();

@@ -10,6 +10,9 @@
 //! Hosts that load `br_netfilter` (Docker does) pass bridged frames through iptables' FORWARD
 //! chain, whose policy Docker sets to DROP; so each bridge gets one rule accepting traffic that
 //! stays on it (`-i br -o br -j ACCEPT`, in `DOCKER-USER` when that chain exists).
+//!
+//! A bridge's interface alias (`gridchain node <id>`) says which node's agent owns it, so agents
+//! sharing a host (tests do) never remove each other's bridges.
 
 use futures::TryStreamExt;
 use rtnetlink::{
@@ -37,15 +40,25 @@ impl From<std::io::Error> for NetworkError {
     }
 }
 
-/// A netlink connection in the host's network namespace.
+/// A netlink connection in the host's network namespace, managing one node's bridges.
 #[derive(Clone)]
 pub struct Networks {
     handle: Handle,
+    /// Interface alias marking this node's bridges, so agents (or tests) of other nodes on the
+    /// same host never touch them.
+    alias: String,
 }
 
 fn link_name(msg: &LinkMessage) -> Option<&str> {
     msg.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn link_alias(msg: &LinkMessage) -> Option<&str> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(n) => Some(n.as_str()),
         _ => None,
     })
 }
@@ -62,17 +75,22 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkErr
 }
 
 impl Networks {
-    pub fn new() -> Result<Self, NetworkError> {
+    /// Bridges of node `node_id`.
+    pub fn new(node_id: u32) -> Result<Self, NetworkError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
-        Ok(Networks { handle })
+        Ok(Networks {
+            handle,
+            alias: format!("gridchain node {node_id}"),
+        })
     }
 
-    /// Bridges the agent created (by name prefix).
+    /// Bridges this node's agent created (name prefix and alias).
     pub async fn bridges(&self) -> Result<Vec<String>, NetworkError> {
         let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await?;
         Ok(links
             .iter()
+            .filter(|l| link_alias(l) == Some(self.alias.as_str()))
             .filter_map(link_name)
             .filter(|n| n.starts_with(BRIDGE_PREFIX))
             .map(str::to_string)
@@ -96,7 +114,12 @@ impl Networks {
         };
         self.handle
             .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .alias(self.alias.clone())
+                    .up()
+                    .build(),
+            )
             .execute()
             .await?;
         firewall(name, true)?;

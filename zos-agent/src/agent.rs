@@ -1,0 +1,267 @@
+//! Start-up and the follow loop.
+//!
+//! 1. Starts the node's zdb server (embedded) or adopts one already listening on the port.
+//! 2. Measures the machine; creates the node key's twin and registers the node in its farm if
+//!    it is new, or updates its resources if they changed.
+//! 3. Reconciles once before anything else, so orphans of an earlier run are gone and nothing is
+//!    created twice.
+//! 4. Follows final heads. For each, it fetches the node's snapshot at that block and reconciles
+//!    when it changed, and at least every `reconcile_interval`. The last processed height is
+//!    persisted, so after a restart or an endpoint switch it resumes there; because the snapshot
+//!    is the whole desired state, nothing between two processed blocks can be missed.
+//! 5. Alongside, sends capacity proofs every period.
+
+use crate::{
+    capacity,
+    chain::Chain,
+    provision::{container::Containers, network::Networks, volume::Volumes, zdb::ZdbAdmin},
+    reconcile::Reconciler,
+};
+use anyhow::{bail, Context as _};
+use gridchain_primitives::{Hash, Pair};
+use gridchain_rpc_api::{grid::NodeSnapshot, GridApiClient};
+use gridchain_runtime::{
+    tfgrid::{self, Location, Resources},
+    twins, Call,
+};
+use serde::{Deserialize, Serialize};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+pub struct AgentConfig {
+    pub node_key: Pair,
+    pub farm_id: u32,
+    pub rpc: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Where the node's zdb listens; an embedded server is started unless one already answers.
+    pub zdb_listen: SocketAddr,
+    pub zdb_admin_password: String,
+    /// Share of the data disk offered as HRU for zdb namespaces, in percent.
+    pub zdb_share_percent: u64,
+    pub capacity_period: Duration,
+    pub reconcile_interval: Duration,
+}
+
+/// The last final block the agent processed, persisted in `<data dir>/cursor.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub number: u64,
+    pub hash: Hash,
+}
+
+impl Cursor {
+    fn path(data_dir: &std::path::Path) -> PathBuf {
+        data_dir.join("cursor.json")
+    }
+
+    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Option<Cursor>> {
+        match std::fs::read(Self::path(data_dir)) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).context("corrupt cursor.json")?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Written to a temporary file and renamed, so a crash leaves the old or the new cursor.
+    fn store(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
+        let tmp = data_dir.join("cursor.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
+        std::fs::rename(tmp, Self::path(data_dir))?;
+        Ok(())
+    }
+}
+
+/// Finds this key's node, registering it (and its twin) if needed. Returns the node id.
+async fn ensure_registered(
+    chain: &Chain,
+    farm_id: u32,
+    measured: Resources,
+) -> anyhow::Result<u32> {
+    let address = chain.key().public().to_string();
+    let twin = chain
+        .call(|c| {
+            let a = address.clone();
+            async move { c.twin_by_account(a, None).await }
+        })
+        .await?;
+    if twin.is_none() {
+        let name = format!("node-{}", &address[..12].to_lowercase());
+        chain
+            .submit(Call::Twins(twins::Call::CreateTwin {
+                name,
+                endpoint: String::new(),
+            }))
+            .await?;
+        tracing::info!("created the node's twin");
+    }
+    let node = chain
+        .call(|c| {
+            let a = address.clone();
+            async move { c.node_by_account(a, None).await }
+        })
+        .await?;
+    let location = Location {
+        country: String::new(),
+        city: String::new(),
+        latitude: String::new(),
+        longitude: String::new(),
+    };
+    match node {
+        Some(info) if info.node.resources == measured => Ok(info.node.id),
+        Some(info) => {
+            chain
+                .submit(Call::Tfgrid(tfgrid::Call::UpdateNode {
+                    resources: measured,
+                    location: info.node.location.clone(),
+                    public_config: info.node.public_config.clone(),
+                }))
+                .await?;
+            tracing::info!(node_id = info.node.id, "updated the node's resources");
+            Ok(info.node.id)
+        }
+        None => {
+            chain
+                .submit(Call::Tfgrid(tfgrid::Call::RegisterNode {
+                    farm_id,
+                    resources: measured,
+                    location,
+                    public_config: None,
+                }))
+                .await?;
+            let Some(info) = chain
+                .call(|c| {
+                    let a = address.clone();
+                    async move { c.node_by_account(a, None).await }
+                })
+                .await?
+            else {
+                bail!("node registration was final but the node is not on chain (check the farm id and the events)")
+            };
+            tracing::info!(node_id = info.node.id, farm_id, "registered the node");
+            Ok(info.node.id)
+        }
+    }
+}
+
+/// Starts an embedded zdb unless one already listens on `addr`.
+async fn start_zdb(config: &AgentConfig) -> anyhow::Result<Option<zdb::Server>> {
+    if tokio::net::TcpStream::connect(config.zdb_listen)
+        .await
+        .is_ok()
+    {
+        tracing::info!(addr = %config.zdb_listen, "adopting the zdb server already listening");
+        return Ok(None);
+    }
+    let mut zdb_config = zdb::ZdbConfig::new(config.data_dir.join("zdb"));
+    zdb_config.listen = Some(config.zdb_listen);
+    zdb_config.admin_password = Some(config.zdb_admin_password.clone());
+    let server = zdb::Server::start(zdb_config)
+        .await
+        .context("cannot start zdb")?;
+    tracing::info!(addr = %config.zdb_listen, "started the node's zdb");
+    Ok(Some(server))
+}
+
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let _zdb = start_zdb(&config).await?;
+    let chain = Chain::new(config.rpc.clone(), config.node_key.clone())?;
+    let measured = capacity::measure(&config.data_dir, config.zdb_share_percent)?;
+    tracing::info!(?measured, "measured capacity");
+    let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
+    let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
+    let reconciler = Reconciler {
+        node_id,
+        node_seed: config.node_key.seed(),
+        containers: Containers::new(docker.clone(), node_id),
+        volumes: Volumes::new(docker, node_id),
+        networks: Networks::new(node_id)?,
+        zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
+        zdb_endpoint: config.zdb_listen.to_string(),
+    };
+    let capacity = capacity::report_loop(&chain, node_id, measured, config.capacity_period);
+    let follow = follow(&chain, &reconciler, &config);
+    tokio::select! {
+        () = capacity => bail!("capacity reporting stopped"),
+        result = follow => result,
+    }
+}
+
+async fn snapshot(chain: &Chain, node_id: u32, at: Option<Hash>) -> anyhow::Result<NodeSnapshot> {
+    chain
+        .call(|c| async move { c.node_snapshot(node_id, at).await })
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("node {node_id} is not on chain (deleted?)"))
+}
+
+async fn follow(
+    chain: &Chain,
+    reconciler: &Reconciler,
+    config: &AgentConfig,
+) -> anyhow::Result<()> {
+    if let Some(cursor) = Cursor::load(&config.data_dir)? {
+        tracing::info!(
+            number = cursor.number,
+            "resuming after the last processed block"
+        );
+    }
+    // Start-up pass against the latest final state.
+    let first = snapshot(chain, reconciler.node_id, None).await?;
+    let summary = reconciler.run(&first, Some(chain)).await?;
+    tracing::info!(
+        ?summary,
+        number = first.number,
+        "start-up reconciliation done"
+    );
+    Cursor {
+        number: first.number,
+        hash: first.at,
+    }
+    .store(&config.data_dir)?;
+    let mut last_state = first.reservations;
+    let mut last_pass = Instant::now();
+    loop {
+        let mut heads = match chain.subscribe_finalized().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow final heads; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(head) = heads.next().await {
+            let Ok(head) = head else { break };
+            let snap = match snapshot(chain, reconciler.node_id, Some(head.hash())).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "snapshot failed");
+                    continue;
+                }
+            };
+            if snap.reservations != last_state || last_pass.elapsed() >= config.reconcile_interval {
+                match reconciler.run(&snap, Some(chain)).await {
+                    Ok(summary) => {
+                        tracing::info!(number = snap.number, ?summary, "reconciled");
+                        last_state = snap.reservations;
+                        last_pass = Instant::now();
+                    }
+                    // last_state stays, so the next block tries again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconciliation failed; retrying on the next block")
+                    }
+                }
+            }
+            Cursor {
+                number: snap.number,
+                hash: snap.at,
+            }
+            .store(&config.data_dir)?;
+        }
+        tracing::warn!("final-head subscription ended; resubscribing");
+    }
+}

@@ -1,0 +1,146 @@
+//! `zos-agent`: runs on a 3Node; see the crate docs.
+//!
+//! ```text
+//! zos-agent --key-file /etc/zos-agent/node.key --farm-id 1 --rpc ws://10.0.0.1:9944 --rpc ws://10.0.0.2:9944
+//! zos-agent --config /etc/zos-agent/agent.toml
+//! ```
+
+use anyhow::Context;
+use clap::Parser;
+use gridchain_primitives::Pair;
+use serde::Deserialize;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use zos_agent::agent::{run, AgentConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "zos-agent",
+    version,
+    about = "Provisions what the final chain reserves on this 3Node"
+)]
+struct Cli {
+    /// TOML file with any of the options below (same names, `_` for `-`); flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// File holding the node key's secret URI (mode 0600).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    #[arg(long)]
+    farm_id: Option<u32>,
+    /// Chain RPC endpoint; repeat for failover.
+    #[arg(long)]
+    rpc: Vec<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the node's zdb server.
+    #[arg(long)]
+    zdb_listen: Option<SocketAddr>,
+    /// zdb admin password (also read from ZOS_AGENT_ZDB_ADMIN).
+    #[arg(long, env = "ZOS_AGENT_ZDB_ADMIN", hide_env_values = true)]
+    zdb_admin_password: Option<String>,
+    #[arg(long)]
+    zdb_share_percent: Option<u64>,
+    #[arg(long)]
+    capacity_period_secs: Option<u64>,
+    #[arg(long)]
+    reconcile_interval_secs: Option<u64>,
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    key_file: Option<PathBuf>,
+    farm_id: Option<u32>,
+    #[serde(default)]
+    rpc: Vec<String>,
+    data_dir: Option<PathBuf>,
+    zdb_listen: Option<SocketAddr>,
+    zdb_admin_password: Option<String>,
+    zdb_share_percent: Option<u64>,
+    capacity_period_secs: Option<u64>,
+    reconcile_interval_secs: Option<u64>,
+}
+
+fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
+    let file: FileConfig = match &cli.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("invalid config {}", path.display()))?,
+        None => FileConfig::default(),
+    };
+    let key_file = cli
+        .key_file
+        .or(file.key_file)
+        .context("--key-file is required")?;
+    let uri = std::fs::read_to_string(&key_file)
+        .with_context(|| format!("cannot read {}", key_file.display()))?;
+    let node_key = Pair::from_uri(uri.trim()).context("invalid node key")?;
+    let rpc = if cli.rpc.is_empty() {
+        file.rpc
+    } else {
+        cli.rpc
+    };
+    Ok(AgentConfig {
+        node_key,
+        farm_id: cli
+            .farm_id
+            .or(file.farm_id)
+            .context("--farm-id is required")?,
+        rpc: if rpc.is_empty() {
+            vec!["ws://127.0.0.1:9944".into()]
+        } else {
+            rpc
+        },
+        data_dir: cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/zos-agent")),
+        zdb_listen: cli
+            .zdb_listen
+            .or(file.zdb_listen)
+            .unwrap_or_else(|| "127.0.0.1:9900".parse().expect("valid")),
+        zdb_admin_password: cli
+            .zdb_admin_password
+            .or(file.zdb_admin_password)
+            .context("--zdb-admin-password (or ZOS_AGENT_ZDB_ADMIN) is required")?,
+        zdb_share_percent: cli
+            .zdb_share_percent
+            .or(file.zdb_share_percent)
+            .unwrap_or(50),
+        capacity_period: Duration::from_secs(
+            cli.capacity_period_secs
+                .or(file.capacity_period_secs)
+                .unwrap_or(600),
+        ),
+        reconcile_interval: Duration::from_secs(
+            cli.reconcile_interval_secs
+                .or(file.reconcile_interval_secs)
+                .unwrap_or(30),
+        ),
+    })
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = config(cli).and_then(|config| {
+        tokio::runtime::Runtime::new()?.block_on(async {
+            tokio::select! {
+                r = run(config) => r,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        })
+    });
+    if let Err(e) = result {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}

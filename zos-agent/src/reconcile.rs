@@ -1,0 +1,585 @@
+//! Desired state from the chain, actual state from Docker, zdb and netlink, and the actions that
+//! make them agree.
+//!
+//! One pass ([`Reconciler::run`]):
+//! 1. lists what exists (labelled containers and volumes, namespaces, `gcbr*` bridges);
+//! 2. removes everything no live reservation of this node wants (cancelled, out of funds, node
+//!    deleted, or left over from a crash);
+//! 3. for each live reservation, ensures its networks, volumes, namespaces and containers —
+//!    adopting what already matches (same spec hash label), recreating what changed — and pauses
+//!    or resumes them with the grace period;
+//! 4. reports each reservation's per-workload results on chain when they differ from what the
+//!    chain already has for the current version.
+//!
+//! Everything is named after the reservation (`gc-n<node>-r<id>-<workload>`, namespace
+//! `r<id>-<workload>`), so a second pass finds the first pass's work and changes nothing.
+
+use crate::{
+    chain::Chain,
+    provision::{
+        container::{
+            ActualContainer, ContainerSpec, ContainerState, Containers, LABEL_OWNER,
+            LABEL_RESERVATION, LABEL_SPEC, LABEL_VERSION, LABEL_WORKLOAD,
+        },
+        network::{Networks, BRIDGE_PREFIX},
+        volume::Volumes,
+        zdb::{NamespaceSpec, ZdbAdmin},
+    },
+};
+use gridchain_primitives::{hash::blake2_256, seal, AccountId};
+use gridchain_rpc_api::grid::NodeSnapshot;
+use gridchain_runtime::{
+    reservations::{
+        self, EnvValue, Reservation, ReservationState, ResultData, Workload, WorkloadResult,
+        WorkloadSpec, WorkloadState, ZdbMode,
+    },
+    tfgrid::Cidr,
+    Call,
+};
+use parity_scale_codec::Encode;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+};
+
+/// Label holding a container's address on one of its networks: `gridchain.ip.<network>`.
+const LABEL_IP_PREFIX: &str = "gridchain.ip.";
+
+pub struct Reconciler {
+    pub node_id: u32,
+    pub node_seed: [u8; 32],
+    pub containers: Containers,
+    pub volumes: Volumes,
+    pub networks: Networks,
+    pub zdb: ZdbAdmin,
+    /// How clients reach this node's zdb (`host:port`), reported in results.
+    pub zdb_endpoint: String,
+}
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassSummary {
+    pub created: usize,
+    pub removed: usize,
+    pub reported: usize,
+}
+
+fn is_live(r: &Reservation) -> bool {
+    !matches!(r.state, ReservationState::Deleted { .. })
+}
+
+fn is_paused(r: &Reservation) -> bool {
+    matches!(r.state, ReservationState::GracePeriod { .. })
+}
+
+impl Reconciler {
+    pub fn container_name(&self, id: u64, workload: &str) -> String {
+        format!("gc-n{}-r{id}-{workload}", self.node_id)
+    }
+
+    pub fn namespace_name(id: u64, workload: &str) -> String {
+        format!("r{id}-{workload}")
+    }
+
+    /// One bridge per (owner, network name): reservations of one owner share their networks.
+    pub fn bridge_name(owner: &AccountId, network: &str) -> String {
+        let mut input = owner.0.to_vec();
+        input.extend_from_slice(network.as_bytes());
+        format!("{BRIDGE_PREFIX}{}", &hex(&blake2_256(&input))[..11])
+    }
+
+    fn host_if(container: &str, network: &str) -> String {
+        format!(
+            "gcv{}",
+            &hex(&blake2_256(format!("{container}/{network}").as_bytes()))[..11]
+        )
+    }
+
+    fn open_secret(&self, sealed: &[u8]) -> Result<String, String> {
+        let plain = seal::open(&self.node_seed, sealed)
+            .map_err(|e| format!("cannot open sealed secret: {e}"))?;
+        String::from_utf8(plain).map_err(|_| "sealed secret is not UTF-8".to_string())
+    }
+
+    /// One reconciliation pass against `snapshot`; reports results through `chain` (if given).
+    pub async fn run(
+        &self,
+        snapshot: &NodeSnapshot,
+        chain: Option<&Chain>,
+    ) -> anyhow::Result<PassSummary> {
+        let mut summary = PassSummary::default();
+        let live: Vec<&Reservation> = snapshot
+            .reservations
+            .iter()
+            .filter(|r| is_live(r))
+            .collect();
+
+        // What is wanted, by name.
+        let mut want_containers = BTreeSet::new();
+        let mut want_volumes = BTreeSet::new();
+        let mut want_namespaces = BTreeSet::new();
+        let mut want_bridges = BTreeSet::new();
+        for r in &live {
+            for w in &r.deployment.workloads {
+                let name = self.container_name(r.id, &w.name);
+                match &w.spec {
+                    WorkloadSpec::Container { .. } => {
+                        want_containers.insert(name);
+                    }
+                    WorkloadSpec::Volume { .. } => {
+                        want_volumes.insert(name);
+                    }
+                    WorkloadSpec::ZdbNamespace { .. } => {
+                        want_namespaces.insert(Self::namespace_name(r.id, &w.name));
+                    }
+                    WorkloadSpec::Network { .. } => {
+                        want_bridges.insert(Self::bridge_name(&r.owner, &w.name));
+                    }
+                }
+            }
+        }
+
+        // Remove what nobody wants. Containers first: they hold volumes and veths.
+        let actual = self.containers.list().await?;
+        for c in actual.iter().filter(|c| !want_containers.contains(&c.name)) {
+            self.containers.remove(&c.id).await?;
+            summary.removed += 1;
+        }
+        for v in self
+            .volumes
+            .list()
+            .await?
+            .iter()
+            .filter(|v| !want_volumes.contains(&v.name))
+        {
+            self.volumes.remove(&v.name).await?;
+            summary.removed += 1;
+        }
+        for ns in self
+            .zdb
+            .list()
+            .await?
+            .iter()
+            .filter(|n| is_ours(n) && !want_namespaces.contains(*n))
+        {
+            self.zdb.remove(ns).await?;
+            summary.removed += 1;
+        }
+        for b in self
+            .networks
+            .bridges()
+            .await?
+            .iter()
+            .filter(|b| !want_bridges.contains(*b))
+        {
+            self.networks.remove_bridge(b).await?;
+            summary.removed += 1;
+        }
+
+        let mut existing: BTreeMap<String, ActualContainer> = self
+            .containers
+            .list()
+            .await?
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect();
+        for r in live {
+            let results = self
+                .ensure_reservation(r, &mut existing, &mut summary)
+                .await;
+            if results != r.results {
+                if let Some(chain) = chain {
+                    let call = Call::Reservations(reservations::Call::ReportResults {
+                        id: r.id,
+                        version: r.version,
+                        results: results.clone(),
+                    });
+                    match chain.submit(call).await {
+                        Ok(_) => summary.reported += 1,
+                        Err(e) => {
+                            tracing::warn!(reservation = r.id, error = %e, "reporting results failed; will retry")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Brings one reservation's workloads to what it asks; returns a result per workload.
+    async fn ensure_reservation(
+        &self,
+        r: &Reservation,
+        existing: &mut BTreeMap<String, ActualContainer>,
+        summary: &mut PassSummary,
+    ) -> Vec<WorkloadResult> {
+        let paused = is_paused(r);
+        let mut results = Vec::new();
+        // Networks and volumes before the containers that use them.
+        let mut order: Vec<&Workload> = r.deployment.workloads.iter().collect();
+        order.sort_by_key(|w| matches!(w.spec, WorkloadSpec::Container { .. }));
+        let mut networks: BTreeMap<String, Cidr> = BTreeMap::new();
+        for w in order {
+            let outcome = match &w.spec {
+                WorkloadSpec::Network { ip_range } => {
+                    self.ensure_network(r, w, ip_range, &mut networks).await
+                }
+                WorkloadSpec::Volume { .. } => self.ensure_volume(r, w).await,
+                WorkloadSpec::ZdbNamespace {
+                    size,
+                    mode,
+                    password,
+                    public,
+                } => {
+                    self.ensure_namespace(
+                        r,
+                        w,
+                        *size,
+                        *mode,
+                        password.as_ref().map(|b| &b.0[..]),
+                        *public,
+                        paused,
+                    )
+                    .await
+                }
+                WorkloadSpec::Container { .. } => {
+                    self.ensure_container(r, w, &networks, existing, summary, paused)
+                        .await
+                }
+            };
+            let (state, message, data) = match outcome {
+                Ok(data) if paused => (
+                    WorkloadState::Paused,
+                    "paused: reservation is in its grace period".into(),
+                    data,
+                ),
+                Ok(data) => (WorkloadState::Ok, String::new(), data),
+                Err(message) => (WorkloadState::Error, message, ResultData::None),
+            };
+            results.push(WorkloadResult {
+                name: w.name.clone(),
+                state,
+                message,
+                data,
+            });
+        }
+        // Report in deployment order.
+        let position: BTreeMap<&str, usize> = r
+            .deployment
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.name.as_str(), i))
+            .collect();
+        results.sort_by_key(|res| {
+            position
+                .get(res.name.as_str())
+                .copied()
+                .unwrap_or(usize::MAX)
+        });
+        results
+    }
+
+    async fn ensure_network(
+        &self,
+        r: &Reservation,
+        w: &Workload,
+        ip_range: &str,
+        networks: &mut BTreeMap<String, Cidr>,
+    ) -> Result<ResultData, String> {
+        let cidr = Cidr::parse(ip_range).ok_or_else(|| format!("invalid ip range {ip_range}"))?;
+        self.networks
+            .ensure_bridge(&Self::bridge_name(&r.owner, &w.name))
+            .await
+            .map_err(|e| e.to_string())?;
+        networks.insert(w.name.clone(), cidr);
+        Ok(ResultData::Network {
+            subnet: ip_range.to_string(),
+        })
+    }
+
+    async fn ensure_volume(&self, r: &Reservation, w: &Workload) -> Result<ResultData, String> {
+        let name = self.container_name(r.id, &w.name);
+        let labels = BTreeMap::from([(LABEL_RESERVATION.to_string(), r.id.to_string())]);
+        let v = self
+            .volumes
+            .ensure(&name, &labels)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ResultData::Volume { path: v.mountpoint })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ensure_namespace(
+        &self,
+        r: &Reservation,
+        w: &Workload,
+        size: u64,
+        mode: ZdbMode,
+        sealed_password: Option<&[u8]>,
+        public: bool,
+        paused: bool,
+    ) -> Result<ResultData, String> {
+        let password = sealed_password.map(|s| self.open_secret(s)).transpose()?;
+        let name = Self::namespace_name(r.id, &w.name);
+        let spec = NamespaceSpec {
+            name: name.clone(),
+            maxsize: size,
+            mode: match mode {
+                ZdbMode::Seq => "seq",
+                ZdbMode::User => "user",
+            },
+            password,
+            public,
+        };
+        self.zdb.ensure(&spec).await.map_err(|e| e.to_string())?;
+        self.zdb
+            .set_locked(&name, paused)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ResultData::Zdb {
+            namespace: name,
+            endpoints: vec![self.zdb_endpoint.clone()],
+        })
+    }
+
+    async fn ensure_container(
+        &self,
+        r: &Reservation,
+        w: &Workload,
+        networks: &BTreeMap<String, Cidr>,
+        existing: &mut BTreeMap<String, ActualContainer>,
+        summary: &mut PassSummary,
+        paused: bool,
+    ) -> Result<ResultData, String> {
+        let WorkloadSpec::Container {
+            image,
+            cpu,
+            memory,
+            entrypoint,
+            env,
+            mounts,
+            networks: attachments,
+            ..
+        } = &w.spec
+        else {
+            return Err(format!("workload {} is not a container", w.name));
+        };
+        let name = self.container_name(r.id, &w.name);
+        let mut env_plain = Vec::new();
+        for var in env {
+            let value = match &var.value {
+                EnvValue::Plain(v) => v.clone(),
+                EnvValue::Sealed(sealed) => self.open_secret(&sealed.0)?,
+            };
+            env_plain.push(format!("{}={value}", var.name));
+        }
+        // Addresses: asked for, kept from the running container, or the first free one.
+        let current = existing.get(&name);
+        let mut addresses = Vec::new();
+        for a in attachments {
+            let cidr = networks
+                .get(&a.network)
+                .ok_or_else(|| format!("network {} is not ready", a.network))?;
+            let ip = match &a.ip {
+                Some(ip) => ip
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| format!("invalid ip {ip}"))?,
+                None => match current
+                    .and_then(|c| c.labels.get(&format!("{LABEL_IP_PREFIX}{}", a.network)))
+                {
+                    Some(kept) => kept
+                        .parse()
+                        .map_err(|_| format!("invalid kept ip {kept}"))?,
+                    None => self.free_ip(r, &a.network, cidr, existing)?,
+                },
+            };
+            addresses.push((a.network.clone(), ip, cidr.prefix));
+        }
+        let spec_hash = hex(&blake2_256(
+            &(
+                &w.spec,
+                &addresses
+                    .iter()
+                    .map(|(n, ip, p)| (n, ip.octets(), p))
+                    .collect::<Vec<_>>(),
+            )
+                .encode(),
+        ));
+        let mut labels = BTreeMap::from([
+            (LABEL_RESERVATION.to_string(), r.id.to_string()),
+            (LABEL_VERSION.to_string(), r.version.to_string()),
+            (LABEL_WORKLOAD.to_string(), w.name.clone()),
+            (LABEL_OWNER.to_string(), r.owner.to_string()),
+            (LABEL_SPEC.to_string(), spec_hash.clone()),
+        ]);
+        for (network, ip, _) in &addresses {
+            labels.insert(format!("{LABEL_IP_PREFIX}{network}"), ip.to_string());
+        }
+        let ips: Vec<String> = addresses
+            .iter()
+            .map(|(n, ip, _)| format!("{n}:{ip}"))
+            .collect();
+
+        if let Some(c) = current {
+            if c.labels.get(LABEL_SPEC) == Some(&spec_hash) {
+                // Adopt: it is what the reservation asks for.
+                let id = c.id.clone();
+                match (c.state, paused) {
+                    (ContainerState::Running, true) => self
+                        .containers
+                        .pause(&id)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    (ContainerState::Paused, false) => self
+                        .containers
+                        .resume(&id)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    (ContainerState::Stopped, _) => {
+                        let reason = self
+                            .containers
+                            .failure(&id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        return Err(reason.unwrap_or_else(|| "container is not running".into()));
+                    }
+                    _ => {}
+                }
+                return Ok(ResultData::Container {
+                    container_id: id,
+                    ips,
+                });
+            }
+            // The deployment changed: replace the container.
+            self.containers
+                .remove(&c.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            existing.remove(&name);
+            summary.removed += 1;
+        }
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: image.clone(),
+            cpu: *cpu,
+            memory: *memory,
+            entrypoint: entrypoint.clone(),
+            env: env_plain,
+            mounts: mounts
+                .iter()
+                .map(|m| (self.container_name(r.id, &m.volume), m.path.clone()))
+                .collect(),
+            labels: labels.clone(),
+        };
+        let (id, pid) = self
+            .containers
+            .create_and_start(&spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        summary.created += 1;
+        for (i, (network, ip, prefix)) in addresses.iter().enumerate() {
+            let bridge = Self::bridge_name(&r.owner, network);
+            if let Err(e) = self
+                .networks
+                .attach(
+                    &bridge,
+                    pid,
+                    &Self::host_if(&name, network),
+                    &format!("eth{i}"),
+                    *ip,
+                    *prefix,
+                )
+                .await
+            {
+                // A half-connected container is no use: remove it and report why.
+                let _ = self.containers.remove(&id).await;
+                return Err(e.to_string());
+            }
+        }
+        if paused {
+            self.containers
+                .pause(&id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        existing.insert(
+            name.clone(),
+            ActualContainer {
+                id: id.clone(),
+                name,
+                labels,
+                state: ContainerState::Running,
+            },
+        );
+        Ok(ResultData::Container {
+            container_id: id,
+            ips,
+        })
+    }
+
+    /// The lowest host address of `cidr` (after the first) not used on this owner's network.
+    fn free_ip(
+        &self,
+        r: &Reservation,
+        network: &str,
+        cidr: &Cidr,
+        existing: &BTreeMap<String, ActualContainer>,
+    ) -> Result<Ipv4Addr, String> {
+        let IpAddr::V4(base) = cidr.addr else {
+            return Err("only IPv4 networks are supported".into());
+        };
+        let owner = r.owner.to_string();
+        let label = format!("{LABEL_IP_PREFIX}{network}");
+        let used: BTreeSet<Ipv4Addr> = existing
+            .values()
+            .filter(|c| c.labels.get(LABEL_OWNER) == Some(&owner))
+            .filter_map(|c| c.labels.get(&label)?.parse().ok())
+            .collect();
+        let size = 1u64 << (32 - u32::from(cidr.prefix.min(32)));
+        let base = u32::from(base)
+            & (u32::MAX
+                .checked_shl(32 - u32::from(cidr.prefix))
+                .unwrap_or(0));
+        (2..size.saturating_sub(1))
+            .map(|host| Ipv4Addr::from(base + host as u32))
+            .find(|ip| !used.contains(ip))
+            .ok_or_else(|| format!("network {network} has no free address"))
+    }
+}
+
+/// Namespaces this agent manages are named `r<id>-<workload>`.
+fn is_ours(namespace: &str) -> bool {
+    namespace
+        .strip_prefix('r')
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(id, _)| id.parse::<u64>().is_ok())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_linux_interface_limits() {
+        let owner = AccountId([7; 32]);
+        assert!(Reconciler::bridge_name(&owner, "a-very-long-network-name").len() <= 15);
+        assert!(Reconciler::host_if("gc-n1-r123-web", "net").len() + 1 <= 15);
+        assert_ne!(
+            Reconciler::bridge_name(&owner, "a"),
+            Reconciler::bridge_name(&AccountId([8; 32]), "a")
+        );
+    }
+
+    #[test]
+    fn only_reservation_namespaces_are_ours() {
+        assert!(is_ours("r12-store"));
+        assert!(!is_ours("default"));
+        assert!(!is_ours("rogue"));
+        assert!(!is_ours("r-x"));
+    }
+}
