@@ -86,6 +86,14 @@ struct Cli {
     #[arg(long)]
     no_prometheus: bool,
 
+    /// With --dev: do not start the local 3Node agent (zos-agent) and its zdb.
+    #[arg(long)]
+    no_agent: bool,
+
+    /// With --dev: port of the local node's zdb server.
+    #[arg(long, default_value_t = 9900)]
+    zdb_port: u16,
+
     /// Most transactions the pool holds.
     #[arg(long, default_value_t = gridchain_txpool::PoolLimits::default().max_count)]
     pool_limit: usize,
@@ -172,16 +180,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(base_path = %base_path.display(), name = %cli.name, "starting gridnode");
 
+    let dev_agent = (cli.dev && !cli.no_agent).then(|| (base_path.join("agent"), cli.zdb_port));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let node = gridchain_service::start(config).await?;
+        let agent = match dev_agent {
+            Some((data_dir, zdb_port)) => start_dev_agent(node.rpc_addr, data_dir, zdb_port),
+            None => None,
+        };
         shutdown_signal().await;
         tracing::info!("shutting down");
+        if let Some(agent) = agent {
+            agent.abort();
+        }
         node.stop().await;
         anyhow::Ok(())
     })?;
     drop(tmp);
     Ok(())
+}
+
+/// The local grid of `--dev`: this machine as a 3Node of the dev farm, provisioned by an
+/// in-process zos-agent whose node key is the dev account //Ferdie. Needs Docker (and root for
+/// private networks); without a Docker socket the chain runs alone.
+fn start_dev_agent(
+    rpc_addr: SocketAddr,
+    data_dir: PathBuf,
+    zdb_port: u16,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::path::Path::new("/var/run/docker.sock").exists() {
+        tracing::warn!(
+            "no Docker socket at /var/run/docker.sock: not starting the local 3Node agent"
+        );
+        return None;
+    }
+    let config = zos_agent::agent::AgentConfig {
+        node_key: Pair::dev("Ferdie"),
+        farm_id: 1,
+        rpc: vec![format!("ws://{rpc_addr}")],
+        data_dir,
+        zdb_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), zdb_port),
+        zdb_admin_password: "dev".into(),
+        zdb_share_percent: 50,
+        capacity_period: std::time::Duration::from_secs(5),
+        reconcile_interval: std::time::Duration::from_secs(30),
+    };
+    tracing::info!(
+        zdb_port,
+        "starting the local 3Node agent (node key //Ferdie, zdb admin password \"dev\")"
+    );
+    Some(tokio::spawn(async move {
+        if let Err(e) = zos_agent::agent::run(config).await {
+            tracing::error!(error = %format!("{e:#}"), "local 3Node agent stopped");
+        }
+    }))
 }
 
 fn default_base_path() -> anyhow::Result<PathBuf> {
