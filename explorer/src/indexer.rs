@@ -191,7 +191,7 @@ impl Indexer {
                 .next()
                 .await
                 .ok_or(IndexerError::SubscriptionClosed)?
-                .map_err(|e| ClientError::ParseError(e))?;
+                .map_err(ClientError::ParseError)?;
             let best = client.header(None).await?.map(|h| h.number);
             {
                 let mut status = self.status.write();

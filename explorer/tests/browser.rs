@@ -1,6 +1,7 @@
 //! The home page in a real browser: Debian's headless `chromium`, driven over the Chrome
 //! DevTools protocol. The indexed height must advance without a reload (server-sent events),
-//! a click goes block → extrinsic → account, and the search box finds a block. Screenshots
+//! a click goes block → extrinsic → account, the search box finds a block, and the grid pages
+//! lead from the nodes table to a node and its failed reservation. Screenshots
 //! (laptop and phone) are saved to `<target>/explorer-screenshots/`.
 //!
 //! Needs `chromium` (apt) and the binaries: `cargo build -p gridnode -p explorer`.
@@ -8,7 +9,7 @@
 mod common;
 
 use base64::Engine;
-use common::{make_activity, start_explorer, wait_indexed};
+use common::{make_activity, make_grid_activity, start_explorer, wait_indexed};
 use futures::{SinkExt, StreamExt};
 use gridchain_tests::DevNode;
 use serde_json::{json, Value};
@@ -211,10 +212,15 @@ fn screenshot_dir() -> PathBuf {
 async fn home_updates_live_and_links_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = DevNode::start(&dir.path().join("node"), 500).await;
+    let grid = make_grid_activity(&node).await;
     let activity = make_activity(&node).await;
     let explorer = start_explorer(&node, &dir.path().join("index.sqlite")).await;
     let base = format!("http://{}", explorer.local_addr());
-    wait_indexed(explorer.local_addr(), activity.failed.block_number).await;
+    wait_indexed(
+        explorer.local_addr(),
+        activity.failed.block_number.max(grid.last_block),
+    )
+    .await;
 
     let browser = Browser::launch();
     let mut page = Page::open(&browser).await;
@@ -283,7 +289,22 @@ async fn home_updates_live_and_links_work() {
         json!(format!("Block #{target}"))
     );
 
-    // A phone-sized viewport of the home page.
+    // Grid: nodes table → node detail (capacity, uptime, workloads) → reservation.
+    page.goto(&format!("{base}/nodes")).await;
+    page.screenshot("nodes").await;
+    page.click_and_load("tbody a[href='/node/1']", "/node/1")
+        .await;
+    page.screenshot("node").await;
+    page.click_and_load("a[href='/reservation/1']", "/reservation/1")
+        .await;
+    assert_eq!(
+        page.eval("document.body.textContent.includes('image pull failed')")
+            .await,
+        json!(true)
+    );
+    page.screenshot("reservation").await;
+
+    // A phone-sized viewport of the home page and a node.
     page.call(
         "Emulation.setDeviceMetricsOverride",
         json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
@@ -291,6 +312,8 @@ async fn home_updates_live_and_links_work() {
     .await;
     page.goto(&format!("{base}/")).await;
     page.screenshot("home-phone").await;
+    page.goto(&format!("{base}/node/1")).await;
+    page.screenshot("node-phone").await;
 
     drop(browser);
     explorer.stop().await;

@@ -1,174 +1,21 @@
-//! The grid pages against a real dev chain with grid activity made through the typed client:
-//! twins, a farm, a node that proves its capacity, and a reservation whose container workload
-//! the node reports as failed.
+//! The grid pages against a real dev chain with grid activity made through the typed client
+//! (see `common::make_grid_activity`).
 //!
 //! Build the binaries first: `cargo build -p gridnode -p explorer`.
 
 mod common;
 
-use common::{get, send, start_explorer, wait_indexed, UNIT};
-use gridchain_primitives::Pair;
-use gridchain_runtime::{
-    balances, capacity,
-    reservations::{
-        self, Deployment, ResultData, Workload, WorkloadResult, WorkloadSpec, WorkloadState,
-    },
-    tfgrid::{self, Location, Resources, GIB},
-    twins, Call,
-};
+use common::{get, make_grid_activity, start_explorer, wait_indexed, GridActivity};
 use gridchain_tests::DevNode;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-async fn ok(
-    client: &gridchain_rpc_api::jsonrpsee::ws_client::WsClient,
-    who: &Pair,
-    call: Call,
-) -> u64 {
-    let info = send(client, who, call).await;
-    assert!(info.success, "{:?}", info.error);
-    info.block_number
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grid_pages_and_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = DevNode::start(&dir.path().join("node"), 250).await;
-    let client = node.client().await;
-    let alice = Pair::dev("Alice");
-    let farmer = Pair::dev("Charlie");
-    let node_key = Pair::dev("ExplorerNode1");
-    let user = Pair::dev("ExplorerUser");
-
-    for to in [&node_key, &user] {
-        ok(
-            &client,
-            &alice,
-            Call::Balances(balances::Call::Transfer {
-                dest: to.public(),
-                amount: 100 * UNIT,
-            }),
-        )
-        .await;
-    }
-    for (who, name) in [
-        (&farmer, "charlie"),
-        (&node_key, "node-one"),
-        (&user, "explorer-user"),
-    ] {
-        ok(
-            &client,
-            who,
-            Call::Twins(twins::Call::CreateTwin {
-                name: name.into(),
-                endpoint: String::new(),
-            }),
-        )
-        .await;
-    }
-    ok(
-        &client,
-        &farmer,
-        Call::Tfgrid(tfgrid::Call::CreateFarm {
-            name: "charlie-farm".into(),
-            pricing_policy_id: 1,
-        }),
-    )
-    .await;
-    let resources = Resources {
-        cru: 8,
-        mru: 32 * GIB,
-        sru: 1_000 * GIB,
-        hru: 4_000 * GIB,
-    };
-    ok(
-        &client,
-        &node_key,
-        Call::Tfgrid(tfgrid::Call::RegisterNode {
-            farm_id: 2,
-            resources,
-            location: Location {
-                country: "Belgium".into(),
-                city: "Ghent".into(),
-                latitude: "51.05".into(),
-                longitude: "3.72".into(),
-            },
-            public_config: None,
-        }),
-    )
-    .await;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    ok(
-        &client,
-        &node_key,
-        Call::Capacity(capacity::Call::ReportCapacity {
-            measured: resources,
-            used: Resources::default(),
-            uptime_seconds: 60,
-            timestamp_ms: now_ms,
-        }),
-    )
-    .await;
-    let deployment = Deployment {
-        metadata: "explorer test".into(),
-        workloads: vec![
-            Workload {
-                name: "net".into(),
-                spec: WorkloadSpec::Network {
-                    ip_range: "10.9.0.0/16".into(),
-                },
-            },
-            Workload {
-                name: "web".into(),
-                spec: WorkloadSpec::Container {
-                    image: "docker.io/library/nginx:1".into(),
-                    cpu: 2,
-                    memory: 2 * GIB,
-                    rootfs_size: GIB,
-                    entrypoint: String::new(),
-                    env: vec![],
-                    mounts: vec![],
-                    networks: vec![],
-                },
-            },
-        ],
-    };
-    ok(
-        &client,
-        &user,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id: 1,
-            deployment,
-        }),
-    )
-    .await;
-    let last = ok(
-        &client,
-        &node_key,
-        Call::Reservations(reservations::Call::ReportResults {
-            id: 1,
-            version: 1,
-            results: vec![
-                WorkloadResult {
-                    name: "net".into(),
-                    state: WorkloadState::Ok,
-                    message: "bridge up".into(),
-                    data: ResultData::Network {
-                        subnet: "10.9.1.0/24".into(),
-                    },
-                },
-                WorkloadResult {
-                    name: "web".into(),
-                    state: WorkloadState::Error,
-                    message: "image pull failed: manifest unknown".into(),
-                    data: ResultData::None,
-                },
-            ],
-        }),
-    )
-    .await;
+    let GridActivity {
+        last_block: last,
+        user,
+    } = make_grid_activity(&node).await;
 
     let explorer = start_explorer(&node, &dir.path().join("index.sqlite")).await;
     let addr = explorer.local_addr();

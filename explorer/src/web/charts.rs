@@ -8,9 +8,9 @@ const LEFT: f64 = 44.0;
 const BOTTOM: f64 = 20.0;
 const TOP: f64 = 10.0;
 
-/// One bar: its x label (a block number) and value.
+/// One bar: its x label (e.g. `#123` for a block) and value.
 pub struct Bar {
-    pub label: u64,
+    pub label: String,
     pub value: f64,
 }
 
@@ -37,7 +37,7 @@ pub fn bar_chart(title: &str, unit: &str, bars: &[Bar]) -> Markup {
         let x = LEFT + i as f64 * slot + (slot - bar_w) / 2.0;
         let y = TOP + plot_h - h;
         body.push_str(&format!(
-            r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}"><title>block {}: {} {unit}</title></rect>"#,
+            r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}"><title>{}: {} {unit}</title></rect>"#,
             bar.label,
             trim_number(bar.value),
         ));
@@ -51,8 +51,8 @@ pub fn bar_chart(title: &str, unit: &str, bars: &[Bar]) -> Markup {
             text.tick x=(LEFT - 6.0) y=(TOP + 4.0) text-anchor="end" { (trim_number(scale_max)) " " (unit) }
             text.tick x=(LEFT - 6.0) y=(TOP + plot_h) text-anchor="end" { "0" }
             @if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
-                text.tick x=(LEFT) y=(HEIGHT - 4.0) text-anchor="start" { "#" (first.label) }
-                text.tick x=(WIDTH - 4.0) y=(HEIGHT - 4.0) text-anchor="end" { "#" (last.label) }
+                text.tick x=(LEFT) y=(HEIGHT - 4.0) text-anchor="start" { (first.label) }
+                text.tick x=(WIDTH - 4.0) y=(HEIGHT - 4.0) text-anchor="end" { (last.label) }
             }
             (PreEscaped(body))
         }
@@ -96,7 +96,7 @@ mod tests {
     fn renders_one_rect_per_bar() {
         let bars: Vec<Bar> = (0..5)
             .map(|i| Bar {
-                label: i,
+                label: format!("#{i}"),
                 value: i as f64,
             })
             .collect();

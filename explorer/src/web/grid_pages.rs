@@ -92,7 +92,7 @@ fn capacity_chart(view: &NodesView) -> Markup {
         .capacity
         .iter()
         .map(|s| Bar {
-            label: s.block_number,
+            label: format!("#{}", s.block_number),
             value: if s.total.mru == 0 {
                 0.0
             } else {
@@ -184,7 +184,7 @@ pub fn nodes(view: &NodesView) -> Markup {
                 @if q.descending { input type="hidden" name="order" value="desc"; }
                 button type="submit" { "Filter" }
             }
-            p.muted { (n.total) " nodes match." }
+            p.muted { "Matching nodes: " (n.total) }
             div.table-wrap {
                 table {
                     thead { tr {
@@ -245,7 +245,7 @@ pub fn node(d: &NodeDetail) -> Markup {
         .enumerate()
         .filter_map(|(h, p)| {
             p.map(|p| Bar {
-                label: h as u64,
+                label: format!("{} h ago", d.uptime_hourly_percent.len() - h),
                 value: p,
             })
         })
@@ -345,7 +345,7 @@ pub fn reservations(paged: &Paged<Reservation>) -> Markup {
                 label { "Node " input type="number" name="node" min="0"; }
                 button type="submit" { "Filter" }
             }
-            p.muted { (paged.total) " reservations." }
+            p.muted { "Reservations: " (paged.total) }
             (reservations_table(&paged.items))
             (pager("/reservations", paged.page, paged.pages))
         },
@@ -410,7 +410,7 @@ pub fn twins(view: &TwinsView) -> Markup {
                 label { "Name contains " input type="search" name="q" value=(view.search); }
                 button type="submit" { "Search" }
             }
-            p.muted { (t.total) " twins." }
+            p.muted { "Twins: " (t.total) }
             div.table-wrap {
                 table {
                     thead { tr { th { "Twin" } th { "Name" } th { "Account" } th.hide-narrow { "Endpoint" } th { "Owns" } } }

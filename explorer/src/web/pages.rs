@@ -160,7 +160,16 @@ pub(super) fn pager(base: &str, paged_page: u64, pages: u64) -> Markup {
 }
 
 /// Fields that hold amounts in the smallest unit (as decimal strings) in calls and events.
-const AMOUNT_FIELDS: [&str; 6] = ["amount", "fee", "tip", "free", "reserved", "balance"];
+const AMOUNT_FIELDS: [&str; 8] = [
+    "amount",
+    "fee",
+    "tip",
+    "free",
+    "reserved",
+    "balance",
+    "ratePerHour",
+    "totalPaid",
+];
 
 /// A JSON value as the page shows it: addresses link to their account, objects become lists,
 /// amount fields are shown in GRID.
@@ -217,7 +226,7 @@ pub fn home(view: &HomeView) -> Markup {
         .iter()
         .filter_map(|p| {
             p.block_time_ms.map(|t| Bar {
-                label: p.number,
+                label: format!("#{}", p.number),
                 value: t as f64 / 1000.0,
             })
         })
@@ -226,7 +235,7 @@ pub fn home(view: &HomeView) -> Markup {
         .chart
         .iter()
         .map(|p| Bar {
-            label: p.number,
+            label: format!("#{}", p.number),
             value: p.extrinsic_count as f64,
         })
         .collect();
