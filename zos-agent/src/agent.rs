@@ -15,7 +15,7 @@ use crate::{
     capacity,
     chain::Chain,
     provision::{container::Containers, network::Networks, volume::Volumes, zdb::ZdbAdmin},
-    reconcile::Reconciler,
+    reconcile::{node_tag, Reconciler},
 };
 use anyhow::{bail, Context as _};
 use gridchain_primitives::{Hash, Pair};
@@ -175,12 +175,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(?measured, "measured capacity");
     let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
     let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
+    let node_tag = node_tag(
+        &chain.genesis_hash().await?,
+        &config.node_key.public(),
+        node_id,
+    );
     let reconciler = Reconciler {
         node_id,
         node_seed: config.node_key.seed(),
-        containers: Containers::new(docker.clone(), node_id),
-        volumes: Volumes::new(docker, node_id),
-        networks: Networks::new(node_id)?,
+        containers: Containers::new(docker.clone(), &node_tag),
+        volumes: Volumes::new(docker, &node_tag),
+        networks: Networks::new(&node_tag)?,
+        node_tag,
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),
     };

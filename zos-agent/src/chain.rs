@@ -118,6 +118,12 @@ impl Chain {
             .await
     }
 
+    pub async fn genesis_hash(&self) -> anyhow::Result<Hash> {
+        self.call(|c| async move { c.block_hash(Some(0)).await })
+            .await?
+            .context("chain has no genesis")
+    }
+
     async fn chain_context(&self) -> anyhow::Result<ChainContext> {
         let genesis_hash = self
             .call(|c| async move { c.block_hash(Some(0)).await })

@@ -11,7 +11,7 @@
 //! 4. reports each reservation's per-workload results on chain when they differ from what the
 //!    chain already has for the current version.
 //!
-//! Everything is named after the reservation (`gc-n<node>-r<id>-<workload>`, namespace
+//! Everything is named after the reservation (`gc-<node tag>-r<id>-<workload>`, namespace
 //! `r<id>-<workload>`), so a second pass finds the first pass's work and changes nothing.
 
 use crate::{
@@ -45,8 +45,22 @@ use std::{
 /// Label holding a container's address on one of its networks: `gridchain.ip.<network>`.
 const LABEL_IP_PREFIX: &str = "gridchain.ip.";
 
+/// Names this node's things apart from any other node's on the same host, including nodes of
+/// other chains and other keys: `<8 hex digits of blake2(genesis hash ++ node key)>-<node id>`.
+pub fn node_tag(
+    genesis_hash: &gridchain_primitives::Hash,
+    node_key: &AccountId,
+    node_id: u32,
+) -> String {
+    let mut input = genesis_hash.0.to_vec();
+    input.extend_from_slice(&node_key.0);
+    format!("{}-{node_id}", &hex(&blake2_256(&input))[..8])
+}
+
 pub struct Reconciler {
     pub node_id: u32,
+    /// See [`node_tag`].
+    pub node_tag: String,
     pub node_seed: [u8; 32],
     pub containers: Containers,
     pub volumes: Volumes,
@@ -74,16 +88,18 @@ fn is_paused(r: &Reservation) -> bool {
 
 impl Reconciler {
     pub fn container_name(&self, id: u64, workload: &str) -> String {
-        format!("gc-n{}-r{id}-{workload}", self.node_id)
+        format!("gc-{}-r{id}-{workload}", self.node_tag)
     }
 
     pub fn namespace_name(id: u64, workload: &str) -> String {
         format!("r{id}-{workload}")
     }
 
-    /// One bridge per (owner, network name): reservations of one owner share their networks.
-    pub fn bridge_name(owner: &AccountId, network: &str) -> String {
-        let mut input = owner.0.to_vec();
+    /// One bridge per (node, owner, network name): reservations of one owner share their
+    /// networks.
+    pub fn bridge_name(node_tag: &str, owner: &AccountId, network: &str) -> String {
+        let mut input = node_tag.as_bytes().to_vec();
+        input.extend_from_slice(&owner.0);
         input.extend_from_slice(network.as_bytes());
         format!("{BRIDGE_PREFIX}{}", &hex(&blake2_256(&input))[..11])
     }
@@ -133,7 +149,7 @@ impl Reconciler {
                         want_namespaces.insert(Self::namespace_name(r.id, &w.name));
                     }
                     WorkloadSpec::Network { .. } => {
-                        want_bridges.insert(Self::bridge_name(&r.owner, &w.name));
+                        want_bridges.insert(Self::bridge_name(&self.node_tag, &r.owner, &w.name));
                     }
                 }
             }
@@ -289,7 +305,7 @@ impl Reconciler {
     ) -> Result<ResultData, String> {
         let cidr = Cidr::parse(ip_range).ok_or_else(|| format!("invalid ip range {ip_range}"))?;
         self.networks
-            .ensure_bridge(&Self::bridge_name(&r.owner, &w.name))
+            .ensure_bridge(&Self::bridge_name(&self.node_tag, &r.owner, &w.name))
             .await
             .map_err(|e| e.to_string())?;
         networks.insert(w.name.clone(), cidr);
@@ -479,7 +495,7 @@ impl Reconciler {
             .map_err(|e| e.to_string())?;
         summary.created += 1;
         for (i, (network, ip, prefix)) in addresses.iter().enumerate() {
-            let bridge = Self::bridge_name(&r.owner, network);
+            let bridge = Self::bridge_name(&self.node_tag, &r.owner, network);
             if let Err(e) = self
                 .networks
                 .attach(
@@ -567,11 +583,17 @@ mod tests {
     #[test]
     fn names_fit_linux_interface_limits() {
         let owner = AccountId([7; 32]);
-        assert!(Reconciler::bridge_name(&owner, "a-very-long-network-name").len() <= 15);
-        assert!(Reconciler::host_if("gc-n1-r123-web", "net").len() + 1 <= 15);
+        assert!(
+            Reconciler::bridge_name("0123abcd-1", &owner, "a-very-long-network-name").len() <= 15
+        );
+        assert!(Reconciler::host_if("gc-0123abcd-1-r123-web", "net").len() < 15);
         assert_ne!(
-            Reconciler::bridge_name(&owner, "a"),
-            Reconciler::bridge_name(&AccountId([8; 32]), "a")
+            Reconciler::bridge_name("t-1", &owner, "a"),
+            Reconciler::bridge_name("t-2", &owner, "a")
+        );
+        assert_ne!(
+            Reconciler::bridge_name("t-1", &owner, "a"),
+            Reconciler::bridge_name("t-1", &AccountId([8; 32]), "a")
         );
     }
 

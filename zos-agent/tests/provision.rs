@@ -99,8 +99,8 @@ async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
         node,
         bridges: vec![],
     };
-    let containers = Containers::new(docker(), node);
-    let volumes = Volumes::new(docker(), node);
+    let containers = Containers::new(docker(), &node.to_string());
+    let volumes = Volumes::new(docker(), &node.to_string());
 
     let vol = volumes
         .ensure("gc-test-vol-900001", &BTreeMap::new())
@@ -168,8 +168,8 @@ async fn same_network_connects_other_owners_network_does_not() {
         node,
         bridges: vec![bridge_a.into(), bridge_b.into()],
     };
-    let containers = Containers::new(docker(), node);
-    let networks = Networks::new(node).unwrap();
+    let containers = Containers::new(docker(), &node.to_string());
+    let networks = Networks::new(&node.to_string()).unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap(); // idempotent
     networks.ensure_bridge(bridge_b).await.unwrap();

@@ -85,11 +85,11 @@ pub struct Containers {
 }
 
 impl Containers {
-    /// Containers of node `node_id` on `docker`.
-    pub fn new(docker: Docker, node_id: u32) -> Self {
+    /// Containers of the node tagged `node_tag` (see `reconcile::node_tag`) on `docker`.
+    pub fn new(docker: Docker, node_tag: &str) -> Self {
         Containers {
             docker,
-            node_label: node_id.to_string(),
+            node_label: node_tag.to_string(),
         }
     }
 

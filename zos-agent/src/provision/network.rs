@@ -75,13 +75,13 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkErr
 }
 
 impl Networks {
-    /// Bridges of node `node_id`.
-    pub fn new(node_id: u32) -> Result<Self, NetworkError> {
+    /// Bridges of the node tagged `node_tag`.
+    pub fn new(node_tag: &str) -> Result<Self, NetworkError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
         Ok(Networks {
             handle,
-            alias: format!("gridchain node {node_id}"),
+            alias: format!("gridchain node {node_tag}"),
         })
     }
 

@@ -28,10 +28,10 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    pub fn new(docker: Docker, node_id: u32) -> Self {
+    pub fn new(docker: Docker, node_tag: &str) -> Self {
         Volumes {
             docker,
-            node_label: node_id.to_string(),
+            node_label: node_tag.to_string(),
         }
     }
 

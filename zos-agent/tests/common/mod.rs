@@ -1,0 +1,294 @@
+//! Helpers shared by the agent's end-to-end tests: a dev chain, the real agent binary, signed
+//! calls, and cleanup of everything the agent created.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use gridchain_primitives::{seal, AccountId, Bytes, ChainContext, Hash, Pair};
+use gridchain_rpc_api::{
+    jsonrpsee::ws_client::WsClient, AuthorApiClient, ChainApiClient, GridApiClient,
+    GridchainApiClient, SystemApiClient,
+};
+use gridchain_runtime::{
+    reservations::{
+        Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Reservation, Workload,
+        WorkloadSpec, WorkloadState, ZdbMode,
+    },
+    tfgrid::NodeStatus,
+    Call,
+};
+use gridchain_tests::{free_port, signed};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const IMAGE: &str = "gridchain/busybox:latest";
+pub const MIB: u64 = 1024 * 1024;
+
+pub fn ensure_image() {
+    let present = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !present {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build-busybox-image.sh");
+        assert!(
+            Command::new("bash").arg(script).status().unwrap().success(),
+            "building the test image"
+        );
+    }
+}
+
+/// Kills the agent and removes whatever the node's agent created, even if the test failed.
+pub struct Cleanup {
+    pub agent: Option<Child>,
+    /// The agent's node tag (`zos_agent::reconcile::node_tag`), once known.
+    pub node_tag: Option<String>,
+    pub bridges: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+        if let Some(node) = &self.node_tag {
+            let filter = format!("label=gridchain.node={node}");
+            let ids = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+                .unwrap();
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+            let vols = Command::new("docker")
+                .args(["volume", "ls", "-q", "--filter", &filter])
+                .output()
+                .unwrap();
+            for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", "-f", v])
+                    .output();
+            }
+        }
+        for b in &self.bridges {
+            let _ = Command::new("ip").args(["link", "del", b]).output();
+            for chain in ["DOCKER-USER", "FORWARD"] {
+                let _ = Command::new("iptables")
+                    .args(["-w", "-D", chain, "-i", b, "-o", b, "-j", "ACCEPT"])
+                    .output();
+            }
+        }
+    }
+}
+
+pub async fn send(client: &WsClient, chain: ChainContext, who: &Pair, call: Call) {
+    let nonce = client
+        .account_next_index(who.public().to_string())
+        .await
+        .unwrap();
+    let best = client.header(None).await.unwrap().unwrap().number;
+    let hash: Hash = client
+        .submit_extrinsic(signed(who, call, nonce, best + 256, 0, chain))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(info) = client.extrinsic(hash).await.unwrap() {
+            assert!(info.success, "call failed: {:?}", info.error);
+            return;
+        }
+        assert!(Instant::now() < deadline, "not included in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_for(
+    client: &WsClient,
+    id: u64,
+    what: &str,
+    done: impl Fn(&Reservation) -> bool,
+) -> Reservation {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = GridApiClient::reservation(client, id, None)
+            .await
+            .unwrap()
+            .expect("reservation exists");
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {r:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn deployment(node: &AccountId, greeting: &str) -> Deployment {
+    let sealed = |s: &[u8]| Bytes(seal::seal(node, s).unwrap());
+    Deployment {
+        metadata: "agent e2e".into(),
+        workloads: vec![
+            Workload {
+                name: "net".into(),
+                spec: WorkloadSpec::Network {
+                    ip_range: "10.240.0.0/24".into(),
+                },
+            },
+            Workload {
+                name: "data".into(),
+                spec: WorkloadSpec::Volume { size: 64 * MIB },
+            },
+            Workload {
+                name: "store".into(),
+                spec: WorkloadSpec::ZdbNamespace {
+                    size: 16 * MIB,
+                    mode: ZdbMode::Seq,
+                    password: Some(sealed(b"zdb-s3cret")),
+                    public: false,
+                },
+            },
+            Workload {
+                name: "web".into(),
+                spec: WorkloadSpec::Container {
+                    image: IMAGE.into(),
+                    cpu: 1,
+                    memory: 64 * MIB,
+                    rootfs_size: 64 * MIB,
+                    entrypoint: "sleep 3600".into(),
+                    env: vec![
+                        EnvVar {
+                            name: "GREETING".into(),
+                            value: EnvValue::Plain(greeting.into()),
+                        },
+                        EnvVar {
+                            name: "API_KEY".into(),
+                            value: EnvValue::Sealed(sealed(b"env-s3cret")),
+                        },
+                    ],
+                    mounts: vec![Mount {
+                        volume: "data".into(),
+                        path: "/data".into(),
+                    }],
+                    networks: vec![NetworkAttachment {
+                        network: "net".into(),
+                        ip: None,
+                    }],
+                },
+            },
+        ],
+    }
+}
+
+pub fn all_ok(r: &Reservation) -> bool {
+    r.results.len() == r.deployment.workloads.len()
+        && r.results.iter().all(|w| w.state == WorkloadState::Ok)
+}
+
+pub fn docker_ps(node: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=gridchain.node={node}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn exec(container: &str, cmd: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", container, "sh", "-c", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Writes the node key file and starts the agent binary for `node_uri` against `rpc`.
+pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -> Child {
+    let key_file = dir.join("node.key");
+    std::fs::write(&key_file, node_uri).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zos-agent"));
+    cmd.arg("--key-file")
+        .arg(&key_file)
+        .args(["--farm-id", "1"]);
+    for url in rpc {
+        cmd.args(["--rpc", url]);
+    }
+    cmd.arg("--data-dir")
+        .arg(dir.join("agent"))
+        .args([
+            "--zdb-listen",
+            zdb_addr,
+            "--zdb-admin-password",
+            "admin-pass",
+        ])
+        .args([
+            "--capacity-period-secs",
+            "3",
+            "--reconcile-interval-secs",
+            "5",
+            "--log",
+            "info,zos_agent=debug",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// A zdb address nobody uses.
+pub fn zdb_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// Waits until the node of `node_key` is registered and Up; returns its id.
+pub async fn wait_node_up(
+    client: &WsClient,
+    node_key: &Pair,
+    cleanup: &mut Cleanup,
+    dir: &Path,
+) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(info) = client
+            .node_by_account(node_key.public().to_string(), None)
+            .await
+            .unwrap()
+        {
+            let genesis = client.block_hash(Some(0)).await.unwrap().unwrap();
+            cleanup.node_tag = Some(zos_agent::reconcile::node_tag(
+                &genesis,
+                &node_key.public(),
+                info.node.id,
+            ));
+            if info.status == NodeStatus::Up {
+                return info.node.id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node not Up in 60 s; see {}",
+            dir.join("agent.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,433 @@
+//! The agent under faults: a bad image, another node's reservation, an RPC endpoint dying, and
+//! `kill -9` in the middle of provisioning, again and again.
+
+mod common;
+
+use common::*;
+use gridchain_primitives::Pair;
+use gridchain_rpc_api::{jsonrpsee::ws_client::WsClient, GridApiClient};
+use gridchain_runtime::{
+    balances, capacity,
+    reservations::{self, Deployment, ReservationState, Workload, WorkloadSpec, WorkloadState},
+    tfgrid::{self, Location, Resources},
+    twins, Call,
+};
+use gridchain_tests::{chain_context, DevNode};
+use std::{
+    collections::BTreeSet,
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+const GRID: u128 = 1_000_000_000_000;
+
+/// A chain, a funded node key for the agent, and Bob with a twin.
+async fn setup(
+    dir: &std::path::Path,
+    tag: &str,
+) -> (
+    DevNode,
+    WsClient,
+    gridchain_primitives::ChainContext,
+    String,
+    Pair,
+) {
+    ensure_image();
+    let node = DevNode::start(&dir.join("chain"), 250).await;
+    let client = node.client().await;
+    let chain = chain_context(&client).await;
+    let node_uri = format!("//agent-{tag}-{}", std::process::id());
+    let node_key = Pair::from_uri(&node_uri).unwrap();
+    let alice = Pair::dev("Alice");
+    send(
+        &client,
+        chain,
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: node_key.public(),
+            amount: 1_000 * GRID,
+        }),
+    )
+    .await;
+    send(
+        &client,
+        chain,
+        &Pair::dev("Bob"),
+        Call::Twins(twins::Call::CreateTwin {
+            name: "bob".into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    (node, client, chain, node_uri, node_key)
+}
+
+fn container_only(name: &str, image: &str) -> Deployment {
+    Deployment {
+        metadata: String::new(),
+        workloads: vec![Workload {
+            name: name.into(),
+            spec: WorkloadSpec::Container {
+                image: image.into(),
+                cpu: 1,
+                memory: 32 * MIB,
+                rootfs_size: 32 * MIB,
+                entrypoint: "sleep 3600".into(),
+                env: vec![],
+                mounts: vec![],
+                networks: vec![],
+            },
+        }],
+    }
+}
+
+async fn last_reservation_id(client: &WsClient) -> u64 {
+    GridApiClient::reservations_by_owner(client, Pair::dev("Bob").public().to_string(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_image_reports_docker_error_and_other_nodes_work_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "bad").await;
+    let agent = spawn_agent(dir.path(), &node_uri, &[_chain_node.ws_url()], &zdb_addr());
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
+    let tag = cleanup.node_tag.clone().unwrap();
+
+    // A second node that no agent runs: registered and proved by hand.
+    let other = Pair::dev("other-node");
+    send(
+        &client,
+        chain,
+        &Pair::dev("Alice"),
+        Call::Balances(balances::Call::Transfer {
+            dest: other.public(),
+            amount: 1_000 * GRID,
+        }),
+    )
+    .await;
+    send(
+        &client,
+        chain,
+        &other,
+        Call::Twins(twins::Call::CreateTwin {
+            name: "other".into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    let resources = Resources {
+        cru: 8,
+        mru: 16 << 30,
+        sru: 500 << 30,
+        hru: 0,
+    };
+    let location = Location {
+        country: String::new(),
+        city: String::new(),
+        latitude: String::new(),
+        longitude: String::new(),
+    };
+    send(
+        &client,
+        chain,
+        &other,
+        Call::Tfgrid(tfgrid::Call::RegisterNode {
+            farm_id: 1,
+            resources,
+            location,
+            public_config: None,
+        }),
+    )
+    .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    send(
+        &client,
+        chain,
+        &other,
+        Call::Capacity(capacity::Call::ReportCapacity {
+            measured: resources,
+            used: Resources::default(),
+            uptime_seconds: 1,
+            timestamp_ms: now,
+        }),
+    )
+    .await;
+    let other_id = client
+        .node_by_account(other.public().to_string(), None)
+        .await
+        .unwrap()
+        .unwrap()
+        .node
+        .id;
+    let bob = Pair::dev("Bob");
+    send(
+        &client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id: other_id,
+            deployment: container_only("elsewhere", IMAGE),
+        }),
+    )
+    .await;
+    let elsewhere = last_reservation_id(&client).await;
+
+    // A reservation on our node whose image does not exist.
+    send(
+        &client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: container_only("broken", "gridchain/no-such-image:1"),
+        }),
+    )
+    .await;
+    let broken = last_reservation_id(&client).await;
+    let r = wait_for(&client, broken, "an Error result", |r| {
+        !r.results.is_empty()
+    })
+    .await;
+    assert_eq!(r.results[0].state, WorkloadState::Error);
+    assert!(
+        r.results[0].message.contains("No such image"),
+        "{}",
+        r.results[0].message
+    );
+    assert_eq!(r.state, ReservationState::Failed);
+
+    // Nothing ever ran for the other node's reservation, and it has no results.
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=gridchain.node={tag}"),
+            "--filter",
+            &format!("label=gridchain.reservation={elsewhere}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "the agent acted on another node's reservation"
+    );
+    let r = GridApiClient::reservation(&client, elsewhere, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.results.is_empty());
+    assert!(
+        docker_ps(&tag).is_empty(),
+        "no container for a failed create"
+    );
+}
+
+/// A TCP forwarder to `upstream` that can be killed with all its connections.
+struct Proxy {
+    port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { port, task }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes the listener and every forwarded connection.
+    fn kill(self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_fails_over_when_its_rpc_endpoint_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "failover").await;
+    let (first, second) = (
+        Proxy::start(chain_node.rpc_port).await,
+        Proxy::start(chain_node.rpc_port).await,
+    );
+    let agent = spawn_agent(
+        dir.path(),
+        &node_uri,
+        &[first.url(), second.url()],
+        &zdb_addr(),
+    );
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
+    let tag = cleanup.node_tag.clone().unwrap();
+
+    first.kill();
+    let bob = Pair::dev("Bob");
+    send(
+        &client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: container_only("web", IMAGE),
+        }),
+    )
+    .await;
+    let id = last_reservation_id(&client).await;
+    wait_for(&client, id, "Ok through the second endpoint", all_ok).await;
+    assert_eq!(docker_ps(&tag).len(), 1);
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "kill9").await;
+    let zdb = zdb_addr();
+    let rpc = [chain_node.ws_url()];
+    let agent = spawn_agent(dir.path(), &node_uri, &rpc, &zdb);
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
+    let tag = cleanup.node_tag.clone().unwrap();
+    let bob = Pair::dev("Bob");
+    cleanup
+        .bridges
+        .push(zos_agent::reconcile::Reconciler::bridge_name(
+            &tag,
+            &bob.public(),
+            "net",
+        ));
+
+    let mut live = BTreeSet::new();
+    for round in 0..20u64 {
+        // Change the desired state: cancel the oldest when two are live (the node has two
+        // cores), then reserve a new one.
+        if live.len() >= 2 {
+            let victim = *live.iter().next().unwrap();
+            send(
+                &client,
+                chain,
+                &bob,
+                Call::Reservations(reservations::Call::CancelReservation { id: victim }),
+            )
+            .await;
+            live.remove(&victim);
+        }
+        let deployment = deployment(&node_key.public(), &format!("round {round}"));
+        send(
+            &client,
+            chain,
+            &bob,
+            Call::Reservations(reservations::Call::Reserve {
+                node_id,
+                deployment,
+            }),
+        )
+        .await;
+        live.insert(last_reservation_id(&client).await);
+        // Let the agent get into the middle of it, then kill -9 and start again.
+        tokio::time::sleep(Duration::from_millis(100 + (round * 137) % 900)).await;
+        let mut agent = cleanup.agent.take().unwrap();
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        cleanup.agent = Some(spawn_agent(dir.path(), &node_uri, &rpc, &zdb));
+    }
+
+    // Converged: every live reservation Ok with exactly its containers, nothing else.
+    for id in &live {
+        wait_for(&client, *id, "Ok after the kills", all_ok).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let names: Vec<String> = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                &format!("label=gridchain.node={tag}"),
+            ])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap();
+        let expected: BTreeSet<String> = live
+            .iter()
+            .map(|id| format!("gc-{tag}-r{id}-web"))
+            .collect();
+        let unique: BTreeSet<String> = names.iter().cloned().collect();
+        if unique == expected && names.len() == expected.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers {names:?} != expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut conn = redis::Client::open(format!("redis://{zdb}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("AUTH")
+        .arg("admin-pass")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let namespaces: BTreeSet<String> = redis::cmd("NSLIST")
+        .query_async::<Vec<String>>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n != "default")
+        .collect();
+    let expected: BTreeSet<String> = live.iter().map(|id| format!("r{id}-store")).collect();
+    assert_eq!(
+        namespaces, expected,
+        "namespaces match the live reservations"
+    );
+}
