@@ -91,7 +91,8 @@ pub struct ExplorerHandle {
     local_addr: SocketAddr,
     server: JoinHandle<()>,
     indexer: JoinHandle<()>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set to true to stop: ends the live streams, then the server.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl ExplorerHandle {
@@ -102,9 +103,7 @@ impl ExplorerHandle {
 
     /// Stops accepting requests, lets open ones finish, and stops the indexer.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.send_replace(true);
         self.indexer.abort();
         let _ = (&mut self.server).await;
     }
@@ -147,16 +146,17 @@ pub async fn serve(config: Config) -> Result<ExplorerHandle, ExplorerError> {
             addr: config.listen,
             source,
         })?;
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = web::router(web::AppState {
         store,
         status,
         live,
+        shutdown: shutdown_rx.clone(),
     });
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
             })
             .await;
         if let Err(e) = result {
@@ -169,7 +169,7 @@ pub async fn serve(config: Config) -> Result<ExplorerHandle, ExplorerError> {
         local_addr,
         server,
         indexer,
-        shutdown: Some(shutdown),
+        shutdown,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub status: Arc<RwLock<ChainStatus>>,
     pub live: broadcast::Sender<LiveBlock>,
+    /// Becomes true when the explorer stops; open live streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// HTML page or JSON document.
@@ -523,11 +525,15 @@ fn node_id_in(q: &str) -> Option<&str> {
 async fn live(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let mut shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(state.live.subscribe()).filter_map(|item| {
         // A lagging client skips blocks; the next event carries the current heights anyway.
         let block = item.ok()?;
         let data = serde_json::to_string(&block).ok()?;
         Some(Ok(SseEvent::default().event("block").data(data)))
+    });
+    let stream = futures::StreamExt::take_until(stream, async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
