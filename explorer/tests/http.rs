@@ -277,3 +277,90 @@ async fn restart_and_outage_leave_no_gap_or_duplicate() {
     assert_eq!(count, max + 1, "every height exactly once");
     assert!(max as u64 >= after_outage);
 }
+
+/// A damaged index is refused on start and `reindex` rebuilds it; an index of another chain
+/// stops the indexer with a clear error, or is rebuilt when `rebuild_on_mismatch` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_foreign_index_is_detected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("index.sqlite");
+    let node = DevNode::start(&dir.path().join("node"), 200).await;
+    let explorer = start_explorer(&node, &db).await;
+    wait_indexed(explorer.local_addr(), 6).await;
+    explorer.stop().await;
+
+    // A block vanishes from the middle: heights are no longer contiguous.
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open index");
+        conn.execute("DELETE FROM blocks WHERE number = 3", [])
+            .expect("delete");
+    }
+    let mut config = explorer::Config::new(node.ws_url(), &db);
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    match explorer::serve(config.clone()).await {
+        Err(explorer::ExplorerError::Db(explorer::db::DbError::Inconsistent {
+            reason, ..
+        })) => {
+            assert!(reason.contains("not contiguous"), "{reason}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("a damaged index was accepted"),
+    }
+    let report = explorer::reindex(&node.ws_url(), db.clone())
+        .await
+        .expect("reindex");
+    assert!(report.blocks > 6);
+    explorer::db::Store::open(&db).expect("rebuilt index is consistent");
+
+    // The same index against another chain (another dev node: same genesis, other blocks).
+    let other = DevNode::start(&dir.path().join("other"), 200).await;
+    let mut foreign = explorer::Config::new(other.ws_url(), &db);
+    foreign.listen = "127.0.0.1:0".parse().expect("addr");
+    let explorer = explorer::serve(foreign.clone()).await.expect("serves");
+    let addr = explorer.local_addr();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let home = get(addr, "/api/").await.json();
+        let error = home["chain"]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if error.contains("another chain") {
+            assert_eq!(home["chain"]["connected"].as_bool(), Some(false));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mismatch reported: {home}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    explorer.stop().await;
+
+    foreign.rebuild_on_mismatch = true;
+    let explorer = explorer::serve(foreign).await.expect("serves");
+    // Dev chains share their genesis; block 3 tells them apart (its timestamp).
+    let other_block_3 = {
+        use gridchain_rpc_api::ChainApiClient;
+        let client = other.client().await;
+        loop {
+            if let Some(hash) = client.block_hash(Some(3)).await.expect("rpc") {
+                break hash.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let block = get(explorer.local_addr(), "/api/block/3").await;
+        if block.status == 200 && block.json()["hash"].as_str() == Some(other_block_3.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "index was not rebuilt for the other chain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    explorer.stop().await;
+}
