@@ -11,7 +11,8 @@ Exit codes:
   2  usage error (unknown flag, missing argument)
   3  cannot reach the node, or the RPC connection broke
   4  transaction rejected by the node (shows the JSON-RPC code, e.g. 1006: cannot pay fee)
-  5  transaction included in a final block but its call failed (shows the pallet error)
+  5  transaction included in a final block but its call failed (shows the pallet error);
+     `reservation watch`: a workload failed (shows the node's message) or was deleted
   6  `store check` found lost or corrupt shards, or `store repair` could not re-create
      all of them (the report is still printed)
 
@@ -77,6 +78,20 @@ pub enum Command {
     },
     /// Zero-Store: files chunked, compressed, encrypted and dispersed over zdb namespaces.
     Store(StoreArgs),
+    /// Twins: the grid's identities (create, show).
+    #[command(subcommand)]
+    Twin(crate::commands::twin::TwinCommand),
+    /// Farms (create, show, list).
+    #[command(subcommand)]
+    Farm(crate::commands::farm::FarmCommand),
+    /// 3Nodes: status, health and capacity (list, show).
+    #[command(subcommand)]
+    Node(crate::commands::node::NodeCommand),
+    /// Reserve a deployment (YAML or JSON file) on a node; waits until final, prints its id.
+    Reserve(crate::commands::reservation::ReserveArgs),
+    /// Reservations (list, show, watch, update, cancel).
+    #[command(subcommand)]
+    Reservation(crate::commands::reservation::ReservationCommand),
 }
 
 const STORE_HELP: &str = "\

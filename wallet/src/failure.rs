@@ -31,6 +31,13 @@ pub enum Failure {
         error: DispatchError,
         report: Box<Rendered>,
     },
+    /// `grid reservation watch`: a workload failed (or the reservation was deleted); `report`
+    /// is the reservation.
+    #[error("{summary}")]
+    WorkloadFailed {
+        summary: String,
+        report: Box<Rendered>,
+    },
     /// `grid store check` found lost or corrupt shards; `report` describes them.
     #[error("{summary}")]
     StoreUnhealthy {
@@ -44,7 +51,7 @@ impl Failure {
         match self {
             Failure::Unreachable { .. } => EXIT_UNREACHABLE,
             Failure::Rejected { .. } | Failure::Dropped { .. } => EXIT_REJECTED,
-            Failure::CallFailed { .. } => EXIT_CALL_FAILED,
+            Failure::CallFailed { .. } | Failure::WorkloadFailed { .. } => EXIT_CALL_FAILED,
             Failure::StoreUnhealthy { .. } => EXIT_STORE_UNHEALTHY,
         }
     }

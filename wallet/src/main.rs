@@ -17,6 +17,7 @@ mod accounts;
 mod amount;
 mod cli;
 mod commands;
+mod deployment;
 mod describe;
 mod failure;
 mod keystore;
@@ -28,6 +29,7 @@ use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command};
 use commands::{
+    grid::{GridCommand, GridRequest},
     query::{self, BlockRef},
     transfer::Transfer,
 };
@@ -43,6 +45,7 @@ enum NodeRequest {
     Transfer(Box<Transfer>),
     Block(BlockRef),
     Tx(Hash),
+    Grid(Box<commands::grid::GridRequest>),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -69,6 +72,11 @@ async fn run(cli: Cli) -> Result<Rendered> {
         }
         Command::Block { block } => NodeRequest::Block(BlockRef::parse(block.as_deref())?),
         Command::Tx { hash } => NodeRequest::Tx(query::parse_tx_hash(&hash)?),
+        Command::Twin(c) => grid_request(GridCommand::Twin(c), &keystore)?,
+        Command::Farm(c) => grid_request(GridCommand::Farm(c), &keystore)?,
+        Command::Node(c) => grid_request(GridCommand::Node(c), &keystore)?,
+        Command::Reserve(args) => grid_request(GridCommand::Reserve(args), &keystore)?,
+        Command::Reservation(c) => grid_request(GridCommand::Reservation(c), &keystore)?,
     };
     let url = cli.rpc.as_str();
     match rpc::connect(url).await? {
@@ -101,7 +109,12 @@ async fn execute<C: NodeClient>(
         NodeRequest::Transfer(transfer) => transfer.execute(node, Progress::new(format)).await,
         NodeRequest::Block(which) => query::block(node, which).await,
         NodeRequest::Tx(hash) => query::tx(node, hash).await,
+        NodeRequest::Grid(request) => request.execute(node, format).await,
     }
+}
+
+fn grid_request(command: GridCommand, keystore: &KeystoreLocation) -> Result<NodeRequest> {
+    GridRequest::prepare(command, keystore).map(|r| NodeRequest::Grid(Box::new(r)))
 }
 
 /// Prints `error` as one line on stderr (and, in JSON mode, as the one JSON document on stdout
@@ -111,9 +124,11 @@ fn report_error(error: &anyhow::Error, format: OutputFormat) -> u8 {
     let code = failure.map_or(EXIT_GENERAL, Failure::exit_code);
     let message = format!("{error:#}").replace('\n', " ");
     match failure {
-        Some(Failure::CallFailed { report, .. } | Failure::StoreUnhealthy { report, .. }) => {
-            report.print(format)
-        }
+        Some(
+            Failure::CallFailed { report, .. }
+            | Failure::StoreUnhealthy { report, .. }
+            | Failure::WorkloadFailed { report, .. },
+        ) => report.print(format),
         _ if format == OutputFormat::Json => {
             let mut document =
                 serde_json::json!({ "error": { "message": message, "exitCode": code } });

@@ -1,6 +1,12 @@
 //! The commands: `key` and `store` work without a node; the others are resolved locally, then run against a node.
 
+pub mod farm;
+pub mod grid;
 pub mod key;
+pub mod node;
 pub mod query;
+pub mod reservation;
 pub mod store;
+pub mod submit;
 pub mod transfer;
+pub mod twin;

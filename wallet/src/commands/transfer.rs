@@ -21,7 +21,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// How many blocks past the best one a transaction stays valid.
-const MORTALITY_BLOCKS: BlockNumber = 256;
+pub(crate) const MORTALITY_BLOCKS: BlockNumber = 256;
 /// How often an HTTP client asks whether the transaction is final.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How long to wait for `gridchain_extrinsic` to know a transaction reported final.
@@ -129,7 +129,7 @@ impl Transfer {
 }
 
 /// Submits over a subscription and follows the status updates until the block is final.
-async fn watch_until_final<C: NodeClient>(
+pub(crate) async fn watch_until_final<C: NodeClient>(
     node: &Node<'_, C>,
     encoded: Bytes,
     progress: &mut Progress,
@@ -169,7 +169,7 @@ async fn watch_until_final<C: NodeClient>(
 }
 
 /// Polls (HTTP has no subscriptions) until the transaction is final or has expired.
-async fn poll_until_final<C: NodeClient>(
+pub(crate) async fn poll_until_final<C: NodeClient>(
     node: &Node<'_, C>,
     hash: Hash,
     valid_until: BlockNumber,
@@ -195,7 +195,10 @@ async fn poll_until_final<C: NodeClient>(
 }
 
 /// Fetches the report of a transaction the node called final.
-async fn lookup_final<C: NodeClient>(node: &Node<'_, C>, hash: Hash) -> Result<ExtrinsicInfo> {
+pub(crate) async fn lookup_final<C: NodeClient>(
+    node: &Node<'_, C>,
+    hash: Hash,
+) -> Result<ExtrinsicInfo> {
     for _ in 0..FINAL_LOOKUP_ATTEMPTS {
         if let Some(info) = node.read(node.client.extrinsic(hash)).await? {
             return Ok(info);

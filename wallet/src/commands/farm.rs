@@ -1,0 +1,206 @@
+//! `grid farm create|show|list`: farms, which group 3Nodes under a pricing policy and a payout
+//! account.
+
+use crate::{
+    accounts::{resolve_signer, KeystoreLocation},
+    commands::submit::{find_event, submit_call, transaction_json},
+    output::{Progress, Rendered},
+    rpc::{Node, NodeClient},
+};
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use gridchain_primitives::Pair;
+use gridchain_rpc_api::{grid::MAX_PAGE, GridApiClient};
+use gridchain_runtime::{
+    tfgrid::{self, Farm, FarmId, PricingPolicyId},
+    Call, Event,
+};
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub enum FarmCommand {
+    /// Create a farm owned by the signer (who needs a twin); prints its id.
+    Create {
+        /// Unique name: 1 to 64 letters, digits, '-', '_' or '.'.
+        name: String,
+        /// Pricing policy id (see the chain spec; the dev chain has policy 1).
+        #[arg(long, value_name = "ID", default_value_t = 1)]
+        pricing_policy: PricingPolicyId,
+        /// Signing key: name of a key in the keystore, or a secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
+    /// Show a farm by id or name, with its nodes.
+    Show {
+        /// Farm id or name.
+        farm: String,
+    },
+    /// List every farm.
+    List,
+}
+
+pub enum FarmRequest {
+    Create {
+        signer: Pair,
+        name: String,
+        pricing_policy: PricingPolicyId,
+    },
+    Show(String),
+    List,
+}
+
+impl FarmRequest {
+    pub fn prepare(command: FarmCommand, keystore: &KeystoreLocation) -> Result<Self> {
+        Ok(match command {
+            FarmCommand::Create {
+                name,
+                pricing_policy,
+                from,
+            } => FarmRequest::Create {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                name,
+                pricing_policy,
+            },
+            FarmCommand::Show { farm } => FarmRequest::Show(farm.trim().to_string()),
+            FarmCommand::List => FarmRequest::List,
+        })
+    }
+
+    pub async fn execute<C: NodeClient>(
+        self,
+        node: &Node<'_, C>,
+        mut progress: Progress,
+    ) -> Result<Rendered> {
+        match self {
+            FarmRequest::Create {
+                signer,
+                name,
+                pricing_policy,
+            } => {
+                let call = Call::Tfgrid(tfgrid::Call::CreateFarm {
+                    name,
+                    pricing_policy_id: pricing_policy,
+                });
+                let info = submit_call(node, &signer, call, &mut progress).await?;
+                let id = find_event(&info, |e| match e {
+                    Event::Tfgrid(tfgrid::Event::FarmCreated { id, .. }) => Some(*id),
+                    _ => None,
+                });
+                let farm = match id {
+                    Some(id) => node.read(node.client.farm(id, None)).await?,
+                    None => None,
+                };
+                let Some(farm) = farm else {
+                    bail!("transaction {} succeeded but created no farm", info.hash);
+                };
+                let text = format!(
+                    "farm {} created\n{}\ntransaction {} in block #{}",
+                    farm.id,
+                    farm_text(&farm, None),
+                    info.hash,
+                    info.block_number
+                );
+                let json = json!({
+                    "id": farm.id,
+                    "farm": farm,
+                    "transaction": transaction_json(&info),
+                });
+                Ok(Rendered::new(json, text))
+            }
+            FarmRequest::Show(which) => {
+                let farm = match which.parse::<FarmId>() {
+                    Ok(id) => node.read(node.client.farm(id, None)).await?,
+                    Err(_) => list_all(node)
+                        .await?
+                        .into_iter()
+                        .find(|f| f.name.eq_ignore_ascii_case(&which)),
+                };
+                let Some(farm) = farm else {
+                    bail!("no farm {which:?}");
+                };
+                let filter = gridchain_rpc_api::NodeFilter {
+                    farm_id: Some(farm.id),
+                    limit: Some(MAX_PAGE),
+                    ..Default::default()
+                };
+                let nodes: Vec<_> = node
+                    .read(node.client.list_nodes(filter, None))
+                    .await?
+                    .into_iter()
+                    .map(|n| n.node.id)
+                    .collect();
+                let text = farm_text(&farm, Some(&nodes));
+                let mut json = serde_json::to_value(&farm)?;
+                json["nodes"] = json!(nodes);
+                Ok(Rendered::new(json, text))
+            }
+            FarmRequest::List => {
+                let farms = list_all(node).await?;
+                let mut text = format!("{} farms", farms.len());
+                for farm in &farms {
+                    text.push_str(&format!(
+                        "\n  {:>5}  {:<24} twin {:<5} policy {:<3} {} public IPs",
+                        farm.id,
+                        farm.name,
+                        farm.twin_id,
+                        farm.pricing_policy_id,
+                        farm.public_ips.len()
+                    ));
+                }
+                Ok(Rendered::new(serde_json::to_value(&farms)?, text))
+            }
+        }
+    }
+}
+
+fn farm_text(farm: &Farm, nodes: Option<&[u32]>) -> String {
+    let mut text = format!(
+        "id:             {}\nname:           {}\ntwin:           {}\nowner:          {}\npayout:         {}\npricing policy: {}\npublic IPs:     {}",
+        farm.id,
+        farm.name,
+        farm.twin_id,
+        farm.owner,
+        farm.payout,
+        farm.pricing_policy_id,
+        if farm.public_ips.is_empty() {
+            "-".to_string()
+        } else {
+            farm.public_ips
+                .iter()
+                .map(|ip| format!("{} (gw {})", ip.ip, ip.gateway))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if let Some(nodes) = nodes {
+        let list = nodes
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        text.push_str(&format!(
+            "\nnodes:          {}",
+            if list.is_empty() { "-" } else { &list }
+        ));
+    }
+    text
+}
+
+async fn list_all<C: NodeClient>(node: &Node<'_, C>) -> Result<Vec<Farm>> {
+    let mut all = Vec::new();
+    let mut start = None;
+    loop {
+        let page = node
+            .read(node.client.list_farms(start, Some(MAX_PAGE), None))
+            .await?;
+        let Some(last) = page.last().map(|f| f.id) else {
+            return Ok(all);
+        };
+        let full = page.len() as u32 == MAX_PAGE;
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+        start = Some(last + 1);
+    }
+}

@@ -1,0 +1,732 @@
+//! The deployment file of `grid reserve` and `grid reservation update`: YAML (or JSON when the
+//! file name ends in `.json`), friendlier than the chain's SCALE types.
+//!
+//! - Sizes take units: `64MiB`, `1GiB`, `1.5GiB`, `500MB`, or a plain number of bytes.
+//! - Environment values are plain strings (numbers and booleans are taken as their text), or
+//!   `{value: …, secret: true}`; secret values and zdb passwords are written in clear in the file
+//!   and **sealed** to the target node's account key (`gridchain_primitives::seal`) before the
+//!   transaction is built: the chain, and everyone reading it, only ever sees the sealed bytes.
+//! - Unknown fields, fields that do not belong to a workload's type and missing required fields
+//!   are refused with the workload's name; syntax and type errors carry the line and column.
+//!
+//! The format is documented with examples in `wallet/README.md` and `examples/`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use gridchain_primitives::{seal, AccountId, Bytes};
+use gridchain_runtime::{
+    reservations::{
+        self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Workload, WorkloadSpec,
+        ZdbMode,
+    },
+    tfgrid::Resources,
+};
+use serde::{
+    de::{self, value::MapAccessDeserializer, MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use std::{fmt, path::Path};
+
+/// Root file system of a container when `rootfsSize` is not given.
+pub const DEFAULT_ROOTFS: u64 = 1 << 30;
+/// Largest deployment file read, in bytes.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A deployment as written in the file, secrets still in clear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeploymentFile {
+    #[serde(default)]
+    pub metadata: String,
+    pub workloads: Vec<WorkloadFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Container,
+    Zdb,
+    Network,
+    Volume,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Container => "container",
+            Kind::Zdb => "zdb",
+            Kind::Network => "network",
+            Kind::Volume => "volume",
+        })
+    }
+}
+
+/// One workload: `name`, `type`, and the fields of that type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadFile {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    // container
+    image: Option<String>,
+    cpu: Option<u32>,
+    memory: Option<Size>,
+    rootfs_size: Option<Size>,
+    entrypoint: Option<String>,
+    #[serde(default, deserialize_with = "env_map")]
+    env: Option<Vec<(String, EnvEntry)>>,
+    mounts: Option<Vec<MountFile>>,
+    networks: Option<Vec<NetworkFile>>,
+    // zdb and volume
+    size: Option<Size>,
+    // zdb
+    mode: Option<ZdbModeFile>,
+    password: Option<Scalar>,
+    public: Option<bool>,
+    // network
+    ip_range: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ZdbModeFile {
+    User,
+    Seq,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MountFile {
+    volume: String,
+    path: String,
+}
+
+/// `net`, or `{network: net, ip: 10.1.0.10}`.
+#[derive(Debug, Clone)]
+struct NetworkFile {
+    network: String,
+    ip: Option<String>,
+}
+
+/// A plain value, or `{value, secret}`.
+#[derive(Debug, Clone)]
+struct EnvEntry {
+    value: String,
+    secret: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvEntryMap {
+    value: Scalar,
+    #[serde(default)]
+    secret: bool,
+}
+
+/// A string; numbers and booleans are taken as their text (`PORT: 8080`).
+#[derive(Debug, Clone)]
+struct Scalar(String);
+
+/// A size in bytes: a number, or a string with a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = EnvEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value, or {value: …, secret: true}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvEntry, E> {
+                Ok(plain(ScalarVisitor.visit_str(v)?))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvEntry, E> {
+                Ok(plain(ScalarVisitor.visit_bool(v)?))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvEntry, E> {
+                Ok(plain(ScalarVisitor.visit_i64(v)?))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvEntry, E> {
+                Ok(plain(ScalarVisitor.visit_u64(v)?))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvEntry, E> {
+                Ok(plain(ScalarVisitor.visit_f64(v)?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EnvEntry, A::Error> {
+                let entry = EnvEntryMap::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(EnvEntry {
+                    value: entry.value.0,
+                    secret: entry.secret,
+                })
+            }
+        }
+        fn plain(value: Scalar) -> EnvEntry {
+            EnvEntry {
+                value: value.0,
+                secret: false,
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+/// The `env` map, in file order, refusing a name given twice.
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, EnvEntry)>>, D::Error> {
+    struct EnvVisitor;
+    impl<'de> Visitor<'de> for EnvVisitor {
+        type Value = Vec<(String, EnvEntry)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of environment variable names to values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries: Vec<(String, EnvEntry)> = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if entries.iter().any(|(n, _)| *n == name) {
+                    return Err(de::Error::custom(format!(
+                        "environment variable {name:?} is given twice"
+                    )));
+                }
+                let value = map.next_value::<EnvEntry>()?;
+                entries.push((name, value));
+            }
+            Ok(entries)
+        }
+    }
+    d.deserialize_map(EnvVisitor).map(Some)
+}
+
+impl<'de> Deserialize<'de> for NetworkFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            network: String,
+            #[serde(default)]
+            ip: Option<String>,
+        }
+        struct NetVisitor;
+        impl<'de> Visitor<'de> for NetVisitor {
+            type Value = NetworkFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a network name, or {network: …, ip: …}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NetworkFile, E> {
+                Ok(NetworkFile {
+                    network: v.to_string(),
+                    ip: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<NetworkFile, A::Error> {
+                let full = Full::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(NetworkFile {
+                    network: full.network,
+                    ip: full.ip,
+                })
+            }
+        }
+        d.deserialize_any(NetVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: bytes, or a number with a unit (64MiB, 1GiB, 500MB)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("size {v} is negative")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
+/// Parses `64MiB`, `1.5 GiB`, `500MB`, `4096` (bytes). Binary units (KiB, MiB, GiB, TiB) are
+/// powers of 1024, decimal ones (KB/K, MB/M, GB/G, TB/T) powers of 1000; units ignore case.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim();
+    let multiplier: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+            ))
+        }
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits_ok(whole) || !digits_ok(fraction) || fraction.len() > 12 {
+        return Err(format!(
+            "invalid size {text:?}: expected a number with an optional unit, like 64MiB or 1.5GiB"
+        ));
+    }
+    let too_large = || format!("size {text:?} is too large");
+    let whole: u128 = whole.parse().map_err(|_| too_large())?;
+    let mut bytes = whole.checked_mul(multiplier).ok_or_else(too_large)?;
+    if !fraction.is_empty() {
+        let scale = 10u128.pow(fraction.len() as u32);
+        let fraction: u128 = fraction.parse().map_err(|_| too_large())?;
+        let part = fraction.checked_mul(multiplier).ok_or_else(too_large)?;
+        if part % scale != 0 {
+            return Err(format!(
+                "invalid size {text:?}: not a whole number of bytes"
+            ));
+        }
+        bytes = bytes.checked_add(part / scale).ok_or_else(too_large)?;
+    }
+    u64::try_from(bytes).map_err(|_| too_large())
+}
+
+/// `1073741824` → `1GiB`, `1536` → `1.5KiB`, `1000` → `1000B`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in UNITS {
+        if bytes >= size {
+            let whole = bytes / size;
+            let tenths = (bytes % size) * 10 / size;
+            return if bytes % size == 0 {
+                format!("{whole}{unit}")
+            } else if tenths == 0 {
+                format!("~{whole}{unit}")
+            } else {
+                format!("~{whole}.{tenths}{unit}")
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// `8 cores, 32GiB memory, 1000GiB SSD, 4TiB HDD`
+pub fn format_resources(r: &Resources) -> String {
+    format!(
+        "{} cores, {} memory, {} SSD, {} HDD",
+        r.cru,
+        format_size(r.mru),
+        format_size(r.sru),
+        format_size(r.hru)
+    )
+}
+
+impl DeploymentFile {
+    /// Reads and parses a deployment file: JSON if its name ends in `.json`, YAML otherwise.
+    pub fn load(path: &Path) -> Result<Self> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+        if meta.len() > MAX_FILE_BYTES {
+            bail!("{shown} is larger than {MAX_FILE_BYTES} bytes");
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
+        let json = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+        Self::parse(&text, json).with_context(|| format!("invalid deployment file {shown}"))
+    }
+
+    /// Parses the text of a deployment file.
+    pub fn parse(text: &str, json: bool) -> Result<Self> {
+        if json {
+            serde_json::from_str(text).map_err(|e| anyhow!("{e}"))
+        } else {
+            serde_norway::from_str(text).map_err(|e| anyhow!("{e}"))
+        }
+    }
+
+    /// The chain's deployment, secrets sealed to `node` (the target node's account key), checked
+    /// with the chain's own rules.
+    pub fn to_deployment(&self, node: &AccountId) -> Result<Deployment> {
+        let workloads = self
+            .workloads
+            .iter()
+            .map(|w| w.to_workload(node))
+            .collect::<Result<Vec<_>>>()?;
+        let deployment = Deployment {
+            metadata: self.metadata.clone(),
+            workloads,
+        };
+        reservations::validate(&deployment).map_err(|e| anyhow!("invalid deployment: {e}"))?;
+        Ok(deployment)
+    }
+}
+
+impl WorkloadFile {
+    fn to_workload(&self, node: &AccountId) -> Result<Workload> {
+        let name = &self.name;
+        let kind = self.kind;
+        let context = || format!("workload {name:?} ({kind})");
+        let given: [(&str, bool, &[Kind]); 14] = [
+            ("image", self.image.is_some(), &[Kind::Container]),
+            ("cpu", self.cpu.is_some(), &[Kind::Container]),
+            ("memory", self.memory.is_some(), &[Kind::Container]),
+            ("rootfsSize", self.rootfs_size.is_some(), &[Kind::Container]),
+            ("entrypoint", self.entrypoint.is_some(), &[Kind::Container]),
+            ("env", self.env.is_some(), &[Kind::Container]),
+            ("mounts", self.mounts.is_some(), &[Kind::Container]),
+            ("networks", self.networks.is_some(), &[Kind::Container]),
+            ("size", self.size.is_some(), &[Kind::Zdb, Kind::Volume]),
+            ("mode", self.mode.is_some(), &[Kind::Zdb]),
+            ("password", self.password.is_some(), &[Kind::Zdb]),
+            ("public", self.public.is_some(), &[Kind::Zdb]),
+            ("ipRange", self.ip_range.is_some(), &[Kind::Network]),
+            (
+                "name",
+                true,
+                &[Kind::Container, Kind::Zdb, Kind::Network, Kind::Volume],
+            ),
+        ];
+        for (field, present, kinds) in given {
+            if present && !kinds.contains(&kind) {
+                bail!("{}: a {kind} has no field '{field}'", context());
+            }
+        }
+        let required = |field: &str| anyhow!("{}: '{field}' is required", context());
+        let sealed = |what: &str, plaintext: &str| -> Result<Bytes> {
+            seal::seal(node, plaintext.as_bytes())
+                .map(Bytes)
+                .map_err(|e| anyhow!("{}: cannot seal {what} to the node: {e}", context()))
+        };
+        let spec = match kind {
+            Kind::Container => WorkloadSpec::Container {
+                image: self.image.clone().ok_or_else(|| required("image"))?,
+                cpu: self.cpu.ok_or_else(|| required("cpu"))?,
+                memory: self.memory.ok_or_else(|| required("memory"))?.0,
+                rootfs_size: self.rootfs_size.map_or(DEFAULT_ROOTFS, |s| s.0),
+                entrypoint: self.entrypoint.clone().unwrap_or_default(),
+                env: self
+                    .env
+                    .iter()
+                    .flatten()
+                    .map(|(var, entry)| {
+                        let value = if entry.secret {
+                            EnvValue::Sealed(sealed(&format!("env {var}"), &entry.value)?)
+                        } else {
+                            EnvValue::Plain(entry.value.clone())
+                        };
+                        Ok(EnvVar {
+                            name: var.clone(),
+                            value,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                mounts: self
+                    .mounts
+                    .iter()
+                    .flatten()
+                    .map(|m| Mount {
+                        volume: m.volume.clone(),
+                        path: m.path.clone(),
+                    })
+                    .collect(),
+                networks: self
+                    .networks
+                    .iter()
+                    .flatten()
+                    .map(|n| NetworkAttachment {
+                        network: n.network.clone(),
+                        ip: n.ip.clone(),
+                    })
+                    .collect(),
+            },
+            Kind::Zdb => WorkloadSpec::ZdbNamespace {
+                size: self.size.ok_or_else(|| required("size"))?.0,
+                mode: match self.mode {
+                    None | Some(ZdbModeFile::User) => ZdbMode::User,
+                    Some(ZdbModeFile::Seq) => ZdbMode::Seq,
+                },
+                password: self
+                    .password
+                    .as_ref()
+                    .map(|p| sealed("the password", &p.0))
+                    .transpose()?,
+                public: self.public.unwrap_or(false),
+            },
+            Kind::Network => WorkloadSpec::Network {
+                ip_range: self.ip_range.clone().ok_or_else(|| required("ipRange"))?,
+            },
+            Kind::Volume => WorkloadSpec::Volume {
+                size: self.size.ok_or_else(|| required("size"))?.0,
+            },
+        };
+        Ok(Workload {
+            name: name.clone(),
+            spec,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridchain_primitives::Pair;
+    use gridchain_runtime::tfgrid::GIB;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 * MIB));
+        assert_eq!(parse_size("1GiB"), Ok(GIB));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 * GIB / 2));
+        assert_eq!(parse_size(" 2 gib "), Ok(2 * GIB));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1T"), Ok(1_000_000_000_000));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10B"), Ok(10));
+        assert_eq!(parse_size("0.5KiB"), Ok(512));
+        for bad in [
+            "",
+            "GiB",
+            "1.5.5GiB",
+            "-1GiB",
+            "1 XB",
+            "1.0000001KiB",
+            "1e3",
+            "17179869184GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(format_size(GIB), "1GiB");
+        assert_eq!(format_size(3 * GIB / 2), "~1.5GiB");
+        assert_eq!(format_size(1000), "1000B");
+    }
+
+    const FULL: &str = r#"
+metadata: web app
+workloads:
+  - name: net
+    type: network
+    ipRange: 10.1.0.0/16
+  - name: data
+    type: volume
+    size: 10GiB
+  - name: db
+    type: zdb
+    size: 100GiB
+    mode: seq
+    password: zdb-secret
+    public: true
+  - name: web
+    type: container
+    image: docker.io/library/nginx:1
+    cpu: 2
+    memory: 512MiB
+    rootfsSize: 2GiB
+    env:
+      MODE: production
+      PORT: 8080
+      API_KEY: { value: s3cret, secret: true }
+    mounts:
+      - volume: data
+        path: /data
+    networks:
+      - network: net
+        ip: 10.1.0.10
+"#;
+
+    #[test]
+    fn converts_with_units_and_seals_secrets_to_the_node() {
+        let node = Pair::dev("GridNode1");
+        let file = DeploymentFile::parse(FULL, false).unwrap();
+        let d = file.to_deployment(&node.public()).unwrap();
+        assert_eq!(d.metadata, "web app");
+        assert_eq!(d.workloads.len(), 4);
+        assert_eq!(d.workloads[1].spec, WorkloadSpec::Volume { size: 10 * GIB });
+        let WorkloadSpec::ZdbNamespace {
+            size,
+            mode,
+            password: Some(password),
+            public,
+        } = &d.workloads[2].spec
+        else {
+            panic!("zdb expected: {:?}", d.workloads[2]);
+        };
+        assert_eq!((*size, *mode, *public), (100 * GIB, ZdbMode::Seq, true));
+        assert_ne!(password.0, b"zdb-secret");
+        assert_eq!(
+            seal::open(&node.seed(), &password.0).unwrap(),
+            b"zdb-secret"
+        );
+        // Another node cannot open it.
+        assert!(seal::open(&Pair::dev("GridNode2").seed(), &password.0).is_err());
+
+        let WorkloadSpec::Container {
+            image,
+            cpu,
+            memory,
+            rootfs_size,
+            env,
+            mounts,
+            networks,
+            ..
+        } = &d.workloads[3].spec
+        else {
+            panic!("container expected");
+        };
+        assert_eq!(image, "docker.io/library/nginx:1");
+        assert_eq!((*cpu, *memory, *rootfs_size), (2, 512 * MIB, 2 * GIB));
+        assert_eq!(env[0].value, EnvValue::Plain("production".into()));
+        assert_eq!(env[1].value, EnvValue::Plain("8080".into()));
+        assert_eq!(env[2].name, "API_KEY");
+        let EnvValue::Sealed(sealed) = &env[2].value else {
+            panic!("API_KEY must be sealed");
+        };
+        assert_eq!(seal::open(&node.seed(), &sealed.0).unwrap(), b"s3cret");
+        assert_eq!(mounts[0].path, "/data");
+        assert_eq!(networks[0].ip.as_deref(), Some("10.1.0.10"));
+        // The secret appears nowhere in clear in what goes on chain.
+        let encoded = parity_scale_codec::Encode::encode(&d);
+        assert!(!encoded.windows(6).any(|w| w == b"s3cret"));
+        assert!(!encoded.windows(10).any(|w| w == b"zdb-secret"));
+    }
+
+    #[test]
+    fn json_and_shorthands() {
+        let json = r#"{"workloads": [
+            {"name": "net", "type": "network", "ipRange": "10.2.0.0/24"},
+            {"name": "app", "type": "container", "image": "alpine", "cpu": 1,
+             "memory": 67108864, "networks": ["net"]}
+        ]}"#;
+        let d = DeploymentFile::parse(json, true)
+            .unwrap()
+            .to_deployment(&Pair::dev("N").public())
+            .unwrap();
+        let WorkloadSpec::Container {
+            memory,
+            rootfs_size,
+            networks,
+            ..
+        } = &d.workloads[1].spec
+        else {
+            panic!()
+        };
+        assert_eq!((*memory, *rootfs_size), (64 * MIB, DEFAULT_ROOTFS));
+        assert_eq!(networks[0].network, "net");
+        assert_eq!(networks[0].ip, None);
+    }
+
+    fn error_of(text: &str) -> String {
+        match DeploymentFile::parse(text, false) {
+            Err(e) => format!("{e:#}"),
+            Ok(file) => match file.to_deployment(&Pair::dev("N").public()) {
+                Err(e) => format!("{e:#}"),
+                Ok(d) => panic!("accepted: {d:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_position_or_workload() {
+        let e = error_of("workloads:\n  - name: a\n    type: volume\n   size: [\n");
+        assert!(e.contains("line"), "{e}");
+        let e = error_of("workloads:\n  - name: a\n    type: volume\n    sise: 1GiB\n");
+        assert!(
+            e.contains("unknown field `sise`") && e.contains("line 4 column 5"),
+            "{e}"
+        );
+        let e = error_of("workloads:\n  - name: a\n    type: volume\n    size: 1XB\n");
+        assert!(e.contains("unknown unit") && e.contains("line 4"), "{e}");
+        let e = error_of("workloads:\n  - name: a\n    type: vm\n");
+        assert!(e.contains("unknown variant `vm`"), "{e}");
+        let e =
+            error_of("workloads:\n  - name: a\n    type: volume\n    image: x\n    size: 1GiB\n");
+        assert!(
+            e.contains("\"a\" (volume): a volume has no field 'image'"),
+            "{e}"
+        );
+        let e = error_of("workloads:\n  - name: a\n    type: container\n    image: x\n");
+        assert!(e.contains("'cpu' is required"), "{e}");
+        let e = error_of("workloads:\n  - name: a\n    type: volume\n    size: 0\n");
+        assert!(e.contains("zero size"), "{e}");
+        let e = error_of(
+            "workloads:\n  - {name: a, type: container, image: x, cpu: 1, memory: 1GiB, env: {A: 1, A: 2}}\n",
+        );
+        assert!(e.contains("A"), "{e}");
+        let e = error_of("workloads: []\n");
+        assert!(e.contains("workloads"), "{e}");
+        let e = error_of("");
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn examples_are_valid() {
+        let node = Pair::dev("GridNode1").public();
+        for (name, text) in [
+            (
+                "container.yaml",
+                include_str!("../../examples/container.yaml"),
+            ),
+            ("zdb.yaml", include_str!("../../examples/zdb.yaml")),
+            ("full.yaml", include_str!("../../examples/full.yaml")),
+        ] {
+            let file = DeploymentFile::parse(text, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            file.to_deployment(&node)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+        let json = include_str!("../../examples/full.json");
+        DeploymentFile::parse(json, true)
+            .unwrap()
+            .to_deployment(&node)
+            .unwrap();
+    }
+}
