@@ -345,7 +345,7 @@ pub fn format_size(bytes: u64) -> String {
         if bytes >= size {
             let whole = bytes / size;
             let tenths = (bytes % size) * 10 / size;
-            return if bytes % size == 0 {
+            return if bytes.is_multiple_of(size) {
                 format!("{whole}{unit}")
             } else if tenths == 0 {
                 format!("~{whole}{unit}")
@@ -515,6 +515,7 @@ impl WorkloadFile {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use gridchain_primitives::Pair;

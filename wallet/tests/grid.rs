@@ -5,6 +5,8 @@
 //! The 3Node is played by the test: it registers with the typed RPC client, signed by its own
 //! key, keeps proving its capacity, and reports results.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{grid, DevNode, GridRun};

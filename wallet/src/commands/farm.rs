@@ -39,6 +39,7 @@ pub enum FarmCommand {
     List,
 }
 
+#[allow(clippy::large_enum_variant)] // one per run
 pub enum FarmRequest {
     Create {
         signer: Pair,

@@ -174,7 +174,8 @@ fn node_text(info: &NodeInfo, now_ms: Option<u64>) -> String {
         "reserved",
         "free",
     );
-    let rows: [(&str, fn(&Resources) -> String); 4] = [
+    type Column = fn(&Resources) -> String;
+    let rows: [(&str, Column); 4] = [
         ("cores", |r| r.cru.to_string()),
         ("memory", |r| format_size(r.mru)),
         ("ssd", |r| format_size(r.sru)),

@@ -37,6 +37,7 @@ pub enum TwinCommand {
     },
 }
 
+#[allow(clippy::large_enum_variant)] // one per run
 pub enum TwinRequest {
     Create {
         signer: Pair,
