@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bump when the schema changes; an index of another version must be rebuilt.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Read connections kept open for the web server.
 const READ_POOL_SIZE: usize = 8;
@@ -38,6 +38,20 @@ CREATE TABLE blocks (
     event_count     INTEGER NOT NULL
 );
 CREATE INDEX blocks_by_proposer ON blocks (proposer, number);
+-- Kept up to date by insert_block, so the home and validators pages never scan all blocks.
+CREATE TABLE counts (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    extrinsics        INTEGER NOT NULL,
+    failed_extrinsics INTEGER NOT NULL,
+    events            INTEGER NOT NULL
+);
+INSERT INTO counts VALUES (1, 0, 0, 0);
+CREATE TABLE proposers (
+    address     TEXT PRIMARY KEY,
+    blocks      INTEGER NOT NULL,
+    first_block INTEGER NOT NULL,
+    last_block  INTEGER NOT NULL
+);
 CREATE TABLE extrinsics (
     hash         TEXT PRIMARY KEY,
     block_number INTEGER NOT NULL REFERENCES blocks (number),
@@ -388,6 +402,14 @@ fn integrity_problem(conn: &Connection) -> Result<Option<String>, DbError> {
             "blocks declare {declared} extrinsics but {stored} are stored"
         )));
     }
+    let counted: i64 = conn.query_row("SELECT extrinsics FROM counts WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    if counted != stored {
+        return Ok(Some(format!(
+            "the extrinsic counter says {counted} but {stored} are stored"
+        )));
+    }
     Ok(None)
 }
 
@@ -412,6 +434,8 @@ impl Writer {
             "BEGIN;
              DELETE FROM account_activity; DELETE FROM accounts; DELETE FROM events;
              DELETE FROM extrinsics; DELETE FROM blocks; DELETE FROM meta;
+             DELETE FROM proposers;
+             UPDATE counts SET extrinsics = 0, failed_extrinsics = 0, events = 0;
              DELETE FROM grid_sync; DELETE FROM twins; DELETE FROM farms; DELETE FROM nodes;
              DELETE FROM node_status_changes; DELETE FROM reservations;
              DELETE FROM capacity_samples;
@@ -493,7 +517,24 @@ impl Writer {
             // Genesis is not proposed by anyone (its proposer field is all zeros).
             if block.number > 0 {
                 account.execute(params![block.proposer, number])?;
+                tx.prepare_cached(
+                    "INSERT INTO proposers (address, blocks, first_block, last_block)
+                     VALUES (?1, 1, ?2, ?2)
+                     ON CONFLICT (address) DO UPDATE SET blocks = blocks + 1,
+                                                         last_block = excluded.last_block",
+                )?
+                .execute(params![block.proposer, number])?;
             }
+            tx.prepare_cached(
+                "UPDATE counts SET extrinsics = extrinsics + ?1,
+                                   failed_extrinsics = failed_extrinsics + ?2,
+                                   events = events + ?3",
+            )?
+            .execute(params![
+                block.extrinsics.len() as i64,
+                block.extrinsics.iter().filter(|x| !x.success).count() as i64,
+                block.events.len() as i64,
+            ])?;
         }
         tx.commit()?;
         Ok(())

@@ -228,27 +228,31 @@ pub fn latest_blocks(conn: &Connection, limit: u64) -> Result<Vec<BlockSummary>,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Blocks, newest first, page `page`.
+/// Blocks, newest first, page `page`. Heights are contiguous from 0, so a page is a range of
+/// heights and deep pages cost the same as the first.
 pub fn blocks_page(
     conn: &Connection,
     page: u64,
 ) -> Result<Result<Paged<BlockSummary>, PageOutOfRange>, DbError> {
-    let total: i64 = conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))?;
-    let (offset, pages) = match page_offset(page, total as u64) {
+    let top: Option<i64> = conn.query_row("SELECT max(number) FROM blocks", [], |r| r.get(0))?;
+    let total = top.map_or(0, |t| t as u64 + 1);
+    let (offset, pages) = match page_offset(page, total) {
         Ok(x) => x,
         Err(e) => return Ok(Err(e)),
     };
+    let highest = top.unwrap_or(0) - offset as i64;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {BLOCK_SUMMARY_COLUMNS} FROM blocks ORDER BY number DESC LIMIT ?1 OFFSET ?2"
+        "SELECT {BLOCK_SUMMARY_COLUMNS} FROM blocks WHERE number <= ?1
+         ORDER BY number DESC LIMIT ?2"
     ))?;
     let items = stmt
-        .query_map(params![PAGE_SIZE as i64, offset as i64], block_summary)?
+        .query_map(params![highest, PAGE_SIZE as i64], block_summary)?
         .collect::<Result<_, _>>()?;
     Ok(Ok(Paged {
         page,
         page_size: PAGE_SIZE,
         pages,
-        total: total as u64,
+        total,
         items,
     }))
 }
@@ -474,35 +478,31 @@ pub fn account(
 /// Block proposers seen in the index: with one consensus path, they are the validators.
 /// Genesis has no proposer and is left out.
 pub fn validators(conn: &Connection) -> Result<Vec<ValidatorRow>, DbError> {
-    let total: i64 = conn.query_row("SELECT count(*) FROM blocks WHERE number > 0", [], |r| {
-        r.get(0)
-    })?;
     let mut stmt = conn.prepare_cached(
-        "SELECT proposer, count(*), min(number), max(number) FROM blocks WHERE number > 0
-         GROUP BY proposer ORDER BY count(*) DESC, proposer",
+        "SELECT address, blocks, first_block, last_block, (SELECT sum(blocks) FROM proposers)
+         FROM proposers ORDER BY blocks DESC, address",
     )?;
     let rows = stmt.query_map([], |r| {
         let blocks = r.get::<_, i64>(1)? as u64;
+        let total = r.get::<_, i64>(4)?.max(1) as f64;
         Ok(ValidatorRow {
             address: r.get(0)?,
             blocks_proposed: blocks,
             first_block: r.get::<_, i64>(2)? as u64,
             last_block: r.get::<_, i64>(3)? as u64,
-            share_percent: if total > 0 {
-                blocks as f64 * 100.0 / total as f64
-            } else {
-                0.0
-            },
+            share_percent: blocks as f64 * 100.0 / total,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Counts from the maintained counters; blocks are contiguous from 0, so max + 1.
 pub fn totals(conn: &Connection) -> Result<Totals, DbError> {
     Ok(conn.query_row(
-        "SELECT (SELECT count(*) FROM blocks), (SELECT count(*) FROM extrinsics),
-                (SELECT count(*) FROM extrinsics WHERE success = 0), (SELECT count(*) FROM events),
-                (SELECT count(*) FROM accounts), (SELECT count(DISTINCT proposer) FROM blocks WHERE number > 0)",
+        "SELECT coalesce((SELECT max(number) + 1 FROM blocks), 0), c.extrinsics,
+                c.failed_extrinsics, c.events, (SELECT count(*) FROM accounts),
+                (SELECT count(*) FROM proposers)
+         FROM counts c WHERE c.id = 1",
         [],
         |r| {
             Ok(Totals {
