@@ -218,10 +218,12 @@ async fn follow(
     }
     // Start-up pass against the latest final state.
     let first = snapshot(chain, reconciler.node_id, None).await?;
+    let pass = Instant::now();
     let summary = reconciler.run(&first, Some(chain)).await?;
     tracing::info!(
         ?summary,
         number = first.number,
+        ms = pass.elapsed().as_millis() as u64,
         "start-up reconciliation done"
     );
     Cursor {
@@ -250,9 +252,11 @@ async fn follow(
                 }
             };
             if snap.reservations != last_state || last_pass.elapsed() >= config.reconcile_interval {
+                let pass = Instant::now();
                 match reconciler.run(&snap, Some(chain)).await {
                     Ok(summary) => {
-                        tracing::info!(number = snap.number, ?summary, "reconciled");
+                        let ms = pass.elapsed().as_millis() as u64;
+                        tracing::info!(number = snap.number, ?summary, ms, "reconciled");
                         last_state = snap.reservations;
                         last_pass = Instant::now();
                     }

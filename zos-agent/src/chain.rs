@@ -140,8 +140,9 @@ impl Chain {
 
     /// Signs `call` with the node key, submits it and waits until it is final. Returns the hash
     /// of the block that holds it; a call that failed on chain is an error with the pallet's.
+    /// Only the nonce-to-pool step is serialised, so concurrent submissions share blocks.
     pub async fn submit(&self, call: Call) -> anyhow::Result<Hash> {
-        let _one_at_a_time = self.submit_lock.lock().await;
+        let one_at_a_time = self.submit_lock.lock().await;
         let chain = self.chain_context().await?;
         let address = self.key.public().to_string();
         let nonce = self
@@ -162,6 +163,8 @@ impl Chain {
                 async move { c.submit_and_watch_extrinsic(b).await }
             })
             .await?;
+        // In the pool now: the next submission's `account_next_index` sees this nonce.
+        drop(one_at_a_time);
         while let Some(status) = watch.next().await {
             match status? {
                 TransactionStatus::Finalized(block) => {

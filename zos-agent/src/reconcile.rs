@@ -199,22 +199,35 @@ impl Reconciler {
             .into_iter()
             .map(|c| (c.name.clone(), c))
             .collect();
+        let mut reports = Vec::new();
         for r in live {
             let results = self
                 .ensure_reservation(r, &mut existing, &mut summary)
                 .await;
             if results != r.results {
-                if let Some(chain) = chain {
-                    let call = Call::Reservations(reservations::Call::ReportResults {
+                reports.push((
+                    r.id,
+                    Call::Reservations(reservations::Call::ReportResults {
                         id: r.id,
                         version: r.version,
-                        results: results.clone(),
-                    });
-                    match chain.submit(call).await {
-                        Ok(_) => summary.reported += 1,
-                        Err(e) => {
-                            tracing::warn!(reservation = r.id, error = %e, "reporting results failed; will retry")
-                        }
+                        results,
+                    }),
+                ));
+            }
+        }
+        // All reports at once, so they land in the same block instead of one block each.
+        if let Some(chain) = chain {
+            let outcomes = futures::future::join_all(
+                reports
+                    .into_iter()
+                    .map(|(id, call)| async move { (id, chain.submit(call).await) }),
+            )
+            .await;
+            for (id, outcome) in outcomes {
+                match outcome {
+                    Ok(_) => summary.reported += 1,
+                    Err(e) => {
+                        tracing::warn!(reservation = id, error = %e, "reporting results failed; will retry")
                     }
                 }
             }

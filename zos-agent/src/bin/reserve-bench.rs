@@ -1,0 +1,196 @@
+//! `reserve-bench`: latency from a signed `reserve` of one small container to its `Ok` result
+//! being final, on a running local grid (`gridnode --dev`, whose agent runs node 1).
+//!
+//! For each of `--count` reservations, one at a time:
+//! 1. submit with `author_submitAndWatchExtrinsic` and wait for `finalized` (inclusion +
+//!    finality);
+//! 2. follow final heads until the reservation's results for its version are all Ok (the agent
+//!    noticing the block, Docker creating and starting the container, and the `report_results`
+//!    transaction being included and final);
+//! 3. cancel it, so the node's capacity is free for the next one.
+//!
+//! Prints p50/p99/max of each phase and of the total.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use gridchain_primitives::{Bytes, ChainContext, Extrinsic, Pair};
+use gridchain_rpc_api::{
+    jsonrpsee::ws_client::{WsClient, WsClientBuilder},
+    AuthorApiClient, ChainApiClient, GridApiClient, GridchainApiClient, StateApiClient,
+    SystemApiClient, TransactionStatus,
+};
+use gridchain_runtime::{
+    reservations::{self, Deployment, Workload, WorkloadSpec, WorkloadState},
+    twins, Call,
+};
+use parity_scale_codec::Encode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "ws://127.0.0.1:9944")]
+    rpc: String,
+    #[arg(long, default_value_t = 1)]
+    node_id: u32,
+    #[arg(long, default_value_t = 50)]
+    count: usize,
+    /// The user reserving (needs funds; a twin is created if missing).
+    #[arg(long, default_value = "//Bob")]
+    from: String,
+    #[arg(long, default_value = "gridchain/busybox:latest")]
+    image: String,
+}
+
+async fn submit(
+    client: &WsClient,
+    chain: ChainContext,
+    who: &Pair,
+    call: Call,
+) -> anyhow::Result<()> {
+    let nonce = client.account_next_index(who.public().to_string()).await?;
+    let best = client.header(None).await?.context("no best block")?.number;
+    let xt = Extrinsic::sign(who, call, nonce, best + 64, 0, chain);
+    let hash = xt.hash();
+    let mut watch = client
+        .submit_and_watch_extrinsic(Bytes(xt.encode()))
+        .await?;
+    while let Some(status) = watch.next().await {
+        match status? {
+            TransactionStatus::Finalized(_) => {
+                let info = client
+                    .extrinsic(hash)
+                    .await?
+                    .context("final but not indexed")?;
+                if !info.success {
+                    bail!("call failed: {:?}", info.error);
+                }
+                return Ok(());
+            }
+            TransactionStatus::Dropped
+            | TransactionStatus::Invalid
+            | TransactionStatus::Usurped(_) => {
+                bail!("transaction not included")
+            }
+            _ => {}
+        }
+    }
+    bail!("watch ended")
+}
+
+fn stats(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_millis();
+    println!(
+        "{name:<34} p50 {:>5} ms   p99 {:>5} ms   max {:>5} ms",
+        p(0.5),
+        p(0.99),
+        v.last().unwrap().as_millis()
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = WsClientBuilder::default()
+        .build(&args.rpc)
+        .await
+        .with_context(|| format!("connect {}", args.rpc))?;
+    let chain = ChainContext {
+        genesis_hash: client.block_hash(Some(0)).await?.context("no genesis")?,
+        spec_version: client.runtime_version().await?.spec_version,
+    };
+    let user = Pair::from_uri(&args.from)?;
+    if client
+        .twin_by_account(user.public().to_string(), None)
+        .await?
+        .is_none()
+    {
+        let name = format!("bench-{}", &user.public().to_string()[..8].to_lowercase());
+        submit(
+            &client,
+            chain,
+            &user,
+            Call::Twins(twins::Call::CreateTwin {
+                name,
+                endpoint: String::new(),
+            }),
+        )
+        .await?;
+    }
+    let deployment = Deployment {
+        metadata: "reserve-bench".into(),
+        workloads: vec![Workload {
+            name: "app".into(),
+            spec: WorkloadSpec::Container {
+                image: args.image.clone(),
+                cpu: 1,
+                memory: 32 << 20,
+                rootfs_size: 32 << 20,
+                entrypoint: "sleep 3600".into(),
+                env: vec![],
+                mounts: vec![],
+                networks: vec![],
+            },
+        }],
+    };
+    let (mut final_t, mut ok_t, mut total_t) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..args.count {
+        let started = Instant::now();
+        submit(
+            &client,
+            chain,
+            &user,
+            Call::Reservations(reservations::Call::Reserve {
+                node_id: args.node_id,
+                deployment: deployment.clone(),
+            }),
+        )
+        .await?;
+        let reserved = started.elapsed();
+        let id = client
+            .reservations_by_owner(user.public().to_string(), None)
+            .await?
+            .iter()
+            .map(|r| r.id)
+            .max()
+            .context("reservation not found")?;
+        let mut heads = client.subscribe_finalized_heads().await?;
+        loop {
+            let r = client
+                .reservation(id, None)
+                .await?
+                .context("reservation vanished")?;
+            if let Some(bad) = r.results.iter().find(|w| w.state == WorkloadState::Error) {
+                bail!("reservation {id} failed: {}", bad.message);
+            }
+            if !r.results.is_empty() && r.results.iter().all(|w| w.state == WorkloadState::Ok) {
+                break;
+            }
+            heads.next().await.context("head subscription ended")??;
+        }
+        let total = started.elapsed();
+        final_t.push(reserved);
+        ok_t.push(total - reserved);
+        total_t.push(total);
+        eprintln!(
+            "#{i}: reservation {id} final in {} ms, Ok after {} ms",
+            reserved.as_millis(),
+            total.as_millis()
+        );
+        submit(
+            &client,
+            chain,
+            &user,
+            Call::Reservations(reservations::Call::CancelReservation { id }),
+        )
+        .await?;
+    }
+    println!(
+        "{} reservations of one container on node {}",
+        args.count, args.node_id
+    );
+    stats("submit → reserve final", final_t);
+    stats("reserve final → Ok result final", ok_t);
+    stats("submit → Ok result final (total)", total_t);
+    Ok(())
+}
