@@ -15,7 +15,7 @@ i=1
 while [ "$i" -le "$N" ]; do
   port=$((9900 + i))
   "$ZDB" --data "$DIR/zdb$i/data" --index "$DIR/zdb$i/index" --port "$port" --mode seq \
-    2> "$DIR/zdb$i.log" &
+    > "$DIR/zdb$i.log" 2>&1 &
   echo $! >> "$DIR/pids"
   tries=0
   until redis-cli -p "$port" PING > /dev/null 2>&1; do

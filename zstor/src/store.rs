@@ -374,8 +374,10 @@ impl Store {
                 fetcher.request(index + 1);
             }
             let mut fetched = fetcher.finish(index);
-            let needs_parity = fetched.shards[..usize::from(params.data_shards)]
+            let needs_parity = fetched
+                .shards
                 .iter()
+                .take(usize::from(params.data_shards))
                 .any(Option::is_none);
             decoder
                 .decode(
