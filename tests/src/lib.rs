@@ -67,7 +67,7 @@ impl DevNode {
             .open(self.base_path.with_extension("log"))
             .expect("node log file");
         let child = Command::new(binary("gridnode"))
-            .args(["--dev", "--no-agent", "--base-path"])
+            .args(["--dev", "--no-agent", "--no-explorer", "--base-path"])
             .arg(&self.base_path)
             .args(["--rpc-port", &self.rpc_port.to_string()])
             .args(["--prometheus-port", &self.metrics_port.to_string()])

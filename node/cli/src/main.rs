@@ -90,6 +90,14 @@ struct Cli {
     #[arg(long)]
     no_agent: bool,
 
+    /// With --dev: do not start the explorer web UI.
+    #[arg(long)]
+    no_explorer: bool,
+
+    /// With --dev: port of the explorer web UI (127.0.0.1).
+    #[arg(long, default_value_t = 8080)]
+    explorer_port: u16,
+
     /// With --dev: port of the local node's zdb server.
     #[arg(long, default_value_t = 9900)]
     zdb_port: u16,
@@ -181,6 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(base_path = %base_path.display(), name = %cli.name, "starting gridnode");
 
     let dev_agent = (cli.dev && !cli.no_agent).then(|| (base_path.join("agent"), cli.zdb_port));
+    let dev_explorer = (cli.dev && !cli.no_explorer)
+        .then(|| (base_path.join("explorer.sqlite"), cli.explorer_port));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let node = gridchain_service::start(config).await?;
@@ -188,10 +198,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some((data_dir, zdb_port)) => start_dev_agent(node.rpc_addr, data_dir, zdb_port),
             None => None,
         };
+        let explorer = match dev_explorer {
+            Some((db_path, port)) => start_dev_explorer(node.rpc_addr, db_path, port).await,
+            None => None,
+        };
         shutdown_signal().await;
         tracing::info!("shutting down");
         if let Some(agent) = agent {
             agent.abort();
+        }
+        if let Some(explorer) = explorer {
+            explorer.stop().await;
         }
         node.stop().await;
         anyhow::Ok(())
@@ -234,6 +251,28 @@ fn start_dev_agent(
             tracing::error!(error = %format!("{e:#}"), "local 3Node agent stopped");
         }
     }))
+}
+
+/// The explorer of `--dev`, indexing this node. A failure (e.g. the port is taken) is logged and
+/// the chain runs on without it.
+async fn start_dev_explorer(
+    rpc_addr: SocketAddr,
+    db_path: PathBuf,
+    port: u16,
+) -> Option<explorer::ExplorerHandle> {
+    let mut config = explorer::Config::new(format!("ws://{rpc_addr}"), db_path);
+    config.listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    config.rebuild_on_mismatch = true;
+    match explorer::serve(config).await {
+        Ok(handle) => {
+            tracing::info!(url = %format!("http://{}", handle.local_addr()), "explorer");
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "explorer not started");
+            None
+        }
+    }
 }
 
 fn default_base_path() -> anyhow::Result<PathBuf> {
