@@ -257,6 +257,35 @@ pub fn blocks_page(
     }))
 }
 
+/// The newest `limit` blocks above `after`, oldest first, each with its extrinsics.
+pub fn live_backlog(
+    conn: &Connection,
+    after: u64,
+    limit: u64,
+) -> Result<Vec<(BlockSummary, Vec<ExtrinsicSummary>)>, DbError> {
+    let after = after.min(i64::MAX as u64) as i64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {BLOCK_SUMMARY_COLUMNS} FROM blocks WHERE number > ?1 ORDER BY number DESC LIMIT ?2"
+    ))?;
+    let mut blocks: Vec<BlockSummary> = stmt
+        .query_map(params![after, limit as i64], block_summary)?
+        .collect::<Result<_, _>>()?;
+    blocks.reverse();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EXTRINSIC_SUMMARY_COLUMNS} FROM extrinsics x JOIN blocks b ON b.number = x.block_number
+         WHERE x.block_number = ?1 ORDER BY x.idx"
+    ))?;
+    blocks
+        .into_iter()
+        .map(|b| {
+            let extrinsics = stmt
+                .query_map([b.number as i64], extrinsic_summary)?
+                .collect::<Result<_, _>>()?;
+            Ok((b, extrinsics))
+        })
+        .collect()
+}
+
 pub fn latest_extrinsics(conn: &Connection, limit: u64) -> Result<Vec<ExtrinsicSummary>, DbError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EXTRINSIC_SUMMARY_COLUMNS} FROM extrinsics x JOIN blocks b ON b.number = x.block_number

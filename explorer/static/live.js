@@ -11,10 +11,17 @@
     return text.length <= 2 * keep + 3 ? text : text.slice(0, keep) + "\u2026" + text.slice(-4);
   }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
+  // Same shape as the server's time cell: <span class="date">YYYY-MM-DD </span>HH:MM:SS UTC
   function utc(ms) {
     var d = new Date(ms);
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
-      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + " UTC";
+    var frag = document.createDocumentFragment();
+    var date = document.createElement("span");
+    date.className = "date";
+    date.textContent = d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " ";
+    frag.appendChild(date);
+    frag.appendChild(document.createTextNode(
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + " UTC"));
+    return frag;
   }
   function link(href, text, cls, title) {
     var a = document.createElement("a");
@@ -48,10 +55,16 @@
     el.appendChild(link("/block/" + n, "#" + n));
   }
 
-  var source = new EventSource("/api/live");
+  // The newest block on the page; the stream replays anything newer, then follows.
+  var newest = -1;
+  var first = blocks.querySelector("tr td a");
+  if (first) newest = Number(first.textContent.replace("#", ""));
+  var source = new EventSource("/api/live" + (newest >= 0 ? "?after=" + newest : ""));
   source.addEventListener("block", function (message) {
     var live = JSON.parse(message.data);
     var b = live.block;
+    if (b.number <= newest) return;
+    newest = b.number;
     setHeight("final-height", live.finalHeight);
     setHeight("best-height", live.bestHeight);
     setHeight("indexed-height", b.number);
@@ -62,7 +75,7 @@
 
     var row = document.createElement("tr");
     cell(row, link("/block/" + b.number, "#" + b.number));
-    cell(row, link("/block/" + b.hash, short(b.hash), null, b.hash), "mono hide-narrow");
+    cell(row, link("/block/" + b.hash, short(b.hash), null, b.hash), "mono hide-narrow hash");
     cell(row, String(b.extrinsicCount));
     cell(row, link("/account/" + b.proposer, short(b.proposer), "mono", b.proposer), "hide-narrow");
     cell(row, utc(b.timestampMs), "time");
@@ -76,7 +89,7 @@
       call.className = "call";
       call.textContent = x.pallet + "." + x.callName;
       cell(r, call);
-      cell(r, link("/account/" + x.signer, short(x.signer), "mono", x.signer), "hide-narrow");
+      cell(r, link("/account/" + x.signer, short(x.signer), "mono", x.signer), "hide-narrow signer");
       cell(r, badge(x.success));
       prepend(extrinsics, r);
     });

@@ -247,6 +247,15 @@ async fn home_updates_live_and_links_work() {
     };
     let after = page.eval(first_row).await;
     assert!(height(&after) > height(&before), "{before} → {after}");
+    // Every height once, newest first, no gap between what was rendered and what streamed in.
+    let rows = page
+        .eval("Array.from(document.querySelectorAll('#latest-blocks tr td:first-child a')).map(a => Number(a.textContent.slice(1)))")
+        .await;
+    let rows: Vec<u64> = serde_json::from_value(rows).expect("heights");
+    assert!(
+        rows.windows(2).all(|w| w[0] == w[1] + 1),
+        "latest blocks: {rows:?}"
+    );
     let indexed_card = page
         .eval("document.querySelector('[data-live=\"indexed-height\"]').textContent")
         .await;

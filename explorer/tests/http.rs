@@ -364,3 +364,59 @@ async fn corrupt_or_foreign_index_is_detected() {
     }
     explorer.stop().await;
 }
+
+/// Reads the ids of the first `count` SSE events of `GET path` (the stream never ends).
+async fn sse_ids(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra_header: &str,
+    count: usize,
+) -> Vec<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra_header}\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    let ids = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("id: ").or_else(|| l.strip_prefix("id:")))
+            .filter_map(|id| id.trim().parse().ok())
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while ids(&text).len() < count {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "stream closed: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("SSE events in 30 s");
+    ids(&text).into_iter().take(count).collect()
+}
+
+/// The live stream replays what a page missed (`?after=` or `Last-Event-ID`), then follows,
+/// with every height exactly once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stream_replays_then_follows_without_gaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = DevNode::start(&dir.path().join("node"), 200).await;
+    let explorer = start_explorer(&node, &dir.path().join("index.sqlite")).await;
+    let addr = explorer.local_addr();
+    wait_indexed(addr, 8).await;
+
+    let ids = sse_ids(addr, "/api/live?after=3", "", 12).await;
+    assert_eq!(ids[0], 4, "{ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap or duplicate: {ids:?}"
+    );
+
+    let ids = sse_ids(addr, "/api/live", "Last-Event-ID: 5\r\n", 4).await;
+    assert_eq!(ids[0], 6, "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+
+    assert_eq!(get(addr, "/api/live?after=soon").await.status, 400);
+    explorer.stop().await;
+}

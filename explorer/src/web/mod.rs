@@ -21,7 +21,7 @@ use crate::{
 };
 use axum::{
     extract::{rejection::PathRejection, rejection::QueryRejection, Path, Query, State},
-    http::{header, StatusCode, Uri},
+    http::{header, HeaderMap, StatusCode, Uri},
     response::{
         sse::{Event as SseEvent, KeepAlive, Sse},
         IntoResponse, Redirect, Response,
@@ -29,7 +29,6 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use futures::Stream;
 use gridchain_primitives::{AccountId, Hash};
 use maud::Markup;
 use parking_lot::RwLock;
@@ -521,19 +520,80 @@ fn node_id_in(q: &str) -> Option<&str> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
-/// Server-sent events: one `block` event per newly indexed block.
-async fn live(
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let mut shutdown = state.shutdown.clone();
-    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(|item| {
+/// Server-sent events: one `block` event (id = block number) per newly indexed block.
+///
+/// `?after=N` (the newest block the page shows) or the browser's `Last-Event-ID` on a reconnect
+/// first replays the newest blocks after N from the index, so a block indexed between rendering
+/// the page and opening the stream is not missed; the subscription is taken before that read and
+/// blocks already replayed are skipped, so none is sent twice.
+async fn live(State(state): State<AppState>, query: QueryParams, headers: HeaderMap) -> Response {
+    let after = match live_after(&query, &headers) {
+        Ok(after) => after,
+        Err(e) => return error_response(Format::Json, e),
+    };
+    let receiver = state.live.subscribe();
+    let backlog = match after {
+        Some(after) => match read(&state, move |conn| {
+            query::live_backlog(conn, after, LATEST_ROWS)
+        })
+        .await
+        {
+            Ok(backlog) => backlog,
+            Err(e) => return error_response(Format::Json, e),
+        },
+        None => Vec::new(),
+    };
+    let status = state.status.read().clone();
+    let last_sent = backlog.last().map(|(b, _)| b.number).or(after);
+    let replay = backlog
+        .into_iter()
+        .map(move |(block, extrinsics)| LiveBlock {
+            block,
+            extrinsics,
+            final_height: status.final_height,
+            best_height: status.best_height,
+        });
+    let fresh = BroadcastStream::new(receiver).filter_map(move |item| {
         // A lagging client skips blocks; the next event carries the current heights anyway.
         let block = item.ok()?;
-        let data = serde_json::to_string(&block).ok()?;
-        Some(Ok(SseEvent::default().event("block").data(data)))
+        (last_sent.is_none_or(|n| block.block.number > n)).then_some(block)
     });
+    let stream = tokio_stream::iter(replay).chain(fresh).map(|block| {
+        let data = serde_json::to_string(&block).unwrap_or_default();
+        Ok::<_, Infallible>(
+            SseEvent::default()
+                .id(block.block.number.to_string())
+                .event("block")
+                .data(data),
+        )
+    });
+    let mut shutdown = state.shutdown.clone();
     let stream = futures::StreamExt::take_until(stream, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The newest block the client has: the larger of `?after=` and `Last-Event-ID`.
+fn live_after(query: &QueryParams, headers: &HeaderMap) -> Result<Option<u64>, WebError> {
+    let query = query
+        .as_ref()
+        .map_err(|e| WebError::bad_request(format!("bad query string: {e}")))?;
+    let parse = |what: &str, v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| WebError::bad_request(format!("{what} must be a block height, not {v:?}")))
+    };
+    let from_query = query.get("after").map(|v| parse("after", v)).transpose()?;
+    let from_header = match headers.get("last-event-id") {
+        Some(v) => Some(parse(
+            "Last-Event-ID",
+            v.to_str()
+                .map_err(|_| WebError::bad_request("Last-Event-ID is not text"))?,
+        )?),
+        None => None,
+    };
+    Ok(from_query.max(from_header))
 }

@@ -94,14 +94,21 @@ pub(super) fn card(label: &str, live_key: Option<&str>, value: Markup) -> Markup
     }
 }
 
+/// A UTC time whose date part the home page's compact tables hide (CSS `.date`).
+fn time_cell(timestamp_ms: u64) -> Markup {
+    let full = utc_time(timestamp_ms);
+    let (date, clock) = full.split_once(' ').unwrap_or(("", full.as_str()));
+    html! { span.date { (date) " " } (clock) }
+}
+
 fn block_row(b: &BlockSummary) -> Markup {
     html! {
         tr {
             td { (block_link(b.number)) }
-            td.mono.hide-narrow { a href=(format!("/block/{}", b.hash)) title=(b.hash) { (short(&b.hash)) } }
+            td.mono.hide-narrow.hash { a href=(format!("/block/{}", b.hash)) title=(b.hash) { (short(&b.hash)) } }
             td { (b.extrinsic_count) }
             td.hide-narrow { (account_link(&b.proposer)) }
-            td.time { (utc_time(b.timestamp_ms)) }
+            td.time { (time_cell(b.timestamp_ms)) }
         }
     }
 }
@@ -112,7 +119,7 @@ fn extrinsic_row(x: &ExtrinsicSummary) -> Markup {
             td { (extrinsic_link(&x.hash)) }
             td { (block_link(x.block_number)) }
             td { (call_label(&x.pallet, &x.call_name)) }
-            td.hide-narrow { (account_link(&x.signer)) }
+            td.hide-narrow.signer { (account_link(&x.signer)) }
             td { (outcome(x.success)) }
         }
     }
@@ -122,7 +129,7 @@ fn blocks_table(id: Option<&str>, rows: &[BlockSummary]) -> Markup {
     html! {
         div.table-wrap {
             table {
-                thead { tr { th { "Block" } th.hide-narrow { "Hash" } th { "Extrinsics" } th.hide-narrow { "Proposer" } th { "Time" } } }
+                thead { tr { th { "Block" } th.hide-narrow.hash { "Hash" } th { "Extrinsics" } th.hide-narrow { "Proposer" } th { "Time" } } }
                 tbody id=[id] {
                     @for b in rows { (block_row(b)) }
                 }
@@ -135,7 +142,7 @@ pub(super) fn extrinsics_table(id: Option<&str>, rows: &[ExtrinsicSummary]) -> M
     html! {
         div.table-wrap {
             table {
-                thead { tr { th { "Extrinsic" } th { "Block" } th { "Call" } th.hide-narrow { "Signer" } th { "Result" } } }
+                thead { tr { th { "Extrinsic" } th { "Block" } th { "Call" } th.hide-narrow.signer { "Signer" } th { "Result" } } }
                 tbody id=[id] {
                     @for x in rows { (extrinsic_row(x)) }
                     @if rows.is_empty() && id.is_none() {
