@@ -161,6 +161,10 @@ pub enum StoreCommand {
     },
     /// Files stored from this machine (the local index).
     Ls,
+    /// Reserve dataShards + parityShards zdb namespaces on the grid (distinct farms first, then
+    /// distinct nodes) in one all-or-nothing transaction, wait until every node reports Ok, and
+    /// write the backend config (--config, mode 0600).
+    Reserve(crate::commands::store_reserve::StoreReserveArgs),
 }
 
 #[derive(Debug, Subcommand)]

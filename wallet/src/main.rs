@@ -11,7 +11,8 @@
 //! on chain, 6 `store check` found lost or corrupt shards.
 //!
 //! `grid store …` ([`commands::store`]) stores files on zdb namespaces through the `zstor`
-//! library; it needs a backend config, not a node.
+//! library; it needs a backend config, not a node — except `grid store reserve`
+//! ([`commands::store_reserve`]), which reserves the namespaces on the grid and writes that config.
 
 mod accounts;
 mod amount;
@@ -46,6 +47,7 @@ enum NodeRequest {
     Block(BlockRef),
     Tx(Hash),
     Grid(Box<commands::grid::GridRequest>),
+    StoreReserve(Box<commands::store_reserve::StoreReserve>),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -65,6 +67,15 @@ async fn run(cli: Cli) -> Result<Rendered> {
     let keystore = KeystoreLocation::new(cli.keystore);
     let request = match cli.command {
         Command::Key(command) => return commands::key::run(command, &keystore),
+        Command::Store(cli::StoreArgs {
+            command: cli::StoreCommand::Reserve(args),
+            config,
+            ..
+        }) => NodeRequest::StoreReserve(Box::new(commands::store_reserve::StoreReserve::prepare(
+            args,
+            commands::store::config_path(config)?,
+            &keystore,
+        )?)),
         Command::Store(args) => return commands::store::run(args, cli.output),
         Command::Balance { account } => NodeRequest::Balance(resolve_account(&account, &keystore)?),
         Command::Transfer(args) => {
@@ -110,6 +121,7 @@ async fn execute<C: NodeClient>(
         NodeRequest::Block(which) => query::block(node, which).await,
         NodeRequest::Tx(hash) => query::tx(node, hash).await,
         NodeRequest::Grid(request) => request.execute(node, format).await,
+        NodeRequest::StoreReserve(request) => request.execute(node, format).await,
     }
 }
 

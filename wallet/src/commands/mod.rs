@@ -7,6 +7,7 @@ pub mod node;
 pub mod query;
 pub mod reservation;
 pub mod store;
+pub mod store_reserve;
 pub mod submit;
 pub mod transfer;
 pub mod twin;

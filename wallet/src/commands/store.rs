@@ -22,10 +22,7 @@ pub fn run(args: StoreArgs, format: OutputFormat) -> Result<Rendered> {
     };
     // everything but `ls` needs the backends, the key and the index
     let open = || -> Result<(Store, KeySource, LocalIndex)> {
-        let config_path = match &args.config {
-            Some(path) => path.clone(),
-            None => default_path("XDG_CONFIG_HOME", ".config", "store.json")?,
-        };
+        let config_path = config_path(args.config.clone())?;
         let store = Store::new(StoreConfig::load(&config_path)?)?;
         Ok((store, key_source(&args)?, LocalIndex::load(&index_path)?))
     };
@@ -60,6 +57,16 @@ pub fn run(args: StoreArgs, format: OutputFormat) -> Result<Rendered> {
             repair(&store, &key, &mut index, &location, format)
         }
         StoreCommand::Ls => ls(&index_path),
+        StoreCommand::Reserve(_) => bail!("`grid store reserve` runs against a node"),
+    }
+}
+
+/// The backend config: `--config`/`GRID_STORE_CONFIG`, else `$XDG_CONFIG_HOME/grid/store.json`
+/// or `~/.config/grid/store.json`.
+pub fn config_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    match explicit {
+        Some(path) => Ok(path),
+        None => default_path("XDG_CONFIG_HOME", ".config", "store.json"),
     }
 }
 
