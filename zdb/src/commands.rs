@@ -350,9 +350,9 @@ impl Session {
             }
         };
         match self.ns.set(&args[1], &args[2], timestamp) {
-            Ok(SetOutcome::Stored(key)) => {
+            Ok(SetOutcome::Stored(generated)) => {
                 self.mark_dirty();
-                reply::bulk(out, &key);
+                reply::bulk(out, generated.as_ref().map_or(&args[1][..], |id| &id[..]));
                 true
             }
             Ok(SetOutcome::Unchanged) => {

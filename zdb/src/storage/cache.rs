@@ -7,7 +7,9 @@
 //! so an entry can never be stale: at worst it is unreachable until evicted.
 //! Eviction is FIFO by insertion under a byte budget.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 use bytes::Bytes;
 use parking_lot::Mutex;

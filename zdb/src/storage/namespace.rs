@@ -10,7 +10,7 @@
 //! data record after the last position it covers is replayed from the data
 //! files, so losing its tail (or all of it) costs time, never data.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 use crate::config::{Durability, Mode};
 use crate::error::{StoreError, StoreResult};
 use crate::storage::cache::ValueCache;
-use crate::storage::keys::{BadSeqId, KeyIndex, Meta};
+use crate::storage::keys::{BadSeqId, KeyIndex, Meta, SEQ_KEY_LEN};
 use crate::storage::meta::{self, NsSettings};
 use crate::storage::record::{
     data_file_header, IndexEntry, Loc, NewRecord, RecordHeader, DATA_FILE_HEADER_LEN, DATA_MAGIC,
@@ -86,8 +86,9 @@ pub enum NsError {
 /// Result of `SET`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SetOutcome {
-    /// Stored under this key (the generated id in seq mode).
-    Stored(Vec<u8>),
+    /// Stored; under the id generated for `SET ""` in seq mode, else
+    /// (`None`) under the key the client gave.
+    Stored(Option<[u8; SEQ_KEY_LEN]>),
     /// Same value as the live one: nothing written.
     Unchanged,
 }
@@ -148,6 +149,8 @@ const SCAN_MAX_RECORDS: usize = 10_000;
 /// The in-memory tail is written out early past this size.
 const PENDING_FLUSH_BYTES: usize = 4 * 1024 * 1024;
 const INDEX_FLUSH_BYTES: usize = 1024 * 1024;
+/// The index log is read in chunks of this size when a namespace opens.
+const INDEX_READ_CHUNK: usize = 4 * 1024 * 1024;
 
 struct DataFile {
     id: u32,
@@ -167,7 +170,7 @@ struct IndexLog {
 }
 
 impl IndexLog {
-    fn append(&mut self, entry: &IndexEntry) {
+    fn append<K: AsRef<[u8]>>(&mut self, entry: &IndexEntry<K>) {
         entry.encode_into(&mut self.pending);
         self.entries += 1;
     }
@@ -798,12 +801,16 @@ impl Namespace {
         if st.settings.lock {
             return Err(NsError::Locked);
         }
-        let (key, existing): (Vec<u8>, Option<Meta>) = match st.settings.mode {
-            Mode::User if key.is_empty() => return Err(NsError::KeyNeeded),
-            Mode::User => (key.to_vec(), st.keys.get(key)),
-            Mode::Seq if key.is_empty() => (st.keys.next_seq_id().to_le_bytes().to_vec(), None),
-            Mode::Seq => match st.keys.get(key) {
-                Some(m) => (key.to_vec(), Some(m)),
+        let generated = match st.settings.mode {
+            Mode::Seq if key.is_empty() => Some(st.keys.next_seq_id().to_le_bytes()),
+            _ => None,
+        };
+        let (key, existing): (&[u8], Option<Meta>) = match (st.settings.mode, &generated) {
+            (_, Some(id)) => (id, None),
+            (Mode::User, None) if key.is_empty() => return Err(NsError::KeyNeeded),
+            (Mode::User, None) => (key, st.keys.get(key)),
+            (Mode::Seq, None) => match st.keys.get(key) {
+                Some(m) => (key, Some(m)),
                 None => return Err(NsError::OnlyUpdate),
             },
         };
@@ -821,7 +828,7 @@ impl Namespace {
                 // a damaged old record just means the new value gets written
                 let old = match self.cache.get(self.cache_id, m.loc) {
                     Some(v) => Some(v),
-                    None => st.read_record(&key, &m).ok().map(|(_, v)| v),
+                    None => st.read_record(key, &m).ok().map(|(_, v)| v),
                 };
                 if old.is_some_and(|old| old == value) {
                     return Ok(SetOutcome::Unchanged);
@@ -830,7 +837,7 @@ impl Namespace {
         }
         let timestamp = timestamp.unwrap_or_else(now_secs);
         let mut rec = NewRecord {
-            key: &key,
+            key,
             value,
             flags: 0,
             timestamp,
@@ -846,18 +853,18 @@ impl Namespace {
             timestamp,
             value_crc,
         };
-        if st.apply_live(&key, meta).is_err() {
+        if st.apply_live(key, meta).is_err() {
             return Err(NsError::InvalidKey);
         }
         st.index.append(&IndexEntry {
-            key: key.clone(),
+            key,
             flags: 0,
             value_len: meta.value_len,
             timestamp,
             loc,
             value_crc,
         });
-        Ok(SetOutcome::Stored(key))
+        Ok(SetOutcome::Stored(generated))
     }
 
     /// `DEL`: appends a deletion marker.
@@ -889,7 +896,7 @@ impl Namespace {
             return Err(NsError::InvalidKey);
         }
         st.index.append(&IndexEntry {
-            key: key.to_vec(),
+            key,
             flags: FLAG_DELETED,
             value_len: 0,
             timestamp,
@@ -1571,10 +1578,12 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
     if len == 0 {
         return Ok(None);
     }
-    let mut reader = BufReader::with_capacity(1 << 20, &st.index.file);
-    reader.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    // read in large chunks and decode entries in place: a key is copied
+    // once, into the map, and only when it is new there
+    let mut file = &st.index.file;
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
     let mut magic = [0u8; 8];
-    if reader.read_exact(&mut magic).is_err() || &magic != INDEX_MAGIC {
+    if read_full(&mut file, &mut magic).map_err(io_err)? != magic.len() || &magic != INDEX_MAGIC {
         warn!(
             namespace = ns,
             "index file has a bad header, rebuilding from data"
@@ -1585,34 +1594,34 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
     let mut entries = 0u64;
     let mut coverage: Option<Position> = None;
     let mut keys = KeyIndex::new(st.settings.mode);
-    let mut buf = vec![0u8; 26 + MAX_KEY_LEN];
+    let mut buf = vec![0u8; INDEX_READ_CHUNK];
+    // bytes of `buf` holding data, and where the next entry starts in it
+    let (mut filled, mut at) = (0usize, 0usize);
+    let mut eof = false;
     loop {
-        let mut head = [0u8; 26];
-        match read_full(&mut reader, &mut head).map_err(io_err)? {
-            0 => break,
-            26 => {}
-            _ => {
-                warn!(
-                    namespace = ns,
-                    offset = good_len,
-                    "torn index entry, cut off"
-                );
+        let (entry, size) = match IndexEntry::decode_ref(&buf[at..filled]) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) if eof => {
+                if at < filled {
+                    warn!(
+                        namespace = ns,
+                        offset = good_len,
+                        "torn index entry, cut off"
+                    );
+                }
                 break;
             }
-        }
-        let key_len = head[4] as usize;
-        buf[..26].copy_from_slice(&head);
-        if read_full(&mut reader, &mut buf[26..26 + key_len]).map_err(io_err)? != key_len {
-            warn!(
-                namespace = ns,
-                offset = good_len,
-                "torn index entry, cut off"
-            );
-            break;
-        }
-        let entry = match IndexEntry::decode(&buf[..26 + key_len]) {
-            Ok(Some((e, _))) => e,
-            _ => {
+            Ok(None) => {
+                // move the partial entry to the front and read more after it
+                buf.copy_within(at..filled, 0);
+                filled -= at;
+                at = 0;
+                let n = read_full(&mut file, &mut buf[filled..]).map_err(io_err)?;
+                eof = filled + n < buf.len();
+                filled += n;
+                continue;
+            }
+            Err(_) => {
                 warn!(
                     namespace = ns,
                     offset = good_len,
@@ -1621,14 +1630,21 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
                 return Ok(None);
             }
         };
-        good_len += 26 + key_len as u64;
+        at += size;
+        good_len += size as u64;
+        if entries == 0 {
+            // size the map once from the file length and the first entry's
+            // size (an estimate: keys vary, and the log holds overwrites
+            // until it is rewritten), instead of rehashing while it grows
+            keys.reserve((len.saturating_sub(good_len) / size as u64 + 1).min(1 << 28) as usize);
+        }
         entries += 1;
         if let Some(&pos) = st.file_pos.get(&entry.loc.file) {
             let end = if entry.flags & FLAG_COVERAGE != 0 {
                 entry.loc.offset as u64
             } else {
                 entry.loc.offset as u64
-                    + (RECORD_HEADER_LEN + key_len) as u64
+                    + (RECORD_HEADER_LEN + entry.key.len()) as u64
                     + entry.value_len as u64
             };
             if coverage.is_none_or(|c| (pos, end) > c) {
@@ -1639,10 +1655,10 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
             continue;
         }
         let applied = if entry.flags & FLAG_DELETED != 0 {
-            keys.remove(&entry.key).map(|_| ())
+            keys.remove(entry.key).map(|_| ())
         } else {
             keys.insert(
-                &entry.key,
+                entry.key,
                 Meta {
                     loc: entry.loc,
                     value_len: entry.value_len,
@@ -1660,7 +1676,6 @@ fn load_index(ns: &str, st: &mut NsState) -> StoreResult<Option<Position>> {
             return Ok(None);
         }
     }
-    drop(reader);
     // every live key must point inside a data file we have, and the index
     // must not claim data that is not on disk
     let mut consistent = coverage.is_none_or(|(pos, end)| end <= st.files[pos].written);
@@ -1803,7 +1818,7 @@ fn rewrite_index(st: &mut NsState) -> StoreResult<()> {
     let mut entries = 0;
     st.keys.for_each(|k, m| {
         IndexEntry {
-            key: k.to_vec(),
+            key: k,
             flags: 0,
             value_len: m.value_len,
             timestamp: m.timestamp,

@@ -162,8 +162,8 @@ pub fn data_file_header(file_id: u32) -> [u8; DATA_FILE_HEADER_LEN as usize] {
 
 /// One entry of the index log: the state of a key after one data record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub key: Vec<u8>,
+pub struct IndexEntry<K = Vec<u8>> {
+    pub key: K,
     pub flags: u8,
     pub value_len: u32,
     pub timestamp: u32,
@@ -171,25 +171,49 @@ pub struct IndexEntry {
     pub value_crc: u32,
 }
 
-impl IndexEntry {
+impl<K: AsRef<[u8]>> IndexEntry<K> {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let key = self.key.as_ref();
         let start = out.len();
         out.extend_from_slice(&[0u8; 4]);
-        out.push(self.key.len() as u8);
+        out.push(key.len() as u8);
         out.push(self.flags);
         out.extend_from_slice(&self.value_len.to_le_bytes());
         out.extend_from_slice(&self.timestamp.to_le_bytes());
         out.extend_from_slice(&self.loc.file.to_le_bytes());
         out.extend_from_slice(&self.loc.offset.to_le_bytes());
         out.extend_from_slice(&self.value_crc.to_le_bytes());
-        out.extend_from_slice(&self.key);
+        out.extend_from_slice(key);
         let crc = crc32c::crc32c(&out[start + 4..]);
         out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
+}
 
+impl IndexEntry {
     /// Decodes the entry at the front of `bytes`; returns it and its length.
     /// `Ok(None)` means the bytes end mid-entry (a torn tail).
     pub fn decode(bytes: &[u8]) -> Result<Option<(IndexEntry, usize)>, StoreError> {
+        Ok(IndexEntry::decode_ref(bytes)?.map(|(e, n)| {
+            (
+                IndexEntry {
+                    key: e.key.to_vec(),
+                    flags: e.flags,
+                    value_len: e.value_len,
+                    timestamp: e.timestamp,
+                    loc: e.loc,
+                    value_crc: e.value_crc,
+                },
+                n,
+            )
+        }))
+    }
+}
+
+impl<'a> IndexEntry<&'a [u8]> {
+    /// Like [`IndexEntry::decode`], with the key borrowed from `bytes` (no allocation).
+    pub fn decode_ref(
+        bytes: &'a [u8],
+    ) -> Result<Option<(IndexEntry<&'a [u8]>, usize)>, StoreError> {
         if bytes.len() < INDEX_ENTRY_HEADER_LEN {
             return Ok(None);
         }
@@ -209,7 +233,7 @@ impl IndexEntry {
         }
         Ok(Some((
             IndexEntry {
-                key: bytes[INDEX_ENTRY_HEADER_LEN..total].to_vec(),
+                key: &bytes[INDEX_ENTRY_HEADER_LEN..total],
                 flags: bytes[5],
                 value_len: u32_at(6),
                 timestamp: u32_at(10),
