@@ -12,7 +12,8 @@ Exit codes:
   3  cannot reach the node, or the RPC connection broke
   4  transaction rejected by the node (shows the JSON-RPC code, e.g. 1006: cannot pay fee)
   5  transaction included in a final block but its call failed (shows the pallet error);
-     `reservation watch`: a workload failed (shows the node's message) or was deleted
+     `reservation watch`, `store reserve`: a workload failed (shows the node's message)
+     or was deleted
   6  `store check` found lost or corrupt shards, or `store repair` could not re-create
      all of them (the report is still printed)
 

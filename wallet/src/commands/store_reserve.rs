@@ -243,20 +243,20 @@ impl StoreReserve {
 
         // one password per namespace, sealed to its node
         let mut accounts: BTreeMap<NodeId, AccountId> = BTreeMap::new();
-        for c in &picked {
-            if !accounts.contains_key(&c.node_id) {
-                let info = node
-                    .read(GridApiClient::node(node.client, c.node_id, None))
-                    .await?
-                    .ok_or_else(|| anyhow!("node {} disappeared", c.node_id))?;
-                accounts.insert(c.node_id, info.node.account);
-            }
+        for node_id in &nodes {
+            let info = node
+                .read(GridApiClient::node(node.client, *node_id, None))
+                .await?
+                .ok_or_else(|| anyhow!("node {node_id} disappeared"))?;
+            accounts.insert(*node_id, info.node.account);
         }
         let mut passwords: Vec<Zeroizing<String>> = Vec::with_capacity(count);
         let mut requests = Vec::with_capacity(count);
         for (i, c) in picked.iter().enumerate() {
             let password = random_password();
-            let account = &accounts[&c.node_id];
+            let account = accounts
+                .get(&c.node_id)
+                .ok_or_else(|| anyhow!("node {} disappeared", c.node_id))?;
             let sealed = seal::seal(account, password.as_bytes())
                 .map_err(|e| anyhow!("cannot seal the password to node {}: {e}", c.node_id))?;
             passwords.push(password);
@@ -630,6 +630,7 @@ fn write_config(path: &Path, config: &ReservedConfig) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
