@@ -92,7 +92,14 @@ impl DevNode {
     pub fn start(keystore: &Path) -> Self {
         let port = free_port();
         let child = Command::new(gridnode_path())
-            .args(["--dev", "--no-agent", "--no-explorer", "--tmp", "--no-prometheus", "--rpc-port"])
+            .args([
+                "--dev",
+                "--no-agent",
+                "--no-explorer",
+                "--tmp",
+                "--no-prometheus",
+                "--rpc-port",
+            ])
             .arg(port.to_string())
             .args(["--log", "warn"])
             .stdin(Stdio::null())
