@@ -1,6 +1,9 @@
 //! The provisioners against the real Docker daemon, the kernel's netlink and a real zdb server.
 //! Every test removes what it created, also when it fails (guards run on drop).
 
+mod common;
+
+use common::{ensure_image, Cleanup, IMAGE};
 use std::{collections::BTreeMap, net::Ipv4Addr, process::Command};
 use zos_agent::provision::{
     container::{ContainerSpec, ContainerState, Containers, LABEL_RESERVATION},
@@ -9,64 +12,8 @@ use zos_agent::provision::{
     zdb::{NamespaceSpec, ZdbAdmin},
 };
 
-const IMAGE: &str = "gridchain/busybox:latest";
-
-fn ensure_image() {
-    let present = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !present {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build-busybox-image.sh");
-        let out = Command::new("bash").arg(script).output().unwrap();
-        assert!(
-            out.status.success(),
-            "building the test image: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().unwrap()
-}
-
-/// Removes the node's containers, volumes and the named bridges when dropped.
-struct Cleanup {
-    node: u32,
-    bridges: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label=gridchain.node={}", self.node);
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-            .unwrap();
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-        let vols = Command::new("docker")
-            .args(["volume", "ls", "-q", "--filter", &filter])
-            .output()
-            .unwrap();
-        for v in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", "-f", v])
-                .output();
-        }
-        for b in &self.bridges {
-            let _ = Command::new("ip").args(["link", "del", b]).output();
-            for chain in ["DOCKER-USER", "FORWARD"] {
-                let _ = Command::new("iptables")
-                    .args(["-w", "-D", chain, "-i", b, "-o", b, "-j", "ACCEPT"])
-                    .output();
-            }
-        }
-    }
 }
 
 fn spec(name: &str, reservation: u64) -> ContainerSpec {
@@ -96,7 +43,8 @@ async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
     ensure_image();
     let node = 900_001;
     let _cleanup = Cleanup {
-        node,
+        agent: None,
+        node_tag: Some(node.to_string()),
         bridges: vec![],
     };
     let containers = Containers::new(docker(), &node.to_string());
@@ -165,7 +113,8 @@ async fn same_network_connects_other_owners_network_does_not() {
     let node = 900_002;
     let (bridge_a, bridge_b) = ("gcbrtest0a", "gcbrtest0b");
     let _cleanup = Cleanup {
-        node,
+        agent: None,
+        node_tag: Some(node.to_string()),
         bridges: vec![bridge_a.into(), bridge_b.into()],
     };
     let containers = Containers::new(docker(), &node.to_string());
