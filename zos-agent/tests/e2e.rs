@@ -192,3 +192,124 @@ async fn reserve_update_cancel_through_the_agent() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+fn docker_state(container: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Status}}", container])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_funds_pauses_and_refill_resumes() {
+    ensure_image();
+    let dir = tempfile::tempdir().unwrap();
+    let node_chain = DevNode::start(&dir.path().join("chain"), 250).await;
+    let client = node_chain.client().await;
+    let chain = chain_context(&client).await;
+    let (alice, user) = (
+        Pair::dev("Alice"),
+        Pair::dev(&format!("grace-user-{}", std::process::id())),
+    );
+    let node_uri = format!("//agent-grace-{}", std::process::id());
+    let node_key = Pair::from_uri(&node_uri).unwrap();
+    for who in [node_key.public(), user.public()] {
+        send(
+            &client,
+            chain,
+            &alice,
+            Call::Balances(balances::Call::Transfer {
+                dest: who,
+                amount: 1_000_000_000_000_000,
+            }),
+        )
+        .await;
+    }
+    send(
+        &client,
+        chain,
+        &user,
+        Call::Twins(twins::Call::CreateTwin {
+            name: "grace".into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    let agent = spawn_agent(dir.path(), &node_uri, &[node_chain.ws_url()], &zdb_addr());
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
+    let tag = cleanup.node_tag.clone().unwrap();
+    cleanup
+        .bridges
+        .push(Reconciler::bridge_name(&tag, &user.public(), "net"));
+
+    send(
+        &client,
+        chain,
+        &user,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: deployment(&node_key.public(), "hi"),
+        }),
+    )
+    .await;
+    let id = GridApiClient::reservations_by_owner(&client, user.public().to_string(), None)
+        .await
+        .unwrap()[0]
+        .id;
+    wait_for(&client, id, "Deployed", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    let container = docker_ps(&tag)[0].clone();
+    assert_eq!(docker_state(&container), "running");
+
+    // The owner empties the account: the next settlement cannot be paid.
+    send(
+        &client,
+        chain,
+        &user,
+        Call::Balances(balances::Call::TransferAll {
+            dest: alice.public(),
+        }),
+    )
+    .await;
+    wait_for(&client, id, "paused in grace", |r| {
+        matches!(r.state, ReservationState::GracePeriod { .. })
+            && r.results
+                .iter()
+                .any(|w| w.state == reservations::WorkloadState::Paused)
+    })
+    .await;
+    assert_eq!(
+        docker_state(&container),
+        "paused",
+        "the agent pauses workloads in grace"
+    );
+
+    // Refilled within the grace period: settled, resumed, Ok again.
+    send(
+        &client,
+        chain,
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: user.public(),
+            amount: 1_000_000_000_000_000,
+        }),
+    )
+    .await;
+    wait_for(&client, id, "resumed", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    assert_eq!(
+        docker_state(&container),
+        "running",
+        "same container, resumed"
+    );
+}
