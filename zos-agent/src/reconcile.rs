@@ -161,15 +161,15 @@ impl Reconciler {
             self.containers.remove(&c.id).await?;
             summary.removed += 1;
         }
-        for v in self
-            .volumes
-            .list()
-            .await?
-            .iter()
-            .filter(|v| !want_volumes.contains(&v.name))
-        {
-            self.volumes.remove(&v.name).await?;
-            summary.removed += 1;
+        // Volumes that stay are adopted as they are: name → mount point.
+        let mut volumes = BTreeMap::new();
+        for v in self.volumes.list().await? {
+            if want_volumes.contains(&v.name) {
+                volumes.insert(v.name, v.mountpoint);
+            } else {
+                self.volumes.remove(&v.name).await?;
+                summary.removed += 1;
+            }
         }
         for ns in self
             .zdb
@@ -202,7 +202,7 @@ impl Reconciler {
         let mut reports = Vec::new();
         for r in live {
             let results = self
-                .ensure_reservation(r, &mut existing, &mut summary)
+                .ensure_reservation(r, &mut existing, &volumes, &mut summary)
                 .await;
             if results != r.results {
                 reports.push((
@@ -240,6 +240,7 @@ impl Reconciler {
         &self,
         r: &Reservation,
         existing: &mut BTreeMap<String, ActualContainer>,
+        volumes: &BTreeMap<String, String>,
         summary: &mut PassSummary,
     ) -> Vec<WorkloadResult> {
         let paused = is_paused(r);
@@ -253,7 +254,7 @@ impl Reconciler {
                 WorkloadSpec::Network { ip_range } => {
                     self.ensure_network(r, w, ip_range, &mut networks).await
                 }
-                WorkloadSpec::Volume { .. } => self.ensure_volume(r, w).await,
+                WorkloadSpec::Volume { .. } => self.ensure_volume(r, w, volumes).await,
                 WorkloadSpec::ZdbNamespace {
                     size,
                     mode,
@@ -327,8 +328,18 @@ impl Reconciler {
         })
     }
 
-    async fn ensure_volume(&self, r: &Reservation, w: &Workload) -> Result<ResultData, String> {
+    async fn ensure_volume(
+        &self,
+        r: &Reservation,
+        w: &Workload,
+        volumes: &BTreeMap<String, String>,
+    ) -> Result<ResultData, String> {
         let name = self.container_name(r.id, &w.name);
+        if let Some(mountpoint) = volumes.get(&name) {
+            return Ok(ResultData::Volume {
+                path: mountpoint.clone(),
+            });
+        }
         let labels = BTreeMap::from([(LABEL_RESERVATION.to_string(), r.id.to_string())]);
         let v = self
             .volumes

@@ -20,7 +20,9 @@ use gridchain_rpc_api::{
     SystemApiClient, TransactionStatus,
 };
 use gridchain_runtime::{
-    reservations::{self, Deployment, Workload, WorkloadSpec, WorkloadState},
+    reservations::{
+        self, Deployment, ReserveRequest, Workload, WorkloadSpec, WorkloadState, ZdbMode,
+    },
     twins, Call,
 };
 use parity_scale_codec::Encode;
@@ -39,6 +41,12 @@ struct Args {
     from: String,
     #[arg(long, default_value = "gridchain/busybox:latest")]
     image: String,
+    /// Instead: place this many reservations of a zdb namespace and a volume (16 per
+    /// `reserve_many`), wait until all are Ok and print how long that took. Restarting the agent
+    /// afterwards and reading its "start-up reconciliation done … ms" log line gives the
+    /// reconcile time for that many reservations.
+    #[arg(long, default_value_t = 0)]
+    many: usize,
 }
 
 async fn submit(
@@ -117,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     }
+    if args.many > 0 {
+        return place_many(&client, chain, &user, args.node_id, args.many).await;
+    }
     let deployment = Deployment {
         metadata: "reserve-bench".into(),
         workloads: vec![Workload {
@@ -192,5 +203,74 @@ async fn main() -> anyhow::Result<()> {
     stats("submit → reserve final", final_t);
     stats("reserve final → Ok result final", ok_t);
     stats("submit → Ok result final (total)", total_t);
+    Ok(())
+}
+
+/// Places `count` zdb + volume reservations and waits until every one is Ok.
+async fn place_many(
+    client: &WsClient,
+    chain: ChainContext,
+    user: &Pair,
+    node_id: u32,
+    count: usize,
+) -> anyhow::Result<()> {
+    let deployment = Deployment {
+        metadata: "reserve-bench many".into(),
+        workloads: vec![
+            Workload {
+                name: "store".into(),
+                spec: WorkloadSpec::ZdbNamespace {
+                    size: 1 << 20,
+                    mode: ZdbMode::Seq,
+                    password: None,
+                    public: false,
+                },
+            },
+            Workload {
+                name: "data".into(),
+                spec: WorkloadSpec::Volume { size: 1 << 20 },
+            },
+        ],
+    };
+    let started = Instant::now();
+    let mut placed = 0;
+    while placed < count {
+        let batch = (count - placed).min(16);
+        let requests = (0..batch)
+            .map(|_| ReserveRequest {
+                node_id,
+                deployment: deployment.clone(),
+            })
+            .collect();
+        submit(
+            client,
+            chain,
+            user,
+            Call::Reservations(reservations::Call::ReserveMany { requests }),
+        )
+        .await?;
+        placed += batch;
+        eprintln!("placed {placed}/{count}");
+    }
+    let final_in = started.elapsed();
+    loop {
+        let all = client.reservations_by_node(node_id, None).await?;
+        let ok = all
+            .iter()
+            .filter(|r| {
+                !r.results.is_empty() && r.results.iter().all(|w| w.state == WorkloadState::Ok)
+            })
+            .count();
+        eprintln!("{ok} of {} reservations Ok", all.len());
+        if ok >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "{count} zdb+volume reservations: all final in {:.1} s, all Ok in {:.1} s",
+        final_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 use redis::{aio::MultiplexedConnection, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 #[error("zdb: {0}")]
@@ -36,10 +38,13 @@ fn is_missing(e: &redis::RedisError) -> bool {
     text.contains("doesn't exist") || text.contains("not found")
 }
 
+/// One admin connection to the node's zdb, opened on first use and reopened after it breaks,
+/// so a reconciliation pass over hundreds of namespaces does not open hundreds of connections.
 #[derive(Clone)]
 pub struct ZdbAdmin {
     url: String,
     admin_password: String,
+    connection: Arc<Mutex<Option<MultiplexedConnection>>>,
 }
 
 impl ZdbAdmin {
@@ -48,31 +53,49 @@ impl ZdbAdmin {
         ZdbAdmin {
             url: format!("redis://{addr}/"),
             admin_password: admin_password.to_string(),
+            connection: Arc::default(),
         }
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, ZdbError> {
+    async fn connection(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        let mut cached = self.connection.lock().await;
+        if let Some(conn) = cached.as_ref() {
+            return Ok(conn.clone());
+        }
         let client = redis::Client::open(self.url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("AUTH")
             .arg(&self.admin_password)
             .query_async::<()>(&mut conn)
             .await?;
+        *cached = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Runs one command; a broken connection is dropped so the next command reconnects.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, redis::RedisError> {
+        let mut conn = self.connection().await?;
+        let result = cmd.query_async(&mut conn).await;
+        if let Err(e) = &result {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                *self.connection.lock().await = None;
+            }
+        }
+        result
     }
 
     /// Namespaces on the server (without the always-present `default`).
     pub async fn list(&self) -> Result<Vec<String>, ZdbError> {
-        let mut conn = self.connect().await?;
-        let names: Vec<String> = redis::cmd("NSLIST").query_async(&mut conn).await?;
+        let names: Vec<String> = self.query(&redis::cmd("NSLIST")).await?;
         Ok(names.into_iter().filter(|n| n != "default").collect())
     }
 
     /// `NSINFO` as key → value.
     pub async fn info(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, ZdbError> {
-        let mut conn = self.connect().await?;
-        let raw: Result<String, _> = redis::cmd("NSINFO").arg(name).query_async(&mut conn).await;
-        match raw {
+        match self.query::<String>(redis::cmd("NSINFO").arg(name)).await {
             Ok(text) => Ok(Some(
                 text.lines()
                     .filter_map(|l| l.split_once(':'))
@@ -86,15 +109,14 @@ impl ZdbAdmin {
 
     /// Creates the namespace if missing and applies every setting (idempotent).
     pub async fn ensure(&self, spec: &NamespaceSpec) -> Result<(), ZdbError> {
-        let mut conn = self.connect().await?;
-        let exists: Vec<String> = redis::cmd("NSLIST").query_async(&mut conn).await?;
-        if !exists.contains(&spec.name) {
-            redis::cmd("NSNEW")
-                .arg(&spec.name)
-                .query_async::<Value>(&mut conn)
-                .await?;
-        }
-        let info = self.info(&spec.name).await?.unwrap_or_default();
+        let info = match self.info(&spec.name).await? {
+            Some(info) => info,
+            None => {
+                self.query::<Value>(redis::cmd("NSNEW").arg(&spec.name))
+                    .await?;
+                BTreeMap::new()
+            }
+        };
         // NSINFO names the modes `userkey` and `sequential`; NSSET takes `user` and `seq`.
         let shown = if spec.mode == "seq" {
             "sequential"
@@ -103,54 +125,51 @@ impl ZdbAdmin {
         };
         if info.get("mode").map(String::as_str) != Some(shown) {
             // zdb allows a mode change only while the namespace is empty.
+            self.query::<Value>(
+                redis::cmd("NSSET")
+                    .arg(&spec.name)
+                    .arg("mode")
+                    .arg(spec.mode),
+            )
+            .await?;
+        }
+        self.query::<Value>(
             redis::cmd("NSSET")
                 .arg(&spec.name)
-                .arg("mode")
-                .arg(spec.mode)
-                .query_async::<Value>(&mut conn)
-                .await?;
-        }
-        redis::cmd("NSSET")
-            .arg(&spec.name)
-            .arg("maxsize")
-            .arg(spec.maxsize)
-            .query_async::<Value>(&mut conn)
-            .await?;
-        redis::cmd("NSSET")
-            .arg(&spec.name)
-            .arg("password")
-            .arg(spec.password.as_deref().unwrap_or("*"))
-            .query_async::<Value>(&mut conn)
-            .await?;
-        redis::cmd("NSSET")
-            .arg(&spec.name)
-            .arg("public")
-            .arg(if spec.public { "1" } else { "0" })
-            .query_async::<Value>(&mut conn)
-            .await?;
+                .arg("maxsize")
+                .arg(spec.maxsize),
+        )
+        .await?;
+        let password = spec.password.as_deref().unwrap_or("*");
+        self.query::<Value>(
+            redis::cmd("NSSET")
+                .arg(&spec.name)
+                .arg("password")
+                .arg(password),
+        )
+        .await?;
+        let public = if spec.public { "1" } else { "0" };
+        self.query::<Value>(
+            redis::cmd("NSSET")
+                .arg(&spec.name)
+                .arg("public")
+                .arg(public),
+        )
+        .await?;
         Ok(())
     }
 
     /// Locks (paused) or unlocks a namespace: a locked namespace refuses writes.
     pub async fn set_locked(&self, name: &str, locked: bool) -> Result<(), ZdbError> {
-        let mut conn = self.connect().await?;
-        redis::cmd("NSSET")
-            .arg(name)
-            .arg("lock")
-            .arg(if locked { "1" } else { "0" })
-            .query_async::<Value>(&mut conn)
+        let flag = if locked { "1" } else { "0" };
+        self.query::<Value>(redis::cmd("NSSET").arg(name).arg("lock").arg(flag))
             .await?;
         Ok(())
     }
 
     /// Deletes a namespace and its data; missing is fine.
     pub async fn remove(&self, name: &str) -> Result<(), ZdbError> {
-        let mut conn = self.connect().await?;
-        match redis::cmd("NSDEL")
-            .arg(name)
-            .query_async::<Value>(&mut conn)
-            .await
-        {
+        match self.query::<Value>(redis::cmd("NSDEL").arg(name)).await {
             Ok(_) => Ok(()),
             Err(e) if is_missing(&e) => Ok(()),
             Err(e) => Err(e.into()),
