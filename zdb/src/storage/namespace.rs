@@ -1799,12 +1799,38 @@ fn replay_data(ns: &str, st: &mut NsState, from: Position) -> StoreResult<u64> {
 }
 
 fn find_last_record(st: &NsState, pos: usize) -> u32 {
-    let id = st.files[pos].id;
+    // one sequential buffered pass over the headers and keys (a `pread` per
+    // record made this most of the time of reopening a large namespace);
+    // accepts exactly the records `read_header` accepts
+    let f = &st.files[pos];
+    let len = st.file_len(pos);
+    let mut reader = BufReader::with_capacity(1 << 20, &*f.file);
     let mut last = 0;
-    let mut offset = DATA_FILE_HEADER_LEN;
-    while let Ok((h, _)) = st.read_header(Loc { file: id, offset }) {
-        last = offset;
-        offset += h.record_len() as u32;
+    let mut offset = DATA_FILE_HEADER_LEN as u64;
+    if reader.seek(SeekFrom::Start(offset)).is_err() {
+        return 0;
+    }
+    let mut raw = [0u8; RECORD_HEADER_LEN];
+    let mut key = [0u8; MAX_KEY_LEN];
+    while offset + RECORD_HEADER_LEN as u64 <= len && offset <= u32::MAX as u64 {
+        if reader.read_exact(&mut raw).is_err() {
+            break;
+        }
+        let h = RecordHeader::decode(&raw);
+        let key_len = h.key_len as usize;
+        if key_len > MAX_KEY_LEN
+            || offset + (RECORD_HEADER_LEN + key_len) as u64 > len
+            || reader.read_exact(&mut key[..key_len]).is_err()
+            || !RecordHeader::verify(&raw, &key[..key_len])
+            || offset + h.record_len() > len
+        {
+            break;
+        }
+        last = offset as u32;
+        offset += h.record_len();
+        if reader.seek_relative(h.value_len as i64).is_err() {
+            break;
+        }
     }
     last
 }
