@@ -209,11 +209,12 @@ impl IndexEntry {
     }
 }
 
+/// A decoded index entry borrowing its key, and its encoded length.
+pub type DecodedRef<'a> = (IndexEntry<&'a [u8]>, usize);
+
 impl<'a> IndexEntry<&'a [u8]> {
     /// Like [`IndexEntry::decode`], with the key borrowed from `bytes` (no allocation).
-    pub fn decode_ref(
-        bytes: &'a [u8],
-    ) -> Result<Option<(IndexEntry<&'a [u8]>, usize)>, StoreError> {
+    pub fn decode_ref(bytes: &'a [u8]) -> Result<Option<DecodedRef<'a>>, StoreError> {
         if bytes.len() < INDEX_ENTRY_HEADER_LEN {
             return Ok(None);
         }
