@@ -21,6 +21,7 @@ use anyhow::{bail, Context as _};
 use gridchain_primitives::{Hash, Pair};
 use gridchain_rpc_api::{grid::NodeSnapshot, GridApiClient};
 use gridchain_runtime::{
+    reservations::ReservationState,
     tfgrid::{self, Location, Resources},
     twins, Call,
 };
@@ -198,6 +199,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     }
 }
 
+/// What the node must run, without what changes every block (billing counters, the results the
+/// agent itself reports): a pass is needed when, and only when, this changes.
+fn desired(snapshot: &NodeSnapshot) -> Vec<(u64, u32, bool, bool)> {
+    snapshot
+        .reservations
+        .iter()
+        .map(|r| {
+            let live = !r.is_deleted();
+            let paused = matches!(r.state, ReservationState::GracePeriod { .. });
+            (r.id, r.version, live, paused)
+        })
+        .collect()
+}
+
 async fn snapshot(chain: &Chain, node_id: u32, at: Option<Hash>) -> anyhow::Result<NodeSnapshot> {
     chain
         .call(|c| async move { c.node_snapshot(node_id, at).await })
@@ -231,7 +246,12 @@ async fn follow(
         hash: first.at,
     }
     .store(&config.data_dir)?;
-    let mut last_state = first.reservations;
+    // Empty after a failed report, so the first block retries it.
+    let mut last_state = if summary.failed_reports == 0 {
+        desired(&first)
+    } else {
+        Vec::new()
+    };
     let mut last_pass = Instant::now();
     loop {
         let mut heads = match chain.subscribe_finalized().await {
@@ -251,13 +271,17 @@ async fn follow(
                     continue;
                 }
             };
-            if snap.reservations != last_state || last_pass.elapsed() >= config.reconcile_interval {
+            let wanted = desired(&snap);
+            if wanted != last_state || last_pass.elapsed() >= config.reconcile_interval {
                 let pass = Instant::now();
                 match reconciler.run(&snap, Some(chain)).await {
                     Ok(summary) => {
                         let ms = pass.elapsed().as_millis() as u64;
                         tracing::info!(number = snap.number, ?summary, ms, "reconciled");
-                        last_state = snap.reservations;
+                        // A failed report keeps the old state, so the next block retries.
+                        if summary.failed_reports == 0 {
+                            last_state = wanted;
+                        }
                         last_pass = Instant::now();
                     }
                     // last_state stays, so the next block tries again.

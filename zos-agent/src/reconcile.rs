@@ -76,6 +76,8 @@ pub struct PassSummary {
     pub created: usize,
     pub removed: usize,
     pub reported: usize,
+    /// Reports that did not make it on chain; the caller runs another pass soon.
+    pub failed_reports: usize,
 }
 
 fn is_live(r: &Reservation) -> bool {
@@ -227,6 +229,7 @@ impl Reconciler {
                 match outcome {
                     Ok(_) => summary.reported += 1,
                     Err(e) => {
+                        summary.failed_reports += 1;
                         tracing::warn!(reservation = id, error = %e, "reporting results failed; will retry")
                     }
                 }
