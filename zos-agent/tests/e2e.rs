@@ -11,9 +11,8 @@ use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
     balances,
     reservations::{self, ReservationState},
-    twins, Call,
+    Call,
 };
-use gridchain_tests::{chain_context, DevNode};
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -24,46 +23,12 @@ use zos_agent::reconcile::Reconciler;
 async fn reserve_update_cancel_through_the_agent() {
     ensure_image();
     let dir = tempfile::tempdir().unwrap();
-    let node_chain = DevNode::start(&dir.path().join("chain"), 250).await;
-    let client = node_chain.client().await;
-    let chain = chain_context(&client).await;
-    let (alice, bob) = (Pair::dev("Alice"), Pair::dev("Bob"));
-    let node_uri = format!("//agent-e2e-{}", std::process::id());
-    let node_key = Pair::from_uri(&node_uri).unwrap();
-
-    // The node's key needs funds for its fees; the user needs a twin.
-    send(
-        &client,
-        chain,
-        &alice,
-        Call::Balances(balances::Call::Transfer {
-            dest: node_key.public(),
-            amount: 1_000_000_000_000_000,
-        }),
-    )
-    .await;
-    send(
-        &client,
-        chain,
-        &bob,
-        Call::Twins(twins::Call::CreateTwin {
-            name: "bob".into(),
-            endpoint: String::new(),
-        }),
-    )
-    .await;
-
+    let grid = local_grid(dir.path(), "e2e").await;
+    let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
+    let bob = Pair::dev("Bob");
     let zdb_addr = zdb_addr();
-    let agent = spawn_agent(dir.path(), &node_uri, &[node_chain.ws_url()], &zdb_addr);
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-
-    // Registration and the first capacity proof make the node Up.
-    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let (mut cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr).await;
     cleanup
         .bridges
         .push(Reconciler::bridge_name(&tag, &bob.public(), "net"));
@@ -79,7 +44,7 @@ async fn reserve_update_cancel_through_the_agent() {
         }),
     )
     .await;
-    let id = GridApiClient::reservations_by_owner(&client, bob.public().to_string(), None)
+    let id = GridApiClient::reservations_by_owner(client, bob.public().to_string(), None)
         .await
         .unwrap()[0]
         .id;
@@ -205,45 +170,11 @@ fn docker_state(container: &str) -> String {
 async fn out_of_funds_pauses_and_refill_resumes() {
     ensure_image();
     let dir = tempfile::tempdir().unwrap();
-    let node_chain = DevNode::start(&dir.path().join("chain"), 250).await;
-    let client = node_chain.client().await;
-    let chain = chain_context(&client).await;
-    let (alice, user) = (
-        Pair::dev("Alice"),
-        Pair::dev(&format!("grace-user-{}", std::process::id())),
-    );
-    let node_uri = format!("//agent-grace-{}", std::process::id());
-    let node_key = Pair::from_uri(&node_uri).unwrap();
-    for who in [node_key.public(), user.public()] {
-        send(
-            &client,
-            chain,
-            &alice,
-            Call::Balances(balances::Call::Transfer {
-                dest: who,
-                amount: 1_000_000_000_000_000,
-            }),
-        )
-        .await;
-    }
-    send(
-        &client,
-        chain,
-        &user,
-        Call::Twins(twins::Call::CreateTwin {
-            name: "grace".into(),
-            endpoint: String::new(),
-        }),
-    )
-    .await;
-    let agent = spawn_agent(dir.path(), &node_uri, &[node_chain.ws_url()], &zdb_addr());
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let grid = local_grid(dir.path(), "grace").await;
+    let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
+    let (alice, user) = (Pair::dev("Alice"), Pair::dev("Bob"));
+    let (mut cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     cleanup
         .bridges
         .push(Reconciler::bridge_name(&tag, &user.public(), "net"));
@@ -258,7 +189,7 @@ async fn out_of_funds_pauses_and_refill_resumes() {
         }),
     )
     .await;
-    let id = GridApiClient::reservations_by_owner(&client, user.public().to_string(), None)
+    let id = GridApiClient::reservations_by_owner(client, user.public().to_string(), None)
         .await
         .unwrap()[0]
         .id;

@@ -12,56 +12,12 @@ use gridchain_runtime::{
     tfgrid::{self, Location, Resources},
     twins, Call,
 };
-use gridchain_tests::{chain_context, DevNode};
 use std::{
     collections::BTreeSet,
     process::Command,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tokio::{net::TcpListener, task::JoinHandle};
-
-const GRID: u128 = 1_000_000_000_000;
-
-/// A chain, a funded node key for the agent, and Bob with a twin.
-async fn setup(
-    dir: &std::path::Path,
-    tag: &str,
-) -> (
-    DevNode,
-    WsClient,
-    gridchain_primitives::ChainContext,
-    String,
-    Pair,
-) {
-    ensure_image();
-    let node = DevNode::start(&dir.join("chain"), 250).await;
-    let client = node.client().await;
-    let chain = chain_context(&client).await;
-    let node_uri = format!("//agent-{tag}-{}", std::process::id());
-    let node_key = Pair::from_uri(&node_uri).unwrap();
-    let alice = Pair::dev("Alice");
-    send(
-        &client,
-        chain,
-        &alice,
-        Call::Balances(balances::Call::Transfer {
-            dest: node_key.public(),
-            amount: 1_000 * GRID,
-        }),
-    )
-    .await;
-    send(
-        &client,
-        chain,
-        &Pair::dev("Bob"),
-        Call::Twins(twins::Call::CreateTwin {
-            name: "bob".into(),
-            endpoint: String::new(),
-        }),
-    )
-    .await;
-    (node, client, chain, node_uri, node_key)
-}
 
 fn container_only(name: &str, image: &str) -> Deployment {
     Deployment {
@@ -95,15 +51,10 @@ async fn last_reservation_id(client: &WsClient) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_image_reports_docker_error_and_other_nodes_work_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let (_chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "bad").await;
-    let agent = spawn_agent(dir.path(), &node_uri, &[_chain_node.ws_url()], &zdb_addr());
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let grid = local_grid(dir.path(), "bad").await;
+    let (client, chain) = (&grid.client, grid.chain);
+    let (_cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
 
     // A second node that no agent runs: registered and proved by hand.
     let other = Pair::dev("other-node");
@@ -227,7 +178,7 @@ async fn bad_image_reports_docker_error_and_other_nodes_work_is_ignored() {
         out.stdout.is_empty(),
         "the agent acted on another node's reservation"
     );
-    let r = GridApiClient::reservation(&client, elsewhere, None)
+    let r = GridApiClient::reservation(client, elsewhere, None)
         .await
         .unwrap()
         .unwrap();
@@ -276,24 +227,14 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_fails_over_when_its_rpc_endpoint_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let (chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "failover").await;
+    let grid = local_grid(dir.path(), "failover").await;
+    let (client, chain) = (&grid.client, grid.chain);
     let (first, second) = (
-        Proxy::start(chain_node.rpc_port).await,
-        Proxy::start(chain_node.rpc_port).await,
+        Proxy::start(grid.chain_node.rpc_port).await,
+        Proxy::start(grid.chain_node.rpc_port).await,
     );
-    let agent = spawn_agent(
-        dir.path(),
-        &node_uri,
-        &[first.url(), second.url()],
-        &zdb_addr(),
-    );
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let (_cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[first.url(), second.url()], &zdb_addr()).await;
 
     first.kill();
     let bob = Pair::dev("Bob");
@@ -316,17 +257,12 @@ async fn agent_fails_over_when_its_rpc_endpoint_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let (chain_node, client, chain, node_uri, node_key) = setup(dir.path(), "kill9").await;
+    let grid = local_grid(dir.path(), "kill9").await;
+    let (client, chain, node_key, node_uri) =
+        (&grid.client, grid.chain, &grid.node_key, &grid.node_uri);
     let zdb = zdb_addr();
-    let rpc = [chain_node.ws_url()];
-    let agent = spawn_agent(dir.path(), &node_uri, &rpc, &zdb);
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-    let node_id = wait_node_up(&client, &node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let rpc = [grid.chain_node.ws_url()];
+    let (mut cleanup, node_id, tag) = start_agent(&grid, dir.path(), &rpc, &zdb).await;
     let bob = Pair::dev("Bob");
     cleanup
         .bridges

@@ -8,14 +8,15 @@ use gridchain_rpc_api::{
     GridchainApiClient, SystemApiClient,
 };
 use gridchain_runtime::{
+    balances,
     reservations::{
         Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Reservation, Workload,
         WorkloadSpec, WorkloadState, ZdbMode,
     },
     tfgrid::NodeStatus,
-    Call,
+    twins, Call,
 };
-use gridchain_tests::{free_port, signed};
+use gridchain_tests::{chain_context, free_port, signed, DevNode};
 use std::{
     os::unix::fs::PermissionsExt,
     path::Path,
@@ -291,4 +292,71 @@ pub async fn wait_node_up(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+pub const GRID: u128 = 1_000_000_000_000;
+
+/// A dev chain, a funded node key for an agent, and Bob with a twin.
+pub struct LocalGrid {
+    pub chain_node: DevNode,
+    pub client: WsClient,
+    pub chain: ChainContext,
+    pub node_uri: String,
+    pub node_key: Pair,
+}
+
+pub async fn local_grid(dir: &Path, tag: &str) -> LocalGrid {
+    ensure_image();
+    let node = DevNode::start(&dir.join("chain"), 250).await;
+    let client = node.client().await;
+    let chain = chain_context(&client).await;
+    let node_uri = format!("//agent-{tag}-{}", std::process::id());
+    let node_key = Pair::from_uri(&node_uri).unwrap();
+    let alice = Pair::dev("Alice");
+    send(
+        &client,
+        chain,
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: node_key.public(),
+            amount: 1_000 * GRID,
+        }),
+    )
+    .await;
+    send(
+        &client,
+        chain,
+        &Pair::dev("Bob"),
+        Call::Twins(twins::Call::CreateTwin {
+            name: "bob".into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    LocalGrid {
+        chain_node: node,
+        client,
+        chain,
+        node_uri,
+        node_key,
+    }
+}
+
+/// Starts the agent of `grid` against `rpc` with its zdb on `zdb`, waits until its node is Up,
+/// and returns the cleanup guard, the node id and the node tag.
+pub async fn start_agent(
+    grid: &LocalGrid,
+    dir: &Path,
+    rpc: &[String],
+    zdb: &str,
+) -> (Cleanup, u32, String) {
+    let agent = spawn_agent(dir, &grid.node_uri, rpc, zdb);
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(&grid.client, &grid.node_key, &mut cleanup, dir).await;
+    let tag = cleanup.node_tag.clone().expect("set by wait_node_up");
+    (cleanup, node_id, tag)
 }
