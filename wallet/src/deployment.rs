@@ -718,6 +718,7 @@ workloads:
                 include_str!("../../examples/container.yaml"),
             ),
             ("zdb.yaml", include_str!("../../examples/zdb.yaml")),
+            ("local.yaml", include_str!("../../examples/local.yaml")),
             ("full.yaml", include_str!("../../examples/full.yaml")),
         ] {
             let file = DeploymentFile::parse(text, false).unwrap_or_else(|e| panic!("{name}: {e}"));
