@@ -374,12 +374,9 @@ impl Reconciler {
             },
             password,
             public,
+            locked: paused,
         };
         self.zdb.ensure(&spec).await.map_err(|e| e.to_string())?;
-        self.zdb
-            .set_locked(&name, paused)
-            .await
-            .map_err(|e| e.to_string())?;
         Ok(ResultData::Zdb {
             namespace: name,
             endpoints: vec![self.zdb_endpoint.clone()],

@@ -207,6 +207,7 @@ async fn zdb_namespaces_are_created_protected_locked_and_removed() {
         mode: "seq",
         password: Some("ns-pass".into()),
         public: false,
+        locked: false,
     };
     admin.ensure(&ns).await.unwrap();
     admin.ensure(&ns).await.unwrap(); // idempotent
