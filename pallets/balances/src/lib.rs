@@ -172,14 +172,21 @@ pub fn endow<E: From<Event>>(
     who: AccountId,
     amount: Balance,
 ) -> Result<(), Error> {
+    create(ctx, &who, amount)?;
+    ctx.deposit_event(Event::Endowed { who, amount });
+    Ok(())
+}
+
+/// Adds `amount` new tokens to `who`'s free balance and to the issuance; changes nothing on
+/// overflow.
+fn create<E>(ctx: &mut Context<E>, who: &AccountId, amount: Balance) -> Result<(), Error> {
     let issuance = total_issuance(ctx)
         .checked_add(amount)
         .ok_or(Error::Overflow)?;
-    let mut data = account(ctx, &who);
+    let mut data = account(ctx, who);
     data.free = data.free.checked_add(amount).ok_or(Error::Overflow)?;
-    set_account(ctx, &who, data);
+    set_account(ctx, who, data);
     ctx.overlay.put_encoded(total_issuance_key(), &issuance);
-    ctx.deposit_event(Event::Endowed { who, amount });
     Ok(())
 }
 
@@ -192,13 +199,7 @@ pub fn mint<E: From<Event>>(
     if amount == 0 {
         return Err(Error::ZeroAmount);
     }
-    let issuance = total_issuance(ctx)
-        .checked_add(amount)
-        .ok_or(Error::Overflow)?;
-    let mut data = account(ctx, &who);
-    data.free = data.free.checked_add(amount).ok_or(Error::Overflow)?;
-    set_account(ctx, &who, data);
-    ctx.overlay.put_encoded(total_issuance_key(), &issuance);
+    create(ctx, &who, amount)?;
     ctx.deposit_event(Event::Minted { who, amount });
     Ok(())
 }
