@@ -15,6 +15,7 @@
 
 pub mod account;
 pub mod block;
+pub mod finality;
 pub mod hash;
 pub mod merkle;
 pub mod seal;

@@ -153,3 +153,208 @@ pub fn signed(
         Extrinsic::sign(pair, call, nonce, valid_until, tip, chain).encode(),
     )
 }
+
+/// One process of a [`Network`].
+pub struct NetworkNode {
+    child: Option<Child>,
+    /// `//Name` of the validator key, `None` for a full node.
+    pub key: Option<String>,
+    pub base_path: PathBuf,
+    pub log_path: PathBuf,
+    pub rpc_port: u16,
+    pub p2p_port: u16,
+    args: Vec<String>,
+}
+
+impl NetworkNode {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.rpc_port)
+    }
+
+    pub async fn client(&self) -> WsClient {
+        WsClientBuilder::default()
+            .request_timeout(Duration::from_secs(30))
+            .build(self.ws_url())
+            .await
+            .expect("connect to gridnode")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process (again) on the same base path, key and ports.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("node log file");
+        let child = Command::new(binary("gridnode"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gridnode");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(client) = WsClientBuilder::default().build(self.ws_url()).await {
+                if client.block_hash(Some(0)).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gridnode did not answer RPC within 30 s; see {}",
+                self.log_path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Height of the best (= final) block, or `None` if the node does not answer.
+    pub async fn height(&self) -> Option<u64> {
+        let client = WsClientBuilder::default()
+            .request_timeout(Duration::from_secs(5))
+            .build(self.ws_url())
+            .await
+            .ok()?;
+        let hash = client.finalized_head().await.ok()?;
+        Some(client.header(Some(hash)).await.ok()??.number)
+    }
+}
+
+impl Drop for NetworkNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Validators (dev keys of the `local` chain spec) and full nodes as separate `gridnode`
+/// processes on loopback, each connected to all the others. Logs are kept in `dir`.
+pub struct Network {
+    pub nodes: Vec<NetworkNode>,
+}
+
+impl Network {
+    /// Starts `validators` validators (//Alice, //Bob, … of the `local` spec) and `full_nodes`
+    /// followers with `block_time_ms` blocks, and waits until every RPC answers.
+    pub async fn start(dir: &Path, validators: &[&str], full_nodes: usize, block_time_ms: u64) -> Self {
+        let count = validators.len() + full_nodes;
+        let p2p_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let mut peer_ids = Vec::new();
+        for i in 0..count {
+            let key_path = dir.join(format!("node-{i}")).join("node-key");
+            let out = Command::new(binary("gridnode"))
+                .args(["key", "generate-node-key", "--file"])
+                .arg(&key_path)
+                .output()
+                .expect("run gridnode key generate-node-key");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            peer_ids.push(String::from_utf8(out.stderr).expect("utf8").trim().to_string());
+        }
+        let mut nodes = Vec::new();
+        for i in 0..count {
+            let base_path = dir.join(format!("node-{i}"));
+            // gridnode reads its key from the chain directory of the `local` spec.
+            let chain_dir = base_path.join("chains/local/network");
+            std::fs::create_dir_all(&chain_dir).expect("mkdir");
+            std::fs::rename(base_path.join("node-key"), chain_dir.join("secret_ed25519"))
+                .expect("move node key");
+            let rpc_port = free_port();
+            let mut args: Vec<String> = vec![
+                "--chain".into(),
+                "local".into(),
+                "--base-path".into(),
+                base_path.display().to_string(),
+                "--port".into(),
+                p2p_ports[i].to_string(),
+                "--rpc-port".into(),
+                rpc_port.to_string(),
+                "--no-prometheus".into(),
+                "--block-time-ms".into(),
+                block_time_ms.to_string(),
+                "--name".into(),
+                format!("node-{i}"),
+            ];
+            let key = validators.get(i).map(|n| format!("//{n}"));
+            if let Some(k) = &key {
+                args.extend(["--validator".into(), "--key".into(), k.clone()]);
+            }
+            args.push("--bootnodes".into());
+            for j in (0..count).filter(|j| *j != i) {
+                args.push(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", p2p_ports[j], peer_ids[j]));
+            }
+            nodes.push(NetworkNode {
+                child: None,
+                key,
+                log_path: dir.join(format!("node-{i}.log")),
+                base_path,
+                rpc_port,
+                p2p_port: p2p_ports[i],
+                args,
+            });
+        }
+        for node in nodes.iter_mut() {
+            node.start().await;
+        }
+        Network { nodes }
+    }
+
+    /// Waits until every running node's final height is at least `height`.
+    pub async fn wait_all(&self, height: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut lowest = u64::MAX;
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                lowest = lowest.min(n.height().await.unwrap_or(0));
+            }
+            if lowest >= height {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes did not all reach height {height} within {timeout:?} (lowest {lowest})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Highest final height among running nodes.
+    pub async fn max_height(&self) -> u64 {
+        let mut highest = 0;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            highest = highest.max(n.height().await.unwrap_or(0));
+        }
+        highest
+    }
+
+    /// Asserts that every running node has the same block hash at every height `1..=up_to`.
+    pub async fn assert_one_chain(&self, up_to: u64) {
+        let mut clients = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            clients.push(n.client().await);
+        }
+        for h in 1..=up_to {
+            let mut hashes = Vec::new();
+            for c in &clients {
+                hashes.push(c.block_hash(Some(h)).await.expect("rpc"));
+            }
+            assert!(hashes[0].is_some(), "no block {h}");
+            assert!(
+                hashes.iter().all(|x| *x == hashes[0]),
+                "nodes disagree at height {h}: {hashes:?}"
+            );
+        }
+    }
+}

@@ -6,6 +6,8 @@
 //! gridnode build-spec --chain dev      # print a chain spec to start a new network from
 //! ```
 
+mod local_testnet;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gridchain_chain_spec::ChainSpec;
@@ -52,12 +54,20 @@ struct Cli {
     #[arg(long)]
     rpc_external: bool,
 
-    /// p2p port. Reserved: peer-to-peer networking arrives with multi-validator consensus; a
-    /// node today does not listen on it.
-    #[arg(long, default_value_t = 30333)]
-    port: u16,
+    /// libp2p port (default 30333; with --dev any free port, since a dev chain needs no peers).
+    #[arg(long)]
+    port: Option<u16>,
 
-    /// Produce blocks (needs --key, or --dev).
+    /// Listen for p2p on all interfaces instead of 127.0.0.1.
+    #[arg(long)]
+    p2p_external: bool,
+
+    /// Peers to connect to, as `/ip4/<ip>/tcp/<port>/p2p/<peer id>` (repeatable).
+    #[arg(long, num_args = 1..)]
+    bootnodes: Vec<String>,
+
+    /// Take part in consensus: propose and vote (needs --key, or --dev). Without it the node
+    /// follows the chain and verifies every commit certificate.
     #[arg(long)]
     validator: bool,
 
@@ -70,7 +80,8 @@ struct Cli {
     #[arg(long, default_value = "gridnode")]
     name: String,
 
-    /// Log filter, e.g. `info`, `debug`, `gridchain_service=debug`.
+    /// Log filter, e.g. `info`, `debug`, `gridchain_service=debug`. The consensus engine's and
+    /// libp2p's own logs stay at `warn` unless named, e.g. `arc_malachitebft_core_consensus=info`.
     #[arg(long, short = 'l', default_value = "info")]
     log: String,
 
@@ -107,12 +118,35 @@ struct Cli {
     pool_limit: usize,
 }
 
+/// Malachite and libp2p log every round at info; a node's own log says what matters.
+const QUIET_LIBRARIES: &str = "arc_malachitebft_core_consensus=warn,arc_malachitebft_engine=warn,\
+arc_malachitebft_network=warn,arc_malachitebft_discovery=warn,arc_malachitebft_sync=warn,\
+arc_malachitebft_wal=warn,libp2p_swarm=warn,libp2p_gossipsub=warn,libp2p_kad=warn";
+
 #[derive(Subcommand)]
 enum Command {
     /// Print a chain spec as JSON.
     BuildSpec {
         #[arg(long, default_value = "dev")]
         chain: String,
+    },
+    /// Node key tools.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run a local network: N validators (//Alice, //Bob, …) and one RPC node, each a separate
+    /// gridnode process on loopback with its own base path. Ctrl-C stops them all.
+    LocalTestnet(local_testnet::Args),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a libp2p node key; prints its peer id. Without --file, prints the secret (hex) on
+    /// stdout.
+    GenerateNodeKey {
+        /// Write the secret here (mode 0600) instead, e.g.
+        /// `<base path>/chains/<chain id>/network/secret_ed25519`.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -125,13 +159,27 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::BuildSpec { chain }) = &cli.command {
-        print!("{}", ChainSpec::load(chain)?.to_json());
-        return Ok(());
+    match &cli.command {
+        Some(Command::BuildSpec { chain }) => {
+            print!("{}", ChainSpec::load(chain)?.to_json());
+            return Ok(());
+        }
+        Some(Command::Key(KeyCommand::GenerateNodeKey { file })) => {
+            let key: [u8; 32] = rand::random();
+            match file {
+                Some(path) => gridchain_service::write_node_key(path, &key)?,
+                None => println!("{}", gridchain_primitives::hash::encode_hex(&key)),
+            }
+            eprintln!("{}", gridchain_consensus::peer_id_of(&key)?);
+            return Ok(());
+        }
+        Some(Command::LocalTestnet(args)) => return local_testnet::run(args),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?,
+            tracing_subscriber::EnvFilter::try_new(format!("{QUIET_LIBRARIES},{}", cli.log))
+                .context("invalid --log filter")?,
         )
         .with_writer(std::io::stderr)
         .init();
@@ -164,6 +212,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (None, Some(p)) => p.clone(),
         (None, None) => default_base_path()?,
     };
+    let p2p_host = if cli.p2p_external { "0.0.0.0" } else { "127.0.0.1" };
+    let p2p_port = cli.port.unwrap_or(if cli.dev { 0 } else { 30333 });
     let host = if cli.rpc_external {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
@@ -182,6 +232,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_count: cli.pool_limit,
             ..Default::default()
         },
+        p2p_listen: format!("/ip4/{p2p_host}/tcp/{p2p_port}"),
+        bootnodes: cli.bootnodes.clone(),
     };
     if config.block_time_ms == 0 {
         anyhow::bail!("--block-time-ms must be positive");
@@ -193,7 +245,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .then(|| (base_path.join("explorer.sqlite"), cli.explorer_port));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let node = gridchain_service::start(config).await?;
+        let mut node = gridchain_service::start(config).await?;
+        tracing::info!(peer_id = %node.peer_id, "local node identity");
         let agent = match dev_agent {
             Some((data_dir, zdb_port)) => start_dev_agent(node.rpc_addr, data_dir, zdb_port),
             None => None,
@@ -202,7 +255,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some((db_path, port)) => start_dev_explorer(node.rpc_addr, db_path, port).await,
             None => None,
         };
-        shutdown_signal().await;
+        let failure = tokio::select! {
+            _ = shutdown_signal() => None,
+            e = node.failed() => Some(e),
+        };
         tracing::info!("shutting down");
         if let Some(agent) = agent {
             agent.abort();
@@ -211,7 +267,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             explorer.stop().await;
         }
         node.stop().await;
-        anyhow::Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => anyhow::Ok(()),
+        }
     })?;
     drop(tmp);
     Ok(())

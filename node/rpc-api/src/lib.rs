@@ -14,6 +14,7 @@
 //! reason in the error's `data`.
 
 use gridchain_primitives::{
+    finality::CommitCertificate,
     account::balance_string, block::BlockNumber, AccountId, Balance, Bytes, Hash, Header,
 };
 use gridchain_runtime::{Call, EventRecord};
@@ -234,4 +235,10 @@ pub trait GridchainApi {
     /// `null` if the transaction is not (yet) in a final block.
     #[method(name = "gridchain_extrinsic")]
     async fn extrinsic(&self, hash: Hash) -> RpcResult<Option<ExtrinsicInfo>>;
+
+    /// The commit certificate (precommit signatures) that made block `number` final; `null` for
+    /// genesis and blocks this node does not have. Check it with
+    /// `CommitCertificate::verify` against the validator set of that height.
+    #[method(name = "gridchain_commitCertificate")]
+    async fn commit_certificate(&self, number: BlockNumber) -> RpcResult<Option<CommitCertificate>>;
 }

@@ -14,6 +14,7 @@ mod grid;
 
 use errors::{internal, invalid_params, pool_error};
 use gridchain_primitives::{
+    block::BlockNumber,
     decode_untrusted, hash::encode_hex, AccountId, Bytes, ChainContext, Hash, Header, StateRead,
 };
 use gridchain_rpc_api::*;
@@ -38,8 +39,18 @@ pub struct RpcContext {
     pub chain_name: String,
     pub node_name: String,
     pub properties: ChainProperties,
-    /// Every committed header; in a single-validator chain a committed block is final.
+    /// Every committed header; every committed block is final (BFT consensus decided it).
     pub heads: broadcast::Sender<Header>,
+    /// Peers and sync state for `system_health`.
+    pub health: Arc<dyn NodeHealth>,
+}
+
+/// What `system_health` reports, from the network and consensus.
+pub trait NodeHealth: Send + Sync {
+    fn peers(&self) -> u32;
+    fn is_syncing(&self) -> bool;
+    /// True when the chain has other validators, so a node alone cannot make progress.
+    fn should_have_peers(&self) -> bool;
 }
 
 pub struct RpcServer {
@@ -369,10 +380,11 @@ fn unknown_block(at: Option<Hash>) -> jsonrpsee::types::ErrorObjectOwned {
 #[async_trait]
 impl SystemApiServer for Node {
     async fn health(&self) -> RpcResult<Health> {
+        let health = &self.0.health;
         Ok(Health {
-            peers: 0,
-            is_syncing: false,
-            should_have_peers: false,
+            peers: health.peers(),
+            is_syncing: health.is_syncing(),
+            should_have_peers: health.should_have_peers(),
         })
     }
 
@@ -423,6 +435,13 @@ impl GridchainApiServer for Node {
             })
         })
         .await
+    }
+
+    async fn commit_certificate(
+        &self,
+        number: BlockNumber,
+    ) -> RpcResult<Option<gridchain_primitives::finality::CommitCertificate>> {
+        self.read(move |c| c.storage.certificate(number)).await
     }
 
     async fn extrinsic(&self, hash: Hash) -> RpcResult<Option<ExtrinsicInfo>> {

@@ -5,21 +5,22 @@
 //! 1. opens [`Storage`] under `<base path>/chains/<chain id>/db`;
 //! 2. builds the genesis state from the chain spec, and either writes block 0 or checks that the
 //!    database's genesis is the same (a database of another chain is refused);
-//! 3. creates the [`TxPool`] and starts the JSON-RPC server and the Prometheus endpoint;
-//! 4. if the node has a validator key, starts the [`producer`] thread, which builds a block from
-//!    the pool every block time, commits it to storage in one batch, and announces its header.
+//! 3. creates the [`TxPool`];
+//! 4. starts consensus (`gridchain-consensus`, Malachite over libp2p) as a validator when the
+//!    node has a key, else as a full node that follows the chain and verifies every commit
+//!    certificate; it builds, checks and commits blocks and announces their headers;
+//! 5. starts the JSON-RPC server and the Prometheus endpoint.
 //!
-//! With a single validator a committed block is final. (The multi-validator BFT engine replaces
-//! the producer's decision step; everything after "decided" stays the same.)
+//! Every committed block is final: consensus commits a block only once it is decided.
 
 mod metrics;
-mod producer;
 
 pub use metrics::Metrics;
 
 use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
-use gridchain_primitives::{ChainContext, Hash, Header, Pair};
+use gridchain_consensus::{ConsensusHandle, ConsensusSettings};
+use gridchain_primitives::{AccountId, ChainContext, Hash, Header, Pair, StateRead};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
 use gridchain_runtime::{build_genesis, Block, SPEC_VERSION};
@@ -27,8 +28,9 @@ use gridchain_storage::Storage;
 use gridchain_txpool::{PoolLimits, TxPool};
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    sync::{atomic::AtomicBool, Arc},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 use tokio::sync::broadcast;
 
@@ -39,31 +41,93 @@ pub struct NodeConfig {
     pub rpc_addr: SocketAddr,
     /// `None` disables the Prometheus endpoint.
     pub metrics_addr: Option<SocketAddr>,
-    /// The key this node proposes blocks with; `None` for a non-validating node.
+    /// The key this node signs consensus votes and proposals with; `None` for a full node.
     pub validator: Option<Pair>,
     pub block_time_ms: u64,
     pub pool_limits: PoolLimits,
+    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/30333` (`tcp/0`: any free port).
+    pub p2p_listen: String,
+    /// Peers to connect to (`/ip4/…/tcp/…/p2p/<peer id>`), in addition to the chain spec's.
+    pub bootnodes: Vec<String>,
 }
 
 pub struct RunningNode {
     pub rpc_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub genesis_hash: Hash,
+    /// libp2p peer id of this node.
+    pub peer_id: String,
     rpc: gridchain_rpc::RpcServer,
-    stop: Arc<AtomicBool>,
-    producer: Option<std::thread::JoinHandle<()>>,
+    consensus: ConsensusHandle,
 }
 
 impl RunningNode {
-    /// Stops block production (after the block in progress is committed) and the RPC server.
-    pub async fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(producer) = self.producer.take() {
-            let _ = tokio::task::spawn_blocking(move || producer.join()).await;
-        }
+    /// Stops consensus (a commit in progress completes: it is one synchronous write) and RPC.
+    pub async fn stop(self) {
+        self.consensus.stop().await;
         let _ = self.rpc.handle.stop();
         self.rpc.handle.stopped().await;
     }
+
+    /// Resolves if consensus stops on its own (a storage failure); the node must then exit.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        match self.consensus.stopped().await {
+            Ok(()) => anyhow::anyhow!("consensus stopped"),
+            Err(e) => e,
+        }
+    }
+}
+
+/// `system_health` from consensus.
+struct Health {
+    status: Arc<gridchain_consensus::ConsensusStatus>,
+    validators: usize,
+}
+
+impl gridchain_rpc::NodeHealth for Health {
+    fn peers(&self) -> u32 {
+        self.status.peers() as u32
+    }
+    fn is_syncing(&self) -> bool {
+        self.status.is_syncing()
+    }
+    fn should_have_peers(&self) -> bool {
+        self.validators > 1
+    }
+}
+
+/// The node's libp2p secret, `<chain dir>/network/secret_ed25519` (hex), created on first start.
+pub fn load_or_create_node_key(chain_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = chain_dir.join("network").join("secret_ed25519");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bytes = gridchain_primitives::hash::decode_hex(text.trim())
+            .with_context(|| format!("{} is not hex", path.display()))?;
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()));
+    }
+    let key: [u8; 32] = rand::random();
+    write_node_key(&path, &key)?;
+    Ok(key)
+}
+
+/// Writes a node key file readable by its owner only.
+pub fn write_node_key(path: &Path, key: &[u8; 32]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(gridchain_primitives::hash::encode_hex(key).as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// The genesis block of `spec` and its state, opening or initialising `storage`.
@@ -93,11 +157,8 @@ fn init_genesis(storage: &Storage, spec: &ChainSpec) -> anyhow::Result<Header> {
 }
 
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
-    let db_path = config
-        .base_path
-        .join("chains")
-        .join(&config.spec.id)
-        .join("db");
+    let chain_dir = config.base_path.join("chains").join(&config.spec.id);
+    let db_path = chain_dir.join("db");
     std::fs::create_dir_all(&db_path)
         .with_context(|| format!("cannot create {}", db_path.display()))?;
     let storage = Arc::new(
@@ -120,6 +181,56 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let metrics = Arc::new(Metrics::default());
     metrics.set_heights(best.number);
 
+    if let Some(key) = &config.validator {
+        if !config
+            .spec
+            .genesis
+            .validators
+            .iter()
+            .any(|v| v.address == key.public())
+        {
+            tracing::warn!(
+                key = %key.public(),
+                "this key is not a genesis validator of chain {}; it signs only once bonded into the set",
+                config.spec.id
+            );
+        }
+    }
+    let genesis_validators: Vec<(AccountId, u64)> = config
+        .spec
+        .genesis
+        .validators
+        .iter()
+        .map(|v| (v.address, voting_power(v.stake)))
+        .collect();
+    let validator_count = genesis_validators.len();
+    let validators: gridchain_consensus::ValidatorSource =
+        Arc::new(move |_state: &dyn StateRead| genesis_validators.clone());
+    let observed = metrics.clone();
+    let mut bootnodes = config.spec.boot_nodes.clone();
+    bootnodes.extend(config.bootnodes.iter().cloned());
+    let consensus = gridchain_consensus::start(
+        ConsensusSettings {
+            moniker: config.node_name.clone(),
+            data_dir: chain_dir.join("consensus"),
+            listen: config.p2p_listen.clone(),
+            bootnodes,
+            node_key: load_or_create_node_key(&chain_dir)?,
+            validator: config.validator.clone(),
+            block_time: Duration::from_millis(config.block_time_ms),
+            validators,
+            on_commit: Arc::new(move |header: &Header, extrinsics, took| {
+                observed.observe_block(header.number, extrinsics, took)
+            }),
+        },
+        storage.clone(),
+        pool.clone(),
+        chain,
+        heads.clone(),
+    )
+    .await?;
+    metrics.set_consensus(consensus.status.clone());
+
     let rpc = gridchain_rpc::start(
         config.rpc_addr,
         RpcContext {
@@ -134,6 +245,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 address_prefix: config.spec.properties.address_prefix,
             },
             heads: heads.clone(),
+            health: Arc::new(Health {
+                status: consensus.status.clone(),
+                validators: validator_count,
+            }),
         },
     )
     .await
@@ -151,55 +266,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => None,
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = match config.validator {
-        Some(key) => {
-            if !config
-                .spec
-                .genesis
-                .validators
-                .iter()
-                .any(|v| v.address == key.public())
-            {
-                bail!(
-                    "{} is not a validator of chain {}",
-                    key.public(),
-                    config.spec.id
-                );
-            }
-            if config.spec.genesis.validators.len() > 1 {
-                bail!(
-                    "chain {} has {} validators; multi-validator consensus is not available yet, \
-                     so this node cannot finalize blocks alone",
-                    config.spec.id,
-                    config.spec.genesis.validators.len()
-                );
-            }
-            let producer = producer::Producer {
-                storage: storage.clone(),
-                pool: pool.clone(),
-                chain,
-                key,
-                block_time_ms: config.block_time_ms,
-                heads,
-                metrics,
-                stop: stop.clone(),
-            };
-            Some(
-                std::thread::Builder::new()
-                    .name("block-producer".into())
-                    .spawn(move || producer.run())?,
-            )
-        }
-        None => None,
-    };
-
     Ok(RunningNode {
         rpc_addr: rpc.local_addr,
         metrics_addr,
         genesis_hash,
+        peer_id: consensus.peer_id.clone(),
         rpc,
-        stop,
-        producer,
+        consensus,
     })
+}
+
+/// Voting power of a stake: whole tokens, at least 1.
+fn voting_power(stake: gridchain_primitives::Balance) -> u64 {
+    let tokens = stake / gridchain_chain_spec::UNIT;
+    u64::try_from(tokens).unwrap_or(u64::MAX).max(1)
 }

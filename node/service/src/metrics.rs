@@ -20,12 +20,17 @@ pub struct Metrics {
     /// Sum of block build+commit times, in microseconds.
     block_time_us_sum: AtomicU64,
     last_block_us: AtomicU64,
+    consensus: std::sync::OnceLock<Arc<gridchain_consensus::ConsensusStatus>>,
 }
 
 impl Metrics {
     pub fn set_heights(&self, number: u64) {
         self.best_height.store(number, Ordering::Relaxed);
         self.finalized_height.store(number, Ordering::Relaxed);
+    }
+
+    pub fn set_consensus(&self, status: Arc<gridchain_consensus::ConsensusStatus>) {
+        let _ = self.consensus.set(status);
     }
 
     pub fn observe_block(&self, number: u64, extrinsics: usize, took: Duration) {
@@ -89,7 +94,43 @@ impl Metrics {
             "Extrinsics included in blocks.",
             &[("", load(&self.extrinsics))],
         );
-        metric("gridchain_peers", "gauge", "Connected peers.", &[("", 0.0)]);
+        let consensus = self.consensus.get();
+        let status = |f: fn(&gridchain_consensus::ConsensusStatus) -> f64| {
+            consensus.map_or(0.0, |c| f(c))
+        };
+        metric(
+            "gridchain_peers",
+            "gauge",
+            "Connected peers on the consensus network.",
+            &[("", status(|c| c.peers() as f64))],
+        );
+        metric(
+            "gridchain_consensus_height",
+            "gauge",
+            "Height consensus is deciding.",
+            &[("", status(|c| c.height() as f64))],
+        );
+        metric(
+            "gridchain_consensus_round",
+            "gauge",
+            "Round consensus is in (-1 between heights).",
+            &[("", status(|c| c.round() as f64))],
+        );
+        metric(
+            "gridchain_consensus_votes_total",
+            "counter",
+            "Votes this node signed and votes it received.",
+            &[
+                ("{direction=\"published\"}", status(|c| c.votes_published() as f64)),
+                ("{direction=\"received\"}", status(|c| c.votes_received() as f64)),
+            ],
+        );
+        metric(
+            "gridchain_syncing",
+            "gauge",
+            "1 while the node imports decided blocks from peers.",
+            &[("", status(|c| c.is_syncing() as u8 as f64))],
+        );
         out
     }
 }

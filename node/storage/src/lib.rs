@@ -12,14 +12,17 @@
 //! | `jmt_nodes`  | borsh `jmt::NodeKey` | borsh `jmt::Node` |
 //! | `jmt_values` | key hash ++ version (u64 big-endian) | SCALE `Option<Vec<u8>>` |
 //! | `meta`       | `genesis`, `best`, `finalized` | block hash |
+//! | `certificates` | block number (u64 big-endian) | SCALE `CommitCertificate` (precommits that made it final) |
+//! | `pending`    | block hash | a proposal of the next height this validator built or accepted (consensus's, opaque here) |
 //!
 //! The state root is the root of a Jellyfish Merkle tree whose version is the block number.
 //! Updating it costs time proportional to the keys a block changed (each touches one path of the
 //! tree), not to the size of the state. Versioned values make `state_getStorage` and
 //! `state_getReadProof` answerable at any past block.
 //!
-//! A block is committed with [`Storage::commit_block`]: header, body, number index, transaction
-//! index, state changes, tree nodes and the best/finalized pointers go into **one** write batch,
+//! A block is committed with [`Storage::commit_block`]: header, body, commit certificate, number
+//! index, transaction index, state changes, tree nodes and the best/finalized pointers go into
+//! **one** write batch,
 //! written with `sync`. A process killed at any moment reopens with every block whose commit
 //! returned, and with exactly the matching state: there is no window where the state is ahead of
 //! or behind the blocks.
@@ -27,6 +30,7 @@
 use gridchain_primitives::{
     block::BlockNumber,
     decode_untrusted,
+    finality::CommitCertificate,
     hash::Blake2b256,
     state::{state_key_hash, ReadProof, StateChanges},
     Hash, Header, StateRead,
@@ -50,7 +54,9 @@ const CF_STATE: &str = "state";
 const CF_JMT_NODES: &str = "jmt_nodes";
 const CF_JMT_VALUES: &str = "jmt_values";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 8] = [
+const CF_CERTIFICATES: &str = "certificates";
+const CF_PENDING: &str = "pending";
+const COLUMN_FAMILIES: [&str; 10] = [
     CF_HEADERS,
     CF_BODIES,
     CF_NUMBERS,
@@ -59,6 +65,8 @@ const COLUMN_FAMILIES: [&str; 8] = [
     CF_JMT_NODES,
     CF_JMT_VALUES,
     CF_META,
+    CF_CERTIFICATES,
+    CF_PENDING,
 ];
 
 const META_GENESIS: &[u8] = b"genesis";
@@ -180,6 +188,48 @@ impl Storage {
         }
     }
 
+    /// The commit certificate of block `number` (none for genesis).
+    pub fn certificate(&self, number: BlockNumber) -> Result<Option<CommitCertificate>> {
+        self.get_decoded(CF_CERTIFICATES, &number.to_be_bytes(), "commit certificate")
+    }
+
+    /// Replaces the stored certificate of a committed block, e.g. with one that gathered more
+    /// precommits after the decision.
+    pub fn put_certificate(&self, certificate: &CommitCertificate) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_CERTIFICATES),
+            certificate.height.to_be_bytes(),
+            certificate.encode(),
+        );
+        self.write(batch)
+    }
+
+    /// Keeps a proposal (opaque bytes) until its height is committed, synced to disk before
+    /// returning: a validator restarted mid-height must still have what it voted for.
+    pub fn put_pending_proposal(&self, hash: &Hash, bytes: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_PENDING), hash.0, bytes);
+        self.write(batch)
+    }
+
+    pub fn pending_proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PENDING), IteratorMode::Start) {
+            let (k, v) = item?;
+            let key: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("pending proposal key".into()))?;
+            out.push((Hash(key), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn delete_pending_proposal(&self, hash: &Hash) -> Result<()> {
+        Ok(self.db.delete_cf(self.cf(CF_PENDING), hash.0)?)
+    }
+
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>> {
         self.get_decoded(CF_TX_INDEX, &hash.0, "tx location")
     }
@@ -264,20 +314,21 @@ impl Storage {
             header: header.clone(),
             extrinsics: vec![],
         };
-        let mut batch = self.block_batch(&block, changes, prepared)?;
+        let mut batch = self.block_batch(&block, changes, prepared, None)?;
         batch.put_cf(self.cf(CF_META), META_GENESIS, header.hash().encode());
         self.write(batch)
     }
 
-    /// Atomically stores a final block, its state changes and tree nodes, and makes it the best
-    /// and finalized block.
+    /// Atomically stores a final block, its commit certificate, its state changes and tree nodes,
+    /// and makes it the best and finalized block.
     pub fn commit_block(
         &self,
         block: &Block,
+        certificate: &CommitCertificate,
         changes: &StateChanges,
         prepared: PreparedState,
     ) -> Result<()> {
-        let batch = self.block_batch(block, changes, prepared)?;
+        let batch = self.block_batch(block, changes, prepared, Some(certificate))?;
         self.write(batch)
     }
 
@@ -292,6 +343,7 @@ impl Storage {
         block: &Block,
         changes: &StateChanges,
         prepared: PreparedState,
+        certificate: Option<&CommitCertificate>,
     ) -> Result<WriteBatch> {
         let header = &block.header;
         if prepared.version != header.number || prepared.root != header.state_root {
@@ -301,8 +353,19 @@ impl Storage {
             )));
         }
         let hash = header.hash();
+        if let Some(c) = certificate {
+            if c.height != header.number || c.block_hash != hash {
+                return Err(StorageError::Corrupt(format!(
+                    "certificate (block {}, {}) is not for block {} ({hash})",
+                    c.height, c.block_hash, header.number
+                )));
+            }
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_HEADERS), hash.0, header.encode());
+        if let Some(c) = certificate {
+            batch.put_cf(self.cf(CF_CERTIFICATES), header.number.to_be_bytes(), c.encode());
+        }
         batch.put_cf(self.cf(CF_BODIES), hash.0, block.extrinsics.encode());
         batch.put_cf(
             self.cf(CF_NUMBERS),

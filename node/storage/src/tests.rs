@@ -1,5 +1,5 @@
 use super::*;
-use gridchain_primitives::{ChainContext, Pair};
+use gridchain_primitives::{finality, ChainContext, Pair};
 use gridchain_runtime::{balances, build_genesis, BlockBuilder, Call, GenesisConfig, SPEC_VERSION};
 
 fn genesis(storage: &Storage) -> Header {
@@ -58,10 +58,61 @@ fn commit_transfers(
         header: built.header(prepared.root),
         extrinsics: built.extrinsics,
     };
+    let certificate = certificate_for(&block);
     storage
-        .commit_block(&block, &built.changes, prepared)
+        .commit_block(&block, &certificate, &built.changes, prepared)
         .unwrap();
+    assert_eq!(
+        storage.certificate(block.header.number).unwrap(),
+        Some(certificate)
+    );
     (block, built.changes)
+}
+
+/// A certificate signed by //Alice alone (storage does not check signatures; consensus does).
+fn certificate_for(block: &Block) -> CommitCertificate {
+    let alice = Pair::dev("Alice");
+    let signature = alice.sign(&finality::vote_sign_bytes(
+        Hash::ZERO,
+        finality::PRECOMMIT,
+        block.header.number,
+        0,
+        Some(block.hash()),
+        &alice.public(),
+    ));
+    CommitCertificate {
+        height: block.header.number,
+        round: 0,
+        block_hash: block.hash(),
+        signatures: vec![(alice.public(), signature)],
+    }
+}
+
+#[test]
+fn certificate_for_another_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    let g = genesis(&storage);
+    let (b1, _) = commit_transfers(&storage, &g, 0, 1);
+    let changes = StateChanges::new();
+    let prepared = storage.prepare_state(&changes, 2).unwrap();
+    let block = Block {
+        header: Header {
+            number: 2,
+            parent_hash: b1.hash(),
+            state_root: prepared.root,
+            ..b1.header.clone()
+        },
+        extrinsics: vec![],
+    };
+    let mut wrong = certificate_for(&block);
+    wrong.block_hash = b1.hash();
+    assert!(matches!(
+        storage.commit_block(&block, &wrong, &changes, prepared),
+        Err(StorageError::Corrupt(_))
+    ));
+    assert_eq!(storage.best_hash().unwrap(), Some(b1.hash()));
+    assert_eq!(storage.certificate(2).unwrap(), None);
 }
 
 #[test]
@@ -154,7 +205,7 @@ fn mismatched_prepared_state_is_refused() {
         extrinsics: vec![],
     };
     assert!(matches!(
-        storage.commit_block(&block, &StateChanges::new(), prepared),
+        storage.commit_block(&block, &certificate_for(&block), &StateChanges::new(), prepared),
         Err(StorageError::Corrupt(_))
     ));
     assert_eq!(storage.best_hash().unwrap(), Some(g.hash()));
