@@ -7,7 +7,8 @@
 use gridchain_primitives::{account::balance_string, AccountId, Balance, Pair};
 use gridchain_runtime::{
     billing::BillingConfig, capacity::CapacityConfig, reservations::ReservationsConfig,
-    tfgrid::PricingPolicy, tfgrid::TfgridConfig, GenesisConfig, GenesisFarm, GridGenesis,
+    tfgrid::PricingPolicy, tfgrid::TfgridConfig, validators::StakingConfig, GenesisConfig,
+    GenesisFarm, GridGenesis,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -47,7 +48,10 @@ pub struct Properties {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Genesis {
     pub balances: Vec<GenesisBalance>,
+    /// Each validator's stake is bonded from its `balances` entry, which must cover it.
     pub validators: Vec<GenesisValidator>,
+    /// Epochs, unbonding, set size, minimum bond, block reward (see the README).
+    pub staking: StakingConfig,
     /// Grid parameters, pricing policies and farms (see the README).
     pub grid: GridGenesis,
 }
@@ -121,7 +125,25 @@ fn development_grid() -> GridGenesis {
     }
 }
 
-fn development_spec(name: &str, id: &str, chain_type: ChainType, validators: &[&str]) -> ChainSpec {
+/// Staking of the development chains: 10-block epochs so a set change shows up within
+/// seconds, 20 blocks of unbonding, up to 100 validators, a 1,000 GRID minimum bond.
+fn development_staking(block_reward: Balance) -> StakingConfig {
+    StakingConfig {
+        epoch_length: 10,
+        unbonding_period: 20,
+        max_validators: 100,
+        min_bond: 1_000 * UNIT,
+        block_reward,
+    }
+}
+
+fn development_spec(
+    name: &str,
+    id: &str,
+    chain_type: ChainType,
+    validators: &[&str],
+    block_reward: Balance,
+) -> ChainSpec {
     ChainSpec {
         name: name.into(),
         id: id.into(),
@@ -145,23 +167,28 @@ fn development_spec(name: &str, id: &str, chain_type: ChainType, validators: &[&
                     stake: 100_000 * UNIT,
                 })
                 .collect(),
+            staking: development_staking(block_reward),
             grid: development_grid(),
         },
     }
 }
 
-/// One validator (Alice); the six dev accounts funded with 1,000,000 GRID each.
+/// One validator (Alice, 100,000 GRID of her 1,000,000 bonded); the six dev accounts funded
+/// with 1,000,000 GRID each. No block reward: the issuance stays constant, as the node tests
+/// that account for every unit expect.
 pub fn dev() -> ChainSpec {
-    development_spec("Development", "dev", ChainType::Development, &["Alice"])
+    development_spec("Development", "dev", ChainType::Development, &["Alice"], 0)
 }
 
-/// Four validators (Alice, Bob, Charlie, Dave); the same funded dev accounts.
+/// Four validators (Alice, Bob, Charlie, Dave, 100,000 GRID bonded each); the same funded dev
+/// accounts; a block reward of 0.1 GRID.
 pub fn local() -> ChainSpec {
     development_spec(
         "Local Testnet",
         "local",
         ChainType::Local,
         &["Alice", "Bob", "Charlie", "Dave"],
+        UNIT / 10,
     )
 }
 
@@ -205,10 +232,47 @@ impl ChainSpec {
                 "blockTimeMs must be positive".into(),
             ));
         }
-        if self.genesis.validators.is_empty() {
+        let genesis = &self.genesis;
+        if genesis.validators.is_empty() {
             return Err(ChainSpecError::Invalid(
                 "genesis needs at least one validator".into(),
             ));
+        }
+        let staking = &genesis.staking;
+        staking.check().map_err(ChainSpecError::Invalid)?;
+        if genesis.validators.len() > staking.max_validators as usize {
+            return Err(ChainSpecError::Invalid(format!(
+                "{} validators but maxValidators is {}",
+                genesis.validators.len(),
+                staking.max_validators
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &genesis.validators {
+            if !seen.insert(v.address) {
+                return Err(ChainSpecError::Invalid(format!(
+                    "validator {} is listed twice",
+                    v.address
+                )));
+            }
+            if v.stake < staking.min_bond {
+                return Err(ChainSpecError::Invalid(format!(
+                    "validator {} stakes {}, below minBond {}",
+                    v.address, v.stake, staking.min_bond
+                )));
+            }
+            let funded: Balance = genesis
+                .balances
+                .iter()
+                .filter(|b| b.0 == v.address)
+                .map(|b| b.1)
+                .sum();
+            if funded < v.stake {
+                return Err(ChainSpecError::Invalid(format!(
+                    "validator {} stakes {} but its genesis balance is {funded}",
+                    v.address, v.stake
+                )));
+            }
         }
         Ok(())
     }
@@ -216,6 +280,13 @@ impl ChainSpec {
     pub fn genesis_config(&self) -> GenesisConfig {
         GenesisConfig {
             balances: self.genesis.balances.iter().map(|b| (b.0, b.1)).collect(),
+            validators: self
+                .genesis
+                .validators
+                .iter()
+                .map(|v| (v.address, v.stake))
+                .collect(),
+            staking: self.genesis.staking.clone(),
             grid: self.genesis.grid.clone(),
         }
     }
@@ -240,6 +311,46 @@ mod tests {
             ChainSpec::from_file(&root.join("local.json")).unwrap(),
             local()
         );
+    }
+
+    #[test]
+    fn built_in_specs_build_their_genesis() {
+        for spec in [dev(), local()] {
+            spec.validate().unwrap();
+            let config = spec.genesis_config();
+            let changes = gridchain_runtime::build_genesis(&config).unwrap();
+            let state: std::collections::BTreeMap<_, _> = changes
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            let set = gridchain_runtime::validators::validator_set_at(&state, 1);
+            assert_eq!(set.len(), spec.genesis.validators.len());
+            assert!(set
+                .iter()
+                .all(|v| v.power == 100_000 && v.account == v.consensus_key));
+            assert!(set
+                .windows(2)
+                .all(|w| w[0].consensus_key < w[1].consensus_key));
+        }
+        assert_eq!(dev().genesis.staking.block_reward, 0);
+        assert_eq!(local().genesis.staking.epoch_length, 10);
+    }
+
+    #[test]
+    fn bad_staking_is_refused() {
+        let alice = Pair::dev("Alice").public();
+        let refused = |f: &dyn Fn(&mut ChainSpec)| {
+            let mut spec = local();
+            f(&mut spec);
+            assert!(spec.validate().is_err());
+        };
+        refused(&|s| s.genesis.staking.epoch_length = 0);
+        refused(&|s| s.genesis.staking.max_validators = 3);
+        refused(&|s| s.genesis.staking.min_bond = 0);
+        refused(&|s| s.genesis.validators[0].stake = UNIT);
+        refused(&|s| s.genesis.validators[1].address = alice);
+        refused(&|s| s.genesis.validators[0].stake = 2_000_000 * UNIT);
+        refused(&|s| s.genesis.balances.retain(|b| b.0 != alice));
     }
 
     #[test]

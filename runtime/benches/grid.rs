@@ -81,6 +81,7 @@ fn grid(reservations: usize) -> Grid {
             }],
             ..Default::default()
         },
+        ..Default::default()
     };
     let mut state: State = build_genesis(&config)
         .unwrap()

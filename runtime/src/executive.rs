@@ -1,8 +1,9 @@
 //! Checking, applying and executing extrinsics and blocks.
 
 use crate::{
-    balances, billing, capacity, reservations, system, tfgrid, timestamp, twins, Block, Call,
-    Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE, MAX_BLOCK_BYTES, MAX_EXTRINSIC_BYTES,
+    balances, billing, capacity, reservations, system, tfgrid, timestamp, twins, validators, Block,
+    Call, Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE, MAX_BLOCK_BYTES,
+    MAX_EXTRINSIC_BYTES,
 };
 use gridchain_primitives::{
     block::BlockNumber, AccountId, Balance, ChainContext, Hash, Header, Overlay, StateChanges,
@@ -290,6 +291,7 @@ impl<'a> BlockBuilder<'a> {
     /// Ends the block.
     pub fn finish(mut self) -> BuiltBlock {
         self.ctx.set_phase(Phase::Finalization);
+        validators::on_finalize(&mut self.ctx, self.number, self.proposer);
         system::on_finalize(&mut self.ctx);
         let extrinsics_root = Block::compute_extrinsics_root(&self.extrinsics);
         let (changes, events) = self.ctx.into_parts();
@@ -330,6 +332,9 @@ fn dispatch(ctx: &mut Context, who: AccountId, call: Call) -> Result<(), Dispatc
         }
         Call::Capacity(call) => {
             capacity::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+        }
+        Call::Validators(call) => {
+            validators::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
         }
     }
 }

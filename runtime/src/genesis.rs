@@ -1,7 +1,8 @@
 //! The state of block 0, built from a chain spec's genesis section.
 
 use crate::{
-    balances, billing, capacity, reservations, system, tfgrid, twins, Context, Event, SPEC_VERSION,
+    balances, billing, capacity, reservations, system, tfgrid, twins, validators, Context, Event,
+    SPEC_VERSION,
 };
 use gridchain_primitives::{AccountId, Balance, Overlay, StateChanges};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GenesisConfig {
     pub balances: Vec<(AccountId, Balance)>,
+    /// `(account, stake)`: the stake is bonded (reserved) from the account's genesis balance,
+    /// which must cover it; the account key is the consensus key.
+    pub validators: Vec<(AccountId, Balance)>,
+    pub staking: validators::StakingConfig,
     pub grid: GridGenesis,
 }
 
@@ -45,6 +50,8 @@ pub enum GenesisError {
     Overflow,
     #[error("invalid grid genesis: {0}")]
     Grid(String),
+    #[error("invalid staking genesis: {0}")]
+    Validators(String),
 }
 
 fn check_grid(grid: &GridGenesis) -> Result<(), GenesisError> {
@@ -74,6 +81,8 @@ pub fn build_genesis(config: &GenesisConfig) -> Result<StateChanges, GenesisErro
         }
         balances::endow::<Event>(&mut ctx, *who, *amount).map_err(|_| GenesisError::Overflow)?;
     }
+    validators::build_genesis::<Event>(&mut ctx, &config.staking, &config.validators)
+        .map_err(GenesisError::Validators)?;
     let grid = &config.grid;
     tfgrid::set_config(&mut ctx, &grid.tfgrid);
     reservations::set_config(&mut ctx, &grid.reservations);

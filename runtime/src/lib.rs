@@ -23,6 +23,11 @@
 //! The grid's per-block work is bounded: capacity checks at most `SWEEP_PER_BLOCK` nodes, and
 //! billing settles one bucket of at most `max_per_bucket` reservations (see `pallet_billing`).
 //!
+//! At the end of every block `pallet_validators::on_finalize` mints the chain spec's
+//! `blockReward` to the proposer (the only per-block issuance; 0 on `dev`) and, on the last block
+//! of an epoch, rotates the validator set. The node reads the set that signs height `H` with
+//! [`validators::validator_set_at`] on the state after block `H - 1`.
+//!
 //! [`Call`] and [`Event`] gather the pallets' calls and events; their SCALE index is their
 //! position, so new pallets are appended, never inserted.
 
@@ -47,9 +52,11 @@ pub use pallet_system as system;
 pub use pallet_tfgrid as tfgrid;
 pub use pallet_timestamp as timestamp;
 pub use pallet_twins as twins;
+pub use pallet_validators as validators;
 
 /// Bumped whenever the meaning of a call or of state changes. Signed payloads include it.
-pub const SPEC_VERSION: SpecVersion = 1;
+/// 2: the `validators` pallet (staking, validator set, block reward).
+pub const SPEC_VERSION: SpecVersion = 2;
 
 /// Fee every extrinsic pays, in the smallest unit (the token has 12 decimals: 0.001 GRID).
 pub const BASE_FEE: u128 = 1_000_000_000;
@@ -69,6 +76,7 @@ pub enum Call {
     Tfgrid(tfgrid::Call),
     Reservations(reservations::Call),
     Capacity(capacity::Call),
+    Validators(validators::Call),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -81,6 +89,7 @@ pub enum Event {
     Reservations(reservations::Event),
     Billing(billing::Event),
     Capacity(capacity::Event),
+    Validators(validators::Event),
 }
 
 macro_rules! event_from {
@@ -98,7 +107,8 @@ event_from!(
     Tfgrid(tfgrid),
     Reservations(reservations),
     Billing(billing),
-    Capacity(capacity)
+    Capacity(capacity),
+    Validators(validators)
 );
 
 impl From<system::Event> for Event {

@@ -314,6 +314,185 @@ fn call_json_shape() {
     assert_eq!(json["amount"], "7");
 }
 
+fn staking_genesis(reward: u128) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let config = GenesisConfig {
+        balances: vec![
+            (Pair::dev("Alice").public(), 1_000 * UNIT),
+            (Pair::dev("Bob").public(), 1_000 * UNIT),
+        ],
+        validators: vec![(Pair::dev("Alice").public(), 100 * UNIT)],
+        staking: validators::StakingConfig {
+            epoch_length: 4,
+            unbonding_period: 8,
+            max_validators: 10,
+            min_bond: UNIT,
+            block_reward: reward,
+        },
+        ..Default::default()
+    };
+    apply(BTreeMap::new(), build_genesis(&config).unwrap())
+}
+
+/// Builds block `number` on `state` with `xts`, re-executes it as an importing node would, and
+/// returns the state after it.
+fn next_block(
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    number: u64,
+    xts: Vec<Extrinsic>,
+) -> (BTreeMap<Vec<u8>, Vec<u8>>, BuiltBlock) {
+    let mut b = BlockBuilder::new(
+        &state,
+        chain(),
+        Hash::of(&number.to_le_bytes()),
+        number,
+        1_000 * number,
+        Pair::dev("Charlie").public(),
+    )
+    .unwrap();
+    for xt in xts {
+        let len = xt.encoded_size();
+        b.push(xt, len, true).unwrap().unwrap();
+    }
+    let built = b.finish();
+    let block = Block {
+        header: built.header(Hash::of(b"root")),
+        extrinsics: built.extrinsics.clone(),
+    };
+    let again = execute_block(&state, chain(), &block).unwrap();
+    assert_eq!(again.changes, built.changes);
+    (apply(state, built.changes.clone()), built)
+}
+
+#[test]
+fn genesis_bonds_validators_from_their_balance() {
+    let state = staking_genesis(0);
+    let alice = Pair::dev("Alice").public();
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(&state));
+    assert_eq!(
+        balances::account(&ctx, &alice),
+        balances::AccountData {
+            free: 900 * UNIT,
+            reserved: 100 * UNIT
+        }
+    );
+    assert_eq!(issuance(&state), 2_000 * UNIT);
+    assert_eq!(
+        validators::validator_set_at(&state, 1),
+        vec![validators::ValidatorInfo {
+            account: alice,
+            consensus_key: alice,
+            power: 100
+        }]
+    );
+    // Unfunded or invalid staking genesis is refused.
+    let config = GenesisConfig {
+        validators: vec![(Pair::dev("Nobody").public(), 100 * UNIT)],
+        ..Default::default()
+    };
+    assert!(matches!(
+        build_genesis(&config),
+        Err(GenesisError::Validators(_))
+    ));
+}
+
+#[test]
+fn validator_set_changes_exactly_at_the_announced_height() {
+    let (alice, bob) = (Pair::dev("Alice"), Pair::dev("Bob"));
+    let reward = UNIT / 10;
+    let mut state = staking_genesis(reward);
+    let initial_issuance = issuance(&state);
+    let old = validators::validator_set_at(&state, 1);
+    let new = {
+        let mut set = vec![
+            validators::ValidatorInfo {
+                account: alice.public(),
+                consensus_key: alice.public(),
+                power: 100,
+            },
+            validators::ValidatorInfo {
+                account: bob.public(),
+                consensus_key: bob.public(),
+                power: 250,
+            },
+        ];
+        set.sort_by(|a, b| a.consensus_key.cmp(&b.consensus_key));
+        set
+    };
+    // Epochs of 4 blocks: 0..=3, 4..=7, 8..=11. Bob bonds and validates in block 2; the set is
+    // chosen at the end of block 3 and signs from height 8 on.
+    let mut announced = None;
+    let mut seen = Vec::new();
+    for number in 1..=12u64 {
+        // The node asks the state after block number - 1 which set signs `number`.
+        seen.push(validators::validator_set_at(&state, number));
+        let xts = if number == 2 {
+            let bond = Call::Validators(validators::Call::Bond { amount: 250 * UNIT });
+            let validate = Call::Validators(validators::Call::Validate {
+                consensus_key: bob.public(),
+                commission: 10_000_000,
+            });
+            vec![
+                Extrinsic::sign(&bob, bond, 0, 100, 0, chain()),
+                Extrinsic::sign(&bob, validate, 1, 100, 0, chain()),
+            ]
+        } else {
+            vec![]
+        };
+        let (after, built) = next_block(state, number, xts);
+        state = after;
+        assert!(built.events.iter().any(|r| r.event
+            == Event::Validators(validators::Event::BlockRewarded {
+                proposer: Pair::dev("Charlie").public(),
+                amount: reward
+            })));
+        if number == 3 {
+            announced = validators::scheduled_change(&state);
+            // Already known for the whole of epoch 2.
+            for h in 8..12 {
+                assert_eq!(validators::validator_set_at(&state, h), new);
+            }
+            assert_eq!(validators::validator_set_at(&state, 7), old);
+        }
+        if number == 7 {
+            // Activated for height 8; the candidates did not change: nothing more scheduled.
+            assert!(built.events.iter().any(|r| r.event
+                == Event::Validators(validators::Event::ValidatorSetActivated {
+                    since: 8,
+                    count: 2
+                })));
+            assert_eq!(validators::scheduled_change(&state), None);
+        }
+    }
+    assert_eq!(announced, Some((8, new.clone())));
+    for (i, set) in seen.iter().enumerate() {
+        let height = i as u64 + 1;
+        let expected = if height < 8 { &old } else { &new };
+        assert_eq!(set, expected, "set of height {height}");
+    }
+    // The only new tokens are the block rewards.
+    assert_eq!(issuance(&state), initial_issuance + 12 * reward);
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(&state));
+    assert_eq!(balances::account(&ctx, &bob.public()).reserved, 250 * UNIT);
+}
+
+#[test]
+fn validators_call_json_shape() {
+    let call = Call::Validators(validators::Call::Unbond { amount: 3 });
+    let json = serde_json::to_value(&call).unwrap();
+    assert_eq!(json["pallet"], "validators");
+    assert_eq!(json["call"], "unbond");
+    assert_eq!(json["amount"], "3");
+    // Appended last: the existing pallets keep their SCALE indices.
+    assert_eq!(call.encode()[0], 6);
+    assert_eq!(
+        Event::Validators(validators::Event::Chilled {
+            who: AccountId::default()
+        })
+        .encode()[0],
+        7
+    );
+}
+
 proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
