@@ -45,6 +45,31 @@ async fn four_validators_finalize_one_chain_with_verifiable_certificates() {
     };
     assert!(health.peers >= 3, "{health:?}");
     assert!(health.should_have_peers);
+
+    // A transfer submitted to the full node (which never proposes) is gossiped to the
+    // validators and becomes final; every node then reports it in the same block.
+    let full = network.nodes[4].client().await;
+    let chain = gridchain_tests::chain_context(&full).await;
+    let call = gridchain_runtime::Call::Balances(gridchain_runtime::balances::Call::Transfer {
+        dest: Pair::dev("Ferdie").public(),
+        amount: 7,
+    });
+    let xt = gridchain_tests::signed(&Pair::dev("Eve"), call, 0, 1_000_000, 0, chain);
+    use gridchain_rpc_api::AuthorApiClient;
+    let hash = full.submit_extrinsic(xt).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let included = loop {
+        if let Some(info) = full.extrinsic(hash).await.unwrap() {
+            break info;
+        }
+        assert!(std::time::Instant::now() < deadline, "transfer not final in 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(included.success);
+    for node in &network.nodes[..4] {
+        let info = node.client().await.extrinsic(hash).await.unwrap().unwrap();
+        assert_eq!(info.block_hash, included.block_hash);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,11 @@ pub fn call(call: &Call) -> String {
         Call::System(system::Call::Remark { data }) => {
             format!("system.remark of {} bytes", data.0.len())
         }
-        Call::Twins(_) | Call::Tfgrid(_) | Call::Reservations(_) | Call::Capacity(_) => {
+        Call::Twins(_)
+        | Call::Tfgrid(_)
+        | Call::Reservations(_)
+        | Call::Capacity(_)
+        | Call::Validators(_) => {
             tagged(call, "call")
         }
     }
@@ -59,7 +63,8 @@ pub fn event(event: &Event) -> String {
         | Event::Tfgrid(_)
         | Event::Reservations(_)
         | Event::Billing(_)
-        | Event::Capacity(_) => tagged(event, "event"),
+        | Event::Capacity(_)
+        | Event::Validators(_) => tagged(event, "event"),
     }
 }
 

@@ -63,8 +63,18 @@ const MAX_FUTURE_PROPOSALS: usize = 32;
 /// Most bytes of blocks in one sync response (Malachite's limit is 10 MiB).
 const MAX_SYNC_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
-/// The validator set of a height, from the state after the previous block.
-pub type ValidatorSource = Arc<dyn Fn(&dyn StateRead) -> Vec<(AccountId, u64)> + Send + Sync>;
+/// A validator as the chain state names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetMember {
+    /// Signs votes and proposals.
+    pub consensus_key: AccountId,
+    /// Receives the fees and rewards of the blocks it proposes.
+    pub account: AccountId,
+    pub power: u64,
+}
+
+/// The validator set of height `h`, from the state after block `h - 1` (given with `h`).
+pub type ValidatorSource = Arc<dyn Fn(&dyn StateRead, u64) -> Vec<SetMember> + Send + Sync>;
 
 /// Called after each committed block with its header, number of extrinsics and commit time.
 pub type CommitObserver = Arc<dyn Fn(&Header, usize, Duration) + Send + Sync>;
@@ -260,22 +270,24 @@ impl App {
     }
 
     /// The validator set of the height after the best block.
-    pub fn next_validator_set(&self) -> ValidatorSet {
+    pub fn next_validator_set(&self) -> anyhow::Result<ValidatorSet> {
+        let next = self.best()?.number + 1;
         let storage: &Storage = &self.storage;
-        ValidatorSet::new(
-            (self.validators)(storage)
+        Ok(ValidatorSet::new(
+            (self.validators)(storage, next)
                 .into_iter()
-                .map(|(key, power)| Validator {
-                    address: Address(key),
-                    public_key: key,
-                    power,
+                .map(|m| Validator {
+                    address: Address(m.consensus_key),
+                    public_key: m.consensus_key,
+                    account: m.account,
+                    power: m.power,
                 })
                 .collect(),
-        )
+        ))
     }
 
     fn height_params(&self) -> anyhow::Result<HeightParams<GridContext>> {
-        let set = self.next_validator_set();
+        let set = self.next_validator_set()?;
         anyhow::ensure!(
             !set.is_empty(),
             "the validator set of the next height is empty"
@@ -447,6 +459,12 @@ impl App {
             parent.number
         );
         let timestamp_ms = now_ms().max(parent.timestamp_ms + 1);
+        use malachitebft_app_channel::app::types::core::ValidatorSet as _;
+        // Fees and the block reward go to our staking account.
+        let account = self
+            .next_validator_set()?
+            .get_by_address(&signer.address())
+            .map_or(signer.key.public(), |v| v.account);
         let storage: &Storage = &self.storage;
         let mut builder = BlockBuilder::new(
             storage,
@@ -454,7 +472,7 @@ impl App {
             parent.hash(),
             height,
             timestamp_ms,
-            signer.key.public(),
+            account,
         )?;
         for tx in self.pool.ready(MAX_BLOCK_TRANSACTIONS) {
             // The pool verified this exact extrinsic's signature for this chain.
@@ -602,7 +620,7 @@ impl App {
         stream: CompleteStream,
     ) -> anyhow::Result<Option<ProposedValue<GridContext>>> {
         let CompleteStream { init, data, fin } = stream;
-        let set = self.next_validator_set();
+        let set = self.next_validator_set()?;
         use malachitebft_app_channel::app::types::core::ValidatorSet as _;
         if set.get_by_address(&init.proposer).is_none() {
             tracing::warn!(proposer = %init.proposer, height = init.height, "proposal from a non-validator");
@@ -689,14 +707,10 @@ impl App {
                 now - header.timestamp_ms
             )));
         }
-        use malachitebft_app_channel::app::types::core::ValidatorSet as _;
-        if self
-            .next_validator_set()
-            .get_by_address(&Address(header.proposer))
-            .is_none()
-        {
+        let set = self.next_validator_set().map_err(BlockCheck::Local)?;
+        if !set.validators().iter().any(|v| v.account == header.proposer) {
             return Err(BlockCheck::Invalid(format!(
-                "block proposer {} is not a validator",
+                "block proposer {} is not the account of a validator",
                 header.proposer
             )));
         }

@@ -239,8 +239,11 @@ impl mc::ProposalPart<GridContext> for ProposalPart {
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Validator {
+    /// The consensus key, which signs votes and proposals.
     pub address: Address,
     pub public_key: AccountId,
+    /// The staking account, paid the fees and reward of the blocks this validator proposes.
+    pub account: AccountId,
     pub power: u64,
 }
 

@@ -34,7 +34,7 @@ pub mod context;
 pub mod proposer;
 pub mod signing;
 
-pub use app::{CommitObserver, ValidatorSource, MAX_FUTURE_DRIFT_MS, MAX_PAST_DRIFT_MS};
+pub use app::{CommitObserver, SetMember, ValidatorSource, MAX_FUTURE_DRIFT_MS, MAX_PAST_DRIFT_MS};
 
 use anyhow::Context as _;
 use context::{Address, GridContext};

@@ -43,6 +43,9 @@ pub struct RpcContext {
     pub heads: broadcast::Sender<Header>,
     /// Peers and sync state for `system_health`.
     pub health: Arc<dyn NodeHealth>,
+    /// Called with the SCALE bytes of every transaction a client submitted and the pool
+    /// accepted: the node gossips it to its peers.
+    pub on_submitted: Arc<dyn Fn(&[u8]) + Send + Sync>,
 }
 
 /// What `system_health` reports, from the network and consensus.
@@ -134,11 +137,14 @@ impl Node {
         let (xt, len) = Self::decode_extrinsic(bytes)?;
         let next_block = self.best_number().map_err(|e| internal(e.to_string()))? + 1;
         let storage: &Storage = &self.0.storage;
-        self.0
+        let hash = self
+            .0
             .pool
             .submit(storage, next_block, xt, len)
             .map(|s| s.hash)
-            .map_err(pool_error)
+            .map_err(pool_error)?;
+        (self.0.on_submitted)(&bytes.0);
+        Ok(hash)
     }
 
     fn best_number(&self) -> Result<u64, gridchain_storage::StorageError> {

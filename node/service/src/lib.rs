@@ -19,8 +19,9 @@ pub use metrics::Metrics;
 
 use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
-use gridchain_consensus::{ConsensusHandle, ConsensusSettings};
-use gridchain_primitives::{AccountId, ChainContext, Hash, Header, Pair, StateRead};
+use gridchain_consensus::{ConsensusHandle, ConsensusSettings, SetMember};
+use gridchain_network::{TxGossip, TxGossipConfig};
+use gridchain_primitives::{ChainContext, Hash, Header, Pair, StateRead};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
 use gridchain_runtime::{build_genesis, Block, SPEC_VERSION};
@@ -59,11 +60,13 @@ pub struct RunningNode {
     pub peer_id: String,
     rpc: gridchain_rpc::RpcServer,
     consensus: ConsensusHandle,
+    gossip: Arc<TxGossip>,
 }
 
 impl RunningNode {
     /// Stops consensus (a commit in progress completes: it is one synchronous write) and RPC.
     pub async fn stop(self) {
+        self.gossip.stop();
         self.consensus.stop().await;
         let _ = self.rpc.handle.stop();
         self.rpc.handle.stopped().await;
@@ -196,26 +199,50 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             );
         }
     }
-    let genesis_validators: Vec<(AccountId, u64)> = config
-        .spec
-        .genesis
-        .validators
-        .iter()
-        .map(|v| (v.address, voting_power(v.stake)))
-        .collect();
-    let validator_count = genesis_validators.len();
+    let validator_count = config.spec.genesis.validators.len();
+    // The set of height h, as pallet-validators scheduled it in the state after h - 1.
     let validators: gridchain_consensus::ValidatorSource =
-        Arc::new(move |_state: &dyn StateRead| genesis_validators.clone());
+        Arc::new(|state: &dyn StateRead, height| {
+            gridchain_runtime::validators::validator_set_at(state, height)
+                .into_iter()
+                .map(|v| SetMember {
+                    consensus_key: v.consensus_key,
+                    account: v.account,
+                    power: v.power,
+                })
+                .collect()
+        });
     let observed = metrics.clone();
     let mut bootnodes = config.spec.boot_nodes.clone();
     bootnodes.extend(config.bootnodes.iter().cloned());
+    let node_key = load_or_create_node_key(&chain_dir)?;
+    let gossip = Arc::new(
+        gridchain_network::start(
+            TxGossipConfig {
+                listen: gridchain_network::transaction_address(&config.p2p_listen)?,
+                peers: bootnodes
+                    .iter()
+                    .map(|b| gridchain_network::transaction_address(b))
+                    .collect::<anyhow::Result<_>>()?,
+                node_key,
+                genesis: genesis_hash,
+            },
+            {
+                let storage = storage.clone();
+                let pool = pool.clone();
+                Arc::new(move |bytes: Vec<u8>| pool_gossiped(&storage, &pool, &bytes))
+            },
+        )
+        .await
+        .context("cannot start transaction gossip")?,
+    );
     let consensus = gridchain_consensus::start(
         ConsensusSettings {
             moniker: config.node_name.clone(),
             data_dir: chain_dir.join("consensus"),
             listen: config.p2p_listen.clone(),
             bootnodes,
-            node_key: load_or_create_node_key(&chain_dir)?,
+            node_key,
             validator: config.validator.clone(),
             block_time: Duration::from_millis(config.block_time_ms),
             validators,
@@ -249,6 +276,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 status: consensus.status.clone(),
                 validators: validator_count,
             }),
+            on_submitted: {
+                let gossip = gossip.clone();
+                Arc::new(move |bytes: &[u8]| gossip.broadcast(bytes.to_vec()))
+            },
         },
     )
     .await
@@ -267,6 +298,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     };
 
     Ok(RunningNode {
+        gossip,
         rpc_addr: rpc.local_addr,
         metrics_addr,
         genesis_hash,
@@ -276,8 +308,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     })
 }
 
-/// Voting power of a stake: whole tokens, at least 1.
-fn voting_power(stake: gridchain_primitives::Balance) -> u64 {
-    let tokens = stake / gridchain_chain_spec::UNIT;
-    u64::try_from(tokens).unwrap_or(u64::MAX).max(1)
+/// Pools a transaction a peer gossiped, checked like an RPC submission. Rejections are normal
+/// (a transaction arrives from several peers, or is already in a block) and only logged.
+fn pool_gossiped(storage: &Storage, pool: &TxPool, bytes: &[u8]) {
+    let xt = match gridchain_primitives::decode_untrusted("gossiped extrinsic", bytes) {
+        Ok(xt) => xt,
+        Err(e) => {
+            tracing::debug!(error = %e, "undecodable gossiped transaction");
+            return;
+        }
+    };
+    let next = match storage.best_header() {
+        Ok(Some(h)) => h.number + 1,
+        _ => return,
+    };
+    if let Err(e) = pool.submit(storage, next, xt, bytes.len()) {
+        tracing::trace!(error = %e, "gossiped transaction not pooled");
+    }
 }
