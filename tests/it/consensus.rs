@@ -99,3 +99,138 @@ async fn one_of_four_down_goes_on_two_down_halts_then_resumes_without_fork() {
     network.assert_one_chain(halted + 5).await;
     check_certificates(&network, halted + 5).await;
 }
+
+/// `key=value` fields of the "signed vote" lines of a node log (ANSI colours removed).
+fn signed_votes(log: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip a CSI sequence: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("signed vote"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|t| t.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validators_killed_mid_round_never_sign_conflicting_votes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = Network::start(dir.path(), &VALIDATORS, 0, 300).await;
+    network.wait_all(3, Duration::from_secs(60)).await;
+    // Kill a validator at an arbitrary moment of a round and restart it from its base path;
+    // it replays its write-ahead log and must not vote differently for a step it voted in.
+    for i in 0..8usize {
+        let victim = i % 4;
+        tokio::time::sleep(Duration::from_millis(150 + 97 * i as u64)).await;
+        network.nodes[victim].kill9();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        network.nodes[victim].start().await;
+    }
+    let top = network.max_height().await;
+    network.wait_all(top + 3, Duration::from_secs(90)).await;
+    network.assert_one_chain(top + 3).await;
+
+    let mut seen: std::collections::BTreeMap<(String, String, String, String), String> =
+        Default::default();
+    let mut votes = 0;
+    for node in &network.nodes {
+        let log = std::fs::read_to_string(&node.log_path).unwrap();
+        for v in signed_votes(&log) {
+            votes += 1;
+            let step = (
+                v["validator"].clone(),
+                v["height"].clone(),
+                v["round"].clone(),
+                v["kind"].clone(),
+            );
+            let value = v["value"].clone();
+            if let Some(earlier) = seen.insert(step.clone(), value.clone()) {
+                assert_eq!(earlier, value, "equivocation at {step:?}");
+            }
+        }
+    }
+    assert!(votes > 50, "only {votes} signed votes logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_full_node_syncs_the_chain_then_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = Network::start(dir.path(), &VALIDATORS, 1, 100).await;
+    // The full node starts over with an empty database once the chain has some length.
+    network.nodes[4].kill9();
+    let base = network.nodes[4].base_path.join("chains/local");
+    std::fs::remove_dir_all(base.join("db")).unwrap();
+    let _ = std::fs::remove_dir_all(base.join("consensus"));
+    network.wait_all(150, Duration::from_secs(180)).await;
+    let target = network.max_height().await;
+    let started = std::time::Instant::now();
+    network.nodes[4].start().await;
+    loop {
+        if network.nodes[4].height().await.unwrap_or(0) >= target {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the full node did not catch up with {target} blocks in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("synced {target} blocks in {:?}", started.elapsed());
+    // …and then follows live consensus.
+    network.wait_all(target + 20, Duration::from_secs(60)).await;
+    network.assert_one_chain(target + 20).await;
+}
+
+/// Each validator in its own network namespace; links cut with iptables inside them.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_two_two_halts_three_one_goes_on_and_healing_gives_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start_isolated(dir.path(), &VALIDATORS, 500).await;
+    let ns = network.namespaces.as_ref().unwrap();
+    network.wait_all(3, Duration::from_secs(60)).await;
+
+    // 2 | 2: neither side has more than 2/3 of the power.
+    ns.partition(&[0, 1], &[2, 3]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let halted = network.max_height().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(network.max_height().await, halted, "a 2|2 split finalized blocks");
+    network.assert_one_chain(network.min_height().await).await;
+
+    ns.heal();
+    network.wait_all(halted + 3, Duration::from_secs(90)).await;
+
+    // 3 | 1: the three go on; the one is stuck, then catches up after healing.
+    ns.partition(&[0, 1, 2], &[3]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let alone = network.nodes[3].height().await.unwrap();
+    let majority_start = network.nodes[0].height().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while network.nodes[0].height().await.unwrap() < majority_start + 5 {
+        assert!(std::time::Instant::now() < deadline, "3 of 4 made no progress");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stuck = network.nodes[3].height().await.unwrap();
+    assert!(stuck <= alone + 1, "the isolated validator finalized alone: {alone} -> {stuck}");
+
+    ns.heal();
+    let top = network.max_height().await;
+    network.wait_all(top + 3, Duration::from_secs(90)).await;
+    network.assert_one_chain(top + 3).await;
+}

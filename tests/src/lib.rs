@@ -161,14 +161,18 @@ pub struct NetworkNode {
     pub key: Option<String>,
     pub base_path: PathBuf,
     pub log_path: PathBuf,
+    /// Address the node's RPC and p2p are reached at.
+    pub host: String,
     pub rpc_port: u16,
     pub p2p_port: u16,
+    /// Network namespace the process runs in, if any.
+    pub netns: Option<String>,
     args: Vec<String>,
 }
 
 impl NetworkNode {
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.rpc_port)
+        format!("ws://{}:{}", self.host, self.rpc_port)
     }
 
     pub async fn client(&self) -> WsClient {
@@ -199,7 +203,16 @@ impl NetworkNode {
             .append(true)
             .open(&self.log_path)
             .expect("node log file");
-        let child = Command::new(binary("gridnode"))
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the program, so the child's pid is gridnode's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary("gridnode"));
+                c
+            }
+            None => Command::new(binary("gridnode")),
+        };
+        let child = cmd
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -240,18 +253,137 @@ impl Drop for NetworkNode {
     }
 }
 
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One network namespace per node on a test bridge `10.<a>.<b>.0/24`; cut links by dropping
+/// packets inside the namespaces. Everything is removed on drop.
+pub struct Namespaces {
+    bridge: String,
+    names: Vec<String>,
+    ips: Vec<String>,
+    gateway: String,
+}
+
+impl Namespaces {
+    /// Creates `count` namespaces (needs root and iproute2/iptables).
+    pub fn create(count: usize) -> Self {
+        // Unique per test process, so tests running in parallel never share names or subnets.
+        let id = std::process::id();
+        let tag = format!("{:x}", id % 0xfffff);
+        let subnet = format!("10.{}.{}", 100 + (id % 100), (id / 100) % 250);
+        let bridge = format!("gcb{tag}");
+        let ns = Namespaces {
+            names: (0..count).map(|i| format!("gc{tag}n{i}")).collect(),
+            ips: (0..count).map(|i| format!("{subnet}.{}", i + 1)).collect(),
+            gateway: format!("{subnet}.254"),
+            bridge,
+        };
+        let _ = Command::new("ip").args(["link", "del", &ns.bridge]).output();
+        run("ip", &["link", "add", &ns.bridge, "type", "bridge"]);
+        run("ip", &["addr", "add", &format!("{}/24", ns.gateway), "dev", &ns.bridge]);
+        run("ip", &["link", "set", &ns.bridge, "up"]);
+        // Docker's FORWARD policy is DROP; bridged traffic between our namespaces may pass.
+        run(
+            "iptables",
+            &["-I", "FORWARD", "-i", &ns.bridge, "-o", &ns.bridge, "-j", "ACCEPT"],
+        );
+        for (i, name) in ns.names.iter().enumerate() {
+            let host_if = format!("gch{tag}{i}");
+            let ns_if = format!("gcn{tag}{i}");
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            run("ip", &["netns", "add", name]);
+            run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+            run("ip", &["link", "set", &ns_if, "netns", name]);
+            run("ip", &["link", "set", &host_if, "master", &ns.bridge, "up"]);
+            run("ip", &["-n", name, "addr", "add", &format!("{}/24", ns.ips[i]), "dev", &ns_if]);
+            run("ip", &["-n", name, "link", "set", &ns_if, "up"]);
+            run("ip", &["-n", name, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+
+    /// Drops all traffic between the two groups (node indexes).
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        for (x, y) in a.iter().flat_map(|x| b.iter().map(move |y| (*x, *y))) {
+            for (from, to) in [(x, y), (y, x)] {
+                let ns = &self.names[from];
+                let peer = &self.ips[to];
+                run("ip", &["netns", "exec", ns, "iptables", "-A", "INPUT", "-s", peer, "-j", "DROP"]);
+                run("ip", &["netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", peer, "-j", "DROP"]);
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) {
+        for ns in &self.names {
+            run("ip", &["netns", "exec", ns, "iptables", "-F"]);
+        }
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("iptables")
+            .args(["-D", "FORWARD", "-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"])
+            .output();
+    }
+}
+
 /// Validators (dev keys of the `local` chain spec) and full nodes as separate `gridnode`
-/// processes on loopback, each connected to all the others. Logs are kept in `dir`.
+/// processes, each connected to all the others: on loopback, or each in its own network
+/// namespace so links can be cut. Logs are kept in `dir`.
 pub struct Network {
     pub nodes: Vec<NetworkNode>,
+    /// Declared after `nodes` so processes die before their namespaces go.
+    pub namespaces: Option<Namespaces>,
 }
 
 impl Network {
     /// Starts `validators` validators (//Alice, //Bob, … of the `local` spec) and `full_nodes`
-    /// followers with `block_time_ms` blocks, and waits until every RPC answers.
+    /// followers on loopback with `block_time_ms` blocks, and waits until every RPC answers.
     pub async fn start(dir: &Path, validators: &[&str], full_nodes: usize, block_time_ms: u64) -> Self {
+        Self::launch(dir, validators, full_nodes, block_time_ms, None).await
+    }
+
+    /// Like [`Network::start`], each node in its own network namespace (see [`Namespaces`]).
+    pub async fn start_isolated(dir: &Path, validators: &[&str], block_time_ms: u64) -> Self {
+        let namespaces = Namespaces::create(validators.len());
+        Self::launch(dir, validators, 0, block_time_ms, Some(namespaces)).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        validators: &[&str],
+        full_nodes: usize,
+        block_time_ms: u64,
+        namespaces: Option<Namespaces>,
+    ) -> Self {
         let count = validators.len() + full_nodes;
-        let p2p_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let hosts: Vec<String> = match &namespaces {
+            Some(ns) => ns.ips.clone(),
+            None => vec!["127.0.0.1".to_string(); count],
+        };
+        // In namespaces every node has its own address, so the default ports do.
+        let p2p_ports: Vec<u16> = match &namespaces {
+            Some(_) => vec![30333; count],
+            None => (0..count).map(|_| free_port()).collect(),
+        };
         let mut peer_ids = Vec::new();
         for i in 0..count {
             let key_path = dir.join(format!("node-{i}")).join("node-key");
@@ -271,7 +403,10 @@ impl Network {
             std::fs::create_dir_all(&chain_dir).expect("mkdir");
             std::fs::rename(base_path.join("node-key"), chain_dir.join("secret_ed25519"))
                 .expect("move node key");
-            let rpc_port = free_port();
+            let rpc_port = match &namespaces {
+                Some(_) => 9944,
+                None => free_port(),
+            };
             let mut args: Vec<String> = vec![
                 "--chain".into(),
                 "local".into(),
@@ -287,30 +422,37 @@ impl Network {
                 "--name".into(),
                 format!("node-{i}"),
             ];
+            if namespaces.is_some() {
+                args.extend(["--rpc-external".into(), "--p2p-external".into()]);
+            }
             let key = validators.get(i).map(|n| format!("//{n}"));
             if let Some(k) = &key {
                 args.extend(["--validator".into(), "--key".into(), k.clone()]);
             }
             args.push("--bootnodes".into());
             for j in (0..count).filter(|j| *j != i) {
-                args.push(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", p2p_ports[j], peer_ids[j]));
+                args.push(format!(
+                    "/ip4/{}/tcp/{}/p2p/{}",
+                    hosts[j], p2p_ports[j], peer_ids[j]
+                ));
             }
             nodes.push(NetworkNode {
                 child: None,
                 key,
                 log_path: dir.join(format!("node-{i}.log")),
                 base_path,
+                host: hosts[i].clone(),
                 rpc_port,
                 p2p_port: p2p_ports[i],
+                netns: namespaces.as_ref().map(|ns| ns.names[i].clone()),
                 args,
             });
         }
         for node in nodes.iter_mut() {
             node.start().await;
         }
-        Network { nodes }
+        Network { nodes, namespaces }
     }
-
     /// Waits until every running node's final height is at least `height`.
     pub async fn wait_all(&self, height: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -328,6 +470,15 @@ impl Network {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Lowest final height among running nodes.
+    pub async fn min_height(&self) -> u64 {
+        let mut lowest = u64::MAX;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            lowest = lowest.min(n.height().await.unwrap_or(0));
+        }
+        lowest
     }
 
     /// Highest final height among running nodes.
