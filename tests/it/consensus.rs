@@ -234,3 +234,82 @@ async fn partitions_two_two_halts_three_one_goes_on_and_healing_gives_one_chain(
     network.wait_all(top + 3, Duration::from_secs(90)).await;
     network.assert_one_chain(top + 3).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bonded_validator_joins_the_set_at_the_announced_height_on_all_nodes() {
+    use gridchain_rpc_api::AuthorApiClient;
+    use gridchain_runtime::{validators, Call};
+    const UNIT: u128 = 1_000_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    // Eve runs a validator process from the start but is not in the genesis set.
+    let network = Network::start(dir.path(), &["Alice", "Bob", "Charlie", "Dave", "Eve"], 0, 300).await;
+    network.wait_all(2, Duration::from_secs(60)).await;
+    let eve = Pair::dev("Eve");
+    let client = network.nodes[4].client().await;
+    let chain = gridchain_tests::chain_context(&client).await;
+    let bond = Call::Validators(validators::Call::Bond {
+        amount: 300_000 * UNIT,
+    });
+    let validate = Call::Validators(validators::Call::Validate {
+        consensus_key: eve.public(),
+        commission: 50_000_000,
+    });
+    client
+        .submit_extrinsic(gridchain_tests::signed(&eve, bond, 0, 1_000_000, 0, chain))
+        .await
+        .unwrap();
+    let validate_hash = client
+        .submit_extrinsic(gridchain_tests::signed(&eve, validate, 1, 1_000_000, 0, chain))
+        .await
+        .unwrap();
+
+    // The change is announced in state: the set of epoch e+2 is chosen at the end of epoch e.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let effective = loop {
+        let info = client.validators(None).await.unwrap();
+        if let Some(s) = info.scheduled {
+            if s.validators.iter().any(|v| v.consensus_key == eve.public()) {
+                break s.effective_height;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no change scheduled in 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let included = client.extrinsic(validate_hash).await.unwrap().unwrap();
+    assert!(included.success, "{:?}", included.error);
+    assert!(effective > included.block_number);
+
+    network.wait_all(effective + 3, Duration::from_secs(90)).await;
+    network.assert_one_chain(effective + 3).await;
+    let genesis = client.block_hash(Some(0)).await.unwrap().unwrap();
+    for node in &network.nodes {
+        let c = node.client().await;
+        let before = c.validators(Some(effective - 1)).await.unwrap();
+        let after = c.validators(Some(effective)).await.unwrap();
+        assert!(!before.validators.iter().any(|v| v.consensus_key == eve.public()));
+        let joined = after
+            .validators
+            .iter()
+            .find(|v| v.consensus_key == eve.public())
+            .expect("Eve signs from the announced height");
+        assert_eq!(joined.power, 300_000);
+        assert_eq!(after.validators.len(), 5);
+    }
+    // Alice..Dave hold 400,000 of 700,000: without Eve nothing is final from `effective` on,
+    // so every certificate there carries her signature and checks against the new set.
+    for h in effective - 2..=effective + 3 {
+        let set: Vec<_> = client
+            .validators(Some(h))
+            .await
+            .unwrap()
+            .validators
+            .iter()
+            .map(|v| (v.consensus_key, v.power))
+            .collect();
+        let hash = client.block_hash(Some(h)).await.unwrap().unwrap();
+        let cert = client.commit_certificate(h).await.unwrap().unwrap();
+        cert.verify(genesis, h, hash, &set).unwrap();
+        let eve_signed = cert.signatures.iter().any(|(k, _)| *k == eve.public());
+        assert_eq!(eve_signed, h >= effective, "Eve's signature at height {h}");
+    }
+}

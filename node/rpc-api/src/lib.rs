@@ -241,4 +241,27 @@ pub trait GridchainApi {
     /// `CommitCertificate::verify` against the validator set of that height.
     #[method(name = "gridchain_commitCertificate")]
     async fn commit_certificate(&self, number: BlockNumber) -> RpcResult<Option<CommitCertificate>>;
+
+    /// The validator set that signs block `number` (default: the next block), read from the
+    /// state after `number - 1`, and the change scheduled in that state, if any.
+    #[method(name = "gridchain_validators")]
+    async fn validators(&self, number: Option<BlockNumber>) -> RpcResult<ValidatorSetInfo>;
+}
+
+/// `gridchain_validators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorSetInfo {
+    /// The height these validators sign.
+    pub height: BlockNumber,
+    pub validators: Vec<gridchain_runtime::validators::ValidatorInfo>,
+    /// A new set chosen at an epoch end, and the first height it signs.
+    pub scheduled: Option<ScheduledValidators>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledValidators {
+    pub effective_height: BlockNumber,
+    pub validators: Vec<gridchain_runtime::validators::ValidatorInfo>,
 }

@@ -77,7 +77,7 @@ fn reservations_of(ctx: &Context, ids: Vec<ReservationId>) -> Vec<Reservation> {
 
 impl Node {
     /// Runs `f` on the state after block `at` (default: best), on the blocking pool.
-    async fn grid_query<T: Send + 'static>(
+    pub(crate) async fn grid_query<T: Send + 'static>(
         &self,
         at: Option<Hash>,
         f: impl FnOnce(&Context, &Header) -> RpcResult<T> + Send + 'static,

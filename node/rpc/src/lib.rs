@@ -450,6 +450,31 @@ impl GridchainApiServer for Node {
         self.read(move |c| c.storage.certificate(number)).await
     }
 
+    async fn validators(&self, number: Option<BlockNumber>) -> RpcResult<ValidatorSetInfo> {
+        let at = match number {
+            Some(0) => return Err(invalid_params("the genesis block has no signers")),
+            Some(n) => Some(
+                self.read(move |c| c.storage.hash_of(n - 1))
+                    .await?
+                    .ok_or_else(|| unknown_block(None))?,
+            ),
+            None => None,
+        };
+        self.grid_query(at, move |ctx, header| {
+            use gridchain_runtime::validators;
+            let height = number.unwrap_or(header.number + 1);
+            Ok(ValidatorSetInfo {
+                height,
+                validators: validators::set_for_height(ctx, height),
+                scheduled: validators::scheduled_set(ctx).map(|s| ScheduledValidators {
+                    effective_height: s.since,
+                    validators: s.validators,
+                }),
+            })
+        })
+        .await
+    }
+
     async fn extrinsic(&self, hash: Hash) -> RpcResult<Option<ExtrinsicInfo>> {
         self.read(move |c| {
             let Some(loc) = c.storage.tx_location(&hash)? else {
