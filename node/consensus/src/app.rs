@@ -80,15 +80,15 @@ pub type ValidatorSource = Arc<dyn Fn(&dyn StateRead, u64) -> Vec<SetMember> + S
 pub type CommitObserver = Arc<dyn Fn(&Header, usize, Duration) + Send + Sync>;
 
 pub(crate) struct App {
-    pub storage: Arc<Storage>,
-    pub pool: Arc<TxPool>,
-    pub chain: ChainContext,
-    pub signer: Option<Arc<GridSigner>>,
-    pub validators: ValidatorSource,
-    pub block_time: Duration,
-    pub heads: broadcast::Sender<Header>,
-    pub on_commit: CommitObserver,
-    pub status: Arc<crate::ConsensusStatus>,
+    storage: Arc<Storage>,
+    pool: Arc<TxPool>,
+    chain: ChainContext,
+    signer: Option<Arc<GridSigner>>,
+    validators: ValidatorSource,
+    block_time: Duration,
+    heads: broadcast::Sender<Header>,
+    on_commit: CommitObserver,
+    status: Arc<crate::ConsensusStatus>,
     /// Blocks checked (or built) at the current height, by hash.
     executed: HashMap<Hash, ExecutedBlock>,
     /// Values consensus should hear of at `StartedRound`, by round.
@@ -118,14 +118,15 @@ struct SavedProposal {
 }
 
 /// A complete, not yet checked part stream.
-struct CompleteStream {
-    init: ProposalInit,
-    data: Vec<u8>,
-    fin: ProposalFin,
+pub(crate) struct CompleteStream {
+    pub init: ProposalInit,
+    pub data: Vec<u8>,
+    pub fin: ProposalFin,
 }
 
+/// Part streams being reassembled, by publisher and stream id.
 #[derive(Default)]
-struct PartStreams {
+pub(crate) struct PartStreams {
     open: HashMap<(PeerId, StreamId), OpenStream>,
     next_arrival: u64,
 }
@@ -154,9 +155,49 @@ fn nonce_of(state: &dyn StateRead, who: &AccountId) -> u64 {
     system::nonce(&ctx, who)
 }
 
+/// The messages that carry `block` (SCALE bytes) as `signer`'s proposal at (height, round):
+/// `Init`, the block in `Data` slices, `Fin` with the signature over all of them, and the
+/// stream's end marker.
+pub(crate) fn proposal_stream(
+    signer: &GridSigner,
+    genesis: Hash,
+    height: u64,
+    round: u32,
+    pol_round: i64,
+    block: &[u8],
+) -> Vec<StreamMessage<ProposalPart>> {
+    let init = ProposalInit {
+        height,
+        round,
+        pol_round,
+        proposer: signer.address(),
+    };
+    let fin = ProposalFin {
+        signature: signer.sign(&parts_sign_bytes(
+            genesis,
+            height,
+            round,
+            pol_round,
+            Hash::of(block),
+        )),
+    };
+    let stream_id = StreamId::new(Bytes::from((height, round).encode()));
+    let mut parts = vec![ProposalPart::Init(init)];
+    parts.extend(block.chunks(PART_BYTES).map(|c| ProposalPart::Data(c.to_vec())));
+    parts.push(ProposalPart::Fin(fin));
+    let count = parts.len() as u64;
+    let mut messages: Vec<_> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| StreamMessage::new(stream_id.clone(), i as u64, StreamContent::Data(p)))
+        .collect();
+    messages.push(StreamMessage::new(stream_id, count, StreamContent::Fin));
+    messages
+}
+
 impl PartStreams {
     /// Adds a part; returns the whole stream once every part up to its end arrived.
-    fn insert(
+    pub fn insert(
         &mut self,
         publisher: PeerId,
         message: StreamMessage<ProposalPart>,
@@ -231,18 +272,32 @@ impl PartStreams {
     }
 }
 
+/// What an [`App`] works with.
+pub(crate) struct AppParts {
+    pub storage: Arc<Storage>,
+    pub pool: Arc<TxPool>,
+    pub chain: ChainContext,
+    pub signer: Option<Arc<GridSigner>>,
+    pub validators: ValidatorSource,
+    pub block_time: Duration,
+    pub heads: broadcast::Sender<Header>,
+    pub on_commit: CommitObserver,
+    pub status: Arc<crate::ConsensusStatus>,
+}
+
 impl App {
-    pub fn new(
-        storage: Arc<Storage>,
-        pool: Arc<TxPool>,
-        chain: ChainContext,
-        signer: Option<Arc<GridSigner>>,
-        validators: ValidatorSource,
-        block_time: Duration,
-        heads: broadcast::Sender<Header>,
-        on_commit: CommitObserver,
-        status: Arc<crate::ConsensusStatus>,
-    ) -> Self {
+    pub fn new(parts: AppParts) -> Self {
+        let AppParts {
+            storage,
+            pool,
+            chain,
+            signer,
+            validators,
+            block_time,
+            heads,
+            on_commit,
+            status,
+        } = parts;
         App {
             storage,
             pool,
@@ -261,6 +316,12 @@ impl App {
             current_height: 0,
             restart_height: false,
         }
+    }
+
+    /// SCALE bytes of a block checked or built at the current height.
+    #[cfg(test)]
+    pub fn executed_block_bytes(&self, hash: &Hash) -> Option<Vec<u8>> {
+        self.executed.get(hash).map(|e| e.block.encode())
     }
 
     fn best(&self) -> anyhow::Result<Header> {
@@ -319,7 +380,7 @@ impl App {
         Ok(())
     }
 
-    async fn handle(
+    pub(crate) async fn handle(
         &mut self,
         msg: AppMsg<GridContext>,
         channels: &Channels<GridContext>,
@@ -539,37 +600,14 @@ impl App {
                 }
             },
         };
-        let pol_round = round_to_i64(pol_round);
-        let init = ProposalInit {
+        let messages = proposal_stream(
+            signer,
+            self.chain.genesis_hash,
             height,
             round,
-            pol_round,
-            proposer: signer.address(),
-        };
-        let data_hash = Hash::of(&block);
-        let fin = ProposalFin {
-            signature: signer.sign(&parts_sign_bytes(
-                self.chain.genesis_hash,
-                height,
-                round,
-                pol_round,
-                data_hash,
-            )),
-        };
-        let stream_id = StreamId::new(Bytes::from((height, round).encode()));
-        let mut parts = vec![ProposalPart::Init(init)];
-        parts.extend(block.chunks(PART_BYTES).map(|c| ProposalPart::Data(c.to_vec())));
-        parts.push(ProposalPart::Fin(fin));
-        let count = parts.len() as u64;
-        let messages = parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| StreamMessage::new(stream_id.clone(), i as u64, StreamContent::Data(p)))
-            .chain(std::iter::once(StreamMessage::new(
-                stream_id.clone(),
-                count,
-                StreamContent::Fin,
-            )));
+            round_to_i64(pol_round),
+            &block,
+        );
         for message in messages {
             if channels
                 .network

@@ -270,7 +270,7 @@ impl ValidatorSet {
     /// allowed here, and the caller refuses to run consensus with it.
     pub fn new(mut validators: Vec<Validator>) -> Self {
         validators.retain(|v| v.power > 0);
-        validators.sort_by(|a, b| a.address.cmp(&b.address));
+        validators.sort_by_key(|v| v.address);
         validators.dedup_by(|a, b| a.address == b.address);
         ValidatorSet { validators }
     }

@@ -33,6 +33,8 @@ pub mod codec;
 pub mod context;
 pub mod proposer;
 pub mod signing;
+#[cfg(test)]
+mod tests;
 
 pub use app::{CommitObserver, SetMember, ValidatorSource, MAX_FUTURE_DRIFT_MS, MAX_PAST_DRIFT_MS};
 
@@ -295,17 +297,17 @@ pub async fn start(
     let status = Arc::new(ConsensusStatus::default());
     let mut tasks = vec![watch_events(channels.events.subscribe(), status.clone())];
     tasks.push(watch_peers(channels.net_requests.clone(), status.clone()));
-    let app = app::App::new(
+    let app = app::App::new(app::AppParts {
         storage,
         pool,
         chain,
         signer,
-        settings.validators,
-        settings.block_time,
+        validators: settings.validators,
+        block_time: settings.block_time,
         heads,
-        settings.on_commit,
-        status.clone(),
-    );
+        on_commit: settings.on_commit,
+        status: status.clone(),
+    });
     let app = tokio::spawn(app.run(channels));
     tracing::info!(peer_id = %peer_id, "consensus started");
     Ok(ConsensusHandle {

@@ -45,8 +45,11 @@ pub struct RpcContext {
     pub health: Arc<dyn NodeHealth>,
     /// Called with the SCALE bytes of every transaction a client submitted and the pool
     /// accepted: the node gossips it to its peers.
-    pub on_submitted: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    pub on_submitted: TxSubmitted,
 }
+
+/// See [`RpcContext::on_submitted`].
+pub type TxSubmitted = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// What `system_health` reports, from the network and consensus.
 pub trait NodeHealth: Send + Sync {
