@@ -106,6 +106,12 @@ fn check_mortality(xt: &Extrinsic, block: BlockNumber) -> Result<(), InvalidTran
 /// the first bad one. Each signature is checked on its own with `verify_strict`, never in a
 /// randomised batch, so every node reaches the same verdict on adversarial signatures.
 pub fn verify_signatures(chain: ChainContext, extrinsics: &[Extrinsic]) -> Result<(), usize> {
+    let indexed: Vec<(usize, &Extrinsic)> = extrinsics.iter().enumerate().collect();
+    verify_signature_refs(chain, &indexed)
+}
+
+/// [`verify_signatures`] over (index in block, extrinsic) pairs; returns the smallest bad index.
+fn verify_signature_refs(chain: ChainContext, extrinsics: &[(usize, &Extrinsic)]) -> Result<(), usize> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -113,12 +119,11 @@ pub fn verify_signatures(chain: ChainContext, extrinsics: &[Extrinsic]) -> Resul
     let first_bad = std::thread::scope(|scope| {
         let handles: Vec<_> = extrinsics
             .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
+            .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .position(|xt| !xt.verify_signature(chain))
-                        .map(|p| i * chunk + p)
+                        .find(|(_, xt)| !xt.verify_signature(chain))
+                        .map(|(index, _)| *index)
                 })
             })
             .collect();
@@ -346,7 +351,25 @@ pub fn execute_block(
     chain: ChainContext,
     block: &Block,
 ) -> Result<BuiltBlock, BlockError> {
-    verify_signatures(chain, &block.extrinsics).map_err(|index| BlockError::InvalidExtrinsic {
+    execute_block_with_verified(state, chain, block, &|_| false)
+}
+
+/// [`execute_block`], skipping the signature check of every extrinsic for which `verified`
+/// (given its hash) is true: a node's pool has already checked those exact bytes for this chain
+/// and runtime version, so checking again would only repeat the same verdict.
+pub fn execute_block_with_verified(
+    state: &dyn StateRead,
+    chain: ChainContext,
+    block: &Block,
+    verified: &(dyn Fn(&Hash) -> bool + Sync),
+) -> Result<BuiltBlock, BlockError> {
+    let unverified: Vec<(usize, &Extrinsic)> = block
+        .extrinsics
+        .iter()
+        .enumerate()
+        .filter(|(_, xt)| !verified(&xt.hash()))
+        .collect();
+    verify_signature_refs(chain, &unverified).map_err(|index| BlockError::InvalidExtrinsic {
         index,
         error: InvalidTransaction::BadSignature,
     })?;

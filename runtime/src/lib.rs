@@ -35,7 +35,7 @@ mod executive;
 mod genesis;
 
 pub use executive::{
-    execute_block, fee_for, validate_transaction, verify_signatures, BlockBuilder, BlockError,
+    execute_block, execute_block_with_verified, fee_for, validate_transaction, verify_signatures, BlockBuilder, BlockError,
     BuiltBlock, InvalidTransaction, ValidTransaction,
 };
 pub use genesis::{build_genesis, GenesisConfig, GenesisError, GenesisFarm, GridGenesis};

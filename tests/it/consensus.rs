@@ -45,6 +45,15 @@ async fn four_validators_finalize_one_chain_with_verifiable_certificates() {
     };
     assert!(health.peers >= 3, "{health:?}");
     assert!(health.should_have_peers);
+    let peers = {
+        use gridchain_rpc_api::SystemApiClient;
+        network.nodes[0].client().await.peers().await.unwrap()
+    };
+    let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+    for other in ["node-1", "node-2", "node-3", "node-4"] {
+        assert!(names.contains(&other), "{names:?}");
+    }
+    assert!(peers.iter().filter(|p| p.validator.is_some()).count() >= 3);
 
     // A transfer submitted to the full node (which never proposes) is gossiped to the
     // validators and becomes final; every node then reports it in the same block.

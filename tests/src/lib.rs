@@ -37,6 +37,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port `p` such that nobody listens on `p` or `p + 1` right now.
+pub fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A `gridnode --dev` child process on its own ports; killed on drop.
 pub struct DevNode {
     child: Option<Child>,
@@ -382,7 +392,8 @@ impl Network {
         // In namespaces every node has its own address, so the default ports do.
         let p2p_ports: Vec<u16> = match &namespaces {
             Some(_) => vec![30333; count],
-            None => (0..count).map(|_| free_port()).collect(),
+            // Each node's transaction gossip listens on its p2p port + 1: keep that free too.
+            None => (0..count).map(|_| free_port_pair()).collect(),
         };
         let mut peer_ids = Vec::new();
         for i in 0..count {

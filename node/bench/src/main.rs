@@ -107,13 +107,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let mut funding = Vec::new();
     for s in &senders {
-        let xt = transfer(
-            &alice,
-            s.public(),
-            1_000_000_000_000_000,
-            alice_nonce,
-            chain,
-        );
+        // 100 GRID each: enough for every transfer and fee, and 1,000 senders fit in what
+        // //Alice has free beside her validator stake.
+        let xt = transfer(&alice, s.public(), 100_000_000_000_000, alice_nonce, chain);
         alice_nonce += 1;
         funding.push(
             client

@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, default_value_t = 9944)]
     rpc_port: u16,
 
-    /// p2p port of the first node; node i uses this + i.
+    /// p2p port of the first node; node i uses this + 2i (each node's transaction gossip takes
+    /// the port after its own).
     #[arg(long, default_value_t = 30333)]
     port: u16,
 
@@ -95,7 +96,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let peer_id = gridchain_consensus::peer_id_of(&key)?;
         peers.push(format!(
             "/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}",
-            args.port + i as u16
+            args.port + 2 * i as u16
         ));
     }
 
@@ -112,7 +113,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         cmd.args(["--chain", &args.chain, "--name", &name, "--log", &args.log])
             .arg("--base-path")
             .arg(root.join(format!("node-{i}")))
-            .args(["--port", &(args.port + i as u16).to_string()])
+            .args(["--port", &(args.port + 2 * i as u16).to_string()])
             .args(["--rpc-port", &(args.rpc_port + i as u16).to_string()])
             .args([
                 "--prometheus-port",

@@ -182,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("invalid --log filter")?,
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs in files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let chain = cli.chain.clone().unwrap_or_else(|| {

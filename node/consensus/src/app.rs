@@ -47,6 +47,10 @@ use tokio::sync::broadcast;
 
 /// Most transactions considered per block; the runtime's byte limit usually binds first.
 const MAX_BLOCK_TRANSACTIONS: usize = 100_000;
+/// Share of the block time a proposer spends adding transactions. Every validator re-executes
+/// the block before it prevotes, so a block that took longer to build than the propose timeout
+/// allows would time out the round, and the next round's block would be bigger still.
+const BUILD_SHARE_OF_BLOCK_TIME: u32 = 3;
 /// Size of one `Data` part of a streamed block.
 const PART_BYTES: usize = 256 * 1024;
 /// A block stamped further ahead of the local clock than this is refused.
@@ -535,7 +539,11 @@ impl App {
             timestamp_ms,
             account,
         )?;
+        let budget = (self.block_time / BUILD_SHARE_OF_BLOCK_TIME).max(Duration::from_millis(100));
         for tx in self.pool.ready(MAX_BLOCK_TRANSACTIONS) {
+            if started.elapsed() > budget {
+                break;
+            }
             // The pool verified this exact extrinsic's signature for this chain.
             match builder.push(tx.xt.clone(), tx.encoded_len, false) {
                 Ok(_) => {}
@@ -753,8 +761,12 @@ impl App {
             )));
         }
         let storage: &Storage = &self.storage;
+        let pool = &self.pool;
         let built = tokio::task::block_in_place(|| {
-            gridchain_runtime::execute_block(storage, self.chain, block)
+            // Transactions our pool holds were verified on the way in (gossip or RPC).
+            gridchain_runtime::execute_block_with_verified(storage, self.chain, block, &|h| {
+                pool.contains(h)
+            })
         })
         .map_err(|e| BlockCheck::Invalid(e.to_string()))?;
         let prepared = self

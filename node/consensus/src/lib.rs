@@ -91,6 +91,17 @@ pub struct ConsensusStatus {
     votes_received: AtomicU64,
     votes_published: AtomicU64,
     syncing: AtomicBool,
+    peer_list: std::sync::Mutex<Vec<PeerSummary>>,
+}
+
+/// A connected consensus peer.
+#[derive(Debug, Clone)]
+pub struct PeerSummary {
+    pub peer_id: String,
+    pub name: String,
+    pub address: String,
+    /// Consensus address, when the peer announced itself as a validator.
+    pub validator: Option<String>,
 }
 
 impl ConsensusStatus {
@@ -119,6 +130,10 @@ impl ConsensusStatus {
 
     pub fn votes_published(&self) -> u64 {
         self.votes_published.load(Ordering::Relaxed)
+    }
+
+    pub fn peer_list(&self) -> Vec<PeerSummary> {
+        self.peer_list.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// True while the node imports decided blocks from peers instead of voting on new ones.
@@ -390,6 +405,20 @@ fn watch_peers(
         loop {
             if let Ok(Some(dump)) = NetworkRequest::dump_state(&requests).await {
                 status.peers.store(dump.peers.len() as u64, Ordering::Relaxed);
+                let mut list: Vec<PeerSummary> = dump
+                    .peers
+                    .iter()
+                    .map(|(id, p)| PeerSummary {
+                        peer_id: id.to_string(),
+                        name: p.moniker.clone(),
+                        address: p.address.to_string(),
+                        validator: p.consensus_address.clone(),
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                if let Ok(mut slot) = status.peer_list.lock() {
+                    *slot = list;
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -89,6 +89,18 @@ pub struct Health {
     pub should_have_peers: bool,
 }
 
+/// One connected consensus peer (`system_peers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// The name the peer gave itself (`--name`).
+    pub name: String,
+    pub address: String,
+    /// Its consensus address when it announced itself as a validator.
+    pub validator: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeVersion {
@@ -208,6 +220,9 @@ pub trait StateApi {
 pub trait SystemApi {
     #[method(name = "system_health")]
     async fn health(&self) -> RpcResult<Health>;
+
+    #[method(name = "system_peers")]
+    async fn peers(&self) -> RpcResult<Vec<PeerInfo>>;
 
     #[method(name = "system_chain")]
     async fn chain(&self) -> RpcResult<String>;

@@ -57,6 +57,7 @@ pub trait NodeHealth: Send + Sync {
     fn is_syncing(&self) -> bool;
     /// True when the chain has other validators, so a node alone cannot make progress.
     fn should_have_peers(&self) -> bool;
+    fn peer_list(&self) -> Vec<PeerInfo>;
 }
 
 pub struct RpcServer {
@@ -395,6 +396,10 @@ impl SystemApiServer for Node {
             is_syncing: health.is_syncing(),
             should_have_peers: health.should_have_peers(),
         })
+    }
+
+    async fn peers(&self) -> RpcResult<Vec<PeerInfo>> {
+        Ok(self.0.health.peer_list())
     }
 
     async fn chain(&self) -> RpcResult<String> {

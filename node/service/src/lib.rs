@@ -21,6 +21,7 @@ use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
 use gridchain_consensus::{ConsensusHandle, ConsensusSettings, SetMember};
 use gridchain_network::{TxGossip, TxGossipConfig};
+use parity_scale_codec::Encode;
 use gridchain_primitives::{ChainContext, Hash, Header, Pair, StateRead};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
@@ -61,11 +62,13 @@ pub struct RunningNode {
     rpc: gridchain_rpc::RpcServer,
     consensus: ConsensusHandle,
     gossip: Arc<TxGossip>,
+    rebroadcast: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNode {
     /// Stops consensus (a commit in progress completes: it is one synchronous write) and RPC.
     pub async fn stop(self) {
+        self.rebroadcast.abort();
         self.gossip.stop();
         self.consensus.stop().await;
         let _ = self.rpc.handle.stop();
@@ -96,6 +99,18 @@ impl gridchain_rpc::NodeHealth for Health {
     }
     fn should_have_peers(&self) -> bool {
         self.validators > 1
+    }
+    fn peer_list(&self) -> Vec<gridchain_rpc_api::PeerInfo> {
+        self.status
+            .peer_list()
+            .into_iter()
+            .map(|p| gridchain_rpc_api::PeerInfo {
+                peer_id: p.peer_id,
+                name: p.name,
+                address: p.address,
+                validator: p.validator,
+            })
+            .collect()
     }
 }
 
@@ -257,6 +272,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     )
     .await?;
     metrics.set_consensus(consensus.status.clone());
+    let rebroadcast = tokio::spawn(rebroadcast_pool(pool.clone(), gossip.clone()));
 
     let rpc = gridchain_rpc::start(
         config.rpc_addr,
@@ -299,6 +315,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 
     Ok(RunningNode {
         gossip,
+        rebroadcast,
         rpc_addr: rpc.local_addr,
         metrics_addr,
         genesis_hash,
@@ -324,5 +341,23 @@ fn pool_gossiped(storage: &Storage, pool: &TxPool, bytes: &[u8]) {
     };
     if let Err(e) = pool.submit(storage, next, xt, bytes.len()) {
         tracing::trace!(error = %e, "gossiped transaction not pooled");
+    }
+}
+
+/// Offers the pool's oldest ready transactions to peers again every few seconds: one sent while
+/// a link was down (or to a node that restarted) would otherwise wait in this pool forever,
+/// since only the round's proposer includes transactions. Peers drop what they already hold
+/// after a hash lookup.
+async fn rebroadcast_pool(pool: Arc<TxPool>, gossip: Arc<TxGossip>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    const MOST: usize = 5_000;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        if gossip.peers() == 0 {
+            continue;
+        }
+        for tx in pool.ready(MOST) {
+            gossip.broadcast(tx.xt.encode());
+        }
     }
 }

@@ -228,6 +228,11 @@ impl TxPool {
         self.len() == 0
     }
 
+    /// Whether the pool holds (and so has validated) the extrinsic with this hash.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.inner.lock().by_hash.contains_key(hash)
+    }
+
     pub fn bytes(&self) -> usize {
         self.inner.lock().bytes
     }
