@@ -56,7 +56,10 @@ pub struct CommitCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateError {
     #[error("certificate is for height {got}, expected {expected}")]
-    WrongHeight { expected: BlockNumber, got: BlockNumber },
+    WrongHeight {
+        expected: BlockNumber,
+        got: BlockNumber,
+    },
     #[error("certificate is for block {got}, expected {expected}")]
     WrongBlock { expected: Hash, got: Hash },
     #[error("{0} is not a validator at this height")]

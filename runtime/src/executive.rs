@@ -111,7 +111,10 @@ pub fn verify_signatures(chain: ChainContext, extrinsics: &[Extrinsic]) -> Resul
 }
 
 /// [`verify_signatures`] over (index in block, extrinsic) pairs; returns the smallest bad index.
-fn verify_signature_refs(chain: ChainContext, extrinsics: &[(usize, &Extrinsic)]) -> Result<(), usize> {
+fn verify_signature_refs(
+    chain: ChainContext,
+    extrinsics: &[(usize, &Extrinsic)],
+) -> Result<(), usize> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -107,3 +107,16 @@ pub fn build_genesis(config: &GenesisConfig) -> Result<StateChanges, GenesisErro
     system::on_finalize(&mut ctx);
     Ok(ctx.into_parts().0)
 }
+
+/// The header of block 0 over a genesis state with root `state_root`: no parent, no
+/// extrinsics, no proposer, time 0.
+pub fn genesis_header(state_root: gridchain_primitives::Hash) -> gridchain_primitives::Header {
+    gridchain_primitives::Header {
+        parent_hash: gridchain_primitives::Hash::ZERO,
+        number: 0,
+        timestamp_ms: 0,
+        state_root,
+        extrinsics_root: crate::Block::compute_extrinsics_root(&[]),
+        proposer: Default::default(),
+    }
+}

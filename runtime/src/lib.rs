@@ -35,10 +35,12 @@ mod executive;
 mod genesis;
 
 pub use executive::{
-    execute_block, execute_block_with_verified, fee_for, validate_transaction, verify_signatures, BlockBuilder, BlockError,
-    BuiltBlock, InvalidTransaction, ValidTransaction,
+    execute_block, execute_block_with_verified, fee_for, validate_transaction, verify_signatures,
+    BlockBuilder, BlockError, BuiltBlock, InvalidTransaction, ValidTransaction,
 };
-pub use genesis::{build_genesis, GenesisConfig, GenesisError, GenesisFarm, GridGenesis};
+pub use genesis::{
+    build_genesis, genesis_header, GenesisConfig, GenesisError, GenesisFarm, GridGenesis,
+};
 
 use gridchain_primitives::SpecVersion;
 use parity_scale_codec::{Decode, Encode};

@@ -71,7 +71,10 @@ async fn four_validators_finalize_one_chain_with_verifiable_certificates() {
         if let Some(info) = full.extrinsic(hash).await.unwrap() {
             break info;
         }
-        assert!(std::time::Instant::now() < deadline, "transfer not final in 30 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "transfer not final in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(included.success);
@@ -219,7 +222,11 @@ async fn partitions_two_two_halts_three_one_goes_on_and_healing_gives_one_chain(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let halted = network.max_height().await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(network.max_height().await, halted, "a 2|2 split finalized blocks");
+    assert_eq!(
+        network.max_height().await,
+        halted,
+        "a 2|2 split finalized blocks"
+    );
     network.assert_one_chain(network.min_height().await).await;
 
     ns.heal();
@@ -232,11 +239,17 @@ async fn partitions_two_two_halts_three_one_goes_on_and_healing_gives_one_chain(
     let majority_start = network.nodes[0].height().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while network.nodes[0].height().await.unwrap() < majority_start + 5 {
-        assert!(std::time::Instant::now() < deadline, "3 of 4 made no progress");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "3 of 4 made no progress"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stuck = network.nodes[3].height().await.unwrap();
-    assert!(stuck <= alone + 1, "the isolated validator finalized alone: {alone} -> {stuck}");
+    assert!(
+        stuck <= alone + 1,
+        "the isolated validator finalized alone: {alone} -> {stuck}"
+    );
 
     ns.heal();
     let top = network.max_height().await;
@@ -251,7 +264,13 @@ async fn a_bonded_validator_joins_the_set_at_the_announced_height_on_all_nodes()
     const UNIT: u128 = 1_000_000_000_000;
     let dir = tempfile::tempdir().unwrap();
     // Eve runs a validator process from the start but is not in the genesis set.
-    let network = Network::start(dir.path(), &["Alice", "Bob", "Charlie", "Dave", "Eve"], 0, 300).await;
+    let network = Network::start(
+        dir.path(),
+        &["Alice", "Bob", "Charlie", "Dave", "Eve"],
+        0,
+        300,
+    )
+    .await;
     network.wait_all(2, Duration::from_secs(60)).await;
     let eve = Pair::dev("Eve");
     let client = network.nodes[4].client().await;
@@ -268,7 +287,9 @@ async fn a_bonded_validator_joins_the_set_at_the_announced_height_on_all_nodes()
         .await
         .unwrap();
     let validate_hash = client
-        .submit_extrinsic(gridchain_tests::signed(&eve, validate, 1, 1_000_000, 0, chain))
+        .submit_extrinsic(gridchain_tests::signed(
+            &eve, validate, 1, 1_000_000, 0, chain,
+        ))
         .await
         .unwrap();
 
@@ -281,21 +302,29 @@ async fn a_bonded_validator_joins_the_set_at_the_announced_height_on_all_nodes()
                 break s.effective_height;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "no change scheduled in 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no change scheduled in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let included = client.extrinsic(validate_hash).await.unwrap().unwrap();
     assert!(included.success, "{:?}", included.error);
     assert!(effective > included.block_number);
 
-    network.wait_all(effective + 3, Duration::from_secs(90)).await;
+    network
+        .wait_all(effective + 3, Duration::from_secs(90))
+        .await;
     network.assert_one_chain(effective + 3).await;
     let genesis = client.block_hash(Some(0)).await.unwrap().unwrap();
     for node in &network.nodes {
         let c = node.client().await;
         let before = c.validators(Some(effective - 1)).await.unwrap();
         let after = c.validators(Some(effective)).await.unwrap();
-        assert!(!before.validators.iter().any(|v| v.consensus_key == eve.public()));
+        assert!(!before
+            .validators
+            .iter()
+            .any(|v| v.consensus_key == eve.public()));
         let joined = after
             .validators
             .iter()

@@ -37,6 +37,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until a node at `url` answers `chain_getBlockHash(0)`; panics after 30 s, pointing at
+/// its `log`.
+async fn wait_for_rpc(url: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = WsClientBuilder::default().build(url).await {
+            if client.block_hash(Some(0)).await.is_ok() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gridnode did not answer RPC within 30 s; see {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A port `p` such that nobody listens on `p` or `p + 1` right now.
 pub fn free_port_pair() -> u16 {
     loop {
@@ -87,19 +106,7 @@ impl DevNode {
             .spawn()
             .expect("spawn gridnode");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(client) = WsClientBuilder::default().build(self.ws_url()).await {
-                if client.block_hash(Some(0)).await.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gridnode did not answer RPC within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_rpc(&self.ws_url(), &self.base_path.with_extension("log")).await;
     }
 
     pub fn ws_url(&self) -> String {
@@ -229,20 +236,7 @@ impl NetworkNode {
             .spawn()
             .expect("spawn gridnode");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(client) = WsClientBuilder::default().build(self.ws_url()).await {
-                if client.block_hash(Some(0)).await.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gridnode did not answer RPC within 30 s; see {}",
-                self.log_path.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_rpc(&self.ws_url(), &self.log_path).await;
     }
 
     /// Height of the best (= final) block, or `None` if the node does not answer.
@@ -299,24 +293,53 @@ impl Namespaces {
             gateway: format!("{subnet}.254"),
             bridge,
         };
-        let _ = Command::new("ip").args(["link", "del", &ns.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &ns.bridge])
+            .output();
         run("ip", &["link", "add", &ns.bridge, "type", "bridge"]);
-        run("ip", &["addr", "add", &format!("{}/24", ns.gateway), "dev", &ns.bridge]);
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", ns.gateway),
+                "dev",
+                &ns.bridge,
+            ],
+        );
         run("ip", &["link", "set", &ns.bridge, "up"]);
         // Docker's FORWARD policy is DROP; bridged traffic between our namespaces may pass.
         run(
             "iptables",
-            &["-I", "FORWARD", "-i", &ns.bridge, "-o", &ns.bridge, "-j", "ACCEPT"],
+            &[
+                "-I", "FORWARD", "-i", &ns.bridge, "-o", &ns.bridge, "-j", "ACCEPT",
+            ],
         );
         for (i, name) in ns.names.iter().enumerate() {
             let host_if = format!("gch{tag}{i}");
             let ns_if = format!("gcn{tag}{i}");
             let _ = Command::new("ip").args(["netns", "del", name]).output();
             run("ip", &["netns", "add", name]);
-            run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+            run(
+                "ip",
+                &[
+                    "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+                ],
+            );
             run("ip", &["link", "set", &ns_if, "netns", name]);
             run("ip", &["link", "set", &host_if, "master", &ns.bridge, "up"]);
-            run("ip", &["-n", name, "addr", "add", &format!("{}/24", ns.ips[i]), "dev", &ns_if]);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    name,
+                    "addr",
+                    "add",
+                    &format!("{}/24", ns.ips[i]),
+                    "dev",
+                    &ns_if,
+                ],
+            );
             run("ip", &["-n", name, "link", "set", &ns_if, "up"]);
             run("ip", &["-n", name, "link", "set", "lo", "up"]);
         }
@@ -329,8 +352,18 @@ impl Namespaces {
             for (from, to) in [(x, y), (y, x)] {
                 let ns = &self.names[from];
                 let peer = &self.ips[to];
-                run("ip", &["netns", "exec", ns, "iptables", "-A", "INPUT", "-s", peer, "-j", "DROP"]);
-                run("ip", &["netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", peer, "-j", "DROP"]);
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", peer, "-j", "DROP",
+                    ],
+                );
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", peer, "-j", "DROP",
+                    ],
+                );
             }
         }
     }
@@ -348,9 +381,20 @@ impl Drop for Namespaces {
         for name in &self.names {
             let _ = Command::new("ip").args(["netns", "del", name]).output();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
         let _ = Command::new("iptables")
-            .args(["-D", "FORWARD", "-i", &self.bridge, "-o", &self.bridge, "-j", "ACCEPT"])
+            .args([
+                "-D",
+                "FORWARD",
+                "-i",
+                &self.bridge,
+                "-o",
+                &self.bridge,
+                "-j",
+                "ACCEPT",
+            ])
             .output();
     }
 }
@@ -367,7 +411,12 @@ pub struct Network {
 impl Network {
     /// Starts `validators` validators (//Alice, //Bob, … of the `local` spec) and `full_nodes`
     /// followers on loopback with `block_time_ms` blocks, and waits until every RPC answers.
-    pub async fn start(dir: &Path, validators: &[&str], full_nodes: usize, block_time_ms: u64) -> Self {
+    pub async fn start(
+        dir: &Path,
+        validators: &[&str],
+        full_nodes: usize,
+        block_time_ms: u64,
+    ) -> Self {
         Self::launch(dir, validators, full_nodes, block_time_ms, None).await
     }
 
@@ -403,8 +452,17 @@ impl Network {
                 .arg(&key_path)
                 .output()
                 .expect("run gridnode key generate-node-key");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            peer_ids.push(String::from_utf8(out.stderr).expect("utf8").trim().to_string());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            peer_ids.push(
+                String::from_utf8(out.stderr)
+                    .expect("utf8")
+                    .trim()
+                    .to_string(),
+            );
         }
         let mut nodes = Vec::new();
         for i in 0..count {

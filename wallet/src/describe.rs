@@ -18,9 +18,7 @@ pub fn call(call: &Call) -> String {
         | Call::Tfgrid(_)
         | Call::Reservations(_)
         | Call::Capacity(_)
-        | Call::Validators(_) => {
-            tagged(call, "call")
-        }
+        | Call::Validators(_) => tagged(call, "call"),
     }
 }
 

@@ -78,7 +78,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let tmp = match &args.base_path {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("gridnode-testnet-").tempdir()?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("gridnode-testnet-")
+                .tempdir()?,
+        ),
     };
     let root = match (&tmp, &args.base_path) {
         (Some(t), _) => t.path().to_path_buf(),

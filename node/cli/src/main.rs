@@ -214,7 +214,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (None, Some(p)) => p.clone(),
         (None, None) => default_base_path()?,
     };
-    let p2p_host = if cli.p2p_external { "0.0.0.0" } else { "127.0.0.1" };
+    let p2p_host = if cli.p2p_external {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    };
     let p2p_port = cli.port.unwrap_or(if cli.dev { 0 } else { 30333 });
     let host = if cli.rpc_external {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)

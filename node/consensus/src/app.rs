@@ -80,6 +80,20 @@ pub struct SetMember {
 /// The validator set of height `h`, from the state after block `h - 1` (given with `h`).
 pub type ValidatorSource = Arc<dyn Fn(&dyn StateRead, u64) -> Vec<SetMember> + Send + Sync>;
 
+/// The chain's own rule: the set `pallet-validators` scheduled for the height.
+pub fn runtime_validators() -> ValidatorSource {
+    Arc::new(|state: &dyn StateRead, height| {
+        gridchain_runtime::validators::validator_set_at(state, height)
+            .into_iter()
+            .map(|v| SetMember {
+                consensus_key: v.consensus_key,
+                account: v.account,
+                power: v.power,
+            })
+            .collect()
+    })
+}
+
 /// Called after each committed block with its header, number of extrinsics and commit time.
 pub type CommitObserver = Arc<dyn Fn(&Header, usize, Duration) + Send + Sync>;
 
@@ -187,7 +201,11 @@ pub(crate) fn proposal_stream(
     };
     let stream_id = StreamId::new(Bytes::from((height, round).encode()));
     let mut parts = vec![ProposalPart::Init(init)];
-    parts.extend(block.chunks(PART_BYTES).map(|c| ProposalPart::Data(c.to_vec())));
+    parts.extend(
+        block
+            .chunks(PART_BYTES)
+            .map(|c| ProposalPart::Data(c.to_vec())),
+    );
     parts.push(ProposalPart::Fin(fin));
     let count = parts.len() as u64;
     let mut messages: Vec<_> = parts
@@ -244,7 +262,11 @@ impl PartStreams {
         };
         // Complete when parts 0..fin are all here (the Fin marker itself carries no part).
         if stream.parts.len() as u64 != fin
-            || stream.parts.keys().next_back().is_some_and(|last| *last >= fin)
+            || stream
+                .parts
+                .keys()
+                .next_back()
+                .is_some_and(|last| *last >= fin)
         {
             return Ok(None);
         }
@@ -515,7 +537,10 @@ impl App {
 
     /// Builds, executes and saves this node's block for (height, round).
     fn propose(&mut self, height: u64, round: u32) -> anyhow::Result<Hash> {
-        let signer = self.signer.clone().context("asked to propose without a key")?;
+        let signer = self
+            .signer
+            .clone()
+            .context("asked to propose without a key")?;
         let started = Instant::now();
         let parent = self.best()?;
         anyhow::ensure!(
@@ -640,7 +665,11 @@ impl App {
         if height > self.current_height {
             let queued: usize = self.future.by_height.values().map(Vec::len).sum();
             if queued < MAX_FUTURE_PROPOSALS && height <= self.current_height + 4 {
-                self.future.by_height.entry(height).or_default().push(stream);
+                self.future
+                    .by_height
+                    .entry(height)
+                    .or_default()
+                    .push(stream);
             }
             return Ok(None);
         }
@@ -754,7 +783,11 @@ impl App {
             )));
         }
         let set = self.next_validator_set().map_err(BlockCheck::Local)?;
-        if !set.validators().iter().any(|v| v.account == header.proposer) {
+        if !set
+            .validators()
+            .iter()
+            .any(|v| v.account == header.proposer)
+        {
             return Err(BlockCheck::Invalid(format!(
                 "block proposer {} is not the account of a validator",
                 header.proposer
@@ -898,9 +931,10 @@ impl App {
             let Some(hash) = self.storage.hash_of(number)? else {
                 break;
             };
-            let (Some(block), Some(certificate)) =
-                (self.storage.block(&hash)?, self.storage.certificate(number)?)
-            else {
+            let (Some(block), Some(certificate)) = (
+                self.storage.block(&hash)?,
+                self.storage.certificate(number)?,
+            ) else {
                 break;
             };
             let encoded = block.encode();

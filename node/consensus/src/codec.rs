@@ -263,7 +263,13 @@ fn ext_cert_to_wire(c: &ExtendedCommitCertificate<GridContext>) -> WireExtendedC
         signatures: c
             .commit_signatures
             .iter()
-            .map(|s| (s.address, s.signature, s.extension.as_ref().map(|e| e.signature)))
+            .map(|s| {
+                (
+                    s.address,
+                    s.signature,
+                    s.extension.as_ref().map(|e| e.signature),
+                )
+            })
             .collect(),
     }
 }
@@ -291,7 +297,9 @@ fn ext_cert_from_wire(
 
 /// The commit certificate gridchain stores beside each block: the >2/3 precommits that made it
 /// final. [`crate::certificate::verify`] checks one against a validator set.
-pub fn certificate_from_malachite(c: &CommitCertificate<GridContext>) -> gridchain_primitives::finality::CommitCertificate {
+pub fn certificate_from_malachite(
+    c: &CommitCertificate<GridContext>,
+) -> gridchain_primitives::finality::CommitCertificate {
     gridchain_primitives::finality::CommitCertificate {
         height: c.height.0,
         round: c.round.as_u32().unwrap_or(0),
@@ -304,7 +312,9 @@ pub fn certificate_from_malachite(c: &CommitCertificate<GridContext>) -> gridcha
     }
 }
 
-pub fn certificate_to_malachite(c: &gridchain_primitives::finality::CommitCertificate) -> CommitCertificate<GridContext> {
+pub fn certificate_to_malachite(
+    c: &gridchain_primitives::finality::CommitCertificate,
+) -> CommitCertificate<GridContext> {
     CommitCertificate {
         height: Height(c.height),
         round: Round::new(c.round),
@@ -338,7 +348,12 @@ macro_rules! codec {
     };
 }
 
-codec!(ProposalPart, "proposal part", |p| p.encode(), |w: ProposalPart| Ok(w));
+codec!(
+    ProposalPart,
+    "proposal part",
+    |p| p.encode(),
+    |w: ProposalPart| Ok(w)
+);
 
 codec!(
     SignedConsensusMsg<GridContext>,
@@ -355,9 +370,10 @@ codec!(
             v.into_vote()?,
             s
         ))),
-        WireConsensusMsg::Proposal(p, s) => Ok(SignedConsensusMsg::Proposal(
-            SignedMessage::new(p.into_proposal()?, s)
-        )),
+        WireConsensusMsg::Proposal(p, s) => Ok(SignedConsensusMsg::Proposal(SignedMessage::new(
+            p.into_proposal()?,
+            s
+        ))),
     }
 );
 
@@ -502,11 +518,9 @@ codec!(
         },
     }
     .encode(),
-    |w: WireRequest| Ok(Request::ValueRequest(
-        malachitebft_sync::ValueRequest::new(
-            Height(w.start)..=Height(w.end)
-        )
-    ))
+    |w: WireRequest| Ok(Request::ValueRequest(malachitebft_sync::ValueRequest::new(
+        Height(w.start)..=Height(w.end)
+    )))
 );
 
 fn response_to_wire(r: &Response<GridContext>) -> WireResponse {
@@ -535,10 +549,7 @@ codec!(
             ));
         }
         Ok(Response::ValueResponse(
-            malachitebft_sync::ValueResponse::new(
-                Height(w.start_height),
-                values,
-            ),
+            malachitebft_sync::ValueResponse::new(Height(w.start_height), values),
         ))
     }
 );

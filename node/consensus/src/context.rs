@@ -70,7 +70,11 @@ pub struct ConsensusSignature(pub [u8; 64]);
 
 impl fmt::Debug for ConsensusSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}…", gridchain_primitives::hash::encode_hex(&self.0[..8]))
+        write!(
+            f,
+            "0x{}…",
+            gridchain_primitives::hash::encode_hex(&self.0[..8])
+        )
     }
 }
 

@@ -36,7 +36,10 @@ pub mod signing;
 #[cfg(test)]
 mod tests;
 
-pub use app::{CommitObserver, SetMember, ValidatorSource, MAX_FUTURE_DRIFT_MS, MAX_PAST_DRIFT_MS};
+pub use app::{
+    runtime_validators, CommitObserver, SetMember, ValidatorSource, MAX_FUTURE_DRIFT_MS,
+    MAX_PAST_DRIFT_MS,
+};
 
 use anyhow::Context as _;
 use context::{Address, GridContext};
@@ -262,10 +265,7 @@ pub async fn start(
             use malachitebft_app_channel::app::types::codec::Codec as _;
             use malachitebft_signing::Signer as _;
             let proof = signer
-                .sign_validator_proof(
-                    signer.key.public().0.to_vec(),
-                    peer_id.to_bytes(),
-                )
+                .sign_validator_proof(signer.key.public().0.to_vec(), peer_id.to_bytes())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot sign the validator proof: {e}"))?;
             let proof_bytes = codec::WireCodec.encode(&proof)?;
@@ -404,7 +404,9 @@ fn watch_peers(
     tokio::spawn(async move {
         loop {
             if let Ok(Some(dump)) = NetworkRequest::dump_state(&requests).await {
-                status.peers.store(dump.peers.len() as u64, Ordering::Relaxed);
+                status
+                    .peers
+                    .store(dump.peers.len() as u64, Ordering::Relaxed);
                 let mut list: Vec<PeerSummary> = dump
                     .peers
                     .iter()

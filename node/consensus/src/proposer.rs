@@ -34,8 +34,7 @@ pub fn proposer_index(powers: &[u64], height: u64, round: u32) -> usize {
             continue;
         }
         let seed = blake2_256(&(b"gridchain-proposer", height, cycle as u64, step as u64).encode());
-        let mut target =
-            u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")) % remaining;
+        let mut target = u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")) % remaining;
         for (i, power) in powers.iter().enumerate() {
             if taken[i] {
                 continue;

@@ -45,7 +45,14 @@ pub fn vote_sign_bytes(
         NilOrVal::Nil => None,
         NilOrVal::Val(h) => Some(*h),
     };
-    finality::vote_sign_bytes(genesis, kind, height.0, round_to_i64(round), value, &validator.0)
+    finality::vote_sign_bytes(
+        genesis,
+        kind,
+        height.0,
+        round_to_i64(round),
+        value,
+        &validator.0,
+    )
 }
 
 fn proposal_sign_bytes(genesis: Hash, p: &Proposal) -> Vec<u8> {
@@ -122,7 +129,10 @@ type SigningError = malachitebft_signing::Error;
 
 #[async_trait]
 impl Signer<GridContext> for GridSigner {
-    async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<GridContext, Vote>, SigningError> {
+    async fn sign_vote(
+        &self,
+        vote: Vote,
+    ) -> Result<SignedMessage<GridContext, Vote>, SigningError> {
         let bytes = vote_sign_bytes(
             self.genesis,
             vote.vote_type,
@@ -171,14 +181,8 @@ pub struct GridVerifier {
     pub genesis: Hash,
 }
 
-fn verdict(
-    key: &AccountId,
-    bytes: &[u8],
-    signature: &ConsensusSignature,
-) -> VerificationResult {
-    VerificationResult::from_bool(
-        key.verify(bytes, &(*signature).into()),
-    )
+fn verdict(key: &AccountId, bytes: &[u8], signature: &ConsensusSignature) -> VerificationResult {
+    VerificationResult::from_bool(key.verify(bytes, &(*signature).into()))
 }
 
 #[async_trait]
@@ -188,8 +192,7 @@ impl Verifier<GridContext> for GridVerifier {
         vote: &Vote,
         signature: &ConsensusSignature,
         public_key: &AccountId,
-    ) -> Result<VerificationResult, SigningError>
-    {
+    ) -> Result<VerificationResult, SigningError> {
         let bytes = vote_sign_bytes(
             self.genesis,
             vote.vote_type,
@@ -206,8 +209,7 @@ impl Verifier<GridContext> for GridVerifier {
         proposal: &Proposal,
         signature: &ConsensusSignature,
         public_key: &AccountId,
-    ) -> Result<VerificationResult, SigningError>
-    {
+    ) -> Result<VerificationResult, SigningError> {
         Ok(verdict(
             public_key,
             &proposal_sign_bytes(self.genesis, proposal),
@@ -221,8 +223,7 @@ impl Verifier<GridContext> for GridVerifier {
         _extension: &(),
         signature: &ConsensusSignature,
         public_key: &AccountId,
-    ) -> Result<VerificationResult, SigningError>
-    {
+    ) -> Result<VerificationResult, SigningError> {
         Ok(verdict(
             public_key,
             &extension_sign_bytes(self.genesis, scope),
@@ -233,12 +234,9 @@ impl Verifier<GridContext> for GridVerifier {
     async fn verify_validator_proof(
         &self,
         proof: &ValidatorProof<GridContext>,
-    ) -> Result<VerificationResult, SigningError>
-    {
+    ) -> Result<VerificationResult, SigningError> {
         let Ok(key) = <[u8; 32]>::try_from(proof.public_key.as_slice()) else {
-            return Ok(
-                VerificationResult::Invalid,
-            );
+            return Ok(VerificationResult::Invalid);
         };
         Ok(verdict(
             &AccountId(key),

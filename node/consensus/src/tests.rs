@@ -3,12 +3,12 @@
 //! in deterministic scenarios (n4: four honest validators; n4f1: one of them faulty).
 #![allow(clippy::unwrap_used)]
 
-use crate::app::{proposal_stream, App, AppParts, SetMember};
+use crate::app::{proposal_stream, App, AppParts};
 use crate::codec::certificate_to_malachite;
 use crate::context::{Address, BlockValue, GridContext, Height, ProposalPart};
 use crate::signing::{vote_sign_bytes, GridSigner};
 use crate::ConsensusStatus;
-use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Header, Pair};
+use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Pair};
 use gridchain_runtime::{balances, build_genesis, Block, Call, Extrinsic, SPEC_VERSION};
 use gridchain_storage::Storage;
 use gridchain_txpool::{PoolLimits, TxPool};
@@ -58,16 +58,7 @@ fn app(
         pool,
         chain,
         signer: Some(Arc::new(signer)),
-        validators: Arc::new(|state, height| {
-            gridchain_runtime::validators::validator_set_at(state, height)
-                .into_iter()
-                .map(|v| SetMember {
-                    consensus_key: v.consensus_key,
-                    account: v.account,
-                    power: v.power,
-                })
-                .collect()
-        }),
+        validators: crate::runtime_validators(),
         block_time: Duration::from_millis(500),
         heads: broadcast::channel(16).0,
         on_commit: Arc::new(|_, _, _| {}),
@@ -82,15 +73,10 @@ fn node(name: &str) -> TestNode {
     let spec = gridchain_chain_spec::local();
     let changes = build_genesis(&spec.genesis_config()).unwrap();
     let prepared = storage.prepare_state(&changes, 0).unwrap();
-    let genesis = Header {
-        parent_hash: Hash::ZERO,
-        number: 0,
-        timestamp_ms: 0,
-        state_root: prepared.root,
-        extrinsics_root: Block::compute_extrinsics_root(&[]),
-        proposer: Default::default(),
-    };
-    storage.commit_genesis(&genesis, &changes, prepared).unwrap();
+    let genesis = gridchain_runtime::genesis_header(prepared.root);
+    storage
+        .commit_genesis(&genesis, &changes, prepared)
+        .unwrap();
     let chain = ChainContext {
         genesis_hash: genesis.hash(),
         spec_version: SPEC_VERSION,
@@ -298,9 +284,7 @@ async fn n4_an_honest_proposal_is_valid_everywhere_and_commits_identically() {
     assert_eq!(nodes[p].drain_published(), parts);
     let from = nodes[p].peer;
     for (i, n) in nodes.iter_mut().enumerate().filter(|(i, _)| *i != p) {
-        let value = n
-            .receive(from, parts[..parts.len() / 2].to_vec())
-            .await;
+        let value = n.receive(from, parts[..parts.len() / 2].to_vec()).await;
         assert!(value.is_none(), "node {i} completed half a stream");
         let value = n
             .receive(from, parts[parts.len() / 2..].to_vec())
@@ -329,7 +313,14 @@ async fn n4_an_honest_proposal_is_valid_everywhere_and_commits_identically() {
         assert!(matches!(next, Next::Start(Height(2), _)));
         assert_eq!(n.storage.hash_of(1).unwrap(), Some(hash));
         assert_eq!(n.storage.certificate(1).unwrap(), Some(cert.clone()));
-        assert_eq!(n.storage.tx_location(&xt.hash()).unwrap().unwrap().block_number, 1);
+        assert_eq!(
+            n.storage
+                .tx_location(&xt.hash())
+                .unwrap()
+                .unwrap()
+                .block_number,
+            1
+        );
         assert!(n.storage.pending_proposals().unwrap().is_empty());
     }
     // The proposer's staking account was paid the fee: all states agree, roots included.
@@ -371,7 +362,8 @@ async fn n4f1_tampered_proposals_are_refused() {
     assert_eq!(block.hash(), honest_hash);
     let signer = nodes[faulty].signer();
     let genesis = nodes[faulty].chain.genesis_hash;
-    let signed = |b: &Block, round: u32| proposal_stream(&signer, genesis, 1, round, -1, &b.encode());
+    let signed =
+        |b: &Block, round: u32| proposal_stream(&signer, genesis, 1, round, -1, &b.encode());
 
     // 1. Bytes changed after signing: the signature no longer covers them.
     let mut flipped = honest_parts.clone();
@@ -397,7 +389,10 @@ async fn n4f1_tampered_proposals_are_refused() {
     forged.header.extrinsics_root = Block::compute_extrinsics_root(&forged.extrinsics);
 
     for n in nodes.iter_mut().take(3) {
-        assert!(n.receive(from, flipped.clone()).await.is_none(), "bad signature accepted");
+        assert!(
+            n.receive(from, flipped.clone()).await.is_none(),
+            "bad signature accepted"
+        );
         for (round, bad) in [(1, &bad_root), (2, &future), (3, &orphan), (4, &forged)] {
             let value = n.receive(from, signed(bad, round)).await.expect("complete");
             assert_eq!(value.validity, Validity::Invalid, "round {round}");
@@ -440,7 +435,11 @@ async fn a_restarted_validator_gets_back_the_proposal_it_saw() {
     nodes[v].app = restarted;
     nodes[v].ready().await;
     let values = nodes[v].start_round(1, 0).await;
-    assert_eq!(values.len(), 1, "the proposal seen before the crash is handed back");
+    assert_eq!(
+        values.len(),
+        1,
+        "the proposal seen before the crash is handed back"
+    );
     assert_eq!(values[0].value, BlockValue(hash));
     // And it can be decided: the block was kept.
     let signers: Vec<&TestNode> = nodes.iter().take(3).collect();

@@ -137,10 +137,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3_600)))
         .build();
-    let topic = gossipsub::IdentTopic::new(format!(
-        "/gridchain/{}/transactions/1",
-        config.genesis
-    ));
+    let topic = gossipsub::IdentTopic::new(format!("/gridchain/{}/transactions/1", config.genesis));
     swarm.behaviour_mut().subscribe(&topic)?;
     let listen: Multiaddr = config
         .listen
@@ -265,7 +262,10 @@ mod tests {
     #[test]
     fn transaction_port_is_the_next_one() {
         assert_eq!(
-            transaction_address("/ip4/127.0.0.1/tcp/30333/p2p/12D3KooWPm7Q3KnLChWX13Yh2W356DDEV5K5v8SBzzKrjJ6RBdvA").unwrap(),
+            transaction_address(
+                "/ip4/127.0.0.1/tcp/30333/p2p/12D3KooWPm7Q3KnLChWX13Yh2W356DDEV5K5v8SBzzKrjJ6RBdvA"
+            )
+            .unwrap(),
             "/ip4/127.0.0.1/tcp/30334/p2p/12D3KooWPm7Q3KnLChWX13Yh2W356DDEV5K5v8SBzzKrjJ6RBdvA"
         );
         assert_eq!(

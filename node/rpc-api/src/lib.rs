@@ -14,8 +14,8 @@
 //! reason in the error's `data`.
 
 use gridchain_primitives::{
-    finality::CommitCertificate,
-    account::balance_string, block::BlockNumber, AccountId, Balance, Bytes, Hash, Header,
+    account::balance_string, block::BlockNumber, finality::CommitCertificate, AccountId, Balance,
+    Bytes, Hash, Header,
 };
 use gridchain_runtime::{Call, EventRecord};
 use jsonrpsee::{core::SubscriptionResult, proc_macros::rpc, types::ErrorObjectOwned};
@@ -255,7 +255,8 @@ pub trait GridchainApi {
     /// genesis and blocks this node does not have. Check it with
     /// `CommitCertificate::verify` against the validator set of that height.
     #[method(name = "gridchain_commitCertificate")]
-    async fn commit_certificate(&self, number: BlockNumber) -> RpcResult<Option<CommitCertificate>>;
+    async fn commit_certificate(&self, number: BlockNumber)
+        -> RpcResult<Option<CommitCertificate>>;
 
     /// The validator set that signs block `number` (default: the next block), read from the
     /// state after `number - 1`, and the change scheduled in that state, if any.

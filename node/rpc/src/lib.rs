@@ -14,8 +14,8 @@ mod grid;
 
 use errors::{internal, invalid_params, pool_error};
 use gridchain_primitives::{
-    block::BlockNumber,
-    decode_untrusted, hash::encode_hex, AccountId, Bytes, ChainContext, Hash, Header, StateRead,
+    block::BlockNumber, decode_untrusted, hash::encode_hex, AccountId, Bytes, ChainContext, Hash,
+    Header, StateRead,
 };
 use gridchain_rpc_api::*;
 use gridchain_runtime::{balances, system, Context, Event, EventRecord, Extrinsic};

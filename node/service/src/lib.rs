@@ -19,15 +19,15 @@ pub use metrics::Metrics;
 
 use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
-use gridchain_consensus::{ConsensusHandle, ConsensusSettings, SetMember};
+use gridchain_consensus::{ConsensusHandle, ConsensusSettings};
 use gridchain_network::{TxGossip, TxGossipConfig};
-use parity_scale_codec::Encode;
-use gridchain_primitives::{ChainContext, Hash, Header, Pair, StateRead};
+use gridchain_primitives::{ChainContext, Hash, Header, Pair};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
-use gridchain_runtime::{build_genesis, Block, SPEC_VERSION};
+use gridchain_runtime::{build_genesis, SPEC_VERSION};
 use gridchain_storage::Storage;
 use gridchain_txpool::{PoolLimits, TxPool};
+use parity_scale_codec::Encode;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -134,8 +134,7 @@ pub fn write_node_key(path: &Path, key: &[u8; 32]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -152,14 +151,7 @@ pub fn write_node_key(path: &Path, key: &[u8; 32]) -> anyhow::Result<()> {
 fn init_genesis(storage: &Storage, spec: &ChainSpec) -> anyhow::Result<Header> {
     let changes = build_genesis(&spec.genesis_config()).context("invalid genesis")?;
     let prepared = storage.prepare_state(&changes, 0)?;
-    let header = Header {
-        parent_hash: Hash::ZERO,
-        number: 0,
-        timestamp_ms: 0,
-        state_root: prepared.root,
-        extrinsics_root: Block::compute_extrinsics_root(&[]),
-        proposer: Default::default(),
-    };
+    let header = gridchain_runtime::genesis_header(prepared.root);
     match storage.genesis_hash()? {
         Some(existing) if existing == header.hash() => Ok(header),
         Some(existing) => bail!(
@@ -215,18 +207,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     }
     let validator_count = config.spec.genesis.validators.len();
-    // The set of height h, as pallet-validators scheduled it in the state after h - 1.
-    let validators: gridchain_consensus::ValidatorSource =
-        Arc::new(|state: &dyn StateRead, height| {
-            gridchain_runtime::validators::validator_set_at(state, height)
-                .into_iter()
-                .map(|v| SetMember {
-                    consensus_key: v.consensus_key,
-                    account: v.account,
-                    power: v.power,
-                })
-                .collect()
-        });
     let observed = metrics.clone();
     let mut bootnodes = config.spec.boot_nodes.clone();
     bootnodes.extend(config.bootnodes.iter().cloned());
@@ -260,7 +240,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             node_key,
             validator: config.validator.clone(),
             block_time: Duration::from_millis(config.block_time_ms),
-            validators,
+            validators: gridchain_consensus::runtime_validators(),
             on_commit: Arc::new(move |header: &Header, extrinsics, took| {
                 observed.observe_block(header.number, extrinsics, took)
             }),

@@ -95,9 +95,8 @@ impl Metrics {
             &[("", load(&self.extrinsics))],
         );
         let consensus = self.consensus.get();
-        let status = |f: fn(&gridchain_consensus::ConsensusStatus) -> f64| {
-            consensus.map_or(0.0, |c| f(c))
-        };
+        let status =
+            |f: fn(&gridchain_consensus::ConsensusStatus) -> f64| consensus.map_or(0.0, |c| f(c));
         metric(
             "gridchain_peers",
             "gauge",
@@ -121,8 +120,14 @@ impl Metrics {
             "counter",
             "Votes this node signed and votes it received.",
             &[
-                ("{direction=\"published\"}", status(|c| c.votes_published() as f64)),
-                ("{direction=\"received\"}", status(|c| c.votes_received() as f64)),
+                (
+                    "{direction=\"published\"}",
+                    status(|c| c.votes_published() as f64),
+                ),
+                (
+                    "{direction=\"received\"}",
+                    status(|c| c.votes_received() as f64),
+                ),
             ],
         );
         metric(

@@ -215,7 +215,10 @@ impl Storage {
 
     pub fn pending_proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_PENDING), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_PENDING), IteratorMode::Start)
+        {
             let (k, v) = item?;
             let key: [u8; 32] = k
                 .as_ref()
@@ -364,7 +367,11 @@ impl Storage {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_HEADERS), hash.0, header.encode());
         if let Some(c) = certificate {
-            batch.put_cf(self.cf(CF_CERTIFICATES), header.number.to_be_bytes(), c.encode());
+            batch.put_cf(
+                self.cf(CF_CERTIFICATES),
+                header.number.to_be_bytes(),
+                c.encode(),
+            );
         }
         batch.put_cf(self.cf(CF_BODIES), hash.0, block.extrinsics.encode());
         batch.put_cf(

@@ -9,14 +9,7 @@ fn genesis(storage: &Storage) -> Header {
     };
     let changes = build_genesis(&config).unwrap();
     let prepared = storage.prepare_state(&changes, 0).unwrap();
-    let header = Header {
-        parent_hash: Hash::ZERO,
-        number: 0,
-        timestamp_ms: 0,
-        state_root: prepared.root,
-        extrinsics_root: Block::compute_extrinsics_root(&[]),
-        proposer: Default::default(),
-    };
+    let header = gridchain_runtime::genesis_header(prepared.root);
     storage.commit_genesis(&header, &changes, prepared).unwrap();
     header
 }
@@ -205,7 +198,12 @@ fn mismatched_prepared_state_is_refused() {
         extrinsics: vec![],
     };
     assert!(matches!(
-        storage.commit_block(&block, &certificate_for(&block), &StateChanges::new(), prepared),
+        storage.commit_block(
+            &block,
+            &certificate_for(&block),
+            &StateChanges::new(),
+            prepared
+        ),
         Err(StorageError::Corrupt(_))
     ));
     assert_eq!(storage.best_hash().unwrap(), Some(g.hash()));
