@@ -25,7 +25,7 @@ echo "filling blocks with transfers…"
 "$BIN/gridchain-bench" --rpc ws://127.0.0.1:19944 --senders 1000 --per-sender 20 | tail -3
 while [ "$(height 19944)" -lt "$BLOCKS" ]; do sleep 1; done
 TARGET=$(height 19944)
-TXS=$(grep 'committed final block' "$DIR/a.log" | grep -o 'extrinsics=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
+TXS=$(grep 'committed final block' "$DIR/a.log" | grep -o 'extrinsics=[0-9]*' | cut -d= -f2 | python3 -c 'import sys; print(sum(int(l) for l in sys.stdin))')
 
 echo "syncing $TARGET blocks ($TXS extrinsics) into a fresh full node…"
 START=$(date +%s.%N)
