@@ -696,9 +696,18 @@ impl App {
     ) -> anyhow::Result<Option<ProposedValue<GridContext>>> {
         let CompleteStream { init, data, fin } = stream;
         let set = self.next_validator_set()?;
-        use malachitebft_app_channel::app::types::core::ValidatorSet as _;
-        if set.get_by_address(&init.proposer).is_none() {
-            tracing::warn!(proposer = %init.proposer, height = init.height, "proposal from a non-validator");
+        // Only the round's proposer streams a block for it (a re-proposal too), so nothing else
+        // is worth executing: a validator streaming blocks out of turn only costs us its check.
+        use malachitebft_app_channel::app::types::core::Context as _;
+        let expected = GridContext.select_proposer(&set, Height(init.height), Round::new(init.round));
+        if expected.address != init.proposer {
+            tracing::warn!(
+                proposer = %init.proposer,
+                expected = %expected.address,
+                height = init.height,
+                round = init.round,
+                "proposal stream from a validator that is not the round's proposer"
+            );
             return Ok(None);
         }
         let signed = parts_sign_bytes(

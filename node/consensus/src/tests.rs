@@ -345,7 +345,12 @@ async fn n4_an_honest_proposal_is_valid_everywhere_and_commits_identically() {
 #[tokio::test(flavor = "multi_thread")]
 async fn n4f1_tampered_proposals_are_refused() {
     let mut nodes = network().await;
-    let faulty = 3;
+    // The faulty validator is the proposer of round 0; its tampered blocks go out in rounds it
+    // also proposes.
+    let faulty = proposer_of(&nodes, 1, 0);
+    let rounds_of_faulty: Vec<u32> = (0..40u32)
+        .filter(|r| proposer_of(&nodes, 1, *r) == faulty)
+        .collect();
     // The faulty node builds an honest block first, to have something to tamper with.
     let honest_hash = nodes[faulty].propose(1, 0).await;
     let honest_parts = nodes[faulty].drain_published();
@@ -388,15 +393,23 @@ async fn n4f1_tampered_proposals_are_refused() {
     forged.extrinsics.push(xt);
     forged.header.extrinsics_root = Block::compute_extrinsics_root(&forged.extrinsics);
 
-    for n in nodes.iter_mut().take(3) {
+    let honest: Vec<usize> = (0..4).filter(|i| *i != faulty).collect();
+    let out_of_turn = (0..40u32)
+        .find(|r| proposer_of(&nodes, 1, *r) != faulty)
+        .expect("another proposer");
+    for i in honest {
+        let n = &mut nodes[i];
         assert!(
             n.receive(from, flipped.clone()).await.is_none(),
             "bad signature accepted"
         );
-        for (round, bad) in [(1, &bad_root), (2, &future), (3, &orphan), (4, &forged)] {
+        for (k, bad) in [&bad_root, &future, &orphan, &forged].into_iter().enumerate() {
+            let round = rounds_of_faulty[k + 1];
             let value = n.receive(from, signed(bad, round)).await.expect("complete");
-            assert_eq!(value.validity, Validity::Invalid, "round {round}");
+            assert_eq!(value.validity, Validity::Invalid, "tampered block {k}");
         }
+        // 7. A well-formed block streamed for a round it does not propose: not even checked.
+        assert!(n.receive(from, signed(&block, out_of_turn)).await.is_none());
         // 6. A stream signed by someone outside the validator set.
         let mallory = GridSigner {
             key: Pair::dev("Mallory"),
