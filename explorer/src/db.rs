@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Bump when the schema changes; an index of another version must be rebuilt.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Read connections kept open for the web server.
 const READ_POOL_SIZE: usize = 8;
@@ -153,6 +153,16 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_by_owner ON reservations (owner, id);
 CREATE INDEX reservations_by_node ON reservations (node_id, id);
+-- The validator set that signs the block after the last snapshot, and the scheduled one
+-- (`scheduled` = 1, from `effective_height` on), as `gridchain_validators` reports them.
+CREATE TABLE validators (
+    scheduled        INTEGER NOT NULL,
+    consensus_key    TEXT NOT NULL,
+    account          TEXT NOT NULL,
+    power            INTEGER NOT NULL,
+    effective_height INTEGER NOT NULL,
+    PRIMARY KEY (scheduled, consensus_key)
+) WITHOUT ROWID;
 -- Grid capacity totals at each snapshot.
 CREATE TABLE capacity_samples (
     block_number INTEGER PRIMARY KEY,
@@ -438,7 +448,7 @@ impl Writer {
              UPDATE counts SET extrinsics = 0, failed_extrinsics = 0, events = 0;
              DELETE FROM grid_sync; DELETE FROM twins; DELETE FROM farms; DELETE FROM nodes;
              DELETE FROM node_status_changes; DELETE FROM reservations;
-             DELETE FROM capacity_samples;
+             DELETE FROM capacity_samples; DELETE FROM validators;
              COMMIT;",
         )?;
         Ok(())
@@ -672,6 +682,28 @@ impl Writer {
                     sum(&|n| n.capacity.reserved.hru),
                 ],
             )?;
+            tx.execute("DELETE FROM validators", [])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO validators (scheduled, consensus_key, account, power, effective_height)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let set = &snapshot.validators;
+            let sets = std::iter::once((0, set.height, &set.validators)).chain(
+                set.scheduled
+                    .iter()
+                    .map(|s| (1, s.effective_height, &s.validators)),
+            );
+            for (scheduled, from, validators) in sets {
+                for v in validators {
+                    insert.execute(params![
+                        scheduled,
+                        v.consensus_key.to_string(),
+                        v.account.to_string(),
+                        v.power as i64,
+                        from as i64
+                    ])?;
+                }
+            }
             tx.execute(
                 "INSERT INTO grid_sync (id, block_number, timestamp_ms) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET block_number = excluded.block_number,

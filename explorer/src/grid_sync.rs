@@ -1,5 +1,6 @@
 //! Grid snapshots: the twins, farms, nodes and reservations as the node's `grid_*` RPC reports
-//! them at one final block, written into the index in one transaction.
+//! them at one final block, and the validator set (`gridchain_validators`), written into the
+//! index in one transaction.
 //!
 //! The indexer takes a snapshot after a block with a grid call (twins, tfgrid, reservations,
 //! capacity) and otherwise at least every [`GRID_SYNC_INTERVAL_MS`] of chain time, because a
@@ -10,15 +11,16 @@
 
 use gridchain_primitives::Hash;
 use gridchain_rpc_api::{
-    grid::MAX_PAGE, jsonrpsee::ws_client::WsClient, GridApiClient, NodeFilter, NodeInfo,
+    grid::MAX_PAGE, jsonrpsee::ws_client::WsClient, GridApiClient, GridchainApiClient,
+    NodeFilter, NodeInfo, ValidatorSetInfo,
 };
 use gridchain_runtime::{reservations::Reservation, tfgrid::Farm, twins::Twin};
 
 /// Chain time between two snapshots when no grid call happens.
 pub const GRID_SYNC_INTERVAL_MS: u64 = 10_000;
 
-/// Pallets whose calls change grid objects.
-pub const GRID_PALLETS: [&str; 4] = ["twins", "tfgrid", "reservations", "capacity"];
+/// Pallets whose calls change grid objects (or, for `validators`, the validator set).
+pub const GRID_PALLETS: [&str; 5] = ["twins", "tfgrid", "reservations", "capacity", "validators"];
 
 #[derive(Debug, Clone)]
 pub struct GridSnapshot {
@@ -28,6 +30,8 @@ pub struct GridSnapshot {
     pub farms: Vec<Farm>,
     pub nodes: Vec<NodeInfo>,
     pub reservations: Vec<Reservation>,
+    /// The set that signs the next block, and the scheduled change.
+    pub validators: ValidatorSetInfo,
 }
 
 /// Reads the whole grid at block `at`, page by page.
@@ -75,7 +79,9 @@ pub async fn fetch(
     for info in &nodes {
         reservations.extend(client.reservations_by_node(info.node.id, Some(at)).await?);
     }
+    let validators = client.validators(Some(block_number + 1)).await?;
     Ok(GridSnapshot {
+        validators,
         block_number,
         timestamp_ms,
         twins,

@@ -114,11 +114,26 @@ pub struct AccountDetail {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidatorRow {
-    pub address: String,
+    pub consensus_key: String,
+    /// The staking account (paid fees and rewards).
+    pub account: String,
+    pub power: u64,
+    /// Share of the set's voting power.
+    pub power_percent: f64,
     pub blocks_proposed: u64,
-    pub first_block: u64,
-    pub last_block: u64,
-    pub share_percent: f64,
+    pub last_block: Option<u64>,
+}
+
+/// The validator set as of the last grid snapshot.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorsView {
+    /// The height the active set signs.
+    pub active_from: u64,
+    pub active: Vec<ValidatorRow>,
+    /// First height of the scheduled set, if a change is announced.
+    pub scheduled_from: Option<u64>,
+    pub scheduled: Vec<ValidatorRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -504,25 +519,45 @@ pub fn account(
     })))
 }
 
-/// Block proposers seen in the index: with one consensus path, they are the validators.
-/// Genesis has no proposer and is left out.
-pub fn validators(conn: &Connection) -> Result<Vec<ValidatorRow>, DbError> {
+/// The validators of the last snapshot (active set, then the scheduled one), with the blocks
+/// each proposed among indexed blocks (fees and rewards go to the staking account, which
+/// is what block headers name).
+pub fn validators(conn: &Connection) -> Result<ValidatorsView, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT address, blocks, first_block, last_block, (SELECT sum(blocks) FROM proposers)
-         FROM proposers ORDER BY blocks DESC, address",
+        "SELECT v.scheduled, v.consensus_key, v.account, v.power, v.effective_height,
+                coalesce(p.blocks, 0), p.last_block,
+                (SELECT sum(power) FROM validators w WHERE w.scheduled = v.scheduled)
+         FROM validators v LEFT JOIN proposers p ON p.address = v.account
+         ORDER BY v.scheduled, v.power DESC, v.consensus_key",
     )?;
     let rows = stmt.query_map([], |r| {
-        let blocks = r.get::<_, i64>(1)? as u64;
-        let total = r.get::<_, i64>(4)?.max(1) as f64;
-        Ok(ValidatorRow {
-            address: r.get(0)?,
-            blocks_proposed: blocks,
-            first_block: r.get::<_, i64>(2)? as u64,
-            last_block: r.get::<_, i64>(3)? as u64,
-            share_percent: blocks as f64 * 100.0 / total,
-        })
+        let power = r.get::<_, i64>(3)? as u64;
+        let total = r.get::<_, i64>(7)?.max(1) as f64;
+        Ok((
+            r.get::<_, i64>(0)? == 1,
+            r.get::<_, i64>(4)? as u64,
+            ValidatorRow {
+                consensus_key: r.get(1)?,
+                account: r.get(2)?,
+                power,
+                power_percent: power as f64 * 100.0 / total,
+                blocks_proposed: r.get::<_, i64>(5)? as u64,
+                last_block: r.get::<_, Option<i64>>(6)?.map(|b| b as u64),
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut view = ValidatorsView::default();
+    for row in rows {
+        let (scheduled, from, row) = row?;
+        if scheduled {
+            view.scheduled_from = Some(from);
+            view.scheduled.push(row);
+        } else {
+            view.active_from = from;
+            view.active.push(row);
+        }
+    }
+    Ok(view)
 }
 
 /// Counts from the maintained counters; blocks are contiguous from 0, so max + 1.
@@ -530,7 +565,7 @@ pub fn totals(conn: &Connection) -> Result<Totals, DbError> {
     Ok(conn.query_row(
         "SELECT coalesce((SELECT max(number) + 1 FROM blocks), 0), c.extrinsics,
                 c.failed_extrinsics, c.events, (SELECT count(*) FROM accounts),
-                (SELECT count(*) FROM proposers)
+                (SELECT count(*) FROM validators WHERE scheduled = 0)
          FROM counts c WHERE c.id = 1",
         [],
         |r| {

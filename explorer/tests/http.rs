@@ -114,13 +114,16 @@ async fn pages_and_api_routes() {
     let page = get(addr, &format!("/account/{}", activity.bob)).await;
     assert!(page.status == 200 && page.body.contains(&activity.bob));
 
-    // Validators: //Alice proposes every block of a dev chain.
+    // Validators: the dev chain's set is //Alice alone (100,000 GRID bonded), and she proposed
+    // every indexed block.
     let validators = get(addr, "/api/validators").await.json();
-    assert_eq!(
-        validators[0]["address"].as_str(),
-        Some(activity.alice.as_str())
-    );
-    assert!(get(addr, "/validators").await.body.contains("Validators"));
+    let alice = &validators["active"][0];
+    assert_eq!(alice["account"].as_str(), Some(activity.alice.as_str()));
+    assert_eq!(alice["power"].as_u64(), Some(100_000));
+    assert!(alice["blocksProposed"].as_u64() >= Some(1), "{validators}");
+    assert_eq!(validators["active"].as_array().map(Vec::len), Some(1));
+    let page = get(addr, "/validators").await.body;
+    assert!(page.contains("Validators") && page.contains("100000"), "{page}");
 
     // Search: height, block hash, extrinsic hash, address → redirect (HTML) or target (JSON).
     for (q, kind, path) in [

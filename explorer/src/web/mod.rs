@@ -386,7 +386,7 @@ async fn account(
 
 async fn validators(State(state): State<AppState>, format: Format) -> Response {
     let result = read(&state, query::validators).await;
-    reply(format, result, |rows| pages::validators(rows))
+    reply(format, result, pages::validators)
 }
 
 /// Where a search string leads.

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::query::{
     AccountDetail, BlockDetail, BlockSummary, EventView, ExtrinsicDetail, ExtrinsicSummary, Paged,
-    ValidatorRow,
+    ValidatorRow, ValidatorsView,
 };
 use axum::{
     http::{header, StatusCode},
@@ -407,29 +407,43 @@ pub fn account(a: &AccountDetail) -> Markup {
     )
 }
 
-pub fn validators(rows: &[ValidatorRow]) -> Markup {
+fn validator_table(rows: &[ValidatorRow]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                thead { tr { th { "Account" } th.hide-narrow { "Consensus key" } th { "Power" } th { "Share" } th { "Blocks" } th { "Last" } } }
+                tbody {
+                    @for v in rows {
+                        tr {
+                            td { (account_link(&v.account)) }
+                            td.hide-narrow.mono { (v.consensus_key) }
+                            td { (v.power) }
+                            td { (format!("{:.1} %", v.power_percent)) }
+                            td { (v.blocks_proposed) }
+                            td { @match v.last_block { Some(b) => (block_link(b)), None => span.muted { "—" } } }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="6" .muted { "No validator set indexed yet." } } }
+                }
+            }
+        }
+    }
+}
+
+pub fn validators(view: &ValidatorsView) -> Markup {
     layout(
         "Validators",
         "/api/validators",
         html! {
             h1 { "Validators" }
-            p.muted { "Accounts that proposed indexed blocks." }
-            div.table-wrap {
-                table {
-                    thead { tr { th { "Validator" } th { "Blocks" } th { "Share" } th.hide-narrow { "First" } th { "Last" } } }
-                    tbody {
-                        @for v in rows {
-                            tr {
-                                td { (account_link(&v.address)) }
-                                td { (v.blocks_proposed) }
-                                td { (format!("{:.1} %", v.share_percent)) }
-                                td.hide-narrow { (block_link(v.first_block)) }
-                                td { (block_link(v.last_block)) }
-                            }
-                        }
-                        @if rows.is_empty() { tr { td colspan="5" .muted { "No blocks indexed yet." } } }
-                    }
-                }
+            p.muted {
+                "The set that signs from block " (view.active_from)
+                ": voting power is bonded stake in whole tokens; a block is final with precommits of more than 2/3 of it. Blocks: how many indexed blocks each proposed."
+            }
+            (validator_table(&view.active))
+            @if let Some(from) = view.scheduled_from {
+                h2 { "Scheduled from block " (from) }
+                (validator_table(&view.scheduled))
             }
         },
     )
