@@ -93,6 +93,22 @@ pub enum Command {
     /// Reservations (list, show, watch, update, cancel).
     #[command(subcommand)]
     Reservation(crate::commands::reservation::ReservationCommand),
+    /// Staking: bond, unbond, withdraw, validate, chill, and the validator set.
+    #[command(subcommand)]
+    Staking(crate::commands::staking::StakingCommand),
+}
+
+impl Cli {
+    /// `--output`, or JSON when the command's own `--json` shorthand is given.
+    pub fn output_format(&self) -> OutputFormat {
+        match &self.command {
+            Command::Staking(crate::commands::staking::StakingCommand::Validators {
+                json: true,
+                ..
+            }) => OutputFormat::Json,
+            _ => self.output,
+        }
+    }
 }
 
 const STORE_HELP: &str = "\

@@ -32,6 +32,7 @@ use cli::{Cli, Command};
 use commands::{
     grid::{GridCommand, GridRequest},
     query::{self, BlockRef},
+    staking::StakingRequest,
     transfer::Transfer,
 };
 use failure::{Failure, EXIT_GENERAL};
@@ -48,12 +49,13 @@ enum NodeRequest {
     Tx(Hash),
     Grid(Box<commands::grid::GridRequest>),
     StoreReserve(Box<commands::store_reserve::StoreReserve>),
+    Staking(Box<StakingRequest>),
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = cli.output;
+    let format = cli.output_format();
     match run(cli).await {
         Ok(rendered) => {
             rendered.print(format);
@@ -64,6 +66,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Rendered> {
+    let format = cli.output_format();
     let keystore = KeystoreLocation::new(cli.keystore);
     let request = match cli.command {
         Command::Key(command) => return commands::key::run(command, &keystore),
@@ -88,6 +91,9 @@ async fn run(cli: Cli) -> Result<Rendered> {
         Command::Node(c) => grid_request(GridCommand::Node(c), &keystore)?,
         Command::Reserve(args) => grid_request(GridCommand::Reserve(args), &keystore)?,
         Command::Reservation(c) => grid_request(GridCommand::Reservation(c), &keystore)?,
+        Command::Staking(c) => {
+            NodeRequest::Staking(Box::new(StakingRequest::prepare(c, &keystore)?))
+        }
     };
     let url = cli.rpc.as_str();
     match rpc::connect(url).await? {
@@ -97,7 +103,7 @@ async fn run(cli: Cli) -> Result<Rendered> {
                 url,
                 can_watch: true,
             };
-            execute(&node, request, cli.output).await
+            execute(&node, request, format).await
         }
         Connection::Http(client) => {
             let node = Node {
@@ -105,7 +111,7 @@ async fn run(cli: Cli) -> Result<Rendered> {
                 url,
                 can_watch: false,
             };
-            execute(&node, request, cli.output).await
+            execute(&node, request, format).await
         }
     }
 }
@@ -122,6 +128,7 @@ async fn execute<C: NodeClient>(
         NodeRequest::Tx(hash) => query::tx(node, hash).await,
         NodeRequest::Grid(request) => request.execute(node, format).await,
         NodeRequest::StoreReserve(request) => request.execute(node, format).await,
+        NodeRequest::Staking(request) => request.execute(node, Progress::new(format)).await,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod key;
 pub mod node;
 pub mod query;
 pub mod reservation;
+pub mod staking;
 pub mod store;
 pub mod store_reserve;
 pub mod submit;
