@@ -11,8 +11,8 @@
 
 use gridchain_primitives::Hash;
 use gridchain_rpc_api::{
-    grid::MAX_PAGE, jsonrpsee::ws_client::WsClient, GridApiClient, GridchainApiClient,
-    NodeFilter, NodeInfo, ValidatorSetInfo,
+    grid::MAX_PAGE, jsonrpsee::ws_client::WsClient, GridApiClient, GridchainApiClient, NodeFilter,
+    NodeInfo, ValidatorSetInfo,
 };
 use gridchain_runtime::{reservations::Reservation, tfgrid::Farm, twins::Twin};
 

@@ -123,7 +123,10 @@ async fn pages_and_api_routes() {
     assert!(alice["blocksProposed"].as_u64() >= Some(1), "{validators}");
     assert_eq!(validators["active"].as_array().map(Vec::len), Some(1));
     let page = get(addr, "/validators").await.body;
-    assert!(page.contains("Validators") && page.contains("100000"), "{page}");
+    assert!(
+        page.contains("Validators") && page.contains("100000"),
+        "{page}"
+    );
 
     // Search: height, block hash, extrinsic hash, address → redirect (HTML) or target (JSON).
     for (q, kind, path) in [

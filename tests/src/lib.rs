@@ -490,6 +490,9 @@ impl Network {
                 block_time_ms.to_string(),
                 "--name".into(),
                 format!("node-{i}"),
+                // Every signed vote, for the equivocation check.
+                "--log".into(),
+                "info,gridchain_consensus::votes=debug".into(),
             ];
             if namespaces.is_some() {
                 args.extend(["--rpc-external".into(), "--p2p-external".into()]);

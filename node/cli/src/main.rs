@@ -123,6 +123,10 @@ const QUIET_LIBRARIES: &str = "arc_malachitebft_core_consensus=warn,arc_malachit
 arc_malachitebft_network=warn,arc_malachitebft_discovery=warn,arc_malachitebft_sync=warn,\
 arc_malachitebft_wal=warn,libp2p_swarm=warn,libp2p_gossipsub=warn,libp2p_kad=warn";
 
+/// A dev chain has no peers by design: the network's complaints about that are noise.
+const QUIET_ALONE: &str =
+    "arc_malachitebft_network=off,arc_malachitebft_discovery=error,libp2p_kad=error,";
+
 #[derive(Subcommand)]
 enum Command {
     /// Print a chain spec as JSON.
@@ -178,8 +182,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!("{QUIET_LIBRARIES},{}", cli.log))
-                .context("invalid --log filter")?,
+            tracing_subscriber::EnvFilter::try_new(format!(
+                "{QUIET_LIBRARIES},{}{}",
+                if cli.dev { QUIET_ALONE } else { "" },
+                cli.log
+            ))
+            .context("invalid --log filter")?,
         )
         .with_writer(std::io::stderr)
         // Colours only on a terminal: logs in files stay greppable.

@@ -699,7 +699,8 @@ impl App {
         // Only the round's proposer streams a block for it (a re-proposal too), so nothing else
         // is worth executing: a validator streaming blocks out of turn only costs us its check.
         use malachitebft_app_channel::app::types::core::Context as _;
-        let expected = GridContext.select_proposer(&set, Height(init.height), Round::new(init.round));
+        let expected =
+            GridContext.select_proposer(&set, Height(init.height), Round::new(init.round));
         if expected.address != init.proposer {
             tracing::warn!(
                 proposer = %init.proposer,

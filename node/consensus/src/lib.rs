@@ -334,8 +334,9 @@ pub async fn start(
     })
 }
 
-/// Logs every vote this node signs (so a test can look for equivocation across restarts) and
-/// keeps the counters of [`ConsensusStatus`].
+/// Logs every vote this node signs at debug level under target `gridchain_consensus::votes`
+/// (so an operator or a test can look for equivocation across restarts) and keeps the counters
+/// of [`ConsensusStatus`].
 fn watch_events(
     mut events: RxEvent<GridContext>,
     status: Arc<ConsensusStatus>,
@@ -364,7 +365,7 @@ fn watch_events(
                             h.to_string()
                         }
                     };
-                    tracing::info!(
+                    tracing::debug!(
                         target: "gridchain_consensus::votes",
                         validator = %message.validator,
                         height = message.height.0,

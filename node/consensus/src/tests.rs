@@ -403,7 +403,10 @@ async fn n4f1_tampered_proposals_are_refused() {
             n.receive(from, flipped.clone()).await.is_none(),
             "bad signature accepted"
         );
-        for (k, bad) in [&bad_root, &future, &orphan, &forged].into_iter().enumerate() {
+        for (k, bad) in [&bad_root, &future, &orphan, &forged]
+            .into_iter()
+            .enumerate()
+        {
             let round = rounds_of_faulty[k + 1];
             let value = n.receive(from, signed(bad, round)).await.expect("complete");
             assert_eq!(value.validity, Validity::Invalid, "tampered block {k}");
