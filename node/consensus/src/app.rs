@@ -113,6 +113,9 @@ pub(crate) struct App {
     undecided: BTreeMap<u32, Vec<ProposedValue<GridContext>>>,
     /// What this node proposed at (height, round): asking twice gives the same block.
     own_proposals: HashMap<(u64, u32), Hash>,
+    /// Valid proposals of others at the current height, as received, so consensus can have
+    /// them re-published verbatim (Malachite asks for that past its hidden-lock round).
+    relayable: HashMap<Hash, CompleteStream>,
     streams: PartStreams,
     future: FutureProposals,
     current_height: u64,
@@ -136,6 +139,7 @@ struct SavedProposal {
 }
 
 /// A complete, not yet checked part stream.
+#[derive(Clone)]
 pub(crate) struct CompleteStream {
     pub init: ProposalInit,
     pub data: Vec<u8>,
@@ -199,14 +203,37 @@ pub(crate) fn proposal_stream(
             Hash::of(block),
         )),
     };
-    let stream_id = StreamId::new(Bytes::from((height, round).encode()));
-    let mut parts = vec![ProposalPart::Init(init)];
+    frame_stream(&init, block, &fin)
+}
+
+async fn publish(channels: &Channels<GridContext>, messages: Vec<StreamMessage<ProposalPart>>) {
+    for message in messages {
+        if channels
+            .network
+            .send(NetworkMsg::PublishProposalPart(message))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The stream messages of a proposal: `Init`, `Data` slices, `Fin`, end marker. The stream id
+/// is (height, round), so a relayed copy of someone's stream is the same stream.
+fn frame_stream(
+    init: &ProposalInit,
+    block: &[u8],
+    fin: &ProposalFin,
+) -> Vec<StreamMessage<ProposalPart>> {
+    let stream_id = StreamId::new(Bytes::from((init.height, init.round).encode()));
+    let mut parts = vec![ProposalPart::Init(init.clone())];
     parts.extend(
         block
             .chunks(PART_BYTES)
             .map(|c| ProposalPart::Data(c.to_vec())),
     );
-    parts.push(ProposalPart::Fin(fin));
+    parts.push(ProposalPart::Fin(fin.clone()));
     let count = parts.len() as u64;
     let mut messages: Vec<_> = parts
         .into_iter()
@@ -337,6 +364,7 @@ impl App {
             executed: HashMap::new(),
             undecided: BTreeMap::new(),
             own_proposals: HashMap::new(),
+            relayable: HashMap::new(),
             streams: PartStreams::default(),
             future: FutureProposals::default(),
             current_height: 0,
@@ -468,9 +496,16 @@ impl App {
                 value_id,
             } => {
                 let ours = self.signer.as_ref().map(|s| s.address()) == Some(address);
-                if let (true, Some(r)) = (ours, round.as_u32()) {
-                    self.stream_proposal(channels, height.0, r, valid_round, value_id)
-                        .await;
+                match (ours, round.as_u32(), self.relayable.get(&value_id)) {
+                    (true, Some(r), _) => {
+                        self.stream_proposal(channels, height.0, r, valid_round, value_id)
+                            .await
+                    }
+                    (false, Some(r), Some(seen)) if seen.init.round == r => {
+                        let messages = frame_stream(&seen.init, &seen.data, &seen.fin);
+                        publish(channels, messages).await;
+                    }
+                    _ => tracing::debug!(%height, %round, %value_id, "nothing to restream"),
                 }
             }
             AppMsg::GetHistoryMinHeight { reply } => {
@@ -641,16 +676,7 @@ impl App {
             round_to_i64(pol_round),
             &block,
         );
-        for message in messages {
-            if channels
-                .network
-                .send(NetworkMsg::PublishProposalPart(message))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
+        publish(channels, messages).await;
     }
 
     /// Checks a complete stream now if it is for the current height, later if it is ahead.
@@ -741,6 +767,14 @@ impl App {
                 Ok(executed) => {
                     self.save_proposal(init.round, init.pol_round, init.proposer, &block)?;
                     self.executed.insert(hash, executed);
+                    self.relayable.insert(
+                        hash,
+                        CompleteStream {
+                            init: init.clone(),
+                            data,
+                            fin,
+                        },
+                    );
                     Validity::Valid
                 }
                 Err(BlockCheck::Invalid(reason)) => {
@@ -914,6 +948,7 @@ impl App {
             self.storage.delete_pending_proposal(&pending)?;
         }
         self.executed.clear();
+        self.relayable.clear();
         self.undecided.clear();
         self.own_proposals.retain(|(h, _), _| *h > header.number);
         tracing::info!(

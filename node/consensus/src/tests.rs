@@ -428,6 +428,36 @@ async fn n4f1_tampered_proposals_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn another_validators_proposal_is_restreamed_verbatim() {
+    let mut nodes = network().await;
+    let p = proposer_of(&nodes, 1, 0);
+    let hash = nodes[p].propose(1, 0).await;
+    let parts = nodes[p].drain_published();
+    let from = nodes[p].peer;
+    let v = (p + 1) % 4;
+    nodes[v].receive(from, parts.clone()).await.unwrap();
+    // Past its hidden-lock round, Malachite asks a validator to re-publish the proposal it
+    // locked on, whoever made it: the original, signed by its proposer, goes out again.
+    let address = Address(nodes[p].key.public());
+    let relay = &mut nodes[v];
+    relay
+        .app
+        .handle(
+            AppMsg::RestreamProposal {
+                height: Height(1),
+                round: Round::new(0),
+                valid_round: Round::Nil,
+                address,
+                value_id: hash,
+            },
+            &relay.channels,
+        )
+        .await
+        .unwrap();
+    assert_eq!(nodes[v].drain_published(), parts);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_validator_gets_back_the_proposal_it_saw() {
     let mut nodes = network().await;
     let p = proposer_of(&nodes, 1, 0);
