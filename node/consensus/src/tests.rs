@@ -506,7 +506,6 @@ async fn synced_values_are_checked_before_import() {
     let v = (p + 1) % 4;
     let proposer = Address(nodes[p].key.public());
     let sync = |bytes: Vec<u8>, height: u64| {
-        let proposer = proposer;
         move |reply| AppMsg::ProcessSyncedValue {
             height: Height(height),
             round: Round::new(0),
