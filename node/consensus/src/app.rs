@@ -62,6 +62,8 @@ pub const MAX_PAST_DRIFT_MS: u64 = 30_000;
 const MAX_OPEN_STREAMS: usize = 64;
 /// Largest stream accepted (a full block plus framing).
 const MAX_STREAM_BYTES: usize = gridchain_runtime::MAX_BLOCK_BYTES + 1024 * 1024;
+/// Most parts in one stream: a full block in `PART_BYTES` slices, `Init` and `Fin`.
+const MAX_STREAM_PARTS: usize = MAX_STREAM_BYTES / PART_BYTES + 2;
 /// Blocks of heights ahead of ours kept until we get there.
 const MAX_FUTURE_PROPOSALS: usize = 32;
 /// Most bytes of blocks in one sync response (Malachite's limit is 10 MiB).
@@ -277,11 +279,11 @@ impl PartStreams {
                     ProposalPart::Data(d) => d.len(),
                     _ => 128,
                 };
-                if stream.bytes > MAX_STREAM_BYTES {
+                stream.parts.insert(message.sequence, Some(part));
+                if stream.bytes > MAX_STREAM_BYTES || stream.parts.len() > MAX_STREAM_PARTS {
                     self.open.remove(&key);
                     return Err("proposal stream exceeds the block size limit".into());
                 }
-                stream.parts.insert(message.sequence, Some(part));
             }
         }
         let Some(fin) = stream.fin_sequence else {
@@ -722,6 +724,9 @@ impl App {
     ) -> anyhow::Result<Option<ProposedValue<GridContext>>> {
         let CompleteStream { init, data, fin } = stream;
         let set = self.next_validator_set()?;
+        if set.is_empty() {
+            return Ok(None);
+        }
         // Only the round's proposer streams a block for it (a re-proposal too), so nothing else
         // is worth executing: a validator streaming blocks out of turn only costs us its check.
         use malachitebft_app_channel::app::types::core::Context as _;

@@ -531,6 +531,28 @@ mod streams {
     use super::*;
     use proptest::prelude::*;
 
+    /// A publisher cannot make a stream hold more than a block's worth of parts.
+    #[test]
+    fn a_stream_of_endless_tiny_parts_is_dropped() {
+        let mut streams = crate::app::PartStreams::default();
+        let id = malachitebft_app_channel::app::streaming::StreamId::new(bytes::Bytes::from(
+            (1u64, 0u32).encode(),
+        ));
+        let mut dropped = false;
+        for seq in 0..10_000u64 {
+            let part = StreamMessage::new(
+                id.clone(),
+                seq,
+                StreamContent::Data(ProposalPart::Data(vec![0; 8])),
+            );
+            if streams.insert(peer_id(3), part).is_err() {
+                dropped = true;
+                break;
+            }
+        }
+        assert!(dropped, "an unbounded stream was kept");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         /// Parts arrive in any order (gossip does not keep it); the stream completes exactly
