@@ -942,8 +942,14 @@ impl App {
             changes,
             prepared,
         } = executed;
-        self.storage
-            .commit_block(&block, &certificate, &changes, prepared)?;
+        if self.signer.is_some() {
+            self.storage
+                .commit_block(&block, &certificate, &changes, prepared)?;
+        } else {
+            // A full node never votes, so a block lost to a power cut is simply fetched again.
+            self.storage
+                .commit_block_unsynced(&block, &certificate, &changes, prepared)?;
+        }
         let header = block.header.clone();
         let included: Vec<Hash> = block.extrinsics.iter().map(|x| x.hash()).collect();
         let storage: &Storage = &self.storage;

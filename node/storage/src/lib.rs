@@ -335,6 +335,21 @@ impl Storage {
         self.write(batch)
     }
 
+    /// [`Storage::commit_block`] without waiting for the disk: the batch is still atomic and
+    /// survives the process being killed (it is in RocksDB's log in the OS cache), but a power
+    /// loss may drop the last such blocks. Only for blocks that can be fetched again and that
+    /// nothing was promised on — a full node importing blocks it never voted on.
+    pub fn commit_block_unsynced(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        changes: &StateChanges,
+        prepared: PreparedState,
+    ) -> Result<()> {
+        let batch = self.block_batch(block, changes, prepared, Some(certificate))?;
+        Ok(self.db.write(batch)?)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
