@@ -215,3 +215,33 @@ fn mismatched_prepared_state_is_refused() {
         )
         .is_err());
 }
+
+#[test]
+fn an_unsynced_commit_is_atomic_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let storage = Storage::open(dir.path()).unwrap();
+        let g = genesis(&storage);
+        let changes = StateChanges::new();
+        let prepared = storage.prepare_state(&changes, 1).unwrap();
+        let block = Block {
+            header: Header {
+                number: 1,
+                parent_hash: g.hash(),
+                timestamp_ms: 1,
+                state_root: prepared.root,
+                ..g.clone()
+            },
+            extrinsics: vec![],
+        };
+        storage
+            .commit_block_unsynced(&block, &certificate_for(&block), &changes, prepared)
+            .unwrap();
+        block.hash()
+    };
+    // Closed without any sync (as after the process is killed): everything of the block is back.
+    let storage = Storage::open(dir.path()).unwrap();
+    assert_eq!(storage.best_hash().unwrap(), Some(hash));
+    assert_eq!(storage.hash_of(1).unwrap(), Some(hash));
+    assert_eq!(storage.certificate(1).unwrap().unwrap().block_hash, hash);
+}
