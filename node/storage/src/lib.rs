@@ -332,7 +332,7 @@ impl Storage {
         prepared: PreparedState,
     ) -> Result<()> {
         let batch = self.block_batch(block, changes, prepared, Some(certificate))?;
-        self.write(batch)
+        self.write_with(batch, true)
     }
 
     /// [`Storage::commit_block`] without waiting for the disk: the batch is still atomic and
@@ -347,12 +347,16 @@ impl Storage {
         prepared: PreparedState,
     ) -> Result<()> {
         let batch = self.block_batch(block, changes, prepared, Some(certificate))?;
-        Ok(self.db.write(batch)?)
+        self.write_with(batch, false)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_with(batch, true)
+    }
+
+    fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(sync);
         Ok(self.db.write_opt(batch, &opts)?)
     }
 
