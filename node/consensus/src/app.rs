@@ -955,9 +955,6 @@ impl App {
         let storage: &Storage = &self.storage;
         self.pool
             .on_block_committed(storage, hash, header.number, &included, nonce_of);
-        for (pending, _) in self.storage.pending_proposals()? {
-            self.storage.delete_pending_proposal(&pending)?;
-        }
         self.executed.clear();
         self.relayable.clear();
         self.undecided.clear();

@@ -323,7 +323,8 @@ impl Storage {
     }
 
     /// Atomically stores a final block, its commit certificate, its state changes and tree nodes,
-    /// and makes it the best and finalized block.
+    /// makes it the best and finalized block, and forgets the pending proposals (they were for
+    /// this height).
     pub fn commit_block(
         &self,
         block: &Block,
@@ -391,6 +392,10 @@ impl Storage {
                 header.number.to_be_bytes(),
                 c.encode(),
             );
+            // Keys are 32-byte hashes: [0; 32] ..= [0xff; 32] is every pending proposal.
+            let pending = self.cf(CF_PENDING);
+            batch.delete_range_cf(pending, [0u8; 32], [0xffu8; 32]);
+            batch.delete_cf(pending, [0xffu8; 32]);
         }
         batch.put_cf(self.cf(CF_BODIES), hash.0, block.extrinsics.encode());
         batch.put_cf(

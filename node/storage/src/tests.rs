@@ -52,9 +52,13 @@ fn commit_transfers(
         extrinsics: built.extrinsics,
     };
     let certificate = certificate_for(&block);
+    // Proposals kept for this height (incl. the highest possible key) go with the commit.
+    storage.put_pending_proposal(&block.hash(), b"proposal").unwrap();
+    storage.put_pending_proposal(&Hash([0xff; 32]), b"other").unwrap();
     storage
         .commit_block(&block, &certificate, &built.changes, prepared)
         .unwrap();
+    assert!(storage.pending_proposals().unwrap().is_empty());
     assert_eq!(
         storage.certificate(block.header.number).unwrap(),
         Some(certificate)

@@ -15,7 +15,7 @@ use crate::{
     rpc::{Node, NodeClient},
 };
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use gridchain_primitives::{decode_untrusted, AccountId, Balance, BlockNumber, Bytes, Hash, Pair};
 use gridchain_rpc_api::{ChainApiClient, ExtrinsicInfo, GridchainApiClient, StateApiClient};
 use gridchain_runtime::{
@@ -25,17 +25,24 @@ use gridchain_runtime::{
 use parity_scale_codec::Decode;
 use serde_json::json;
 
+/// An amount of stake, as `bond` and `unbond` take it.
+#[derive(Debug, Args)]
+pub struct StakeAmount {
+    /// Amount in GRID with up to 12 decimals (e.g. 2000 or 1.5), or raw units with --units.
+    #[arg(allow_hyphen_values = true)]
+    amount: String,
+    /// Read the amount as raw units (10^-12 GRID).
+    #[arg(long)]
+    units: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum StakingCommand {
     /// Bond AMOUNT of the signer's free balance as stake (reserved; at least the chain's
     /// minimum bond in total).
     Bond {
-        /// Amount in GRID with up to 12 decimals (e.g. 2000 or 1.5), or raw units with --units.
-        #[arg(allow_hyphen_values = true)]
-        amount: String,
-        /// Read the amount as raw units (10^-12 GRID).
-        #[arg(long)]
-        units: bool,
+        #[command(flatten)]
+        stake: StakeAmount,
         /// Signing key: name of a key in the keystore, or a secret URI.
         #[arg(long, value_name = "NAME|SECRET_URI")]
         from: Option<String>,
@@ -43,12 +50,8 @@ pub enum StakingCommand {
     /// Start unbonding AMOUNT of stake: withdrawable after the chain's unbonding period.
     /// Unbonding the whole bond also ends the candidacy.
     Unbond {
-        /// Amount in GRID with up to 12 decimals, or raw units with --units.
-        #[arg(allow_hyphen_values = true)]
-        amount: String,
-        /// Read the amount as raw units (10^-12 GRID).
-        #[arg(long)]
-        units: bool,
+        #[command(flatten)]
+        stake: StakeAmount,
         /// Signing key: name of a key in the keystore, or a secret URI.
         #[arg(long, value_name = "NAME|SECRET_URI")]
         from: Option<String>,
@@ -124,20 +127,12 @@ impl StakingRequest {
     pub fn prepare(command: StakingCommand, keystore: &KeystoreLocation) -> Result<Self> {
         let signer = |from: Option<String>| resolve_signer(from.as_deref(), keystore);
         Ok(match command {
-            StakingCommand::Bond {
-                amount,
-                units,
-                from,
-            } => StakingRequest::Bond {
-                amount: parse_stake(&amount, units)?,
+            StakingCommand::Bond { stake, from } => StakingRequest::Bond {
+                amount: parse_stake(&stake.amount, stake.units)?,
                 signer: signer(from)?,
             },
-            StakingCommand::Unbond {
-                amount,
-                units,
-                from,
-            } => StakingRequest::Unbond {
-                amount: parse_stake(&amount, units)?,
+            StakingCommand::Unbond { stake, from } => StakingRequest::Unbond {
+                amount: parse_stake(&stake.amount, stake.units)?,
                 signer: signer(from)?,
             },
             StakingCommand::Withdraw { from } => StakingRequest::Withdraw {
