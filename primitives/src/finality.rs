@@ -82,6 +82,20 @@ impl CommitCertificate {
         block_hash: Hash,
         validators: &[(AccountId, u64)],
     ) -> Result<(), CertificateError> {
+        self.verify_power(height, block_hash, validators)?;
+        self.verify_signatures(genesis)
+    }
+
+    /// The part of [`Self::verify`] without cryptography: the certificate is for `block_hash` at
+    /// `height`, every signer is in `validators` once, and the signers hold more than 2/3 of the
+    /// power. Together with [`Self::verify_signatures`] (which may run earlier, on another
+    /// thread, since it needs no chain state) it is the whole check.
+    pub fn verify_power(
+        &self,
+        height: BlockNumber,
+        block_hash: Hash,
+        validators: &[(AccountId, u64)],
+    ) -> Result<(), CertificateError> {
         if self.height != height {
             return Err(CertificateError::WrongHeight {
                 expected: height,
@@ -97,7 +111,7 @@ impl CommitCertificate {
         let total: u128 = validators.iter().map(|(_, p)| *p as u128).sum();
         let mut seen = BTreeSet::new();
         let mut signed: u128 = 0;
-        for (signer, signature) in &self.signatures {
+        for (signer, _) in &self.signatures {
             let power = validators
                 .iter()
                 .find(|(k, _)| k == signer)
@@ -106,21 +120,29 @@ impl CommitCertificate {
             if !seen.insert(*signer) {
                 return Err(CertificateError::DuplicateSigner(*signer));
             }
+            signed += power as u128;
+        }
+        if signed * 3 <= total * 2 {
+            return Err(CertificateError::NotEnoughPower { signed, total });
+        }
+        Ok(())
+    }
+
+    /// Every signature is its signer's precommit for this certificate's block, height and round
+    /// on chain `genesis`.
+    pub fn verify_signatures(&self, genesis: Hash) -> Result<(), CertificateError> {
+        for (signer, signature) in &self.signatures {
             let bytes = vote_sign_bytes(
                 genesis,
                 PRECOMMIT,
-                height,
+                self.height,
                 self.round as i64,
-                Some(block_hash),
+                Some(self.block_hash),
                 signer,
             );
             if !signer.verify(&bytes, signature) {
                 return Err(CertificateError::BadSignature(*signer));
             }
-            signed += power as u128;
-        }
-        if signed * 3 <= total * 2 {
-            return Err(CertificateError::NotEnoughPower { signed, total });
         }
         Ok(())
     }
@@ -213,5 +235,32 @@ mod tests {
                 .collect(),
         };
         assert!(only_small.verify(genesis, 1, block, &set).is_err());
+    }
+
+    #[test]
+    fn the_two_halves_make_the_whole_check() {
+        let genesis = Hash::of(b"g");
+        let block = Hash::of(b"b");
+        let keys: Vec<Pair> = ["A", "B", "C", "D"].iter().map(|n| Pair::dev(n)).collect();
+        let set: Vec<_> = keys.iter().map(|k| (k.public(), 10)).collect();
+        let mut cert = CommitCertificate {
+            height: 5,
+            round: 0,
+            block_hash: block,
+            signatures: keys[..3]
+                .iter()
+                .map(|k| (k.public(), sign(k, genesis, 5, 0, block)))
+                .collect(),
+        };
+        assert_eq!(cert.verify_signatures(genesis), Ok(()));
+        assert_eq!(cert.verify_power(5, block, &set), Ok(()));
+        // A signature over another round: power is fine, cryptography is not.
+        cert.signatures[1].1 = sign(&keys[1], genesis, 5, 1, block);
+        assert_eq!(cert.verify_power(5, block, &set), Ok(()));
+        assert_eq!(
+            cert.verify_signatures(genesis),
+            Err(CertificateError::BadSignature(keys[1].public()))
+        );
+        assert!(cert.verify(genesis, 5, block, &set).is_err());
     }
 }

@@ -83,6 +83,9 @@ pub struct ConsensusSettings {
     /// The validator set of the next height, from the best state.
     pub validators: ValidatorSource,
     pub on_commit: CommitObserver,
+    /// Where consensus reports what it is doing (created by the caller, so RPC can report it
+    /// before consensus starts).
+    pub status: Arc<ConsensusStatus>,
 }
 
 /// What consensus is doing, for RPC and metrics.
@@ -309,7 +312,7 @@ pub async fn start(
     .await
     .map_err(|e| anyhow::anyhow!("cannot start consensus: {e:#}"))?;
 
-    let status = Arc::new(ConsensusStatus::default());
+    let status = settings.status;
     let mut tasks = vec![watch_events(channels.events.subscribe(), status.clone())];
     tasks.push(watch_peers(channels.net_requests.clone(), status.clone()));
     let app = app::App::new(app::AppParts {

@@ -1,33 +1,42 @@
-//! # gridchain network: transaction gossip
+//! # gridchain network: transaction gossip and block requests
 //!
-//! Any node's RPC accepts transactions for the whole network: what it pools, it publishes here,
-//! and every other node (validators above all, since they build blocks) pools it too. The swarm
-//! is separate from consensus's (Malachite's gossip channels are a closed set) but uses the same
-//! node key, so a peer has one id. See README.md for the wire format and addressing.
+//! Malachite's network carries consensus only (its gossip channels are a closed set), so the rest
+//! of a node's peer-to-peer traffic runs on this second swarm, with the same node key (a peer has
+//! one id), on the consensus port + 1. See README.md for the wire formats and addressing.
 //!
 //! ```text
-//! RPC submit ─▶ pool ─▶ TxGossip::broadcast ─▶ batch (≤ 512 KiB or 20 ms) ─▶ gossipsub publish
-//! gossipsub message ─▶ decode batch ─▶ on_receive(each encoded extrinsic) ─▶ pool (checked)
+//! RPC submit ─▶ pool ─▶ Network::broadcast ─▶ batch (≤ 512 KiB or 20 ms) ─▶ gossipsub publish
+//! gossipsub message ─▶ decode batch ─▶ on_transaction(each encoded extrinsic) ─▶ pool (checked)
+//!
+//! Network::request(peer, bytes) ─▶ request-response ─▶ peer's on_request(bytes) ─▶ reply bytes
+//! Network::ban(peer)             ─▶ disconnected, refused and not dialled until the ban ends
 //! ```
+//!
+//! The request payloads are opaque here: `gridchain-sync` defines them (block ranges with their
+//! commit certificates) and decides whom to ban.
 
 use anyhow::Context as _;
 use gridchain_primitives::{block::DECODE_DEPTH_LIMIT, hash::blake2_256, Hash};
 use libp2p::{
-    futures::StreamExt,
+    allow_block_list,
+    futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt},
     gossipsub,
     multiaddr::Protocol,
-    swarm::{dial_opts::DialOpts, SwarmEvent},
-    Multiaddr, PeerId, Swarm,
+    request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
+    swarm::{dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
+    Multiaddr, StreamProtocol, Swarm,
 };
+pub use libp2p::PeerId;
 use parity_scale_codec::{DecodeLimit, Encode};
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A batch is published when it reaches this size…
 const BATCH_BYTES: usize = 512 * 1024;
@@ -35,22 +44,35 @@ const BATCH_BYTES: usize = 512 * 1024;
 const BATCH_DELAY: Duration = Duration::from_millis(20);
 /// Largest gossip message accepted (a full batch plus framing).
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
-/// How often configured peers that are not connected are dialled again.
+/// How often configured peers that are not connected are dialled again (and bans expire).
 const REDIAL: Duration = Duration::from_secs(3);
+/// Largest request accepted.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest response accepted: one full block with its certificate and framing.
+pub const MAX_RESPONSE_BYTES: usize = 24 * 1024 * 1024;
+/// A request without an answer after this long fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub struct TxGossipConfig {
+pub struct NetworkConfig {
     /// Listen address of this swarm, e.g. `/ip4/127.0.0.1/tcp/30334`.
     pub listen: String,
-    /// Peers of this swarm (`/ip4/…/tcp/…/p2p/<id>`); see [`transaction_address`].
+    /// Peers of this swarm (`/ip4/…/tcp/…/p2p/<id>`); see [`network_address`].
     pub peers: Vec<String>,
     /// The node's libp2p ed25519 secret (shared with consensus).
     pub node_key: [u8; 32],
-    /// Transactions of other chains never meet: the topic names the genesis hash.
+    /// Nodes of other chains never meet: the topic and protocol name the genesis hash.
     pub genesis: Hash,
 }
 
-/// Where a node listens for transactions, given its consensus address: the TCP port + 1.
-pub fn transaction_address(consensus: &str) -> anyhow::Result<String> {
+/// Receives every transaction (SCALE bytes) published by others, on a blocking thread (so it may
+/// check signatures).
+pub type TransactionHandler = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
+/// Answers a peer's request (bytes in, bytes out), on a blocking thread (so it may read the
+/// database).
+pub type RequestHandler = Arc<dyn Fn(PeerId, Vec<u8>) -> Vec<u8> + Send + Sync>;
+
+/// Where a node listens on this swarm, given its consensus address: the TCP port + 1.
+pub fn network_address(consensus: &str) -> anyhow::Result<String> {
     let addr: Multiaddr = consensus
         .parse()
         .with_context(|| format!("invalid address {consensus}"))?;
@@ -76,22 +98,99 @@ pub fn transaction_address(consensus: &str) -> anyhow::Result<String> {
     Ok(out.to_string())
 }
 
-/// A running gossip swarm.
-pub struct TxGossip {
+/// The peer id of a node key.
+pub fn peer_id(node_key: &[u8; 32]) -> anyhow::Result<PeerId> {
+    Ok(libp2p::identity::Keypair::ed25519_from_bytes(*node_key)
+        .context("invalid node key")?
+        .public()
+        .to_peer_id())
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request to {peer} failed: {reason}")]
+    Failed { peer: PeerId, reason: String },
+    #[error("the network has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Request {
+        peer: PeerId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    Ban {
+        peer: PeerId,
+        until: Instant,
+    },
+}
+
+/// A running swarm.
+pub struct Network {
+    handle: NetworkHandle,
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
-    peers: Arc<AtomicU64>,
+    connected: Arc<Mutex<Vec<PeerId>>>,
+    peer_count: Arc<AtomicU64>,
+    pub local_peer_id: PeerId,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl TxGossip {
+/// Requests and bans, from any task; cheap to clone.
+#[derive(Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl NetworkHandle {
+    /// Sends `bytes` to `peer`'s [`RequestHandler`] and waits for its answer.
+    pub async fn request(&self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request { peer, bytes, reply })
+            .map_err(|_| RequestError::Stopped)?;
+        answer.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Disconnects `peer` and refuses it for `duration`.
+    pub fn ban(&self, peer: PeerId, duration: Duration, reason: &str) {
+        tracing::warn!(%peer, %reason, secs = duration.as_secs(), "banning peer");
+        let _ = self.commands.send(Command::Ban {
+            peer,
+            until: Instant::now() + duration,
+        });
+    }
+}
+
+impl Network {
     /// Publishes a transaction this node accepted from a client (SCALE bytes).
     pub fn broadcast(&self, encoded: Vec<u8>) {
         let _ = self.outgoing.send(encoded);
     }
 
-    /// Connected gossip peers.
+    /// Number of connected peers.
     pub fn peers(&self) -> u64 {
-        self.peers.load(Ordering::Relaxed)
+        self.peer_count.load(Ordering::Relaxed)
+    }
+
+    /// The connected peers.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.connected.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn handle(&self) -> NetworkHandle {
+        self.handle.clone()
+    }
+
+    /// See [`NetworkHandle::request`].
+    pub async fn request(&self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        self.handle.request(peer, bytes).await
+    }
+
+    /// See [`NetworkHandle::ban`].
+    pub fn ban(&self, peer: PeerId, duration: Duration, reason: &str) {
+        self.handle.ban(peer, duration, reason)
     }
 
     pub fn stop(&self) {
@@ -99,20 +198,96 @@ impl TxGossip {
     }
 }
 
-impl Drop for TxGossip {
+impl Drop for Network {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// Starts the swarm. `on_receive` gets every transaction (SCALE bytes) published by others; it
-/// runs on a blocking thread, so it may check signatures.
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossip: gossipsub::Behaviour,
+    requests: request_response::Behaviour<LengthPrefixed>,
+    bans: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+}
+
+/// Requests and responses as one big-endian u32 length and that many bytes.
+#[derive(Clone, Default)]
+struct LengthPrefixed;
+
+async fn read_framed<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("message of {len} bytes exceeds {max}"),
+        ));
+    }
+    let mut bytes = vec![0u8; len];
+    io.read_exact(&mut bytes).await?;
+    Ok(bytes)
+}
+
+async fn write_framed<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Vec<u8>) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+#[async_trait::async_trait]
+impl request_response::Codec for LengthPrefixed {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_framed(io, MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_framed(io, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> std::io::Result<()> {
+        write_framed(io, request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Vec<u8>,
+    ) -> std::io::Result<()> {
+        write_framed(io, response).await
+    }
+}
+
+/// Starts the swarm.
 pub async fn start(
-    config: TxGossipConfig,
-    on_receive: Arc<dyn Fn(Vec<u8>) + Send + Sync>,
-) -> anyhow::Result<TxGossip> {
+    config: NetworkConfig,
+    on_transaction: TransactionHandler,
+    on_request: RequestHandler,
+) -> anyhow::Result<Network> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(config.node_key)
         .context("invalid node key")?;
+    let local_peer_id = keypair.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .max_transmit_size(MAX_MESSAGE_BYTES)
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake2_256(&m.data)))
@@ -120,6 +295,8 @@ pub async fn start(
         .heartbeat_interval(Duration::from_millis(500))
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let protocol = StreamProtocol::try_from_owned(format!("/gridchain/{}/sync/1", config.genesis))
+        .map_err(|e| anyhow::anyhow!("protocol name: {e}"))?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -128,17 +305,26 @@ pub async fn start(
             libp2p::yamux::Config::default,
         )?
         .with_behaviour(|key| {
-            gossipsub::Behaviour::new(
+            let gossip = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
             )
-            .map_err(|e| anyhow::anyhow!("gossipsub: {e}").into())
+            .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
+            let requests = request_response::Behaviour::new(
+                [(protocol, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+            );
+            Ok(Behaviour {
+                gossip,
+                requests,
+                bans: allow_block_list::Behaviour::default(),
+            })
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3_600)))
         .build();
     let topic = gossipsub::IdentTopic::new(format!("/gridchain/{}/transactions/1", config.genesis));
-    swarm.behaviour_mut().subscribe(&topic)?;
+    swarm.behaviour_mut().gossip.subscribe(&topic)?;
     let listen: Multiaddr = config
         .listen
         .parse()
@@ -158,100 +344,213 @@ pub async fn start(
             .with_context(|| format!("peer address {p} has no /p2p/<peer id>"))?;
         peers.push((id, addr));
     }
+    // Dial at once rather than at the first redial tick: a node catching up asks peers first.
+    for (id, addr) in &peers {
+        let _ = swarm.dial(DialOpts::peer_id(*id).addresses(vec![addr.clone()]).build());
+    }
     let (outgoing, incoming) = mpsc::unbounded_channel();
-    let connected = Arc::new(AtomicU64::new(0));
-    let task = tokio::spawn(run(
-        swarm,
-        topic,
-        peers,
-        incoming,
-        on_receive,
-        connected.clone(),
-    ));
-    Ok(TxGossip {
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let connected = Arc::new(Mutex::new(Vec::new()));
+    let peer_count = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(
+        SwarmLoop {
+            swarm,
+            topic,
+            peers,
+            on_transaction,
+            on_request,
+            connected: connected.clone(),
+            peer_count: peer_count.clone(),
+            pending: HashMap::new(),
+            banned: HashMap::new(),
+        }
+        .run(incoming, command_rx),
+    );
+    Ok(Network {
+        handle: NetworkHandle { commands },
         outgoing,
-        peers: connected,
+        connected,
+        peer_count,
+        local_peer_id,
         task,
     })
 }
 
-async fn run(
-    mut swarm: Swarm<gossipsub::Behaviour>,
+struct SwarmLoop {
+    swarm: Swarm<Behaviour>,
     topic: gossipsub::IdentTopic,
     peers: Vec<(PeerId, Multiaddr)>,
-    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
-    on_receive: Arc<dyn Fn(Vec<u8>) + Send + Sync>,
-    connected: Arc<AtomicU64>,
-) {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut batch_bytes = 0;
-    let mut flush = tokio::time::interval(BATCH_DELAY);
-    let mut redial = tokio::time::interval(REDIAL);
-    loop {
-        tokio::select! {
-            tx = outgoing.recv() => {
-                let Some(tx) = tx else { return };
-                batch_bytes += tx.len();
-                batch.push(tx);
-                if batch_bytes >= BATCH_BYTES {
-                    publish(&mut swarm, &topic, &mut batch);
-                    batch_bytes = 0;
-                }
-            }
-            _ = flush.tick() => {
-                if !batch.is_empty() {
-                    publish(&mut swarm, &topic, &mut batch);
-                    batch_bytes = 0;
-                }
-            }
-            _ = redial.tick() => {
-                for (id, addr) in &peers {
-                    if !swarm.is_connected(id) {
-                        let opts = DialOpts::peer_id(*id).addresses(vec![addr.clone()]).build();
-                        let _ = swarm.dial(opts);
+    on_transaction: TransactionHandler,
+    on_request: RequestHandler,
+    connected: Arc<Mutex<Vec<PeerId>>>,
+    peer_count: Arc<AtomicU64>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
+    banned: HashMap<PeerId, Instant>,
+}
+
+impl SwarmLoop {
+    async fn run(
+        mut self,
+        mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let (answers_tx, mut answers) =
+            mpsc::unbounded_channel::<(ResponseChannel<Vec<u8>>, Vec<u8>)>();
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut flush = tokio::time::interval(BATCH_DELAY);
+        let mut redial = tokio::time::interval(REDIAL);
+        loop {
+            tokio::select! {
+                tx = outgoing.recv() => {
+                    let Some(tx) = tx else { return };
+                    batch_bytes += tx.len();
+                    batch.push(tx);
+                    if batch_bytes >= BATCH_BYTES {
+                        self.publish(&mut batch);
+                        batch_bytes = 0;
                     }
                 }
-            }
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) => {
-                    match Vec::<Vec<u8>>::decode_all_with_depth_limit(
-                        DECODE_DEPTH_LIMIT,
-                        &mut &message.data[..],
-                    ) {
-                        Ok(txs) => {
-                            let on_receive = on_receive.clone();
-                            tokio::task::spawn_blocking(move || {
-                                for tx in txs {
-                                    on_receive(tx);
-                                }
-                            });
-                        }
-                        Err(e) => tracing::debug!(source = ?message.source, error = %e, "undecodable transaction batch"),
+                _ = flush.tick() => {
+                    if !batch.is_empty() {
+                        self.publish(&mut batch);
+                        batch_bytes = 0;
                     }
                 }
-                SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
-                    connected.store(swarm.connected_peers().count() as u64, Ordering::Relaxed);
+                _ = redial.tick() => self.redial(),
+                command = commands.recv() => match command {
+                    Some(Command::Request { peer, bytes, reply }) => {
+                        let id = self.swarm.behaviour_mut().requests.send_request(&peer, bytes);
+                        self.pending.insert(id, reply);
+                    }
+                    Some(Command::Ban { peer, until }) => {
+                        self.banned.insert(peer, until);
+                        self.swarm.behaviour_mut().bans.block_peer(peer);
+                    }
+                    None => return,
+                },
+                Some((channel, bytes)) = answers.recv() => {
+                    // The peer may have gone meanwhile; nothing to do then.
+                    let _ = self.swarm.behaviour_mut().requests.send_response(channel, bytes);
                 }
-                SwarmEvent::NewListenAddr { address, .. } => {
-                    tracing::info!(%address, "transaction gossip listening");
-                }
-                _ => {}
+                event = self.swarm.select_next_some() => self.on_event(event, &answers_tx),
             }
         }
     }
-}
 
-fn publish(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    topic: &gossipsub::IdentTopic,
-    batch: &mut Vec<Vec<u8>>,
-) {
-    let data = std::mem::take(batch).encode();
-    match swarm.behaviour_mut().publish(topic.clone(), data) {
-        Ok(_) => {}
-        // Alone (a dev chain, or all peers down): the transactions stay in our own pool.
-        Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot publish transactions"),
+    fn publish(&mut self, batch: &mut Vec<Vec<u8>>) {
+        let data = std::mem::take(batch).encode();
+        match self.swarm.behaviour_mut().gossip.publish(self.topic.clone(), data) {
+            Ok(_) => {}
+            // Alone (a dev chain, or all peers down): the transactions stay in our own pool.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot publish transactions"),
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().bans.unblock_peer(peer);
+            tracing::info!(%peer, "ban ended");
+        }
+        for (id, addr) in &self.peers {
+            if !self.swarm.is_connected(id) && !self.banned.contains_key(id) {
+                let opts = DialOpts::peer_id(*id).addresses(vec![addr.clone()]).build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: SwarmEvent<BehaviourEvent>,
+        answers: &mpsc::UnboundedSender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    ) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                message,
+                ..
+            })) => match Vec::<Vec<u8>>::decode_all_with_depth_limit(
+                DECODE_DEPTH_LIMIT,
+                &mut &message.data[..],
+            ) {
+                Ok(txs) => {
+                    let on_transaction = self.on_transaction.clone();
+                    tokio::task::spawn_blocking(move || {
+                        for tx in txs {
+                            on_transaction(tx);
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(source = ?message.source, error = %e, "undecodable transaction batch")
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => match event {
+                request_response::Event::Message {
+                    peer,
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                } => {
+                    let on_request = self.on_request.clone();
+                    let answers = answers.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = answers.send((channel, on_request(peer, request)));
+                    });
+                }
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+                request_response::Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Err(RequestError::Failed {
+                            peer,
+                            reason: error.to_string(),
+                        }));
+                    }
+                }
+                request_response::Event::InboundFailure { peer, error, .. } => {
+                    tracing::debug!(%peer, %error, "could not answer a request");
+                }
+                request_response::Event::ResponseSent { .. } => {}
+            },
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                self.peer_count.store(peers.len() as u64, Ordering::Relaxed);
+                if let Ok(mut slot) = self.connected.lock() {
+                    *slot = peers;
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "transaction and block network listening");
+            }
+            _ => {}
+        }
     }
 }
 
@@ -262,19 +561,19 @@ mod tests {
     #[test]
     fn transaction_port_is_the_next_one() {
         assert_eq!(
-            transaction_address(
+            network_address(
                 "/ip4/127.0.0.1/tcp/30333/p2p/12D3KooWPm7Q3KnLChWX13Yh2W356DDEV5K5v8SBzzKrjJ6RBdvA"
             )
             .unwrap(),
             "/ip4/127.0.0.1/tcp/30334/p2p/12D3KooWPm7Q3KnLChWX13Yh2W356DDEV5K5v8SBzzKrjJ6RBdvA"
         );
         assert_eq!(
-            transaction_address("/ip4/0.0.0.0/tcp/0").unwrap(),
+            network_address("/ip4/0.0.0.0/tcp/0").unwrap(),
             "/ip4/0.0.0.0/tcp/0"
         );
-        assert!(transaction_address("/ip4/1.2.3.4/tcp/65535").is_err());
-        assert!(transaction_address("/ip4/1.2.3.4/udp/5").is_err());
-        assert!(transaction_address("not an address").is_err());
+        assert!(network_address("/ip4/1.2.3.4/tcp/65535").is_err());
+        assert!(network_address("/ip4/1.2.3.4/udp/5").is_err());
+        assert!(network_address("not an address").is_err());
     }
 
     /// Two real swarms on loopback: what one broadcasts, the other receives, once.
@@ -293,18 +592,19 @@ mod tests {
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let a = start(
-            TxGossipConfig {
+            NetworkConfig {
                 listen: format!("/ip4/127.0.0.1/tcp/{port_a}"),
                 peers: vec![format!("/ip4/127.0.0.1/tcp/{port_b}/p2p/{}", id(key_b))],
                 node_key: key_a,
                 genesis,
             },
             Arc::new(|_| {}),
+            Arc::new(|_, _| Vec::new()),
         )
         .await
         .unwrap();
         let _b = start(
-            TxGossipConfig {
+            NetworkConfig {
                 listen: format!("/ip4/127.0.0.1/tcp/{port_b}"),
                 peers: vec![format!("/ip4/127.0.0.1/tcp/{port_a}/p2p/{}", id(key_a))],
                 node_key: key_b,
@@ -313,6 +613,7 @@ mod tests {
             Arc::new(move |t| {
                 let _ = tx.send(t);
             }),
+            Arc::new(|_, _| Vec::new()),
         )
         .await
         .unwrap();
@@ -327,6 +628,69 @@ mod tests {
         };
         assert_eq!(got, b"tx-1".to_vec());
         assert!(a.peers() >= 1);
+    }
+
+    /// A request reaches the peer's handler and its answer comes back; a banned peer is
+    /// disconnected and unreachable until the ban ends, then dialled again.
+    #[tokio::test]
+    async fn requests_are_answered_and_bans_expire() {
+        let genesis = Hash::of(b"test chain");
+        let (key_a, key_b) = ([3u8; 32], [4u8; 32]);
+        let (port_a, port_b) = (free_port(), free_port());
+        let id = |k: [u8; 32]| {
+            libp2p::identity::Keypair::ed25519_from_bytes(k)
+                .unwrap()
+                .public()
+                .to_peer_id()
+        };
+        let a = start(
+            NetworkConfig {
+                listen: format!("/ip4/127.0.0.1/tcp/{port_a}"),
+                peers: vec![format!("/ip4/127.0.0.1/tcp/{port_b}/p2p/{}", id(key_b))],
+                node_key: key_a,
+                genesis,
+            },
+            Arc::new(|_| {}),
+            Arc::new(|_, _| Vec::new()),
+        )
+        .await
+        .unwrap();
+        let _b = start(
+            NetworkConfig {
+                listen: format!("/ip4/127.0.0.1/tcp/{port_b}"),
+                peers: vec![],
+                node_key: key_b,
+                genesis,
+            },
+            Arc::new(|_| {}),
+            Arc::new(|_, mut request: Vec<u8>| {
+                request.reverse();
+                request
+            }),
+        )
+        .await
+        .unwrap();
+        let b = id(key_b);
+        wait_until(|| a.connected_peers().contains(&b)).await;
+        assert_eq!(a.request(b, vec![1, 2, 3]).await.unwrap(), vec![3, 2, 1]);
+
+        a.ban(b, Duration::from_secs(2), "test");
+        wait_until(|| !a.connected_peers().contains(&b)).await;
+        assert!(matches!(
+            a.request(b, vec![1]).await,
+            Err(RequestError::Failed { .. })
+        ));
+        // After the ban the configured peer is dialled again.
+        wait_until(|| a.connected_peers().contains(&b)).await;
+        assert_eq!(a.request(b, vec![7, 8]).await.unwrap(), vec![8, 7]);
+    }
+
+    async fn wait_until(condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "condition not met in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn free_port() -> u16 {

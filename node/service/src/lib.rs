@@ -6,10 +6,13 @@
 //! 2. builds the genesis state from the chain spec, and either writes block 0 or checks that the
 //!    database's genesis is the same (a database of another chain is refused);
 //! 3. creates the [`TxPool`];
-//! 4. starts consensus (`gridchain-consensus`, Malachite over libp2p) as a validator when the
+//! 4. starts the second libp2p swarm (`gridchain-network`: transaction gossip, block requests
+//!    answered from storage), the JSON-RPC server and the Prometheus endpoint;
+//! 5. catches up in bulk (`gridchain-sync`) with whatever peers are ahead, verifying every
+//!    block's certificate and execution (RPC reports `isSyncing` meanwhile);
+//! 6. starts consensus (`gridchain-consensus`, Malachite over libp2p) as a validator when the
 //!    node has a key, else as a full node that follows the chain and verifies every commit
-//!    certificate; it builds, checks and commits blocks and announces their headers;
-//! 5. starts the JSON-RPC server and the Prometheus endpoint.
+//!    certificate; it builds, checks and commits blocks and announces their headers.
 //!
 //! Every committed block is final: consensus commits a block only once it is decided.
 
@@ -19,8 +22,8 @@ pub use metrics::Metrics;
 
 use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
-use gridchain_consensus::{ConsensusHandle, ConsensusSettings};
-use gridchain_network::{TxGossip, TxGossipConfig};
+use gridchain_consensus::{ConsensusHandle, ConsensusSettings, ConsensusStatus};
+use gridchain_network::{Network, NetworkConfig};
 use gridchain_primitives::{ChainContext, Hash, Header, Pair};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
@@ -61,7 +64,7 @@ pub struct RunningNode {
     pub peer_id: String,
     rpc: gridchain_rpc::RpcServer,
     consensus: ConsensusHandle,
-    gossip: Arc<TxGossip>,
+    network: Arc<Network>,
     rebroadcast: tokio::task::JoinHandle<()>,
 }
 
@@ -69,7 +72,7 @@ impl RunningNode {
     /// Stops consensus (a commit in progress completes: it is one synchronous write) and RPC.
     pub async fn stop(self) {
         self.rebroadcast.abort();
-        self.gossip.stop();
+        self.network.stop();
         self.consensus.stop().await;
         let _ = self.rpc.handle.stop();
         self.rpc.handle.stopped().await;
@@ -84,9 +87,10 @@ impl RunningNode {
     }
 }
 
-/// `system_health` from consensus.
+/// `system_health` from consensus and catch-up.
 struct Health {
-    status: Arc<gridchain_consensus::ConsensusStatus>,
+    status: Arc<ConsensusStatus>,
+    sync: Arc<gridchain_sync::SyncStatus>,
     validators: usize,
 }
 
@@ -95,7 +99,7 @@ impl gridchain_rpc::NodeHealth for Health {
         self.status.peers() as u32
     }
     fn is_syncing(&self) -> bool {
-        self.status.is_syncing()
+        self.status.is_syncing() || self.sync.is_syncing()
     }
     fn should_have_peers(&self) -> bool {
         self.validators > 1
@@ -188,7 +192,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 
     let pool = Arc::new(TxPool::new(chain, config.pool_limits));
     let (heads, _) = broadcast::channel(1_024);
-    let metrics = Arc::new(Metrics::default());
+    let consensus_status = Arc::new(ConsensusStatus::default());
+    let sync_status = Arc::new(gridchain_sync::SyncStatus::default());
+    let metrics = Arc::new(Metrics::new(consensus_status.clone(), sync_status.clone()));
     metrics.set_heights(best.number);
 
     if let Some(key) = &config.validator {
@@ -207,17 +213,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     }
     let validator_count = config.spec.genesis.validators.len();
-    let observed = metrics.clone();
     let mut bootnodes = config.spec.boot_nodes.clone();
     bootnodes.extend(config.bootnodes.iter().cloned());
     let node_key = load_or_create_node_key(&chain_dir)?;
-    let gossip = Arc::new(
+    let network = Arc::new(
         gridchain_network::start(
-            TxGossipConfig {
-                listen: gridchain_network::transaction_address(&config.p2p_listen)?,
+            NetworkConfig {
+                listen: gridchain_network::network_address(&config.p2p_listen)?,
                 peers: bootnodes
                     .iter()
-                    .map(|b| gridchain_network::transaction_address(b))
+                    .map(|b| gridchain_network::network_address(b))
                     .collect::<anyhow::Result<_>>()?,
                 node_key,
                 genesis: genesis_hash,
@@ -227,32 +232,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 let pool = pool.clone();
                 Arc::new(move |bytes: Vec<u8>| pool_gossiped(&storage, &pool, &bytes))
             },
+            {
+                let storage = storage.clone();
+                Arc::new(move |_peer, request: Vec<u8>| {
+                    gridchain_sync::protocol::serve(&storage, &request)
+                })
+            },
         )
         .await
-        .context("cannot start transaction gossip")?,
+        .context("cannot start the transaction and block network")?,
     );
-    let consensus = gridchain_consensus::start(
-        ConsensusSettings {
-            moniker: config.node_name.clone(),
-            data_dir: chain_dir.join("consensus"),
-            listen: config.p2p_listen.clone(),
-            bootnodes,
-            node_key,
-            validator: config.validator.clone(),
-            block_time: Duration::from_millis(config.block_time_ms),
-            validators: gridchain_consensus::runtime_validators(),
-            on_commit: Arc::new(move |header: &Header, extrinsics, took| {
-                observed.observe_block(header.number, extrinsics, took)
-            }),
-        },
-        storage.clone(),
-        pool.clone(),
-        chain,
-        heads.clone(),
-    )
-    .await?;
-    metrics.set_consensus(consensus.status.clone());
-    let rebroadcast = tokio::spawn(rebroadcast_pool(pool.clone(), gossip.clone()));
 
     let rpc = gridchain_rpc::start(
         config.rpc_addr,
@@ -269,12 +258,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             },
             heads: heads.clone(),
             health: Arc::new(Health {
-                status: consensus.status.clone(),
+                status: consensus_status.clone(),
+                sync: sync_status.clone(),
                 validators: validator_count,
             }),
             on_submitted: {
-                let gossip = gossip.clone();
-                Arc::new(move |bytes: &[u8]| gossip.broadcast(bytes.to_vec()))
+                let network = network.clone();
+                Arc::new(move |bytes: &[u8]| network.broadcast(bytes.to_vec()))
             },
         },
     )
@@ -293,8 +283,48 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => None,
     };
 
+    // Blocks decided while this node was away come in bulk before it takes part in consensus.
+    let caught_up = gridchain_sync::catch_up(
+        &network,
+        Arc::new(gridchain_sync::import::Importer {
+            storage: storage.clone(),
+            chain,
+            pool: pool.clone(),
+            heads: heads.clone(),
+        }),
+        &sync_status,
+        !bootnodes.is_empty(),
+        Duration::from_secs(3),
+    )
+    .await?;
+    metrics.set_heights(caught_up.best);
+
+    let observed = metrics.clone();
+    let consensus = gridchain_consensus::start(
+        ConsensusSettings {
+            moniker: config.node_name.clone(),
+            data_dir: chain_dir.join("consensus"),
+            listen: config.p2p_listen.clone(),
+            bootnodes,
+            node_key,
+            validator: config.validator.clone(),
+            block_time: Duration::from_millis(config.block_time_ms),
+            validators: gridchain_consensus::runtime_validators(),
+            on_commit: Arc::new(move |header: &Header, extrinsics, took| {
+                observed.observe_block(header.number, extrinsics, took)
+            }),
+            status: consensus_status,
+        },
+        storage.clone(),
+        pool.clone(),
+        chain,
+        heads.clone(),
+    )
+    .await?;
+    let rebroadcast = tokio::spawn(rebroadcast_pool(pool.clone(), network.clone()));
+
     Ok(RunningNode {
-        gossip,
+        network,
         rebroadcast,
         rpc_addr: rpc.local_addr,
         metrics_addr,
@@ -328,16 +358,16 @@ fn pool_gossiped(storage: &Storage, pool: &TxPool, bytes: &[u8]) {
 /// a link was down (or to a node that restarted) would otherwise wait in this pool forever,
 /// since only the round's proposer includes transactions. Peers drop what they already hold
 /// after a hash lookup.
-async fn rebroadcast_pool(pool: Arc<TxPool>, gossip: Arc<TxGossip>) {
+async fn rebroadcast_pool(pool: Arc<TxPool>, network: Arc<Network>) {
     const EVERY: Duration = Duration::from_secs(5);
     const MOST: usize = 5_000;
     loop {
         tokio::time::sleep(EVERY).await;
-        if gossip.peers() == 0 {
+        if network.peers() == 0 {
             continue;
         }
         for tx in pool.ready(MOST) {
-            gossip.broadcast(tx.xt.encode());
+            network.broadcast(tx.xt.encode());
         }
     }
 }

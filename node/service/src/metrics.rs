@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-#[derive(Default)]
 pub struct Metrics {
     best_height: AtomicU64,
     finalized_height: AtomicU64,
@@ -20,7 +19,8 @@ pub struct Metrics {
     /// Sum of block build+commit times, in microseconds.
     block_time_us_sum: AtomicU64,
     last_block_us: AtomicU64,
-    consensus: std::sync::OnceLock<Arc<gridchain_consensus::ConsensusStatus>>,
+    consensus: Arc<gridchain_consensus::ConsensusStatus>,
+    sync: Arc<gridchain_sync::SyncStatus>,
 }
 
 impl Metrics {
@@ -29,8 +29,20 @@ impl Metrics {
         self.finalized_height.store(number, Ordering::Relaxed);
     }
 
-    pub fn set_consensus(&self, status: Arc<gridchain_consensus::ConsensusStatus>) {
-        let _ = self.consensus.set(status);
+    pub fn new(
+        consensus: Arc<gridchain_consensus::ConsensusStatus>,
+        sync: Arc<gridchain_sync::SyncStatus>,
+    ) -> Self {
+        Metrics {
+            best_height: AtomicU64::default(),
+            finalized_height: AtomicU64::default(),
+            blocks: AtomicU64::default(),
+            extrinsics: AtomicU64::default(),
+            block_time_us_sum: AtomicU64::default(),
+            last_block_us: AtomicU64::default(),
+            consensus,
+            sync,
+        }
     }
 
     pub fn observe_block(&self, number: u64, extrinsics: usize, took: Duration) {
@@ -94,9 +106,7 @@ impl Metrics {
             "Extrinsics included in blocks.",
             &[("", load(&self.extrinsics))],
         );
-        let consensus = self.consensus.get();
-        let status =
-            |f: fn(&gridchain_consensus::ConsensusStatus) -> f64| consensus.map_or(0.0, |c| f(c));
+        let status = |f: fn(&gridchain_consensus::ConsensusStatus) -> f64| f(&self.consensus);
         metric(
             "gridchain_peers",
             "gauge",
@@ -134,7 +144,22 @@ impl Metrics {
             "gridchain_syncing",
             "gauge",
             "1 while the node imports decided blocks from peers.",
-            &[("", status(|c| c.is_syncing() as u8 as f64))],
+            &[(
+                "",
+                (self.consensus.is_syncing() || self.sync.is_syncing()) as u8 as f64,
+            )],
+        );
+        metric(
+            "gridchain_sync_target_height",
+            "gauge",
+            "Highest best block peers reported when the node last caught up.",
+            &[("", self.sync.target() as f64)],
+        );
+        metric(
+            "gridchain_sync_imported_blocks_total",
+            "counter",
+            "Blocks imported in bulk from peers (catch-up) since start.",
+            &[("", self.sync.imported() as f64)],
         );
         out
     }

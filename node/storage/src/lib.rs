@@ -351,6 +351,11 @@ impl Storage {
         self.write_with(batch, false)
     }
 
+    /// Waits until every block committed so far, synced or not, is on disk.
+    pub fn sync_to_disk(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         self.write_with(batch, true)
     }

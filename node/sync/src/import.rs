@@ -1,0 +1,167 @@
+//! Verifying and importing final blocks, in two stages so they can run on two cores at once:
+//!
+//! 1. [`check_signatures`] needs no chain state: each block's certificate signatures and every
+//!    transaction signature. Any thread, any order.
+//! 2. [`Importer::import`] runs in chain order on the best state: the block extends the best
+//!    block; the certificate's signers hold more than 2/3 of the power of the block's validator
+//!    set (read from the state, as consensus does); execution reproduces the header's
+//!    extrinsics root and state root. Then block, certificate and state are committed.
+//!
+//! Every failure that the block's bytes explain is an [`ImportError::Peer`]: the sender is at
+//! fault and nothing was written.
+
+use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Header, StateRead};
+use gridchain_runtime::{system, Block, Context};
+use gridchain_storage::Storage;
+use gridchain_txpool::TxPool;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+use crate::protocol::FinalBlock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The block or its certificate is wrong: whoever sent it is at fault.
+    #[error("block {number}: {reason}")]
+    Peer { number: u64, reason: String },
+    /// This node failed (its database): stop rather than judge.
+    #[error(transparent)]
+    Local(#[from] anyhow::Error),
+}
+
+fn peer_fault(number: u64, reason: impl Into<String>) -> ImportError {
+    ImportError::Peer {
+        number,
+        reason: reason.into(),
+    }
+}
+
+/// A final block whose signatures — certificate and transactions — are valid.
+pub struct CheckedBlock {
+    block: Block,
+    hash: Hash,
+    certificate: CommitCertificate,
+}
+
+impl CheckedBlock {
+    pub fn number(&self) -> u64 {
+        self.block.header.number
+    }
+}
+
+/// Stage 1: checks every signature of `blocks` on chain `chain`.
+pub fn check_signatures(
+    chain: ChainContext,
+    blocks: Vec<FinalBlock>,
+) -> Result<Vec<CheckedBlock>, ImportError> {
+    blocks
+        .into_iter()
+        .map(|FinalBlock { block, certificate }| {
+            let number = block.header.number;
+            let hash = block.hash();
+            if certificate.height != number || certificate.block_hash != hash {
+                return Err(peer_fault(number, "the certificate is for another block"));
+            }
+            certificate
+                .verify_signatures(chain.genesis_hash)
+                .map_err(|e| peer_fault(number, e.to_string()))?;
+            if let Some(index) = block
+                .extrinsics
+                .iter()
+                .position(|xt| !xt.verify_signature(chain))
+            {
+                return Err(peer_fault(
+                    number,
+                    format!("extrinsic {index} has a bad signature"),
+                ));
+            }
+            Ok(CheckedBlock {
+                block,
+                hash,
+                certificate,
+            })
+        })
+        .collect()
+}
+
+/// Stage 2: imports checked blocks in chain order.
+pub struct Importer {
+    pub storage: Arc<Storage>,
+    pub chain: ChainContext,
+    pub pool: Arc<TxPool>,
+    pub heads: broadcast::Sender<Header>,
+}
+
+impl Importer {
+    /// Verifies `checked` against the best state and commits it. Blocks are committed without
+    /// waiting for the disk; [`Storage::sync_to_disk`] after a run of them makes them durable.
+    pub fn import(&self, checked: CheckedBlock) -> Result<Header, ImportError> {
+        let CheckedBlock {
+            block,
+            hash,
+            certificate,
+        } = checked;
+        let header = &block.header;
+        let number = header.number;
+        let best = self
+            .storage
+            .best_header()
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| anyhow::anyhow!("the database has no best block"))?;
+        if number != best.number + 1 || header.parent_hash != best.hash() {
+            return Err(peer_fault(
+                number,
+                format!("does not extend our best block {}", best.number),
+            ));
+        }
+        // The set that decided `number`, from the state after `number - 1` (the best state):
+        // the same rule consensus applies, so a certificate by anyone else is refused.
+        let storage: &Storage = &self.storage;
+        let set = gridchain_runtime::validators::validator_set_at(storage, number);
+        let powers: Vec<_> = set.iter().map(|v| (v.consensus_key, v.power)).collect();
+        certificate
+            .verify_power(number, hash, &powers)
+            .map_err(|e| peer_fault(number, e.to_string()))?;
+        if !set.iter().any(|v| v.account == header.proposer) {
+            return Err(peer_fault(
+                number,
+                format!("proposer {} is not the account of a validator", header.proposer),
+            ));
+        }
+        // Signatures were checked in stage 1. Timestamps are not held against the local clock
+        // here: the block is already final, and the runtime still refuses non-increasing ones.
+        let built = gridchain_runtime::execute_block_with_verified(
+            storage,
+            self.chain,
+            &block,
+            &|_| true,
+        )
+        .map_err(|e| peer_fault(number, e.to_string()))?;
+        let prepared = self
+            .storage
+            .prepare_state(&built.changes, number)
+            .map_err(anyhow::Error::from)?;
+        if prepared.root != header.state_root {
+            return Err(peer_fault(
+                number,
+                format!(
+                    "state root is {}, header says {}",
+                    prepared.root, header.state_root
+                ),
+            ));
+        }
+        self.storage
+            .commit_block_unsynced(&block, &certificate, &built.changes, prepared)
+            .map_err(anyhow::Error::from)?;
+        let included: Vec<Hash> = block.extrinsics.iter().map(|x| x.hash()).collect();
+        self.pool
+            .on_block_committed(storage, hash, number, &included, nonce_of);
+        let _ = self.heads.send(block.header.clone());
+        Ok(block.header)
+    }
+}
+
+fn nonce_of(state: &dyn StateRead, who: &gridchain_primitives::AccountId) -> u64 {
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
+    system::nonce(&ctx, who)
+}

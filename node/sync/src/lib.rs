@@ -1,0 +1,378 @@
+//! # gridchain sync: catch-up in bulk
+//!
+//! A node that starts behind its peers (new, or restarted after a while) fetches the final blocks
+//! it misses with their commit certificates, verifies and executes them, and only then starts
+//! consensus. Malachite's own value sync would do the same one block per consensus height (a
+//! WAL write and a round of engine messages each); this path imports a run of blocks at the cost
+//! of executing them, and remains the tool for small gaps while running.
+//!
+//! ```text
+//! peers ─ Status ─▶ target = highest best block among peers
+//!        │
+//!        ├─ segment tasks (≤ SEGMENTS_IN_FLIGHT): Blocks{from, max} from one peer, again until
+//!        │  the segment is whole ─▶ check_signatures (blocking thread)
+//!        ▼
+//! in chain order ─▶ Importer::import each block (blocking thread) ─▶ one fsync per segment
+//! ```
+//!
+//! Two cores work at once: one checks the signatures of segments ahead while the other executes
+//! and commits the current one. A peer whose blocks or certificates are wrong (bad signature,
+//! a set that is not the height's, a state root execution does not reproduce, blocks other than
+//! asked for) is banned for [`BAN`]; the segment is asked of another peer, or, when the fault
+//! shows only at import, the whole run restarts from the best block.
+//!
+//! Blocks are committed without fsync as they are imported and flushed once per segment, and
+//! once more before consensus starts: a validator never votes on top of blocks a power cut could
+//! take back.
+
+pub mod import;
+pub mod protocol;
+#[cfg(test)]
+mod tests;
+
+use gridchain_network::{Network, PeerId};
+use import::{check_signatures, CheckedBlock, ImportError, Importer};
+use parity_scale_codec::Encode;
+use protocol::{SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Blocks per segment: one fsync each, and the unit of work handed between the two stages.
+const SEGMENT_BLOCKS: u64 = MAX_BLOCKS_PER_REQUEST as u64;
+/// Segments fetched and checked ahead of the one being imported.
+const SEGMENTS_IN_FLIGHT: usize = 4;
+/// A peer that sent bad blocks is refused this long.
+pub const BAN: Duration = Duration::from_secs(300);
+/// Behind by no more than this, consensus's own sync finishes the job.
+const CLOSE_ENOUGH: u64 = 2;
+/// Rounds of status → fetch → import before giving the rest to consensus's sync.
+const MAX_ROUNDS: usize = 8;
+/// How long a peer may take to answer a status request.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Catch-up progress, for `system_health` and metrics.
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    syncing: AtomicBool,
+    target: AtomicU64,
+    imported: AtomicU64,
+}
+
+impl SyncStatus {
+    pub fn is_syncing(&self) -> bool {
+        self.syncing.load(Ordering::Relaxed)
+    }
+    /// Highest best block peers reported in the last round.
+    pub fn target(&self) -> u64 {
+        self.target.load(Ordering::Relaxed)
+    }
+    /// Blocks imported by catch-up since the node started.
+    pub fn imported(&self) -> u64 {
+        self.imported.load(Ordering::Relaxed)
+    }
+}
+
+/// What a catch-up did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CatchUpReport {
+    pub imported: u64,
+    pub best: u64,
+    pub banned: Vec<PeerId>,
+}
+
+/// Imports blocks from the connected peers until within [`CLOSE_ENOUGH`] of the highest best
+/// block they report. Waits up to `wait_for_peers` for a first peer when `expect_peers`. An error
+/// is this node's own failure (its database); peers' faults only ban them.
+pub async fn catch_up(
+    network: &Network,
+    importer: Arc<Importer>,
+    status: &SyncStatus,
+    expect_peers: bool,
+    wait_for_peers: Duration,
+) -> anyhow::Result<CatchUpReport> {
+    let started = Instant::now();
+    if expect_peers {
+        let deadline = Instant::now() + wait_for_peers;
+        while network.peers() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut report = CatchUpReport {
+        best: best_number(&importer)?,
+        ..Default::default()
+    };
+    let bans = Bans {
+        network: network.handle(),
+        banned: Arc::default(),
+    };
+    for _ in 0..MAX_ROUNDS {
+        let sources = peer_statuses(network).await;
+        let Some(target) = sources.iter().map(|(_, best)| *best).max() else {
+            break;
+        };
+        status.target.store(target, Ordering::Relaxed);
+        if target <= report.best + CLOSE_ENOUGH {
+            break;
+        }
+        status.syncing.store(true, Ordering::Relaxed);
+        tracing::info!(best = report.best, target, peers = sources.len(), "catching up");
+        let outcome =
+            import_range(&bans, &importer, status, report.best + 1, target, sources).await;
+        let best = best_number(&importer)?;
+        report.imported += best - report.best;
+        report.best = best;
+        match outcome {
+            Ok(()) => {}
+            Err(RangeError::Local(e)) => {
+                status.syncing.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(RangeError::Peer { peer, reason }) => bans.ban(peer, &reason),
+            // Someone failed to serve a segment: ask everyone again.
+            Err(RangeError::NoPeer) => {}
+        }
+    }
+    report.banned = bans.banned();
+    let importer_for_sync = importer.clone();
+    tokio::task::spawn_blocking(move || importer_for_sync.storage.sync_to_disk())
+        .await
+        .map_err(|e| anyhow::anyhow!("sync task failed: {e}"))??;
+    status.syncing.store(false, Ordering::Relaxed);
+    if report.imported > 0 {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            imported = report.imported,
+            best = report.best,
+            secs = format!("{secs:.1}"),
+            blocks_per_s = (report.imported as f64 / secs) as u64,
+            "caught up"
+        );
+    }
+    Ok(report)
+}
+
+fn best_number(importer: &Importer) -> anyhow::Result<u64> {
+    Ok(importer.storage.best_header()?.map_or(0, |h| h.number))
+}
+
+/// The best block of every connected peer that answers in time.
+async fn peer_statuses(network: &Network) -> Vec<(PeerId, u64)> {
+    let asks: Vec<_> = network
+        .connected_peers()
+        .into_iter()
+        .map(|peer| {
+            let network = network.handle();
+            tokio::spawn(async move {
+                let answer = tokio::time::timeout(
+                    STATUS_TIMEOUT,
+                    network.request(peer, SyncRequest::Status.encode()),
+                )
+                .await;
+                match answer {
+                    Ok(Ok(bytes)) => match SyncResponse::decode_untrusted(&bytes) {
+                        Some(SyncResponse::Status { best }) => Some((peer, best)),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for ask in asks {
+        if let Ok(Some(status)) = ask.await {
+            statuses.push(status);
+        }
+    }
+    statuses
+}
+
+enum RangeError {
+    /// `peer` sent something wrong.
+    Peer { peer: PeerId, reason: String },
+    /// No peer could serve the next segment.
+    NoPeer,
+    Local(anyhow::Error),
+}
+
+/// A segment fetched from one peer, signatures checked.
+type Segment = Result<(PeerId, Vec<CheckedBlock>), RangeError>;
+
+/// Bans peers and remembers whom.
+#[derive(Clone)]
+struct Bans {
+    network: gridchain_network::NetworkHandle,
+    banned: Arc<Mutex<Vec<PeerId>>>,
+}
+
+impl Bans {
+    fn ban(&self, peer: PeerId, reason: &str) {
+        self.network.ban(peer, BAN, reason);
+        if let Ok(mut banned) = self.banned.lock() {
+            if !banned.contains(&peer) {
+                banned.push(peer);
+            }
+        }
+    }
+
+    fn banned(&self) -> Vec<PeerId> {
+        self.banned.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+/// Fetches `from ..= to` in segments (several in flight) and imports them in order.
+async fn import_range(
+    bans: &Bans,
+    importer: &Arc<Importer>,
+    status: &SyncStatus,
+    from: u64,
+    to: u64,
+    sources: Vec<(PeerId, u64)>,
+) -> Result<(), RangeError> {
+    let sources = Arc::new(sources);
+    let mut in_flight: VecDeque<tokio::task::JoinHandle<Segment>> = VecDeque::new();
+    let mut next = from;
+    let mut turn = 0usize;
+    let result = loop {
+        while in_flight.len() < SEGMENTS_IN_FLIGHT && next <= to {
+            let last = (next + SEGMENT_BLOCKS - 1).min(to);
+            in_flight.push_back(tokio::spawn(fetch_segment(
+                bans.clone(),
+                importer.chain,
+                sources.clone(),
+                turn,
+                next,
+                last,
+            )));
+            turn += 1;
+            next = last + 1;
+        }
+        let Some(task) = in_flight.pop_front() else {
+            break Ok(());
+        };
+        let (peer, blocks) = match task.await {
+            Ok(Ok(segment)) => segment,
+            Ok(Err(e)) => break Err(e),
+            Err(e) => break Err(RangeError::Local(anyhow::anyhow!("segment task failed: {e}"))),
+        };
+        let worker = importer.clone();
+        let imported = tokio::task::spawn_blocking(move || -> Result<u64, ImportError> {
+            let mut count = 0;
+            for block in blocks {
+                worker.import(block)?;
+                count += 1;
+            }
+            worker.storage.sync_to_disk().map_err(anyhow::Error::from)?;
+            Ok(count)
+        })
+        .await
+        .map_err(|e| RangeError::Local(anyhow::anyhow!("import task failed: {e}")))?;
+        match imported {
+            Ok(count) => {
+                status.imported.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(ImportError::Peer { number, reason }) => {
+                break Err(RangeError::Peer {
+                    peer,
+                    reason: format!("block {number}: {reason}"),
+                })
+            }
+            Err(ImportError::Local(e)) => break Err(RangeError::Local(e)),
+        }
+    };
+    for task in in_flight {
+        task.abort();
+    }
+    result
+}
+
+/// Fetches blocks `first ..= last` from one source (trying the others in turn when one fails)
+/// and checks their signatures.
+async fn fetch_segment(
+    bans: Bans,
+    chain: gridchain_primitives::ChainContext,
+    sources: Arc<Vec<(PeerId, u64)>>,
+    turn: usize,
+    first: u64,
+    last: u64,
+) -> Segment {
+    let candidates: Vec<PeerId> = (0..sources.len())
+        .map(|i| sources[(turn + i) % sources.len()])
+        .filter(|(_, best)| *best >= last)
+        .map(|(peer, _)| peer)
+        .collect();
+    for peer in candidates {
+        match fetch_from(&bans.network, peer, first, last).await {
+            Ok(blocks) => {
+                match tokio::task::spawn_blocking(move || check_signatures(chain, blocks)).await {
+                    Ok(Ok(checked)) => return Ok((peer, checked)),
+                    Ok(Err(ImportError::Peer { number, reason })) => {
+                        bans.ban(peer, &format!("block {number}: {reason}"))
+                    }
+                    Ok(Err(ImportError::Local(e))) => return Err(RangeError::Local(e)),
+                    Err(e) => {
+                        return Err(RangeError::Local(anyhow::anyhow!(
+                            "signature task failed: {e}"
+                        )))
+                    }
+                }
+            }
+            Err(FetchError::Fault(reason)) => bans.ban(peer, &reason),
+            Err(FetchError::Unavailable(reason)) => {
+                tracing::debug!(%peer, %reason, first, last, "peer could not serve blocks")
+            }
+        }
+    }
+    Err(RangeError::NoPeer)
+}
+
+enum FetchError {
+    /// The peer answered with something it should not have.
+    Fault(String),
+    /// No answer (timeout, disconnect) or a refusal: try someone else.
+    Unavailable(String),
+}
+
+async fn fetch_from(
+    network: &gridchain_network::NetworkHandle,
+    peer: PeerId,
+    first: u64,
+    last: u64,
+) -> Result<Vec<protocol::FinalBlock>, FetchError> {
+    let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+    let mut next = first;
+    while next <= last {
+        let request = SyncRequest::Blocks {
+            from: next,
+            max: (last - next + 1).min(SEGMENT_BLOCKS) as u32,
+        };
+        let bytes = network
+            .request(peer, request.encode())
+            .await
+            .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+        let got = match SyncResponse::decode_untrusted(&bytes) {
+            Some(SyncResponse::Blocks(got)) => got,
+            Some(SyncResponse::Refused(reason)) => return Err(FetchError::Unavailable(reason)),
+            Some(SyncResponse::Status { .. }) | None => {
+                return Err(FetchError::Fault("undecodable or unexpected response".into()))
+            }
+        };
+        if got.is_empty() {
+            // It said its best block was at least `last`.
+            return Err(FetchError::Fault(format!("sent no blocks from {next}")));
+        }
+        for block in got {
+            if block.block.header.number != next || next > last {
+                return Err(FetchError::Fault(format!(
+                    "sent block {} when {next} was next",
+                    block.block.header.number
+                )));
+            }
+            blocks.push(block);
+            next += 1;
+        }
+    }
+    Ok(blocks)
+}
