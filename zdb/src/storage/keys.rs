@@ -1,13 +1,20 @@
 //! In-memory key index of a namespace.
 //!
-//! User mode keeps a hash map from key to [`Meta`] (about 20 bytes of metadata
-//! plus the key and the map's overhead per key). Seq mode keys are dense
-//! integers, so a vector indexed by id is enough and costs 24 bytes per id.
+//! User mode keeps a hash map from key to [`Meta`] (20 bytes of metadata plus
+//! the key and the map's overhead per key). Keys of up to [`INLINE_KEY_LEN`]
+//! bytes are stored inside the map's slot, so a lookup touches one slot
+//! instead of a slot and a separate heap allocation (the second memory miss
+//! in a table of millions of keys), and growing the table rehashes without
+//! chasing pointers. Seq mode keys are dense integers, so a vector indexed by
+//! id is enough and costs 24 bytes per id.
 //!
 //! The user map is hashbrown's with foldhash, seeded randomly per process
 //! (keys come from clients, so the seed is what keeps collisions unguessable);
 //! it hashes a 16-byte key several times faster than std's SipHash, and its
 //! `entry_ref` looks a key up once and allocates it only when it is new.
+
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
@@ -42,8 +49,64 @@ const MAX_SEQ_GAP: u64 = 1 << 24;
 #[error("key does not fit the namespace's seq ids")]
 pub struct BadSeqId;
 
+/// Longest key kept inside the map slot (the slot's key part stays 24 bytes,
+/// the size of the boxed form).
+pub const INLINE_KEY_LEN: usize = 22;
+
+/// A user key as the map stores it.
+#[derive(Debug, Clone)]
+pub enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes } => &bytes[..*len as usize],
+            StoredKey::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for StoredKey {
+    fn from(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY_LEN {
+            let mut bytes = [0u8; INLINE_KEY_LEN];
+            bytes[..key.len()].copy_from_slice(key);
+            StoredKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            StoredKey::Heap(key.into())
+        }
+    }
+}
+
+impl Borrow<[u8]> for StoredKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+// hashed and compared as the bytes they hold, as `Borrow` requires
+impl Hash for StoredKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for StoredKey {}
+
 pub enum KeyIndex {
-    User(HashMap<Box<[u8]>, Meta>),
+    User(HashMap<StoredKey, Meta>),
     Seq {
         slots: Vec<Option<Meta>>,
         live: usize,
@@ -152,7 +215,7 @@ impl KeyIndex {
     /// Calls `f` with every live key and its meta, in no particular order.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &Meta)) {
         match self {
-            KeyIndex::User(map) => map.iter().for_each(|(k, m)| f(k, m)),
+            KeyIndex::User(map) => map.iter().for_each(|(k, m)| f(k.as_bytes(), m)),
             KeyIndex::Seq { slots, .. } => {
                 for (id, slot) in slots.iter().enumerate() {
                     if let Some(m) = slot {
@@ -190,6 +253,23 @@ mod tests {
         assert_eq!(k.get(&id1), None);
         assert_eq!(k.get(b"short"), None);
         assert!(k.insert(&u64::MAX.to_le_bytes(), meta(1)).is_err());
+    }
+
+    #[test]
+    fn short_keys_stay_inline_in_a_slot_the_size_of_a_boxed_key() {
+        assert_eq!(std::mem::size_of::<StoredKey>(), 24);
+        let short = [7u8; INLINE_KEY_LEN];
+        let long = [7u8; INLINE_KEY_LEN + 1];
+        assert!(matches!(StoredKey::from(&short[..]), StoredKey::Inline { .. }));
+        assert!(matches!(StoredKey::from(&long[..]), StoredKey::Heap(_)));
+        let mut k = KeyIndex::new(Mode::User);
+        for key in [&short[..], &long[..], b"", &[0u8; 3][..]] {
+            assert_eq!(k.insert(key, meta(16)), Ok(None));
+            assert_eq!(k.get(key), Some(meta(16)));
+        }
+        assert_eq!(k.get(&short[..INLINE_KEY_LEN - 1]), None);
+        assert_eq!(k.get(&[0u8; 2]), None);
+        assert_eq!(k.count(), 4);
     }
 
     #[test]
