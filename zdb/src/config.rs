@@ -74,7 +74,8 @@ pub struct ZdbConfig {
     pub compaction_min_dead_bytes: u64,
     /// How often namespaces are checked for background compaction.
     pub compaction_interval: Duration,
-    /// Memory for recently written or read values, shared by all namespaces.
+    /// Memory for recently written records kept for reads, shared by all
+    /// namespaces (see [`crate::storage::tail`]).
     pub cache_bytes: usize,
 }
 

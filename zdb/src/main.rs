@@ -49,7 +49,7 @@ struct Args {
     /// Default size limit (bytes of payload) of new namespaces; 0 is unlimited.
     #[arg(long, default_value_t = 0)]
     maxsize: u64,
-    /// Bytes of memory for caching recent values (0 disables the cache).
+    /// Bytes of memory keeping recently written records for reads, all namespaces (0: none).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     cache: usize,
     /// Maximum simultaneous clients.

@@ -417,7 +417,8 @@ async fn periodic_sync(shared: Arc<Shared>, every: Duration, mut stop: watch::Re
     }
 }
 
-/// Compacts namespaces whose reclaimable bytes pass the configured threshold.
+/// Compacts namespaces whose reclaimable bytes pass the configured threshold,
+/// and takes the kept tails of idle namespaces back.
 async fn background_compaction(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(shared.config.compaction_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -428,6 +429,7 @@ async fn background_compaction(shared: Arc<Shared>, mut stop: watch::Receiver<bo
             _ = tick.tick() => {}
         }
         for ns in shared.store.all() {
+            ns.release_idle_tail();
             let (dead, total) = ns.space();
             if ns.is_removed() || dead < shared.config.compaction_min_dead_bytes || dead * 2 < total
             {

@@ -10,22 +10,21 @@
 //! <index>/<namespace>/index.zdb      index log, rebuildable from the data files
 //! ```
 
-pub mod cache;
 pub mod keys;
 pub mod meta;
 pub mod namespace;
 pub mod record;
+pub mod tail;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{StoreError, StoreResult};
-use cache::ValueCache;
+use tail::TailBudget;
 pub use namespace::{EngineConfig, Namespace, NsError};
 
 /// Name of the namespace every client starts in.
@@ -53,8 +52,7 @@ pub struct Store {
     index_dir: std::path::PathBuf,
     config: Arc<EngineConfig>,
     namespaces: RwLock<BTreeMap<String, Arc<Namespace>>>,
-    cache: Arc<ValueCache>,
-    next_cache_id: AtomicU32,
+    tail_budget: Arc<TailBudget>,
 }
 
 /// Namespace names become directory names: keep them to a safe alphabet.
@@ -69,7 +67,8 @@ pub fn valid_namespace_name(name: &str) -> bool {
 
 impl Store {
     /// Opens every namespace found under the data directory (creating `default`).
-    /// `cache_bytes` bounds the value cache shared by all namespaces.
+    /// `cache_bytes` bounds the recently written bytes that all namespaces keep
+    /// in memory for reads (see [`tail`]).
     pub fn open(
         data_dir: &Path,
         index_dir: &Path,
@@ -93,8 +92,7 @@ impl Store {
             index_dir: index_dir.to_path_buf(),
             config,
             namespaces: RwLock::new(BTreeMap::new()),
-            cache: Arc::new(ValueCache::new(cache_bytes)),
-            next_cache_id: AtomicU32::new(0),
+            tail_budget: Arc::new(TailBudget::new(cache_bytes)),
         };
         for name in names {
             let ns = store.open_namespace(&name)?;
@@ -109,8 +107,7 @@ impl Store {
             &self.data_dir,
             &self.index_dir,
             self.config.clone(),
-            self.cache.clone(),
-            self.next_cache_id.fetch_add(1, Ordering::Relaxed),
+            self.tail_budget.clone(),
         )
     }
 

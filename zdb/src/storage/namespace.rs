@@ -1,10 +1,11 @@
 //! One namespace: its data files, its index log and its in-memory key index.
 //!
-//! Writes append a record to the active data file's in-memory tail
-//! (`pending`) and update the key index at once; [`Namespace::commit`] hands
-//! the tail to the OS (and fsyncs under `--sync`) before the connection sends
-//! its replies, so one write syscall covers a whole pipelined batch. Reads of a
-//! record still in the tail are served from it.
+//! Writes append a record to the active data file's in-memory [`Tail`] and
+//! update the key index at once; [`Namespace::commit`] hands the unwritten
+//! part of the tail to the OS (and fsyncs under `--sync`) before the connection
+//! sends its replies, so one write syscall covers a whole pipelined batch.
+//! Reads of a record still in the tail (unwritten, or recent enough to be kept
+//! within the `--cache` budget) are served from it.
 //!
 //! The index log is only an accelerator: on open it is replayed, then every
 //! data record after the last position it covers is replayed from the data
@@ -25,9 +26,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{Durability, Mode};
 use crate::error::{StoreError, StoreResult};
-use crate::storage::cache::ValueCache;
 use crate::storage::keys::{BadSeqId, KeyIndex, Meta, SEQ_KEY_LEN};
 use crate::storage::meta::{self, NsSettings};
+use crate::storage::tail::{Tail, TailBudget};
 use crate::storage::record::{
     data_file_header, IndexEntry, Loc, NewRecord, RecordHeader, DATA_FILE_HEADER_LEN, DATA_MAGIC,
     FLAG_DELETED, INDEX_MAGIC, MAX_KEY_LEN, RECORD_HEADER_LEN,
@@ -192,8 +193,8 @@ struct NsState {
     /// Data files in replay order; the last one is the active, appended-to file.
     files: Vec<DataFile>,
     file_pos: HashMap<u32, usize>,
-    /// Appended records not yet handed to the OS (they belong to the active file).
-    pending: Vec<u8>,
+    /// The active file's recent records, among them all not yet handed to the OS.
+    tail: Tail,
     active_last_record: u32,
     index: IndexLog,
     next_file_id: u32,
@@ -220,9 +221,17 @@ pub struct Namespace {
     maintenance: Mutex<()>,
     /// `written_total` value known to be on stable storage.
     synced_total: Mutex<u64>,
-    cache: Arc<ValueCache>,
-    /// This namespace's key space in the shared cache.
-    cache_id: u32,
+    /// Set by every append, cleared by [`Namespace::release_idle_tail`].
+    recently_written: AtomicBool,
+}
+
+/// Where `read_at` takes bytes that are both on disk and in the tail from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadFrom {
+    /// The tail: no syscall.
+    Memory,
+    /// The file, to check what is stored (`CHECK`); the tail only for bytes not written yet.
+    Disk,
 }
 
 fn now_secs() -> u32 {
@@ -246,7 +255,12 @@ impl NsState {
     }
 
     fn active_len(&self) -> u64 {
-        self.active().written + self.pending.len() as u64
+        self.tail.end()
+    }
+
+    /// Bytes appended to the active file but not handed to the OS yet.
+    fn unwritten_len(&self) -> u64 {
+        self.tail.end() - self.active().written
     }
 
     fn file_len(&self, pos: usize) -> u64 {
@@ -267,7 +281,7 @@ impl NsState {
     }
 
     /// Reads `buf.len()` bytes at `offset` of data file `id`, including the unwritten tail.
-    fn read_at(&self, id: u32, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, id: u32, offset: u64, buf: &mut [u8], from: ReadFrom) -> io::Result<()> {
         let pos = *self
             .file_pos
             .get(&id)
@@ -280,21 +294,20 @@ impl NsState {
                 "read past end",
             ));
         }
-        let on_disk = if pos + 1 == self.files.len() {
-            f.written
-        } else {
-            u64::MAX
+        // bytes from here on come from the tail
+        let in_memory = match (pos + 1 == self.files.len(), from) {
+            (false, _) => u64::MAX,
+            (true, ReadFrom::Memory) => self.tail.start(),
+            (true, ReadFrom::Disk) => f.written,
         };
-        if end <= on_disk {
+        if end <= in_memory {
             return f.file.read_exact_at(buf, offset);
         }
-        let split = on_disk.saturating_sub(offset) as usize;
+        let split = in_memory.saturating_sub(offset) as usize;
         if split > 0 {
             f.file.read_exact_at(&mut buf[..split], offset)?;
         }
-        let from = (offset + split as u64 - on_disk) as usize;
-        let rest = buf.len() - split;
-        buf[split..].copy_from_slice(&self.pending[from..from + rest]);
+        self.tail.read(offset + split as u64, &mut buf[split..]);
         Ok(())
     }
 
@@ -311,7 +324,7 @@ impl NsState {
             return Err(NsError::InvalidCursor);
         }
         let mut buf = vec![0u8; want];
-        self.read_at(loc.file, loc.offset as u64, &mut buf)
+        self.read_at(loc.file, loc.offset as u64, &mut buf, ReadFrom::Memory)
             .map_err(|e| StoreError::io(&self.files[pos].path, e))?;
         let raw: [u8; RECORD_HEADER_LEN] = buf[..RECORD_HEADER_LEN]
             .try_into()
@@ -330,7 +343,12 @@ impl NsState {
     }
 
     /// Reads the record of `key` described by `meta`, checking both CRCs.
-    fn read_record(&self, key: &[u8], meta: &Meta) -> Result<(RecordHeader, Bytes), NsError> {
+    fn read_record(
+        &self,
+        key: &[u8],
+        meta: &Meta,
+        from: ReadFrom,
+    ) -> Result<(RecordHeader, Bytes), NsError> {
         let total = meta.record_len(key.len()) as usize;
         let mut buf = vec![0u8; total];
         let corrupt = |what: &str| {
@@ -339,7 +357,7 @@ impl NsState {
                 meta.loc.file, meta.loc.offset
             ))
         };
-        self.read_at(meta.loc.file, meta.loc.offset as u64, &mut buf)
+        self.read_at(meta.loc.file, meta.loc.offset as u64, &mut buf, from)
             .map_err(|e| corrupt(&format!("cannot read record: {e}")))?;
         let raw: [u8; RECORD_HEADER_LEN] = buf[..RECORD_HEADER_LEN]
             .try_into()
@@ -362,17 +380,19 @@ impl NsState {
 
     /// Hands the in-memory tail to the OS.
     fn flush_data(&mut self) -> StoreResult<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+        let end = self.tail.end();
         let pos = self.files.len() - 1;
         let f = &mut self.files[pos];
-        f.file
-            .write_all_at(&self.pending, f.written)
-            .map_err(|e| StoreError::io(&f.path, e))?;
-        f.written += self.pending.len() as u64;
-        self.written_total += self.pending.len() as u64;
-        self.pending.clear();
+        if f.written == end {
+            return Ok(());
+        }
+        for (offset, bytes) in self.tail.unwritten(f.written) {
+            f.file
+                .write_all_at(bytes, offset)
+                .map_err(|e| StoreError::io(&f.path, e))?;
+        }
+        self.written_total += end - f.written;
+        f.written = end;
         Ok(())
     }
 
@@ -391,10 +411,11 @@ impl NsState {
         }
         let offset = self.active_len() as u32;
         rec.prev_record = self.active_last_record;
-        rec.encode_into(&mut self.pending);
+        let written = self.active().written;
+        rec.encode_into(self.tail.record_buffer(len as usize, written));
         self.active_last_record = offset;
         self.total_bytes += len;
-        if self.pending.len() >= PENDING_FLUSH_BYTES {
+        if self.unwritten_len() >= PENDING_FLUSH_BYTES as u64 {
             self.flush_data()?;
         }
         Ok(Loc {
@@ -418,6 +439,7 @@ impl NsState {
         self.next_file_id += 1;
         self.files.push(file);
         self.rebuild_file_pos();
+        self.tail.reset(DATA_FILE_HEADER_LEN as u64);
         self.active_last_record = 0;
         let ids: Vec<u32> = self.files.iter().map(|f| f.id).collect();
         meta::save_manifest(&data_dir.join("manifest"), &ids)
@@ -562,8 +584,7 @@ impl Namespace {
         data_root: &Path,
         index_root: &Path,
         config: Arc<EngineConfig>,
-        cache: Arc<ValueCache>,
-        cache_id: u32,
+        tail_budget: Arc<TailBudget>,
     ) -> StoreResult<Namespace> {
         let started = Instant::now();
         let data_dir = data_root.join(name);
@@ -633,7 +654,7 @@ impl Namespace {
             keys: KeyIndex::new(settings.mode),
             files,
             file_pos: HashMap::new(),
-            pending: Vec::new(),
+            tail: Tail::new(DATA_FILE_HEADER_LEN as u64, tail_budget),
             active_last_record: 0,
             index: IndexLog {
                 path: index_path,
@@ -654,6 +675,8 @@ impl Namespace {
             meta::save_manifest(&manifest_path, &[st.files[0].id])?;
         }
         st.rebuild_file_pos();
+        let written = st.active().written;
+        st.tail.reset(written);
         st.total_bytes = st
             .files
             .iter()
@@ -720,8 +743,7 @@ impl Namespace {
             removed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
             synced_total: Mutex::new(0),
-            cache,
-            cache_id,
+            recently_written: AtomicBool::new(false),
         })
     }
 
@@ -826,11 +848,8 @@ impl Namespace {
         if let Some(m) = existing {
             if m.value_len as usize == value.len() && m.value_crc == value_crc {
                 // a damaged old record just means the new value gets written
-                let old = match self.cache.get(self.cache_id, m.loc) {
-                    Some(v) => Some(v),
-                    None => st.read_record(key, &m).ok().map(|(_, v)| v),
-                };
-                if old.is_some_and(|old| old == value) {
+                let old = st.read_record(key, &m, ReadFrom::Memory).ok();
+                if old.is_some_and(|(_, old)| old == value) {
                     return Ok(SetOutcome::Unchanged);
                 }
             }
@@ -846,7 +865,7 @@ impl Namespace {
             value_crc,
         };
         let loc = st.append(&self.data_dir, self.config.datasize, &mut rec)?;
-        self.cache.insert(self.cache_id, loc, value);
+        self.recently_written.store(true, Ordering::Relaxed);
         let meta = Meta {
             loc,
             value_len: value.len() as u32,
@@ -892,6 +911,7 @@ impl Namespace {
             value_crc,
         };
         let loc = st.append(&self.data_dir, self.config.datasize, &mut rec)?;
+        self.recently_written.store(true, Ordering::Relaxed);
         if st.apply_delete(key).is_err() {
             return Err(NsError::InvalidKey);
         }
@@ -912,14 +932,8 @@ impl Namespace {
         let Some(meta) = st.keys.get(key) else {
             return Ok(None);
         };
-        if let Some(v) = self.cache.get(self.cache_id, meta.loc) {
-            return Ok(Some(v));
-        }
-        match st.read_record(key, &meta) {
-            Ok((_, v)) => {
-                self.cache.insert(self.cache_id, meta.loc, &v);
-                Ok(Some(v))
-            }
+        match st.read_record(key, &meta, ReadFrom::Memory) {
+            Ok((_, v)) => Ok(Some(v)),
             Err(e) => {
                 drop(st);
                 self.state.write().data_errors += 1;
@@ -936,7 +950,10 @@ impl Namespace {
     /// `CHECK`: whether the live record of `key` passes its CRCs.
     pub fn check(&self, key: &[u8]) -> Result<Option<bool>, NsError> {
         let st = self.read_state()?;
-        Ok(st.keys.get(key).map(|m| st.read_record(key, &m).is_ok()))
+        Ok(st
+            .keys
+            .get(key)
+            .map(|m| st.read_record(key, &m, ReadFrom::Disk).is_ok()))
     }
 
     pub fn dbsize(&self) -> Result<u64, NsError> {
@@ -1053,6 +1070,7 @@ impl Namespace {
                 timestamp: h.timestamp,
                 value_crc: h.value_crc,
             },
+            ReadFrom::Memory,
         )?;
         Ok(HistoryItem {
             previous: h.prev_version.filter(|p| st.file_pos.contains_key(&p.file)),
@@ -1089,9 +1107,7 @@ impl Namespace {
     pub fn commit(&self) -> Result<(), NsError> {
         let target = {
             let mut st = self.state.write();
-            if !st.pending.is_empty() {
-                st.flush_data()?;
-            }
+            st.flush_data()?;
             if st.index.pending.len() >= INDEX_FLUSH_BYTES {
                 st.index.flush()?;
             }
@@ -1123,6 +1139,18 @@ impl Namespace {
         Ok(())
     }
 
+    /// Gives the tail's written bytes back to the shared budget if nothing
+    /// was appended since the previous call, so idle namespaces do not keep
+    /// memory that busy ones could use.
+    pub fn release_idle_tail(&self) {
+        if self.recently_written.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut st = self.state.write();
+        let written = st.active().written;
+        st.tail.drop_written(written);
+    }
+
     /// Writes out and fsyncs both data and index (periodic sync and shutdown).
     pub fn sync(&self) -> Result<(), NsError> {
         let target = {
@@ -1147,7 +1175,7 @@ impl Namespace {
         let old = std::mem::replace(&mut st.files, vec![fresh]);
         st.next_file_id += 1;
         st.rebuild_file_pos();
-        st.pending.clear();
+        st.tail.reset(DATA_FILE_HEADER_LEN as u64);
         st.active_last_record = 0;
         st.keys = KeyIndex::new(st.settings.mode);
         st.live_payload = 0;
@@ -1160,7 +1188,6 @@ impl Namespace {
             .and_then(|_| st.index.file.write_all(INDEX_MAGIC))
             .map_err(|e| StoreError::io(&st.index.path, e))?;
         st.index.entries = 0;
-        self.cache.forget_namespace(self.cache_id);
         for f in old {
             if let Err(e) = fs::remove_file(&f.path) {
                 warn!(namespace = %self.name, file = %f.path.display(), "cannot remove flushed data file: {e}");
@@ -1174,7 +1201,6 @@ impl Namespace {
         let _maintenance = self.maintenance.lock();
         let _st = self.state.write();
         self.removed.store(true, Ordering::Release);
-        self.cache.forget_namespace(self.cache_id);
         for dir in [&self.data_dir, &self.index_dir] {
             fs::remove_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
@@ -1347,7 +1373,7 @@ impl Namespace {
             .iter()
             .map(|f| f.written - DATA_FILE_HEADER_LEN as u64)
             .sum::<u64>()
-            + st.pending.len() as u64;
+            + st.unwritten_len();
         let report = CompactionReport {
             files_removed: old_files.len(),
             files_written: outputs.len(),
@@ -1782,6 +1808,7 @@ fn replay_data(ns: &str, st: &mut NsState, from: Position) -> StoreResult<u64> {
                     .map_err(|e| StoreError::io(&path, e))?;
                 st.total_bytes -= written - at;
                 st.files[pos].written = at;
+                st.tail.reset(at);
             } else {
                 error!(namespace = ns, file = %path.display(), offset = at, "damaged record in a sealed data file; records after it in this file are not served");
             }
