@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 
 use crate::config::{Mode, ZdbConfig};
-use crate::resp::reply;
-use crate::storage::namespace::{ScanPage, SetOutcome};
+use crate::resp::{reply, Limits, Request};
+use crate::storage::namespace::{NsReader, NsWriter, ScanPage, SetOutcome, Value};
 use crate::storage::record::{Loc, MAX_KEY_LEN};
 use crate::storage::{Namespace, NsError, Store, DEFAULT_NAMESPACE};
 
@@ -82,6 +82,50 @@ pub struct Session {
     dirty: Vec<Arc<Namespace>>,
 }
 
+/// The current namespace's lock, held across a run of `SET`/`GET`/`DEL`
+/// requests of one batch.
+enum Held<'a> {
+    Nothing,
+    Read(NsReader<'a>),
+    Write(NsWriter<'a>),
+}
+
+impl<'a> Held<'a> {
+    fn writer(&mut self, ns: &'a Namespace) -> Result<&mut NsWriter<'a>, NsError> {
+        if !matches!(self, Held::Write(_)) {
+            // a read lock must go before the write lock is taken
+            *self = Held::Nothing;
+            *self = Held::Write(ns.writer()?);
+        }
+        let Held::Write(w) = self else {
+            unreachable!("the write lock was just taken")
+        };
+        Ok(w)
+    }
+
+    fn get(&mut self, ns: &'a Namespace, key: &[u8]) -> Result<Option<Value<'_>>, NsError> {
+        if matches!(self, Held::Nothing) {
+            *self = Held::Read(ns.reader()?);
+        }
+        match self {
+            Held::Write(w) => w.get(key),
+            Held::Read(r) => r.get(key),
+            Held::Nothing => unreachable!("a lock was just taken"),
+        }
+    }
+}
+
+/// Command names are upper-cased on the stack: they are short, and this runs per request.
+fn upper_name<'b>(raw: &'b [u8], buf: &'b mut [u8; 16]) -> &'b [u8] {
+    if raw.len() <= buf.len() {
+        buf[..raw.len()].copy_from_slice(raw);
+        buf[..raw.len()].make_ascii_uppercase();
+        &buf[..raw.len()]
+    } else {
+        raw
+    }
+}
+
 /// Replies with `-ERR <message>` and returns from the command handler.
 macro_rules! fail {
     ($out:expr, $($msg:tt)*) => {{
@@ -123,29 +167,86 @@ impl Session {
         }
     }
 
+    /// Runs requests from the front of `requests`, appending their replies to
+    /// `out`, and returns how many ran and the work the last one deferred.
+    /// Consecutive `SET`, `GET` and `DEL` requests share one lock of the
+    /// namespace; the run ends after any other command (which takes its own
+    /// locks, and may switch namespace), or once `out` holds `flush_at` bytes.
+    pub fn execute_batch(
+        &mut self,
+        requests: &[Request],
+        out: &mut BytesMut,
+        flush_at: usize,
+    ) -> (usize, Option<Deferred>) {
+        let ns = self.ns.clone();
+        let mut held = Held::Nothing;
+        let (mut commands, mut failed) = (0, 0);
+        let mut ran = 0;
+        let mut other = None;
+        for request in requests {
+            ran += 1;
+            let args = match request {
+                Request::Command(args) if !args.is_empty() => args,
+                Request::Command(_) => continue,
+                Request::TooLarge => {
+                    reply::error(
+                        out,
+                        &format!(
+                            "Payload too large: an argument exceeds {} bytes",
+                            Limits::default().max_arg_len
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let mut upper = [0u8; 16];
+            let ok = match upper_name(&args[0], &mut upper) {
+                b"SET" => self.set(args, out, &ns, &mut held),
+                b"GET" => self.get(args, out, &ns, &mut held),
+                b"DEL" => self.del(args, out, &ns, &mut held),
+                _ => {
+                    other = Some(args);
+                    break;
+                }
+            };
+            commands += 1;
+            if !ok {
+                failed += 1;
+            }
+            if out.len() >= flush_at {
+                break;
+            }
+        }
+        if let Held::Write(mut w) = held {
+            // written out under the lock the run already holds; a failure
+            // leaves the namespace dirty, and its commit reports the error
+            if w.write_out().is_ok() && w.acknowledged_when_written() {
+                self.dirty.retain(|n| !Arc::ptr_eq(n, &ns));
+            }
+        }
+        let stats = &self.shared.stats;
+        stats.commands.fetch_add(commands, Ordering::Relaxed);
+        if failed > 0 {
+            stats.failed.fetch_add(failed, Ordering::Relaxed);
+        }
+        // any other command runs without the run's lock: it takes its own
+        let deferred = other.and_then(|args| self.execute(args, out));
+        (ran, deferred)
+    }
+
     /// Runs one command, appending its reply to `out`.
-    pub fn execute(&mut self, args: &[Bytes], out: &mut BytesMut) -> Option<Deferred> {
+    fn execute(&mut self, args: &[Bytes], out: &mut BytesMut) -> Option<Deferred> {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
         let raw_name = args.first()?;
-        // upper-cased on the stack: command names are short, dispatch runs per request
         let mut upper = [0u8; 16];
-        let name: &[u8] = if raw_name.len() <= upper.len() {
-            upper[..raw_name.len()].copy_from_slice(raw_name);
-            upper[..raw_name.len()].make_ascii_uppercase();
-            &upper[..raw_name.len()]
-        } else {
-            raw_name
-        };
+        let name = upper_name(raw_name, &mut upper);
         let mut deferred = None;
         let ok = match name {
             b"PING" => self.ping(args, out),
             b"TIME" => self.time(args, out),
             b"INFO" => self.info(args, out),
             b"AUTH" => self.auth(args, out),
-            b"SET" => self.set(args, out),
-            b"GET" => self.get(args, out),
             b"MGET" => self.mget(args, out),
-            b"DEL" => self.del(args, out),
             b"EXISTS" | b"CHECK" | b"LENGTH" | b"KEYTIME" | b"KEYCUR" => {
                 self.key_query(name, args, out)
             }
@@ -330,7 +431,13 @@ impl Session {
         true
     }
 
-    fn set(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
+    fn set<'a>(
+        &mut self,
+        args: &[Bytes],
+        out: &mut BytesMut,
+        ns: &'a Namespace,
+        held: &mut Held<'a>,
+    ) -> bool {
         if !self.arity(args, 3, 4, out) || !self.require_write(out) {
             return false;
         }
@@ -349,7 +456,10 @@ impl Session {
                 }
             }
         };
-        match self.ns.set(&args[1], &args[2], timestamp) {
+        let stored = held
+            .writer(ns)
+            .and_then(|w| w.set(&args[1], &args[2], timestamp));
+        match stored {
             Ok(SetOutcome::Stored(generated)) => {
                 self.mark_dirty();
                 reply::bulk(out, generated.as_ref().map_or(&args[1][..], |id| &id[..]));
@@ -373,14 +483,20 @@ impl Session {
         true
     }
 
-    fn get(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
+    fn get<'a>(
+        &mut self,
+        args: &[Bytes],
+        out: &mut BytesMut,
+        ns: &'a Namespace,
+        held: &mut Held<'a>,
+    ) -> bool {
         if !self.arity(args, 2, 2, out)
             || !self.require_read(out)
             || !Self::check_key(&args[1], out)
         {
             return false;
         }
-        match self.ns.get(&args[1]) {
+        match held.get(ns, &args[1]) {
             Ok(Some(v)) => reply::bulk(out, &v),
             Ok(None) => reply::nil(out),
             Err(e) => return Self::ns_error(out, e),
@@ -422,14 +538,20 @@ impl Session {
         true
     }
 
-    fn del(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
+    fn del<'a>(
+        &mut self,
+        args: &[Bytes],
+        out: &mut BytesMut,
+        ns: &'a Namespace,
+        held: &mut Held<'a>,
+    ) -> bool {
         if !self.arity(args, 2, 2, out)
             || !self.require_write(out)
             || !Self::check_key(&args[1], out)
         {
             return false;
         }
-        match self.ns.delete(&args[1]) {
+        match held.writer(ns).and_then(|w| w.delete(&args[1])) {
             Ok(()) => {
                 self.mark_dirty();
                 reply::simple(out, "OK");

@@ -2,9 +2,9 @@
 //! and graceful shutdown.
 //!
 //! A connection loop reads what the socket has, runs every complete request
-//! in the buffer, commits the namespaces those requests wrote to (one write
-//! syscall, plus one fsync under `--sync`, per batch), then sends all replies
-//! at once. Storage calls are short and synchronous; compaction and fsync
+//! in the buffer (consecutive `SET`/`GET`/`DEL` under one namespace lock),
+//! commits the namespaces those requests wrote to (one write syscall, plus one
+//! fsync under `--sync`, per batch), then sends all replies at once. Storage calls are short and synchronous; compaction and fsync
 //! under `--sync` run on the blocking pool.
 
 use std::io;
@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 use crate::commands::{Deferred, Session, Shared};
 use crate::config::{Durability, ZdbConfig, MAX_DATASIZE};
 use crate::error::StoreError;
-use crate::resp::{reply, Limits, Request, RequestParser};
+use crate::resp::{reply, Limits, RequestParser};
 use crate::storage::{EngineConfig, Namespace, Store};
 
 /// Replies are sent once this much is queued, even mid-batch, so a pipeline
@@ -248,6 +248,7 @@ where
         return Ok(());
     };
     let mut parser = RequestParser::new(Limits::default());
+    let mut requests = Vec::new();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     // when the request at the front of `input` started arriving
@@ -257,28 +258,27 @@ where
         let mut closing = None;
         loop {
             match parser.next(&mut input) {
-                Ok(Some(Request::Command(args))) => {
-                    if let Some(Deferred::Compact(ns)) = session.execute(&args, &mut output) {
-                        run_compaction(ns, &mut output).await;
-                    }
-                }
-                Ok(Some(Request::TooLarge)) => reply::error(
-                    &mut output,
-                    &format!(
-                        "Payload too large: an argument exceeds {} bytes",
-                        Limits::default().max_arg_len
-                    ),
-                ),
+                Ok(Some(request)) => requests.push(request),
                 Ok(None) => break,
                 Err(e) => {
                     closing = Some(e);
                     break;
                 }
             }
+        }
+        let mut done = 0;
+        while done < requests.len() {
+            let (ran, deferred) =
+                session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
+            done += ran;
+            if let Some(Deferred::Compact(ns)) = deferred {
+                run_compaction(ns, &mut output).await;
+            }
             if output.len() >= OUTPUT_FLUSH_BYTES {
                 commit_and_send(stream, &mut session, &mut output, shared).await?;
             }
         }
+        requests.clear();
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
             reply::error(&mut output, &format!("Protocol error: {e}"));

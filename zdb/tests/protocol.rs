@@ -425,3 +425,50 @@ fn unix_socket() {
         Some(b"unix".to_vec())
     );
 }
+
+/// One write holding a whole pipeline: runs of SET/GET/DEL share a namespace
+/// lock, other commands (SELECT, DBSIZE, MGET) end a run; replies stay in order.
+#[test]
+fn pipelined_batch_mixes_data_and_other_commands_in_order() {
+    use std::io::{Read, Write};
+    let s = InProcess::start();
+    let mut c = s.client();
+    assert_eq!(q::<String>(&mut c, &[b"NSNEW", b"other"]), "OK");
+    let requests: &[&[&[u8]]] = &[
+        &[b"GET", b"a"],
+        &[b"SET", b"a", b"1"],
+        &[b"GET", b"a"],
+        &[b"SET", b"a", b"1"],
+        &[b"SET", b"b", b"2"],
+        &[b"DEL", b"b"],
+        &[b"DEL", b"b"],
+        &[b"GET", b"b"],
+        &[b"DBSIZE"],
+        &[b"SELECT", b"other"],
+        &[b"GET", b"a"],
+        &[b"SET", b"a", b"x"],
+        &[b"GET"],
+        &[b"MGET", b"a"],
+        &[b"SELECT", b"default"],
+        &[b"GET", b"a"],
+    ];
+    let mut wire = Vec::new();
+    for args in requests {
+        wire.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in *args {
+            wire.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            wire.extend_from_slice(a);
+            wire.extend_from_slice(b"\r\n");
+        }
+    }
+    let expected = "$-1\r\n$1\r\na\r\n$1\r\n1\r\n$-1\r\n$1\r\nb\r\n+OK\r\n-ERR Key not found\r\n$-1\r\n\
+                    :1\r\n+OK\r\n$-1\r\n$1\r\na\r\n-ERR wrong number of arguments for 'get' command\r\n\
+                    *1\r\n$1\r\nx\r\n+OK\r\n$1\r\n1\r\n";
+    let mut t = std::net::TcpStream::connect(s.addr).expect("connect");
+    t.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    t.write_all(&wire).expect("send pipeline");
+    let mut got = vec![0u8; expected.len()];
+    t.read_exact(&mut got).expect("all replies");
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+}

@@ -16,12 +16,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tracing::{error, info, warn};
 
 use crate::config::{Durability, Mode};
@@ -92,6 +92,34 @@ pub enum SetOutcome {
     Stored(Option<[u8; SEQ_KEY_LEN]>),
     /// Same value as the live one: nothing written.
     Unchanged,
+}
+
+/// A value read under a namespace lock.
+pub enum Value<'a> {
+    /// Still in the active file's tail, borrowed from it.
+    Recent(&'a [u8]),
+    /// Read from a data file and checked against its CRCs.
+    Stored(Bytes),
+}
+
+impl Value<'_> {
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Value::Recent(v) => Bytes::copy_from_slice(v),
+            Value::Stored(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Value::Recent(v) => v,
+            Value::Stored(v) => v,
+        }
+    }
 }
 
 /// One `SCAN`/`RSCAN` item.
@@ -206,7 +234,8 @@ struct NsState {
     total_bytes: u64,
     /// Monotonic count of bytes handed to the OS, for group fsync.
     written_total: u64,
-    data_errors: u64,
+    /// Records found damaged (counted by readers too, hence atomic).
+    data_errors: AtomicU64,
 }
 
 /// A namespace and the lock that serialises its writers.
@@ -378,6 +407,37 @@ impl NsState {
         Ok((header, value))
     }
 
+    /// The value of the record `meta` describes if it is still in the tail:
+    /// bytes this process wrote, borrowed without a copy or a CRC check.
+    fn recent_value(&self, key: &[u8], meta: &Meta) -> Option<&[u8]> {
+        if meta.loc.file != self.active().id {
+            return None;
+        }
+        let len = meta.record_len(key.len()) as usize;
+        let record = self.tail.slice(meta.loc.offset as u64, len)?;
+        let key_end = RECORD_HEADER_LEN + key.len();
+        // anything unexpected goes the checked way
+        (record[8] as usize == key.len() && &record[RECORD_HEADER_LEN..key_end] == key)
+            .then(|| &record[key_end..])
+    }
+
+    /// The live value of `key`; a record failing its CRC is counted and an error.
+    fn value(&self, key: &[u8]) -> Result<Option<Value<'_>>, NsError> {
+        let Some(meta) = self.keys.get(key) else {
+            return Ok(None);
+        };
+        if let Some(v) = self.recent_value(key, &meta) {
+            return Ok(Some(Value::Recent(v)));
+        }
+        match self.read_record(key, &meta, ReadFrom::Memory) {
+            Ok((_, v)) => Ok(Some(Value::Stored(v))),
+            Err(e) => {
+                self.data_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
     /// Hands the in-memory tail to the OS.
     fn flush_data(&mut self) -> StoreResult<()> {
         let end = self.tail.end();
@@ -393,6 +453,16 @@ impl NsState {
         }
         self.written_total += end - f.written;
         f.written = end;
+        Ok(())
+    }
+
+    /// Hands appended records to the OS (what a commit does before fsync),
+    /// and the index log once enough of it is buffered.
+    fn write_out(&mut self) -> StoreResult<()> {
+        self.flush_data()?;
+        if self.index.pending.len() >= INDEX_FLUSH_BYTES {
+            self.index.flush()?;
+        }
         Ok(())
     }
 
@@ -667,7 +737,7 @@ impl Namespace {
             live_bytes: 0,
             total_bytes: 0,
             written_total: 0,
-            data_errors: 0,
+            data_errors: AtomicU64::new(0),
         };
         if st.files.is_empty() {
             st.files.push(create_data_file(&data_dir, st.next_file_id)?);
@@ -763,7 +833,7 @@ impl Namespace {
         Ok(st)
     }
 
-    fn read_state(&self) -> Result<parking_lot::RwLockReadGuard<'_, NsState>, NsError> {
+    fn read_state(&self) -> Result<RwLockReadGuard<'_, NsState>, NsError> {
         let st = self.state.read();
         if self.is_removed() {
             return Err(NsError::Removed);
@@ -805,6 +875,27 @@ impl Namespace {
         Ok(())
     }
 
+    /// `GET`: `None` if absent; an error if the stored record fails its CRC.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, NsError> {
+        Ok(self.read_state()?.value(key)?.map(Value::into_bytes))
+    }
+
+    /// Locks the namespace for a run of writes (and reads) that a pipelined
+    /// batch sends, so the run takes the lock once instead of once per request.
+    pub fn writer(&self) -> Result<NsWriter<'_>, NsError> {
+        Ok(NsWriter {
+            ns: self,
+            st: self.write_state()?,
+        })
+    }
+
+    /// Like [`Namespace::writer`] for a run of reads, which other readers can share.
+    pub fn reader(&self) -> Result<NsReader<'_>, NsError> {
+        Ok(NsReader {
+            st: self.read_state()?,
+        })
+    }
+
     /// `SET`. `timestamp` overrides the record time (replication by an admin).
     pub fn set(
         &self,
@@ -812,134 +903,12 @@ impl Namespace {
         value: &[u8],
         timestamp: Option<u32>,
     ) -> Result<SetOutcome, NsError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(NsError::KeyTooLarge);
-        }
-        let value_crc = crc32c::crc32c(value);
-        let mut st = self.write_state()?;
-        if st.settings.freeze {
-            return Err(NsError::Frozen);
-        }
-        if st.settings.lock {
-            return Err(NsError::Locked);
-        }
-        let generated = match st.settings.mode {
-            Mode::Seq if key.is_empty() => Some(st.keys.next_seq_id().to_le_bytes()),
-            _ => None,
-        };
-        let (key, existing): (&[u8], Option<Meta>) = match (st.settings.mode, &generated) {
-            (_, Some(id)) => (id, None),
-            (Mode::User, None) if key.is_empty() => return Err(NsError::KeyNeeded),
-            (Mode::User, None) => (key, st.keys.get(key)),
-            (Mode::Seq, None) => match st.keys.get(key) {
-                Some(m) => (key, Some(m)),
-                None => return Err(NsError::OnlyUpdate),
-            },
-        };
-        if existing.is_some() && st.settings.worm {
-            return Err(NsError::Worm);
-        }
-        if st.settings.maxsize > 0 {
-            let floating = existing.map_or(0, |m| m.value_len as u64);
-            if st.live_payload - floating + value.len() as u64 > st.settings.maxsize {
-                return Err(NsError::NoSpace);
-            }
-        }
-        if let Some(m) = existing {
-            if m.value_len as usize == value.len() && m.value_crc == value_crc {
-                // a damaged old record just means the new value gets written
-                let old = st.read_record(key, &m, ReadFrom::Memory).ok();
-                if old.is_some_and(|(_, old)| old == value) {
-                    return Ok(SetOutcome::Unchanged);
-                }
-            }
-        }
-        let timestamp = timestamp.unwrap_or_else(now_secs);
-        let mut rec = NewRecord {
-            key,
-            value,
-            flags: 0,
-            timestamp,
-            prev_record: 0,
-            prev_version: existing.map(|m| m.loc),
-            value_crc,
-        };
-        let loc = st.append(&self.data_dir, self.config.datasize, &mut rec)?;
-        self.recently_written.store(true, Ordering::Relaxed);
-        let meta = Meta {
-            loc,
-            value_len: value.len() as u32,
-            timestamp,
-            value_crc,
-        };
-        if st.apply_live(key, meta).is_err() {
-            return Err(NsError::InvalidKey);
-        }
-        st.index.append(&IndexEntry {
-            key,
-            flags: 0,
-            value_len: meta.value_len,
-            timestamp,
-            loc,
-            value_crc,
-        });
-        Ok(SetOutcome::Stored(generated))
+        self.writer()?.set(key, value, timestamp)
     }
 
     /// `DEL`: appends a deletion marker.
     pub fn delete(&self, key: &[u8]) -> Result<(), NsError> {
-        let mut st = self.write_state()?;
-        if st.settings.freeze {
-            return Err(NsError::Frozen);
-        }
-        if st.settings.lock {
-            return Err(NsError::Locked);
-        }
-        let existing = st.keys.get(key).ok_or(NsError::KeyNotFound)?;
-        if st.settings.worm {
-            return Err(NsError::WormDelete);
-        }
-        let timestamp = now_secs();
-        let value_crc = crc32c::crc32c(&[]);
-        let mut rec = NewRecord {
-            key,
-            value: &[],
-            flags: FLAG_DELETED,
-            timestamp,
-            prev_record: 0,
-            prev_version: Some(existing.loc),
-            value_crc,
-        };
-        let loc = st.append(&self.data_dir, self.config.datasize, &mut rec)?;
-        self.recently_written.store(true, Ordering::Relaxed);
-        if st.apply_delete(key).is_err() {
-            return Err(NsError::InvalidKey);
-        }
-        st.index.append(&IndexEntry {
-            key,
-            flags: FLAG_DELETED,
-            value_len: 0,
-            timestamp,
-            loc,
-            value_crc,
-        });
-        Ok(())
-    }
-
-    /// `GET`: `None` if absent; an error if the stored record fails its CRC.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, NsError> {
-        let st = self.read_state()?;
-        let Some(meta) = st.keys.get(key) else {
-            return Ok(None);
-        };
-        match st.read_record(key, &meta, ReadFrom::Memory) {
-            Ok((_, v)) => Ok(Some(v)),
-            Err(e) => {
-                drop(st);
-                self.state.write().data_errors += 1;
-                Err(e)
-            }
-        }
+        self.writer()?.delete(key)
     }
 
     /// Live metadata of `key` (`EXISTS`, `LENGTH`, `KEYTIME`, `KEYCUR`).
@@ -1091,7 +1060,7 @@ impl Namespace {
             index_bytes: st.index.file.metadata().map(|m| m.len()).unwrap_or(0)
                 + st.index.pending.len() as u64,
             next_seq_id: st.keys.next_seq_id(),
-            data_errors: st.data_errors,
+            data_errors: st.data_errors.load(Ordering::Relaxed),
             data_path: self.data_dir.clone(),
             index_path: self.index_dir.clone(),
         }
@@ -1107,10 +1076,7 @@ impl Namespace {
     pub fn commit(&self) -> Result<(), NsError> {
         let target = {
             let mut st = self.state.write();
-            st.flush_data()?;
-            if st.index.pending.len() >= INDEX_FLUSH_BYTES {
-                st.index.flush()?;
-            }
+            st.write_out()?;
             st.written_total
         };
         if self.config.durability == Durability::Always {
@@ -1392,7 +1358,7 @@ impl Namespace {
     }
 
     /// Like `read_state` but also usable while frozen: compaction is not a client read.
-    fn read_state_unfrozen(&self) -> Result<parking_lot::RwLockReadGuard<'_, NsState>, NsError> {
+    fn read_state_unfrozen(&self) -> Result<RwLockReadGuard<'_, NsState>, NsError> {
         let st = self.state.read();
         if self.is_removed() {
             return Err(NsError::Removed);
@@ -1404,6 +1370,172 @@ impl Namespace {
 /// Index log flag of an entry that carries no key and only says "the data
 /// files are fully indexed up to this position".
 const FLAG_COVERAGE: u8 = 0x80;
+
+/// A namespace locked exclusively, from [`Namespace::writer`].
+pub struct NsWriter<'a> {
+    ns: &'a Namespace,
+    st: RwLockWriteGuard<'a, NsState>,
+}
+
+impl NsWriter<'_> {
+    /// `SET`. `timestamp` overrides the record time (replication by an admin).
+    pub fn set(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        timestamp: Option<u32>,
+    ) -> Result<SetOutcome, NsError> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(NsError::KeyTooLarge);
+        }
+        let value_crc = crc32c::crc32c(value);
+        let (ns, st) = (self.ns, &mut *self.st);
+        if st.settings.freeze {
+            return Err(NsError::Frozen);
+        }
+        if st.settings.lock {
+            return Err(NsError::Locked);
+        }
+        let generated = match st.settings.mode {
+            Mode::Seq if key.is_empty() => Some(st.keys.next_seq_id().to_le_bytes()),
+            _ => None,
+        };
+        let (key, existing): (&[u8], Option<Meta>) = match (st.settings.mode, &generated) {
+            (_, Some(id)) => (id, None),
+            (Mode::User, None) if key.is_empty() => return Err(NsError::KeyNeeded),
+            (Mode::User, None) => (key, st.keys.get(key)),
+            (Mode::Seq, None) => match st.keys.get(key) {
+                Some(m) => (key, Some(m)),
+                None => return Err(NsError::OnlyUpdate),
+            },
+        };
+        if existing.is_some() && st.settings.worm {
+            return Err(NsError::Worm);
+        }
+        if st.settings.maxsize > 0 {
+            let floating = existing.map_or(0, |m| m.value_len as u64);
+            if st.live_payload - floating + value.len() as u64 > st.settings.maxsize {
+                return Err(NsError::NoSpace);
+            }
+        }
+        if let Some(m) = existing {
+            if m.value_len as usize == value.len() && m.value_crc == value_crc {
+                // a damaged old record just means the new value gets written
+                let unchanged = match st.recent_value(key, &m) {
+                    Some(old) => old == value,
+                    None => st
+                        .read_record(key, &m, ReadFrom::Memory)
+                        .is_ok_and(|(_, old)| old == value),
+                };
+                if unchanged {
+                    return Ok(SetOutcome::Unchanged);
+                }
+            }
+        }
+        let timestamp = timestamp.unwrap_or_else(now_secs);
+        let mut rec = NewRecord {
+            key,
+            value,
+            flags: 0,
+            timestamp,
+            prev_record: 0,
+            prev_version: existing.map(|m| m.loc),
+            value_crc,
+        };
+        let loc = st.append(&ns.data_dir, ns.config.datasize, &mut rec)?;
+        ns.recently_written.store(true, Ordering::Relaxed);
+        let meta = Meta {
+            loc,
+            value_len: value.len() as u32,
+            timestamp,
+            value_crc,
+        };
+        if st.apply_live(key, meta).is_err() {
+            return Err(NsError::InvalidKey);
+        }
+        st.index.append(&IndexEntry {
+            key,
+            flags: 0,
+            value_len: meta.value_len,
+            timestamp,
+            loc,
+            value_crc,
+        });
+        Ok(SetOutcome::Stored(generated))
+    }
+
+    /// `DEL`: appends a deletion marker.
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), NsError> {
+        let (ns, st) = (self.ns, &mut *self.st);
+        if st.settings.freeze {
+            return Err(NsError::Frozen);
+        }
+        if st.settings.lock {
+            return Err(NsError::Locked);
+        }
+        let existing = st.keys.get(key).ok_or(NsError::KeyNotFound)?;
+        if st.settings.worm {
+            return Err(NsError::WormDelete);
+        }
+        let timestamp = now_secs();
+        let value_crc = crc32c::crc32c(&[]);
+        let mut rec = NewRecord {
+            key,
+            value: &[],
+            flags: FLAG_DELETED,
+            timestamp,
+            prev_record: 0,
+            prev_version: Some(existing.loc),
+            value_crc,
+        };
+        let loc = st.append(&ns.data_dir, ns.config.datasize, &mut rec)?;
+        ns.recently_written.store(true, Ordering::Relaxed);
+        if st.apply_delete(key).is_err() {
+            return Err(NsError::InvalidKey);
+        }
+        st.index.append(&IndexEntry {
+            key,
+            flags: FLAG_DELETED,
+            value_len: 0,
+            timestamp,
+            loc,
+            value_crc,
+        });
+        Ok(())
+    }
+
+    /// Hands the records appended so far to the OS while the lock is still
+    /// held, so a batch's commit needs no second lock. Whether that makes them
+    /// durable enough to acknowledge is the durability mode's business.
+    pub fn write_out(&mut self) -> Result<(), NsError> {
+        Ok(self.st.write_out()?)
+    }
+
+    /// Whether a write is acknowledged once handed to the OS (no fsync first).
+    pub fn acknowledged_when_written(&self) -> bool {
+        self.ns.config.durability != Durability::Always
+    }
+
+    /// `GET` while holding the write lock.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_>>, NsError> {
+        if self.st.settings.freeze {
+            return Err(NsError::Frozen);
+        }
+        self.st.value(key)
+    }
+}
+
+/// A namespace locked for reading, from [`Namespace::reader`].
+pub struct NsReader<'a> {
+    st: RwLockReadGuard<'a, NsState>,
+}
+
+impl NsReader<'_> {
+    /// `GET`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_>>, NsError> {
+        self.st.value(key)
+    }
+}
 
 /// The record before `loc` in replay order, given the header's `prev_record`.
 fn previous_record(st: &NsState, loc: Loc, prev_record: u32) -> Option<Loc> {
@@ -1800,7 +1932,7 @@ fn replay_data(ns: &str, st: &mut NsState, from: Position) -> StoreResult<u64> {
             replayed += 1;
         }
         if let Some(at) = scanner.damaged_at {
-            st.data_errors += 1;
+            st.data_errors.fetch_add(1, Ordering::Relaxed);
             if is_last {
                 warn!(namespace = ns, file = %path.display(), offset = at, dropped_bytes = written - at, "torn or corrupt tail, truncating");
                 file.set_len(at)

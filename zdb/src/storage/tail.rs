@@ -134,6 +134,17 @@ impl Tail {
         assert_eq!(done, buf.len(), "tail read outside the bytes held");
     }
 
+    /// The `len` bytes at file offset `offset`, if held and within one chunk
+    /// (a record always is).
+    pub fn slice(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        if offset < self.start {
+            return None;
+        }
+        let c = self.chunks.get(self.chunks.partition_point(|c| c.end() <= offset))?;
+        let from = (offset - c.start) as usize;
+        c.bytes.get(from..from + len)
+    }
+
     /// The bytes from file offset `written` to the end, as (offset, bytes) runs.
     pub fn unwritten(&self, written: u64) -> impl Iterator<Item = (u64, &[u8])> {
         let first = self.chunks.partition_point(|c| c.end() <= written);
