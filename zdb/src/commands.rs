@@ -234,6 +234,24 @@ impl Session {
         (ran, deferred)
     }
 
+    /// The namespace that [`Session::execute_batch`] would write to for the
+    /// front of `requests`, if that run has a `SET` or `DEL`.
+    pub fn writes_ahead(&self, requests: &[Request]) -> Option<Arc<Namespace>> {
+        for request in requests {
+            let Request::Command(args) = request else {
+                continue;
+            };
+            let Some(name) = args.first() else { continue };
+            let mut upper = [0u8; 16];
+            match upper_name(name, &mut upper) {
+                b"SET" | b"DEL" => return Some(self.ns.clone()),
+                b"GET" => {}
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Runs one command, appending its reply to `out`.
     fn execute(&mut self, args: &[Bytes], out: &mut BytesMut) -> Option<Deferred> {
         self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);

@@ -268,8 +268,14 @@ where
         }
         let mut done = 0;
         while done < requests.len() {
+            let writes_to = session.writes_ahead(&requests[done..]);
+            let turn = match &writes_to {
+                Some(ns) => Some(ns.write_turn().await),
+                None => None,
+            };
             let (ran, deferred) =
                 session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
+            drop(turn);
             done += ran;
             if let Some(Deferred::Compact(ns)) = deferred {
                 run_compaction(ns, &mut output).await;

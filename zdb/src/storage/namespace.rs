@@ -248,6 +248,9 @@ pub struct Namespace {
     removed: AtomicBool,
     /// Held for a whole compaction, and by operations that delete files.
     maintenance: Mutex<()>,
+    /// Connections about to write queue here, asynchronously, for their turn
+    /// (see [`Namespace::write_turn`]).
+    write_turns: tokio::sync::Semaphore,
     /// `written_total` value known to be on stable storage.
     synced_total: Mutex<u64>,
     /// Set by every append, cleared by [`Namespace::release_idle_tail`].
@@ -812,6 +815,7 @@ impl Namespace {
             state: RwLock::new(st),
             removed: AtomicBool::new(false),
             maintenance: Mutex::new(()),
+            write_turns: tokio::sync::Semaphore::new(1),
             synced_total: Mutex::new(0),
             recently_written: AtomicBool::new(false),
         })
@@ -878,6 +882,17 @@ impl Namespace {
     /// `GET`: `None` if absent; an error if the stored record fails its CRC.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, NsError> {
         Ok(self.read_state()?.value(key)?.map(Value::into_bytes))
+    }
+
+    /// Waits, without blocking the thread, until no other connection is
+    /// running writes on this namespace. Writes are serialised by the
+    /// namespace lock anyway; queueing for it here lets a worker thread serve
+    /// other connections meanwhile instead of sleeping on the lock.
+    pub async fn write_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.write_turns
+            .acquire()
+            .await
+            .expect("the write turn semaphore is never closed")
     }
 
     /// Locks the namespace for a run of writes (and reads) that a pipelined
