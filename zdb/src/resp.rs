@@ -297,12 +297,35 @@ fn header_line(buf: &mut BytesMut) -> Result<Option<i64>, ProtocolError> {
     if buf[cr + 1] != b'\n' {
         return Err(bad);
     }
-    let value = std::str::from_utf8(&buf[1..cr])
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(bad)?;
+    let value = parse_i64(&buf[1..cr]).ok_or(bad)?;
     buf.advance(cr + 2);
     Ok(Some(value))
+}
+
+/// Parses a decimal integer as `str::parse::<i64>` does, without the UTF-8
+/// check (this runs for every header line).
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // accumulated as a negative number, so i64::MIN parses too
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 /// Appends RESP2 replies to an output buffer.
@@ -446,6 +469,34 @@ mod tests {
         ] {
             let mut p = RequestParser::new(Limits::default());
             assert!(parse_all(&mut p, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_integers_parse_as_str_parse_does() {
+        for text in [
+            "0",
+            "7",
+            "-1",
+            "+5",
+            "-0",
+            "",
+            "-",
+            "+",
+            "1x",
+            " 1",
+            "--1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "00012",
+        ] {
+            assert_eq!(
+                parse_i64(text.as_bytes()),
+                text.parse::<i64>().ok(),
+                "{text:?}"
+            );
         }
     }
 

@@ -56,7 +56,10 @@ pub const INLINE_KEY_LEN: usize = 22;
 /// A user key as the map stores it.
 #[derive(Debug, Clone)]
 pub enum StoredKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_LEN],
+    },
     Heap(Box<[u8]>),
 }
 
@@ -260,7 +263,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<StoredKey>(), 24);
         let short = [7u8; INLINE_KEY_LEN];
         let long = [7u8; INLINE_KEY_LEN + 1];
-        assert!(matches!(StoredKey::from(&short[..]), StoredKey::Inline { .. }));
+        assert!(matches!(
+            StoredKey::from(&short[..]),
+            StoredKey::Inline { .. }
+        ));
         assert!(matches!(StoredKey::from(&long[..]), StoredKey::Heap(_)));
         let mut k = KeyIndex::new(Mode::User);
         for key in [&short[..], &long[..], b"", &[0u8; 3][..]] {

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::error::{StoreError, StoreResult};
-use tail::TailBudget;
 pub use namespace::{EngineConfig, Namespace, NsError};
+use tail::TailBudget;
 
 /// Name of the namespace every client starts in.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -28,11 +28,11 @@ use crate::config::{Durability, Mode};
 use crate::error::{StoreError, StoreResult};
 use crate::storage::keys::{BadSeqId, KeyIndex, Meta, SEQ_KEY_LEN};
 use crate::storage::meta::{self, NsSettings};
-use crate::storage::tail::{Tail, TailBudget};
 use crate::storage::record::{
     data_file_header, IndexEntry, Loc, NewRecord, RecordHeader, DATA_FILE_HEADER_LEN, DATA_MAGIC,
     FLAG_DELETED, INDEX_MAGIC, MAX_KEY_LEN, RECORD_HEADER_LEN,
 };
+use crate::storage::tail::{Tail, TailBudget};
 
 /// Engine-wide settings every namespace needs.
 #[derive(Debug, Clone)]
@@ -901,6 +901,7 @@ impl Namespace {
         Ok(NsWriter {
             ns: self,
             st: self.write_state()?,
+            now: now_secs(),
         })
     }
 
@@ -1390,6 +1391,9 @@ const FLAG_COVERAGE: u8 = 0x80;
 pub struct NsWriter<'a> {
     ns: &'a Namespace,
     st: RwLockWriteGuard<'a, NsState>,
+    /// Record time of the writes made through this lock: read once, not per
+    /// record (a run lasts microseconds, timestamps are in seconds).
+    now: u32,
 }
 
 impl NsWriter<'_> {
@@ -1447,7 +1451,7 @@ impl NsWriter<'_> {
                 }
             }
         }
-        let timestamp = timestamp.unwrap_or_else(now_secs);
+        let timestamp = timestamp.unwrap_or(self.now);
         let mut rec = NewRecord {
             key,
             value,
@@ -1492,7 +1496,7 @@ impl NsWriter<'_> {
         if st.settings.worm {
             return Err(NsError::WormDelete);
         }
-        let timestamp = now_secs();
+        let timestamp = self.now;
         let value_crc = crc32c::crc32c(&[]);
         let mut rec = NewRecord {
             key,

@@ -114,7 +114,11 @@ impl Tail {
             self.charged += capacity;
             self.budget.used.fetch_add(capacity, Ordering::Relaxed);
         }
-        &mut self.chunks.back_mut().expect("a chunk was just ensured").bytes
+        &mut self
+            .chunks
+            .back_mut()
+            .expect("a chunk was just ensured")
+            .bytes
     }
 
     /// Copies `buf.len()` bytes at file offset `offset`; the range must lie
@@ -140,7 +144,9 @@ impl Tail {
         if offset < self.start {
             return None;
         }
-        let c = self.chunks.get(self.chunks.partition_point(|c| c.end() <= offset))?;
+        let c = self
+            .chunks
+            .get(self.chunks.partition_point(|c| c.end() <= offset))?;
         let from = (offset - c.start) as usize;
         c.bytes.get(from..from + len)
     }
