@@ -217,13 +217,7 @@ impl Session {
                 break;
             }
         }
-        if let Held::Write(mut w) = held {
-            // written out under the lock the run already holds; a failure
-            // leaves the namespace dirty, and its commit reports the error
-            if w.write_out().is_ok() && w.acknowledged_when_written() {
-                self.dirty.retain(|n| !Arc::ptr_eq(n, &ns));
-            }
-        }
+        drop(held);
         let stats = &self.shared.stats;
         stats.commands.fetch_add(commands, Ordering::Relaxed);
         if failed > 0 {

@@ -2,9 +2,11 @@
 //! and graceful shutdown.
 //!
 //! A connection loop reads what the socket has, runs every complete request
-//! in the buffer (consecutive `SET`/`GET`/`DEL` under one namespace lock),
-//! commits the namespaces those requests wrote to (one write syscall, plus one
-//! fsync under `--sync`, per batch), then sends all replies at once. Storage calls are short and synchronous; compaction and fsync
+//! in the buffer (consecutive `SET`/`GET`/`DEL` under one namespace lock,
+//! writers of a namespace taking turns asynchronously), commits the
+//! namespaces those requests wrote to, then sends all replies at once. A
+//! commit first lets the other ready connections run, so one write syscall
+//! (plus one fsync under `--sync`) covers the records of all of them. Storage calls are short and synchronous; compaction and fsync
 //! under `--sync` run on the blocking pool.
 
 use std::io;
@@ -344,6 +346,11 @@ where
     S: AsyncWrite + Unpin,
 {
     let dirty = session.take_dirty();
+    if dirty.iter().any(|ns| ns.has_unwritten()) {
+        // group commit: other connections that are ready run their requests
+        // first, so one write (and fsync) covers all their records
+        tokio::task::yield_now().await;
+    }
     if !dirty.is_empty() {
         let failures = if shared.config.durability == Durability::Always {
             tokio::task::spawn_blocking(move || commit_all(&dirty))

@@ -255,6 +255,10 @@ pub struct Namespace {
     synced_total: Mutex<u64>,
     /// Set by every append, cleared by [`Namespace::release_idle_tail`].
     recently_written: AtomicBool,
+    /// Records were appended that no commit has handed to the OS yet. Set
+    /// and cleared under the write lock, so a commit that finds it clear
+    /// knows its own records are already written.
+    unwritten: AtomicBool,
 }
 
 /// Where `read_at` takes bytes that are both on disk and in the tail from.
@@ -818,6 +822,7 @@ impl Namespace {
             write_turns: tokio::sync::Semaphore::new(1),
             synced_total: Mutex::new(0),
             recently_written: AtomicBool::new(false),
+            unwritten: AtomicBool::new(false),
         })
     }
 
@@ -1090,15 +1095,26 @@ impl Namespace {
     /// Hands buffered writes to the OS and, under `--sync`, to the disk.
     /// Called before replies to writes are sent.
     pub fn commit(&self) -> Result<(), NsError> {
+        let acknowledged_when_written = self.config.durability != Durability::Always;
+        if acknowledged_when_written && !self.has_unwritten() {
+            // another connection's commit wrote our records out with its own
+            return Ok(());
+        }
         let target = {
             let mut st = self.state.write();
             st.write_out()?;
+            self.unwritten.store(false, Ordering::Release);
             st.written_total
         };
         if self.config.durability == Durability::Always {
             self.sync_to(target)?;
         }
         Ok(())
+    }
+
+    /// Whether records were appended that no commit has written out yet.
+    pub fn has_unwritten(&self) -> bool {
+        self.unwritten.load(Ordering::Acquire)
     }
 
     /// Makes everything written up to `target` durable. Concurrent callers
@@ -1463,6 +1479,7 @@ impl NsWriter<'_> {
         };
         let loc = st.append(&ns.data_dir, ns.config.datasize, &mut rec)?;
         ns.recently_written.store(true, Ordering::Relaxed);
+        ns.unwritten.store(true, Ordering::Release);
         let meta = Meta {
             loc,
             value_len: value.len() as u32,
@@ -1509,6 +1526,7 @@ impl NsWriter<'_> {
         };
         let loc = st.append(&ns.data_dir, ns.config.datasize, &mut rec)?;
         ns.recently_written.store(true, Ordering::Relaxed);
+        ns.unwritten.store(true, Ordering::Release);
         if st.apply_delete(key).is_err() {
             return Err(NsError::InvalidKey);
         }
@@ -1521,18 +1539,6 @@ impl NsWriter<'_> {
             value_crc,
         });
         Ok(())
-    }
-
-    /// Hands the records appended so far to the OS while the lock is still
-    /// held, so a batch's commit needs no second lock. Whether that makes them
-    /// durable enough to acknowledge is the durability mode's business.
-    pub fn write_out(&mut self) -> Result<(), NsError> {
-        Ok(self.st.write_out()?)
-    }
-
-    /// Whether a write is acknowledged once handed to the OS (no fsync first).
-    pub fn acknowledged_when_written(&self) -> bool {
-        self.ns.config.durability != Durability::Always
     }
 
     /// `GET` while holding the write lock.
