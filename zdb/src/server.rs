@@ -34,6 +34,9 @@ use crate::storage::{EngineConfig, Namespace, Store};
 /// of large GETs cannot pile up unbounded output.
 const OUTPUT_FLUSH_BYTES: usize = 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
+/// Requests parsed ahead of running them: bounds what a connection's parsed
+/// requests take (a 6-byte inline `PING` becomes a ~70-byte request).
+const MAX_PARSED_REQUESTS: usize = 1024;
 /// Connections get this long to finish their current batch on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -256,37 +259,43 @@ where
     // when the request at the front of `input` started arriving
     let mut frame_started: Option<Instant> = None;
     loop {
-        // run everything already received
+        // run everything already received, parsed a bounded number of requests at a time
         let mut closing = None;
         loop {
-            match parser.next(&mut input) {
-                Ok(Some(request)) => requests.push(request),
-                Ok(None) => break,
-                Err(e) => {
-                    closing = Some(e);
-                    break;
+            while requests.len() < MAX_PARSED_REQUESTS {
+                match parser.next(&mut input) {
+                    Ok(Some(request)) => requests.push(request),
+                    Ok(None) => break,
+                    Err(e) => {
+                        closing = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        let mut done = 0;
-        while done < requests.len() {
-            let writes_to = session.writes_ahead(&requests[done..]);
-            let turn = match &writes_to {
-                Some(ns) => Some(ns.write_turn().await),
-                None => None,
-            };
-            let (ran, deferred) =
-                session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
-            drop(turn);
-            done += ran;
-            if let Some(Deferred::Compact(ns)) = deferred {
-                run_compaction(ns, &mut output).await;
+            let parsed_all = requests.len() < MAX_PARSED_REQUESTS;
+            let mut done = 0;
+            while done < requests.len() {
+                let writes_to = session.writes_ahead(&requests[done..]);
+                let turn = match &writes_to {
+                    Some(ns) => Some(ns.write_turn().await),
+                    None => None,
+                };
+                let (ran, deferred) =
+                    session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
+                drop(turn);
+                done += ran;
+                if let Some(Deferred::Compact(ns)) = deferred {
+                    run_compaction(ns, &mut output).await;
+                }
+                if output.len() >= OUTPUT_FLUSH_BYTES {
+                    commit_and_send(stream, &mut session, &mut output, shared).await?;
+                }
             }
-            if output.len() >= OUTPUT_FLUSH_BYTES {
-                commit_and_send(stream, &mut session, &mut output, shared).await?;
+            requests.clear();
+            if parsed_all || closing.is_some() {
+                break;
             }
         }
-        requests.clear();
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
             reply::error(&mut output, &format!("Protocol error: {e}"));

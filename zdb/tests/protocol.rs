@@ -472,3 +472,26 @@ fn pipelined_batch_mixes_data_and_other_commands_in_order() {
     t.read_exact(&mut got).expect("all replies");
     assert_eq!(String::from_utf8_lossy(&got), expected);
 }
+
+/// A pipeline longer than the server parses ahead at once still gets every
+/// reply, in order.
+#[test]
+fn long_pipeline_gets_every_reply_in_order() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i);
+    }
+    for i in 0..3000 {
+        pipe.cmd("GET").arg(format!("k{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).expect("pipeline");
+    assert_eq!(replies.len(), 6000);
+    for (i, v) in replies[..3000].iter().enumerate() {
+        assert_eq!(bulk(v), format!("k{i}").into_bytes());
+    }
+    for (i, v) in replies[3000..].iter().enumerate() {
+        assert_eq!(bulk(v), i.to_string().into_bytes());
+    }
+}
