@@ -34,3 +34,4 @@ START=$(date +%s.%N)
 until [ "$(height 19946)" -ge "$TARGET" ]; do sleep 0.1; done
 END=$(date +%s.%N)
 python3 -c "t=$END-$START; print(f'synced {$TARGET} blocks in {t:.1f} s: {$TARGET/t:.0f} blocks/s, {$TXS/t:.0f} extrinsics/s (incl. start-up)')"
+grep -o 'caught up.*' "$DIR/b.log" | sed 's/\x1b\[[0-9;]*m//g' || true

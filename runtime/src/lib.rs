@@ -130,5 +130,14 @@ pub type Block = gridchain_primitives::Block<Call>;
 pub type EventRecord = system::EventRecord<Event>;
 pub type Context<'a> = system::Context<'a, Event>;
 
+/// The nonce the next transaction of `who` must carry, in `state`.
+pub fn account_nonce(
+    state: &dyn gridchain_primitives::StateRead,
+    who: &gridchain_primitives::AccountId,
+) -> u64 {
+    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
+    system::nonce(&ctx, who)
+}
+
 #[cfg(test)]
 mod tests;

@@ -204,6 +204,22 @@ async fn a_fresh_full_node_syncs_the_chain_then_follows_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("synced {target} blocks in {:?}", started.elapsed());
+    // In bulk, before consensus started (not block by block through Malachite's value sync).
+    let log = std::fs::read_to_string(&network.nodes[4].log_path).unwrap();
+    let caught_up = log
+        .lines()
+        .find(|l| l.contains("caught up"))
+        .unwrap_or_else(|| panic!("no bulk catch-up in the full node's log:\n{log}"));
+    let imported: u64 = caught_up
+        .split("imported=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        imported + 2 >= target,
+        "bulk import covered {imported} of {target} blocks"
+    );
     // …and then follows live consensus.
     network.wait_all(target + 20, Duration::from_secs(60)).await;
     network.assert_one_chain(target + 20).await;

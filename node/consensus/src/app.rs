@@ -28,7 +28,7 @@ use bytes::Bytes;
 use gridchain_primitives::{
     decode_untrusted, AccountId, ChainContext, Hash, Header, StateChanges, StateRead,
 };
-use gridchain_runtime::{system, Block, BlockBuilder, Context, InvalidTransaction};
+use gridchain_runtime::{Block, BlockBuilder, InvalidTransaction};
 use gridchain_storage::{PreparedState, Storage};
 use gridchain_txpool::TxPool;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
@@ -172,11 +172,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn nonce_of(state: &dyn StateRead, who: &AccountId) -> u64 {
-    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
-    system::nonce(&ctx, who)
 }
 
 /// The messages that carry `block` (SCALE bytes) as `signer`'s proposal at (height, round):
@@ -953,8 +948,13 @@ impl App {
         let header = block.header.clone();
         let included: Vec<Hash> = block.extrinsics.iter().map(|x| x.hash()).collect();
         let storage: &Storage = &self.storage;
-        self.pool
-            .on_block_committed(storage, hash, header.number, &included, nonce_of);
+        self.pool.on_block_committed(
+            storage,
+            hash,
+            header.number,
+            &included,
+            gridchain_runtime::account_nonce,
+        );
         self.executed.clear();
         self.relayable.clear();
         self.undecided.clear();

@@ -17,6 +17,7 @@
 
 use anyhow::Context as _;
 use gridchain_primitives::{block::DECODE_DEPTH_LIMIT, hash::blake2_256, Hash};
+pub use libp2p::PeerId;
 use libp2p::{
     allow_block_list,
     futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt},
@@ -26,7 +27,6 @@ use libp2p::{
     swarm::{dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
     Multiaddr, StreamProtocol, Swarm,
 };
-pub use libp2p::PeerId;
 use parity_scale_codec::{DecodeLimit, Encode};
 use std::{
     collections::HashMap,
@@ -215,7 +215,10 @@ struct Behaviour {
 #[derive(Clone, Default)]
 struct LengthPrefixed;
 
-async fn read_framed<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std::io::Result<Vec<u8>> {
+async fn read_framed<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -230,7 +233,10 @@ async fn read_framed<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std
     Ok(bytes)
 }
 
-async fn write_framed<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Vec<u8>) -> std::io::Result<()> {
+async fn write_framed<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: Vec<u8>,
+) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "message too large"))?;
     io.write_all(&len.to_be_bytes()).await?;
@@ -440,7 +446,12 @@ impl SwarmLoop {
 
     fn publish(&mut self, batch: &mut Vec<Vec<u8>>) {
         let data = std::mem::take(batch).encode();
-        match self.swarm.behaviour_mut().gossip.publish(self.topic.clone(), data) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .publish(self.topic.clone(), data)
+        {
             Ok(_) => {}
             // Alone (a dev chain, or all peers down): the transactions stay in our own pool.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
@@ -555,6 +566,7 @@ impl SwarmLoop {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -688,7 +700,10 @@ mod tests {
     async fn wait_until(condition: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !condition() {
-            assert!(tokio::time::Instant::now() < deadline, "condition not met in time");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

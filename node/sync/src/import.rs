@@ -10,8 +10,8 @@
 //! Every failure that the block's bytes explain is an [`ImportError::Peer`]: the sender is at
 //! fault and nothing was written.
 
-use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Header, StateRead};
-use gridchain_runtime::{system, Block, Context};
+use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Header};
+use gridchain_runtime::Block;
 use gridchain_storage::Storage;
 use gridchain_txpool::TxPool;
 use std::sync::Arc;
@@ -49,39 +49,65 @@ impl CheckedBlock {
     }
 }
 
-/// Stage 1: checks every signature of `blocks` on chain `chain`.
+/// Stage 1: checks every signature of `blocks` on chain `chain` — certificates and
+/// transactions together, spread over the machine's cores (a segment may hold a few huge blocks
+/// among many empty ones). Each is checked on its own with `verify_strict`, like consensus does.
 pub fn check_signatures(
     chain: ChainContext,
     blocks: Vec<FinalBlock>,
 ) -> Result<Vec<CheckedBlock>, ImportError> {
-    blocks
-        .into_iter()
-        .map(|FinalBlock { block, certificate }| {
-            let number = block.header.number;
-            let hash = block.hash();
-            if certificate.height != number || certificate.block_hash != hash {
-                return Err(peer_fault(number, "the certificate is for another block"));
-            }
-            certificate
-                .verify_signatures(chain.genesis_hash)
-                .map_err(|e| peer_fault(number, e.to_string()))?;
-            if let Some(index) = block
-                .extrinsics
-                .iter()
-                .position(|xt| !xt.verify_signature(chain))
-            {
-                return Err(peer_fault(
-                    number,
-                    format!("extrinsic {index} has a bad signature"),
-                ));
-            }
-            Ok(CheckedBlock {
-                block,
-                hash,
-                certificate,
-            })
+    let mut checked = Vec::with_capacity(blocks.len());
+    for FinalBlock { block, certificate } in blocks {
+        let number = block.header.number;
+        let hash = block.hash();
+        if certificate.height != number || certificate.block_hash != hash {
+            return Err(peer_fault(number, "the certificate is for another block"));
+        }
+        checked.push(CheckedBlock {
+            block,
+            hash,
+            certificate,
+        });
+    }
+    // (block index, None for the certificate or Some(extrinsic index)).
+    let jobs: Vec<(usize, Option<usize>)> = checked
+        .iter()
+        .enumerate()
+        .flat_map(|(b, c)| {
+            std::iter::once((b, None))
+                .chain((0..c.block.extrinsics.len()).map(move |i| (b, Some(i))))
         })
-        .collect()
+        .collect();
+    let check = |&(b, job): &(usize, Option<usize>)| -> Result<(), ImportError> {
+        let c = &checked[b];
+        match job {
+            None => c
+                .certificate
+                .verify_signatures(chain.genesis_hash)
+                .map_err(|e| peer_fault(c.number(), e.to_string())),
+            Some(i) if c.block.extrinsics[i].verify_signature(chain) => Ok(()),
+            Some(i) => Err(peer_fault(
+                c.number(),
+                format!("extrinsic {i} has a bad signature"),
+            )),
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = jobs.len().div_ceil(threads).max(64);
+    let first_fault = std::thread::scope(|scope| {
+        let workers: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).find(Result::is_err)))
+            .collect();
+        workers.into_iter().find_map(|w| {
+            w.join()
+                .unwrap_or_else(|_| Some(Err(anyhow::anyhow!("signature checker panicked").into())))
+        })
+    });
+    match first_fault {
+        Some(Err(e)) => Err(e),
+        _ => Ok(checked),
+    }
 }
 
 /// Stage 2: imports checked blocks in chain order.
@@ -125,18 +151,17 @@ impl Importer {
         if !set.iter().any(|v| v.account == header.proposer) {
             return Err(peer_fault(
                 number,
-                format!("proposer {} is not the account of a validator", header.proposer),
+                format!(
+                    "proposer {} is not the account of a validator",
+                    header.proposer
+                ),
             ));
         }
         // Signatures were checked in stage 1. Timestamps are not held against the local clock
         // here: the block is already final, and the runtime still refuses non-increasing ones.
-        let built = gridchain_runtime::execute_block_with_verified(
-            storage,
-            self.chain,
-            &block,
-            &|_| true,
-        )
-        .map_err(|e| peer_fault(number, e.to_string()))?;
+        let built =
+            gridchain_runtime::execute_block_with_verified(storage, self.chain, &block, &|_| true)
+                .map_err(|e| peer_fault(number, e.to_string()))?;
         let prepared = self
             .storage
             .prepare_state(&built.changes, number)
@@ -154,14 +179,14 @@ impl Importer {
             .commit_block_unsynced(&block, &certificate, &built.changes, prepared)
             .map_err(anyhow::Error::from)?;
         let included: Vec<Hash> = block.extrinsics.iter().map(|x| x.hash()).collect();
-        self.pool
-            .on_block_committed(storage, hash, number, &included, nonce_of);
+        self.pool.on_block_committed(
+            storage,
+            hash,
+            number,
+            &included,
+            gridchain_runtime::account_nonce,
+        );
         let _ = self.heads.send(block.header.clone());
         Ok(block.header)
     }
-}
-
-fn nonce_of(state: &dyn StateRead, who: &gridchain_primitives::AccountId) -> u64 {
-    let ctx: Context = Context::new(gridchain_primitives::Overlay::new(state));
-    system::nonce(&ctx, who)
 }

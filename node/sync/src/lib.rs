@@ -25,6 +25,8 @@
 //! once more before consensus starts: a validator never votes on top of blocks a power cut could
 //! take back.
 
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod import;
 pub mod protocol;
 #[cfg(test)]
@@ -58,6 +60,10 @@ pub struct SyncStatus {
     syncing: AtomicBool,
     target: AtomicU64,
     imported: AtomicU64,
+    /// Time the importer waited for the next segment (fetch and signature checks behind).
+    waited_us: AtomicU64,
+    /// Time spent executing and committing.
+    importing_us: AtomicU64,
 }
 
 impl SyncStatus {
@@ -117,7 +123,12 @@ pub async fn catch_up(
             break;
         }
         status.syncing.store(true, Ordering::Relaxed);
-        tracing::info!(best = report.best, target, peers = sources.len(), "catching up");
+        tracing::info!(
+            best = report.best,
+            target,
+            peers = sources.len(),
+            "catching up"
+        );
         let outcome =
             import_range(&bans, &importer, status, report.best + 1, target, sources).await;
         let best = best_number(&importer)?;
@@ -147,6 +158,8 @@ pub async fn catch_up(
             best = report.best,
             secs = format!("{secs:.1}"),
             blocks_per_s = (report.imported as f64 / secs) as u64,
+            waited_ms = status.waited_us.load(Ordering::Relaxed) / 1_000,
+            importing_ms = status.importing_us.load(Ordering::Relaxed) / 1_000,
             "caught up"
         );
     }
@@ -191,7 +204,10 @@ async fn peer_statuses(network: &Network) -> Vec<(PeerId, u64)> {
 
 enum RangeError {
     /// `peer` sent something wrong.
-    Peer { peer: PeerId, reason: String },
+    Peer {
+        peer: PeerId,
+        reason: String,
+    },
     /// No peer could serve the next segment.
     NoPeer,
     Local(anyhow::Error),
@@ -252,12 +268,22 @@ async fn import_range(
         let Some(task) = in_flight.pop_front() else {
             break Ok(());
         };
-        let (peer, blocks) = match task.await {
+        let waiting = Instant::now();
+        let awaited = task.await;
+        status
+            .waited_us
+            .fetch_add(waiting.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let (peer, blocks) = match awaited {
             Ok(Ok(segment)) => segment,
             Ok(Err(e)) => break Err(e),
-            Err(e) => break Err(RangeError::Local(anyhow::anyhow!("segment task failed: {e}"))),
+            Err(e) => {
+                break Err(RangeError::Local(anyhow::anyhow!(
+                    "segment task failed: {e}"
+                )))
+            }
         };
         let worker = importer.clone();
+        let importing = Instant::now();
         let imported = tokio::task::spawn_blocking(move || -> Result<u64, ImportError> {
             let mut count = 0;
             for block in blocks {
@@ -269,6 +295,9 @@ async fn import_range(
         })
         .await
         .map_err(|e| RangeError::Local(anyhow::anyhow!("import task failed: {e}")))?;
+        status
+            .importing_us
+            .fetch_add(importing.elapsed().as_micros() as u64, Ordering::Relaxed);
         match imported {
             Ok(count) => {
                 status.imported.fetch_add(count, Ordering::Relaxed);
@@ -356,7 +385,9 @@ async fn fetch_from(
             Some(SyncResponse::Blocks(got)) => got,
             Some(SyncResponse::Refused(reason)) => return Err(FetchError::Unavailable(reason)),
             Some(SyncResponse::Status { .. }) | None => {
-                return Err(FetchError::Fault("undecodable or unexpected response".into()))
+                return Err(FetchError::Fault(
+                    "undecodable or unexpected response".into(),
+                ))
             }
         };
         if got.is_empty() {

@@ -24,7 +24,9 @@ pub enum SyncRequest {
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum SyncResponse {
-    Status { best: BlockNumber },
+    Status {
+        best: BlockNumber,
+    },
     Blocks(Vec<FinalBlock>),
     /// The request was not understood, or the peer could not read its database.
     Refused(String),
