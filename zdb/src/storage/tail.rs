@@ -45,6 +45,8 @@ struct Chunk {
     /// File offset of `bytes[0]`.
     start: u64,
     bytes: Vec<u8>,
+    /// What the chunk was charged to the budget (its capacity when made).
+    charged: usize,
 }
 
 impl Chunk {
@@ -110,6 +112,7 @@ impl Tail {
             self.chunks.push_back(Chunk {
                 start,
                 bytes: Vec::with_capacity(capacity),
+                charged: capacity,
             });
             self.charged += capacity;
             self.budget.used.fetch_add(capacity, Ordering::Relaxed);
@@ -171,7 +174,7 @@ impl Tail {
     fn drop_oldest(&mut self) {
         if let Some(c) = self.chunks.pop_front() {
             self.start = c.end();
-            self.release(c.bytes.capacity());
+            self.release(c.charged);
         }
     }
 
