@@ -2,7 +2,7 @@
 
 use gridchain_primitives::{finality::CommitCertificate, Pair};
 use gridchain_rpc_api::{ChainApiClient, GridchainApiClient};
-use gridchain_tests::Network;
+use gridchain_tests::{Network, NetworkNode};
 use std::time::Duration;
 
 const VALIDATORS: [&str; 4] = ["Alice", "Bob", "Charlie", "Dave"];
@@ -180,6 +180,23 @@ async fn validators_killed_mid_round_never_sign_conflicting_votes() {
     assert!(votes > 50, "only {votes} signed votes logged");
 }
 
+/// The `caught up` line a node logs when its bulk catch-up ends (a last round may still run
+/// when RPC already shows the target height).
+async fn caught_up_line(log_path: &std::path::Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("caught up")) {
+            return line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bulk catch-up in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_full_node_syncs_the_chain_then_follows_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,11 +222,7 @@ async fn a_fresh_full_node_syncs_the_chain_then_follows_it() {
     }
     eprintln!("synced {target} blocks in {:?}", started.elapsed());
     // In bulk, before consensus started (not block by block through Malachite's value sync).
-    let log = std::fs::read_to_string(&network.nodes[4].log_path).unwrap();
-    let caught_up = log
-        .lines()
-        .find(|l| l.contains("caught up"))
-        .unwrap_or_else(|| panic!("no bulk catch-up in the full node's log:\n{log}"));
+    let caught_up = caught_up_line(&network.nodes[4].log_path).await;
     let imported: u64 = caught_up
         .split("imported=")
         .nth(1)
@@ -223,6 +236,62 @@ async fn a_fresh_full_node_syncs_the_chain_then_follows_it() {
     // …and then follows live consensus.
     network.wait_all(target + 20, Duration::from_secs(60)).await;
     network.assert_one_chain(target + 20).await;
+}
+
+/// The scale: a dev validator makes 10,000 blocks as fast as it can, then a fresh full
+/// node catches up in bulk — every block, certificate and state root checked — and follows live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_full_node_catches_up_ten_thousand_blocks_then_follows() {
+    const BLOCKS: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut validator, address) = NetworkNode::on_loopback(
+        dir.path(),
+        "validator",
+        "dev",
+        &["--validator", "--key", "//Alice", "--block-time-ms", "1"],
+    );
+    validator.start().await;
+    let started = std::time::Instant::now();
+    while validator.height().await.unwrap_or(0) < BLOCKS {
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the validator made only {:?} blocks in 900 s",
+            validator.height().await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("{BLOCKS} blocks made in {:?}", started.elapsed());
+    let (mut full, _) =
+        NetworkNode::on_loopback(dir.path(), "full", "dev", &["--bootnodes", &address]);
+    let started = std::time::Instant::now();
+    full.start().await;
+    while full.height().await.unwrap_or(0) < BLOCKS {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the full node did not catch up with {BLOCKS} blocks in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("caught up with {BLOCKS} blocks in {:?}", started.elapsed());
+    caught_up_line(&full.log_path).await;
+    // Then it follows consensus live, on the validator's chain.
+    let live = validator.height().await.unwrap() + 20;
+    while full.height().await.unwrap_or(0) < live {
+        assert!(
+            started.elapsed() < Duration::from_secs(400),
+            "the full node stopped following"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (a, b) = (validator.client().await, full.client().await);
+    for n in [1, BLOCKS / 2, BLOCKS, live] {
+        let hash = a.block_hash(Some(n)).await.unwrap();
+        assert_eq!(
+            hash,
+            b.block_hash(Some(n)).await.unwrap(),
+            "block {n} differs"
+        );
+    }
 }
 
 /// Each validator in its own network namespace; links cut with iptables inside them.

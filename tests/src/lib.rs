@@ -143,6 +143,29 @@ impl Drop for DevNode {
     }
 }
 
+/// Writes a fresh node key where `gridnode` looks for it (`<base>/chains/<chain>/network`) and
+/// returns its peer id.
+pub fn generate_node_key(base_path: &Path, chain: &str) -> String {
+    let key_path = base_path
+        .join("chains")
+        .join(chain)
+        .join("network/secret_ed25519");
+    let out = Command::new(binary("gridnode"))
+        .args(["key", "generate-node-key", "--file"])
+        .arg(&key_path)
+        .output()
+        .expect("run gridnode key generate-node-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
 /// The chain a node runs, as signers need it.
 pub async fn chain_context(client: &WsClient) -> ChainContext {
     let genesis_hash = client
@@ -188,6 +211,36 @@ pub struct NetworkNode {
 }
 
 impl NetworkNode {
+    /// A node of `chain` on loopback with its own ports and a fresh node key, run with
+    /// `extra` arguments (e.g. `--validator`, `--bootnodes`); not started yet. Returns it with
+    /// its p2p address (`/ip4/127.0.0.1/tcp/<port>/p2p/<peer id>`).
+    pub fn on_loopback(dir: &Path, name: &str, chain: &str, extra: &[&str]) -> (Self, String) {
+        let base_path = dir.join(name);
+        let peer_id = generate_node_key(&base_path, chain);
+        let (p2p_port, rpc_port) = (free_port_pair(), free_port());
+        let mut args: Vec<String> = ["--chain", chain, "--no-prometheus", "--name", name]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(["--base-path".into(), base_path.display().to_string()]);
+        args.extend(["--port".into(), p2p_port.to_string()]);
+        args.extend(["--rpc-port".into(), rpc_port.to_string()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let node = NetworkNode {
+            child: None,
+            key: None,
+            log_path: dir.join(format!("{name}.log")),
+            base_path,
+            host: "127.0.0.1".into(),
+            rpc_port,
+            p2p_port,
+            netns: None,
+            args,
+        };
+        let address = format!("/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}");
+        (node, address)
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}:{}", self.host, self.rpc_port)
     }
@@ -444,34 +497,12 @@ impl Network {
             // Each node's transaction gossip listens on its p2p port + 1: keep that free too.
             None => (0..count).map(|_| free_port_pair()).collect(),
         };
-        let mut peer_ids = Vec::new();
-        for i in 0..count {
-            let key_path = dir.join(format!("node-{i}")).join("node-key");
-            let out = Command::new(binary("gridnode"))
-                .args(["key", "generate-node-key", "--file"])
-                .arg(&key_path)
-                .output()
-                .expect("run gridnode key generate-node-key");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            peer_ids.push(
-                String::from_utf8(out.stderr)
-                    .expect("utf8")
-                    .trim()
-                    .to_string(),
-            );
-        }
+        let peer_ids: Vec<String> = (0..count)
+            .map(|i| generate_node_key(&dir.join(format!("node-{i}")), "local"))
+            .collect();
         let mut nodes = Vec::new();
         for i in 0..count {
             let base_path = dir.join(format!("node-{i}"));
-            // gridnode reads its key from the chain directory of the `local` spec.
-            let chain_dir = base_path.join("chains/local/network");
-            std::fs::create_dir_all(&chain_dir).expect("mkdir");
-            std::fs::rename(base_path.join("node-key"), chain_dir.join("secret_ed25519"))
-                .expect("move node key");
             let rpc_port = match &namespaces {
                 Some(_) => 9944,
                 None => free_port(),
