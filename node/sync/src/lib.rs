@@ -213,9 +213,6 @@ enum RangeError {
     Local(anyhow::Error),
 }
 
-/// A segment fetched from one peer, signatures checked.
-type Segment = Result<(PeerId, Vec<CheckedBlock>), RangeError>;
-
 /// Bans peers and remembers whom.
 #[derive(Clone)]
 struct Bans {
@@ -238,7 +235,18 @@ impl Bans {
     }
 }
 
-/// Fetches `from ..= to` in segments (several in flight) and imports them in order.
+/// Part of a segment as one peer's response brought it, signatures checked, and the task
+/// fetching the rest of the segment (already running) if the response stopped short.
+struct Chunk {
+    peer: PeerId,
+    blocks: Vec<CheckedBlock>,
+    rest: Option<tokio::task::JoinHandle<Result<Chunk, RangeError>>>,
+}
+
+type ChunkTask = tokio::task::JoinHandle<Result<Chunk, RangeError>>;
+
+/// Fetches `from ..= to` in segments (several in flight) and imports them in order, chunk by
+/// chunk as their signatures are checked.
 async fn import_range(
     bans: &Bans,
     importer: &Arc<Importer>,
@@ -248,7 +256,7 @@ async fn import_range(
     sources: Vec<(PeerId, u64)>,
 ) -> Result<(), RangeError> {
     let sources = Arc::new(sources);
-    let mut in_flight: VecDeque<tokio::task::JoinHandle<Segment>> = VecDeque::new();
+    let mut in_flight: VecDeque<ChunkTask> = VecDeque::new();
     let mut next = from;
     let mut turn = 0usize;
     let result = loop {
@@ -273,8 +281,8 @@ async fn import_range(
         status
             .waited_us
             .fetch_add(waiting.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let (peer, blocks) = match awaited {
-            Ok(Ok(segment)) => segment,
+        let Chunk { peer, blocks, rest } = match awaited {
+            Ok(Ok(chunk)) => chunk,
             Ok(Err(e)) => break Err(e),
             Err(e) => {
                 break Err(RangeError::Local(anyhow::anyhow!(
@@ -282,6 +290,10 @@ async fn import_range(
                 )))
             }
         };
+        // The rest of this segment comes before the next segments.
+        if let Some(rest) = rest {
+            in_flight.push_front(rest);
+        }
         let worker = importer.clone();
         let importing = Instant::now();
         let imported = tokio::task::spawn_blocking(move || -> Result<u64, ImportError> {
@@ -317,44 +329,64 @@ async fn import_range(
     result
 }
 
-/// Fetches blocks `first ..= last` from one source (trying the others in turn when one fails)
-/// and checks their signatures.
-async fn fetch_segment(
+/// Fetches the first chunk of blocks `first ..= last` from one source (trying the others in
+/// turn when one fails), starts fetching the rest at once if the response stopped short, and
+/// checks the chunk's signatures.
+fn fetch_segment(
     bans: Bans,
     chain: gridchain_primitives::ChainContext,
     sources: Arc<Vec<(PeerId, u64)>>,
     turn: usize,
     first: u64,
     last: u64,
-) -> Segment {
-    let candidates: Vec<PeerId> = (0..sources.len())
-        .map(|i| sources[(turn + i) % sources.len()])
-        .filter(|(_, best)| *best >= last)
-        .map(|(peer, _)| peer)
-        .collect();
-    for peer in candidates {
-        match fetch_from(&bans.network, peer, first, last).await {
-            Ok(blocks) => {
-                match tokio::task::spawn_blocking(move || check_signatures(chain, blocks)).await {
-                    Ok(Ok(checked)) => return Ok((peer, checked)),
-                    Ok(Err(ImportError::Peer { number, reason })) => {
-                        bans.ban(peer, &format!("block {number}: {reason}"))
-                    }
-                    Ok(Err(ImportError::Local(e))) => return Err(RangeError::Local(e)),
-                    Err(e) => {
-                        return Err(RangeError::Local(anyhow::anyhow!(
-                            "signature task failed: {e}"
-                        )))
-                    }
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Chunk, RangeError>> + Send>> {
+    Box::pin(async move {
+        let candidates: Vec<PeerId> = (0..sources.len())
+            .map(|i| sources[(turn + i) % sources.len()])
+            .filter(|(_, best)| *best >= last)
+            .map(|(peer, _)| peer)
+            .collect();
+        for peer in candidates {
+            let blocks = match fetch_from(&bans.network, peer, first, last).await {
+                Ok(blocks) => blocks,
+                Err(FetchError::Fault(reason)) => {
+                    bans.ban(peer, &reason);
+                    continue;
+                }
+                Err(FetchError::Unavailable(reason)) => {
+                    tracing::debug!(%peer, %reason, first, last, "peer could not serve blocks");
+                    continue;
+                }
+            };
+            let got_last = first + blocks.len() as u64 - 1;
+            let rest = (got_last < last).then(|| {
+                tokio::spawn(fetch_segment(
+                    bans.clone(),
+                    chain,
+                    sources.clone(),
+                    turn,
+                    got_last + 1,
+                    last,
+                ))
+            });
+            match tokio::task::spawn_blocking(move || check_signatures(chain, blocks)).await {
+                Ok(Ok(blocks)) => return Ok(Chunk { peer, blocks, rest }),
+                Ok(Err(ImportError::Peer { number, reason })) => {
+                    bans.ban(peer, &format!("block {number}: {reason}"))
+                }
+                Ok(Err(ImportError::Local(e))) => return Err(RangeError::Local(e)),
+                Err(e) => {
+                    return Err(RangeError::Local(anyhow::anyhow!(
+                        "signature task failed: {e}"
+                    )))
                 }
             }
-            Err(FetchError::Fault(reason)) => bans.ban(peer, &reason),
-            Err(FetchError::Unavailable(reason)) => {
-                tracing::debug!(%peer, %reason, first, last, "peer could not serve blocks")
+            if let Some(rest) = rest {
+                rest.abort();
             }
         }
-    }
-    Err(RangeError::NoPeer)
+        Err(RangeError::NoPeer)
+    })
 }
 
 enum FetchError {
@@ -364,46 +396,49 @@ enum FetchError {
     Unavailable(String),
 }
 
+/// One request for blocks `first ..= last` (the peer may send fewer): the blocks from `first`
+/// on, in order.
 async fn fetch_from(
     network: &gridchain_network::NetworkHandle,
     peer: PeerId,
     first: u64,
     last: u64,
 ) -> Result<Vec<protocol::FinalBlock>, FetchError> {
-    let mut blocks = Vec::with_capacity((last - first + 1) as usize);
-    let mut next = first;
-    while next <= last {
-        let request = SyncRequest::Blocks {
-            from: next,
-            max: (last - next + 1).min(SEGMENT_BLOCKS) as u32,
-        };
-        let bytes = network
-            .request(peer, request.encode())
-            .await
-            .map_err(|e| FetchError::Unavailable(e.to_string()))?;
-        let got = match SyncResponse::decode_untrusted(&bytes) {
-            Some(SyncResponse::Blocks(got)) => got,
-            Some(SyncResponse::Refused(reason)) => return Err(FetchError::Unavailable(reason)),
-            Some(SyncResponse::Status { .. }) | None => {
-                return Err(FetchError::Fault(
-                    "undecodable or unexpected response".into(),
-                ))
-            }
-        };
-        if got.is_empty() {
-            // It said its best block was at least `last`.
-            return Err(FetchError::Fault(format!("sent no blocks from {next}")));
+    let request = SyncRequest::Blocks {
+        from: first,
+        max: (last - first + 1).min(SEGMENT_BLOCKS) as u32,
+    };
+    let bytes = network
+        .request(peer, request.encode())
+        .await
+        .map_err(|e| FetchError::Unavailable(e.to_string()))?;
+    let blocks = match SyncResponse::decode_untrusted(&bytes) {
+        Some(SyncResponse::Blocks(blocks)) => blocks,
+        Some(SyncResponse::Refused(reason)) => return Err(FetchError::Unavailable(reason)),
+        Some(SyncResponse::Status { .. }) | None => {
+            return Err(FetchError::Fault(
+                "undecodable or unexpected response".into(),
+            ))
         }
-        for block in got {
-            if block.block.header.number != next || next > last {
-                return Err(FetchError::Fault(format!(
-                    "sent block {} when {next} was next",
-                    block.block.header.number
-                )));
-            }
-            blocks.push(block);
-            next += 1;
+    };
+    if blocks.is_empty() {
+        // It said its best block was at least `last`.
+        return Err(FetchError::Fault(format!("sent no blocks from {first}")));
+    }
+    for (expected, block) in (first..=last).zip(&blocks) {
+        if block.block.header.number != expected {
+            return Err(FetchError::Fault(format!(
+                "sent block {} when {expected} was next",
+                block.block.header.number
+            )));
         }
+    }
+    if blocks.len() as u64 > last - first + 1 {
+        return Err(FetchError::Fault(format!(
+            "sent {} blocks when at most {} were asked for",
+            blocks.len(),
+            last - first + 1
+        )));
     }
     Ok(blocks)
 }

@@ -9,7 +9,9 @@ use parity_scale_codec::{Decode, DecodeLimit, Encode};
 /// Most blocks asked for (and served) in one request.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 512;
 /// A response stops adding blocks past this many bytes (it always holds at least one block).
-pub const RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Each response is checked and imported as it comes, so smaller ones pipeline dense runs of
+/// blocks better; larger ones cost more round trips only for big blocks.
+pub const RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// What a node asks a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
