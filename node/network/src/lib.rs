@@ -588,47 +588,45 @@ mod tests {
         assert!(network_address("not an address").is_err());
     }
 
+    /// A swarm on loopback port `port` with node key `[seed; 32]`, dialling the swarms of
+    /// `peers` ((seed, port) pairs).
+    async fn swarm(
+        seed: u8,
+        port: u16,
+        peers: &[(u8, u16)],
+        on_transaction: TransactionHandler,
+        on_request: RequestHandler,
+    ) -> Network {
+        let config = NetworkConfig {
+            listen: format!("/ip4/127.0.0.1/tcp/{port}"),
+            peers: peers
+                .iter()
+                .map(|(s, p)| format!("/ip4/127.0.0.1/tcp/{p}/p2p/{}", peer_id(&[*s; 32]).unwrap()))
+                .collect(),
+            node_key: [seed; 32],
+            genesis: Hash::of(b"test chain"),
+        };
+        start(config, on_transaction, on_request).await.unwrap()
+    }
+
     /// Two real swarms on loopback: what one broadcasts, the other receives, once.
     #[tokio::test]
     async fn a_broadcast_transaction_reaches_the_peer() {
-        let genesis = Hash::of(b"test chain");
-        let key_a = [1u8; 32];
-        let key_b = [2u8; 32];
-        let port_a = free_port();
-        let port_b = free_port();
-        let id = |k: [u8; 32]| {
-            libp2p::identity::Keypair::ed25519_from_bytes(k)
-                .unwrap()
-                .public()
-                .to_peer_id()
-        };
+        let (port_a, port_b) = (free_port(), free_port());
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let a = start(
-            NetworkConfig {
-                listen: format!("/ip4/127.0.0.1/tcp/{port_a}"),
-                peers: vec![format!("/ip4/127.0.0.1/tcp/{port_b}/p2p/{}", id(key_b))],
-                node_key: key_a,
-                genesis,
-            },
+        let no_answer: RequestHandler = Arc::new(|_, _| Vec::new());
+        let a = swarm(
+            1,
+            port_a,
+            &[(2, port_b)],
             Arc::new(|_| {}),
-            Arc::new(|_, _| Vec::new()),
+            no_answer.clone(),
         )
-        .await
-        .unwrap();
-        let _b = start(
-            NetworkConfig {
-                listen: format!("/ip4/127.0.0.1/tcp/{port_b}"),
-                peers: vec![format!("/ip4/127.0.0.1/tcp/{port_a}/p2p/{}", id(key_a))],
-                node_key: key_b,
-                genesis,
-            },
-            Arc::new(move |t| {
-                let _ = tx.send(t);
-            }),
-            Arc::new(|_, _| Vec::new()),
-        )
-        .await
-        .unwrap();
+        .await;
+        let on_transaction: TransactionHandler = Arc::new(move |t| {
+            let _ = tx.send(t);
+        });
+        let _b = swarm(2, port_b, &[(1, port_a)], on_transaction, no_answer).await;
         // Gossipsub needs the peers' subscriptions first; keep offering until one arrives.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let got = loop {
@@ -646,43 +644,21 @@ mod tests {
     /// disconnected and unreachable until the ban ends, then dialled again.
     #[tokio::test]
     async fn requests_are_answered_and_bans_expire() {
-        let genesis = Hash::of(b"test chain");
-        let (key_a, key_b) = ([3u8; 32], [4u8; 32]);
         let (port_a, port_b) = (free_port(), free_port());
-        let id = |k: [u8; 32]| {
-            libp2p::identity::Keypair::ed25519_from_bytes(k)
-                .unwrap()
-                .public()
-                .to_peer_id()
-        };
-        let a = start(
-            NetworkConfig {
-                listen: format!("/ip4/127.0.0.1/tcp/{port_a}"),
-                peers: vec![format!("/ip4/127.0.0.1/tcp/{port_b}/p2p/{}", id(key_b))],
-                node_key: key_a,
-                genesis,
-            },
+        let a = swarm(
+            3,
+            port_a,
+            &[(4, port_b)],
             Arc::new(|_| {}),
             Arc::new(|_, _| Vec::new()),
         )
-        .await
-        .unwrap();
-        let _b = start(
-            NetworkConfig {
-                listen: format!("/ip4/127.0.0.1/tcp/{port_b}"),
-                peers: vec![],
-                node_key: key_b,
-                genesis,
-            },
-            Arc::new(|_| {}),
-            Arc::new(|_, mut request: Vec<u8>| {
-                request.reverse();
-                request
-            }),
-        )
-        .await
-        .unwrap();
-        let b = id(key_b);
+        .await;
+        let reverse: RequestHandler = Arc::new(|_, mut request: Vec<u8>| {
+            request.reverse();
+            request
+        });
+        let _b = swarm(4, port_b, &[], Arc::new(|_| {}), reverse).await;
+        let b = peer_id(&[4; 32]).unwrap();
         wait_until(|| a.connected_peers().contains(&b)).await;
         assert_eq!(a.request(b, vec![1, 2, 3]).await.unwrap(), vec![3, 2, 1]);
 

@@ -182,6 +182,27 @@ fn peer_id(key: [u8; 32]) -> String {
     gridchain_network::peer_id(&key).unwrap().to_string()
 }
 
+/// A swarm on loopback with `(node key, port)`, dialling `peers`, answering with `on_request`.
+async fn swarm(
+    genesis: Hash,
+    (key, port): ([u8; 32], u16),
+    peers: &[([u8; 32], u16)],
+    on_request: gridchain_network::RequestHandler,
+) -> gridchain_network::Network {
+    let config = NetworkConfig {
+        listen: format!("/ip4/127.0.0.1/tcp/{port}"),
+        peers: peers
+            .iter()
+            .map(|(k, p)| format!("/ip4/127.0.0.1/tcp/{p}/p2p/{}", peer_id(*k)))
+            .collect(),
+        node_key: key,
+        genesis,
+    };
+    gridchain_network::start(config, Arc::new(|_| {}), on_request)
+        .await
+        .unwrap()
+}
+
 /// An honest peer serves its chain; a liar claims a longer one and serves the same blocks with
 /// one certificate signature broken. A fresh node catches up with the honest chain over real
 /// sockets, bans the liar, and ends with every block and certificate of the source.
@@ -194,27 +215,18 @@ async fn catch_up_imports_from_honest_peers_and_bans_a_liar() {
     let (honest_port, liar_port, target_port) = (free_port(), free_port(), free_port());
 
     let serving = source.storage.clone();
-    let _honest = gridchain_network::start(
-        NetworkConfig {
-            listen: format!("/ip4/127.0.0.1/tcp/{honest_port}"),
-            peers: vec![],
-            node_key: honest_key,
-            genesis,
-        },
-        Arc::new(|_| {}),
+    let _honest = swarm(
+        genesis,
+        (honest_key, honest_port),
+        &[],
         Arc::new(move |_, request| serve(&serving, &request)),
     )
-    .await
-    .unwrap();
+    .await;
     let lying = source.storage.clone();
-    let _liar = gridchain_network::start(
-        NetworkConfig {
-            listen: format!("/ip4/127.0.0.1/tcp/{liar_port}"),
-            peers: vec![],
-            node_key: liar_key,
-            genesis,
-        },
-        Arc::new(|_| {}),
+    let _liar = swarm(
+        genesis,
+        (liar_key, liar_port),
+        &[],
         Arc::new(move |_, request| {
             match SyncResponse::decode_untrusted(&serve(&lying, &request)) {
                 Some(SyncResponse::Status { best }) => {
@@ -230,28 +242,16 @@ async fn catch_up_imports_from_honest_peers_and_bans_a_liar() {
             }
         }),
     )
-    .await
-    .unwrap();
+    .await;
 
     let target = node();
-    let network = gridchain_network::start(
-        NetworkConfig {
-            listen: format!("/ip4/127.0.0.1/tcp/{target_port}"),
-            peers: vec![
-                format!(
-                    "/ip4/127.0.0.1/tcp/{honest_port}/p2p/{}",
-                    peer_id(honest_key)
-                ),
-                format!("/ip4/127.0.0.1/tcp/{liar_port}/p2p/{}", peer_id(liar_key)),
-            ],
-            node_key: target_key,
-            genesis,
-        },
-        Arc::new(|_| {}),
+    let network = swarm(
+        genesis,
+        (target_key, target_port),
+        &[(honest_key, honest_port), (liar_key, liar_port)],
         Arc::new(|_, _| Vec::new()),
     )
-    .await
-    .unwrap();
+    .await;
     // Both peers connected, so the liar is asked too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while network.peers() < 2 {
