@@ -53,8 +53,12 @@ fn commit_transfers(
     };
     let certificate = certificate_for(&block);
     // Proposals kept for this height (incl. the highest possible key) go with the commit.
-    storage.put_pending_proposal(&block.hash(), b"proposal").unwrap();
-    storage.put_pending_proposal(&Hash([0xff; 32]), b"other").unwrap();
+    storage
+        .put_pending_proposal(&block.hash(), b"proposal")
+        .unwrap();
+    storage
+        .put_pending_proposal(&Hash([0xff; 32]), b"other")
+        .unwrap();
     storage
         .commit_block(&block, &certificate, &built.changes, prepared)
         .unwrap();
