@@ -49,7 +49,7 @@ const REDIAL: Duration = Duration::from_secs(3);
 /// Largest request accepted.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest response accepted: one full block with its certificate and framing.
-pub const MAX_RESPONSE_BYTES: usize = 24 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = 24 * 1024 * 1024;
 /// A request without an answer after this long fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -133,7 +133,6 @@ pub struct Network {
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
     connected: Arc<Mutex<Vec<PeerId>>>,
     peer_count: Arc<AtomicU64>,
-    pub local_peer_id: PeerId,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -293,7 +292,6 @@ pub async fn start(
 ) -> anyhow::Result<Network> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(config.node_key)
         .context("invalid node key")?;
-    let local_peer_id = keypair.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .max_transmit_size(MAX_MESSAGE_BYTES)
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake2_256(&m.data)))
@@ -377,7 +375,6 @@ pub async fn start(
         outgoing,
         connected,
         peer_count,
-        local_peer_id,
         task,
     })
 }

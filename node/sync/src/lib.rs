@@ -9,19 +9,20 @@
 //! ```text
 //! peers ─ Status ─▶ target = highest best block among peers
 //!        │
-//!        ├─ segment tasks (≤ SEGMENTS_IN_FLIGHT): Blocks{from, max} from one peer, again until
-//!        │  the segment is whole ─▶ check_signatures (blocking thread)
+//!        ├─ segment tasks (≤ SEGMENTS_IN_FLIGHT): Blocks{from, max} from one peer; each
+//!        │  response (a chunk, ≤ 1 MiB) ─▶ check_signatures (blocking thread) while the rest of
+//!        │  the segment is already being fetched
 //!        ▼
-//! in chain order ─▶ Importer::import each block (blocking thread) ─▶ one fsync per segment
+//! in chain order ─▶ Importer::import each block (blocking thread) ─▶ one fsync per chunk
 //! ```
 //!
-//! Two cores work at once: one checks the signatures of segments ahead while the other executes
+//! Two cores work at once: one checks the signatures of chunks ahead while the other executes
 //! and commits the current one. A peer whose blocks or certificates are wrong (bad signature,
 //! a set that is not the height's, a state root execution does not reproduce, blocks other than
 //! asked for) is banned for [`BAN`]; the segment is asked of another peer, or, when the fault
 //! shows only at import, the whole run restarts from the best block.
 //!
-//! Blocks are committed without fsync as they are imported and flushed once per segment, and
+//! Blocks are committed without fsync as they are imported and flushed once per chunk, and
 //! once more before consensus starts: a validator never votes on top of blocks a power cut could
 //! take back.
 
@@ -41,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Blocks per segment: one fsync each, and the unit of work handed between the two stages.
+/// Blocks per segment: the range asked of one peer (it answers in chunks of ≤ 1 MiB).
 const SEGMENT_BLOCKS: u64 = MAX_BLOCKS_PER_REQUEST as u64;
 /// Segments fetched and checked ahead of the one being imported.
 const SEGMENTS_IN_FLIGHT: usize = 4;
