@@ -78,8 +78,21 @@ async fn four_validators_finalize_one_chain_with_verifiable_certificates() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(included.success);
+    // Each validator decides the height on its own schedule (when it has seen the
+    // precommits), so a validator may report the block a moment after the full node.
     for node in &network.nodes[..4] {
-        let info = node.client().await.extrinsic(hash).await.unwrap().unwrap();
+        let client = node.client().await;
+        let info = loop {
+            if let Some(info) = client.extrinsic(hash).await.unwrap() {
+                break info;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?} never reported the final transfer",
+                node.key
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert_eq!(info.block_hash, included.block_hash);
     }
 }
