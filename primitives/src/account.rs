@@ -17,7 +17,7 @@
 
 use crate::hash::{blake2_256, decode_hex, encode_hex};
 use blake2::{Blake2b512, Digest};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
@@ -57,13 +57,10 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 impl AccountId {
-    /// Checks `signature` over `message` against this public key.
+    /// Checks `signature` over `message` against this public key, by the chain's rule (ZIP-215,
+    /// see [`crate::signature`]).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
-            return false;
-        };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
-            .is_ok()
+        crate::signature::verify(self, message, signature)
     }
 
     /// The SS58-style address of this account under `prefix`.

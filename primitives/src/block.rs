@@ -7,6 +7,7 @@ use crate::{
     account::{AccountId, Balance, Pair, Signature},
     hash::Hash,
     merkle,
+    signature::SignatureBatch,
 };
 use parity_scale_codec::{Decode, DecodeLimit, Encode};
 use serde::{Deserialize, Serialize};
@@ -120,6 +121,11 @@ impl<Call: Encode> Extrinsic<Call> {
     pub fn verify_signature(&self, ctx: ChainContext) -> bool {
         self.signer
             .verify(&self.signing_payload(ctx), &self.signature)
+    }
+
+    /// Queues [`Self::verify_signature`]'s check in `batch`.
+    pub fn queue_signature(&self, ctx: ChainContext, batch: &mut SignatureBatch) {
+        batch.push(&self.signer, &self.signing_payload(ctx), &self.signature)
     }
 
     pub fn hash(&self) -> Hash {

@@ -10,6 +10,7 @@ use crate::{
     account::{AccountId, Signature},
     block::BlockNumber,
     hash::Hash,
+    signature::SignatureBatch,
 };
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,16 @@ impl CommitCertificate {
     /// Every signature is its signer's precommit for this certificate's block, height and round
     /// on chain `genesis`.
     pub fn verify_signatures(&self, genesis: Hash) -> Result<(), CertificateError> {
+        let mut batch = SignatureBatch::with_capacity(self.signatures.len());
+        self.queue_signatures(genesis, &mut batch);
+        match batch.first_invalid() {
+            Some(bad) => Err(CertificateError::BadSignature(self.signatures[bad].0)),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues [`Self::verify_signatures`]'s checks in `batch`, one per signer, in order.
+    pub fn queue_signatures(&self, genesis: Hash, batch: &mut SignatureBatch) {
         for (signer, signature) in &self.signatures {
             let bytes = vote_sign_bytes(
                 genesis,
@@ -140,11 +151,8 @@ impl CommitCertificate {
                 Some(self.block_hash),
                 signer,
             );
-            if !signer.verify(&bytes, signature) {
-                return Err(CertificateError::BadSignature(*signer));
-            }
+            batch.push(signer, &bytes, signature);
         }
-        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod finality;
 pub mod hash;
 pub mod merkle;
 pub mod seal;
+pub mod signature;
 pub mod state;
 
 pub use account::{AccountId, AddressError, Balance, Pair, SecretError, Signature};

@@ -1,9 +1,9 @@
 //! Block execution cost: a block of N signed transfers from many senders, split into signature
-//! checking (parallel `verify_signatures`) and execution (`BlockBuilder::push` without
-//! signature checks). Run: `cargo bench -p gridchain-runtime --bench block_execution`.
+//! checking (parallel, batched `verify_signatures`; and on one core, each signature alone vs
+//! batches) and execution (`BlockBuilder::push` without signature checks). Run: `cargo bench -p gridchain-runtime --bench block_execution`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gridchain_primitives::{ChainContext, Hash, Pair};
+use gridchain_primitives::{signature::SignatureBatch, ChainContext, Hash, Pair};
 use gridchain_runtime::*;
 use parity_scale_codec::Encode;
 use std::collections::BTreeMap;
@@ -57,6 +57,24 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("verify_signatures", n), &n, |b, _| {
             b.iter(|| verify_signatures(chain, &xts).unwrap())
         });
+        // One core, to compare checking each signature alone with checking them as batches.
+        group.bench_with_input(
+            BenchmarkId::new("signatures_one_by_one_1core", n),
+            &n,
+            |b, _| b.iter(|| assert!(xts.iter().all(|xt| xt.verify_signature(chain)))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("signatures_batched_1core", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    let mut batch = SignatureBatch::with_capacity(xts.len());
+                    xts.iter()
+                        .for_each(|xt| xt.queue_signature(chain, &mut batch));
+                    assert_eq!(batch.first_invalid(), None)
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("execute_without_signatures", n),
             &n,

@@ -6,8 +6,8 @@ use crate::{
     MAX_EXTRINSIC_BYTES,
 };
 use gridchain_primitives::{
-    block::BlockNumber, AccountId, Balance, ChainContext, Hash, Header, Overlay, StateChanges,
-    StateRead,
+    block::BlockNumber, signature, AccountId, Balance, ChainContext, Hash, Header, Overlay,
+    StateChanges, StateRead,
 };
 use pallet_system::{DispatchError, PalletError, Phase};
 use parity_scale_codec::Encode;
@@ -62,6 +62,22 @@ pub fn validate_transaction(
     xt: &Extrinsic,
     encoded_len: usize,
 ) -> Result<ValidTransaction, InvalidTransaction> {
+    let valid = validate_transaction_except_signature(state, next_block, xt, encoded_len)?;
+    // Last: it is the expensive check.
+    if !xt.verify_signature(chain) {
+        return Err(InvalidTransaction::BadSignature);
+    }
+    Ok(valid)
+}
+
+/// [`validate_transaction`] without the signature check, for callers that check the
+/// signatures of many transactions together (`Extrinsic::queue_signature`).
+pub fn validate_transaction_except_signature(
+    state: &dyn StateRead,
+    next_block: BlockNumber,
+    xt: &Extrinsic,
+    encoded_len: usize,
+) -> Result<ValidTransaction, InvalidTransaction> {
     if encoded_len > MAX_EXTRINSIC_BYTES {
         return Err(InvalidTransaction::TooLarge {
             size: encoded_len,
@@ -85,10 +101,6 @@ pub fn validate_transaction(
             available,
         });
     }
-    // Last: it is the expensive check.
-    if !xt.verify_signature(chain) {
-        return Err(InvalidTransaction::BadSignature);
-    }
     Ok(ValidTransaction { account_nonce, fee })
 }
 
@@ -102,40 +114,13 @@ fn check_mortality(xt: &Extrinsic, block: BlockNumber) -> Result<(), InvalidTran
     Ok(())
 }
 
-/// Verifies every extrinsic's signature, spread over the machine's cores. Returns the index of
-/// the first bad one. Each signature is checked on its own with `verify_strict`, never in a
-/// randomised batch, so every node reaches the same verdict on adversarial signatures.
+/// Verifies every extrinsic's signature, in batches spread over the machine's cores. Returns the
+/// index of the first bad one. Batches follow the chain's ZIP-215 rule, under which a batch
+/// gives exactly the verdict of checking each signature alone (see
+/// `gridchain_primitives::signature`), so every node agrees on adversarial signatures too.
 pub fn verify_signatures(chain: ChainContext, extrinsics: &[Extrinsic]) -> Result<(), usize> {
-    let indexed: Vec<(usize, &Extrinsic)> = extrinsics.iter().enumerate().collect();
-    verify_signature_refs(chain, &indexed)
-}
-
-/// [`verify_signatures`] over (index in block, extrinsic) pairs; returns the smallest bad index.
-fn verify_signature_refs(
-    chain: ChainContext,
-    extrinsics: &[(usize, &Extrinsic)],
-) -> Result<(), usize> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let chunk = extrinsics.len().div_ceil(threads).max(64);
-    let first_bad = std::thread::scope(|scope| {
-        let handles: Vec<_> = extrinsics
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .find(|(_, xt)| !xt.verify_signature(chain))
-                        .map(|(index, _)| *index)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("verifier thread panicked"))
-            .min()
-    });
-    first_bad.map_or(Ok(()), Err)
+    signature::first_invalid(extrinsics, |xt, batch| xt.queue_signature(chain, batch))
+        .map_or(Ok(()), Err)
 }
 
 /// Why a block is invalid.
@@ -372,10 +357,14 @@ pub fn execute_block_with_verified(
         .enumerate()
         .filter(|(_, xt)| !verified(&xt.hash()))
         .collect();
-    verify_signature_refs(chain, &unverified).map_err(|index| BlockError::InvalidExtrinsic {
-        index,
-        error: InvalidTransaction::BadSignature,
-    })?;
+    if let Some(bad) = signature::first_invalid(&unverified, |(_, xt), batch| {
+        xt.queue_signature(chain, batch)
+    }) {
+        return Err(BlockError::InvalidExtrinsic {
+            index: unverified[bad].0,
+            error: InvalidTransaction::BadSignature,
+        });
+    }
     let header = &block.header;
     let mut builder = BlockBuilder::new(
         state,

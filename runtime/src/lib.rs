@@ -35,8 +35,9 @@ mod executive;
 mod genesis;
 
 pub use executive::{
-    execute_block, execute_block_with_verified, fee_for, validate_transaction, verify_signatures,
-    BlockBuilder, BlockError, BuiltBlock, InvalidTransaction, ValidTransaction,
+    execute_block, execute_block_with_verified, fee_for, validate_transaction,
+    validate_transaction_except_signature, verify_signatures, BlockBuilder, BlockError, BuiltBlock,
+    InvalidTransaction, ValidTransaction,
 };
 pub use genesis::{
     build_genesis, genesis_header, GenesisConfig, GenesisError, GenesisFarm, GridGenesis,

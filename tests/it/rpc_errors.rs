@@ -185,3 +185,49 @@ async fn bad_queries_get_stable_codes() {
     assert_eq!(code_of(raw).0, -32601);
     assert_eq!(client.extrinsic(nowhere).await.unwrap(), None);
 }
+
+/// A JSON-RPC batch of submissions (pooled together, signatures checked as one batch) answers
+/// each entry as a lone call would, in the order of the entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_submissions_is_answered_entry_by_entry_in_order() {
+    use gridchain_rpc_api::jsonrpsee::core::params::BatchRequestBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), 500).await;
+    let client = node.client().await;
+    let chain = chain_context(&client).await;
+    let (eve, ferdie) = (Pair::dev("Eve"), Pair::dev("Ferdie"));
+
+    let mut forged = signed(&eve, transfer(1), 60, 1_000, 0, chain);
+    forged.0[40] ^= 1;
+    let good = signed(&eve, transfer(1), 60, 1_000, 0, chain);
+    let entries = [
+        good.clone(),
+        forged,
+        Bytes(vec![1, 2, 3]),
+        signed(&ferdie, transfer(1), 60, 1_000, 0, chain),
+        signed(&ferdie, transfer(1), 61, 0, 0, chain),
+    ];
+    let mut batch = BatchRequestBuilder::new();
+    for xt in &entries {
+        batch
+            .insert("author_submitExtrinsic", rpc_params![xt])
+            .unwrap();
+    }
+    batch.insert("chain_getHeader", rpc_params![]).unwrap();
+    let answers = client
+        .batch_request::<serde_json::Value>(batch)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.map_err(|e| e.code()))
+        .collect::<Vec<_>>();
+    assert_eq!(answers.len(), 6);
+    let hash_of = |xt: &Bytes| serde_json::to_value(Hash::of(&xt.0)).unwrap();
+    assert_eq!(answers[0], Ok(hash_of(&good)));
+    assert_eq!(answers[1], Err(BAD_SIGNATURE));
+    assert_eq!(answers[2], Err(BAD_FORMAT));
+    assert_eq!(answers[3], Ok(hash_of(&entries[3])));
+    assert_eq!(answers[4], Err(EXPIRED));
+    assert!(answers[5].as_ref().unwrap()["number"].is_u64());
+    assert_eq!(pending(&client).await.len(), 2);
+}

@@ -97,7 +97,8 @@ pub struct KeyLengthError {
     pub got: usize,
 }
 
-/// ed25519 with gridchain's key types, verified with `verify_strict`.
+/// ed25519 with gridchain's key types, verified by the chain's rule (ZIP-215, see
+/// `gridchain_primitives::signature`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ed25519;
 

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! RPC submit ─▶ pool ─▶ Network::broadcast ─▶ batch (≤ 512 KiB or 20 ms) ─▶ gossipsub publish
-//! gossipsub message ─▶ decode batch ─▶ on_transaction(each encoded extrinsic) ─▶ pool (checked)
+//! gossipsub message ─▶ decode batch ─▶ on_transactions(the batch) ─▶ pool (signatures checked together)
 //!
 //! Network::request(peer, bytes) ─▶ request-response ─▶ peer's on_request(bytes) ─▶ reply bytes
 //! Network::ban(peer)             ─▶ disconnected, refused and not dialled until the ban ends
@@ -64,9 +64,9 @@ pub struct NetworkConfig {
     pub genesis: Hash,
 }
 
-/// Receives every transaction (SCALE bytes) published by others, on a blocking thread (so it may
-/// check signatures).
-pub type TransactionHandler = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
+/// Receives each batch of transactions (SCALE bytes each) published by others, on a blocking
+/// thread (so it may check their signatures, together).
+pub type TransactionHandler = Arc<dyn Fn(Vec<Vec<u8>>) + Send + Sync>;
 /// Answers a peer's request (bytes in, bytes out), on a blocking thread (so it may read the
 /// database).
 pub type RequestHandler = Arc<dyn Fn(PeerId, Vec<u8>) -> Vec<u8> + Send + Sync>;
@@ -287,7 +287,7 @@ impl request_response::Codec for LengthPrefixed {
 /// Starts the swarm.
 pub async fn start(
     config: NetworkConfig,
-    on_transaction: TransactionHandler,
+    on_transactions: TransactionHandler,
     on_request: RequestHandler,
 ) -> anyhow::Result<Network> {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(config.node_key)
@@ -361,7 +361,7 @@ pub async fn start(
             swarm,
             topic,
             peers,
-            on_transaction,
+            on_transactions,
             on_request,
             connected: connected.clone(),
             peer_count: peer_count.clone(),
@@ -383,7 +383,7 @@ struct SwarmLoop {
     swarm: Swarm<Behaviour>,
     topic: gossipsub::IdentTopic,
     peers: Vec<(PeerId, Multiaddr)>,
-    on_transaction: TransactionHandler,
+    on_transactions: TransactionHandler,
     on_request: RequestHandler,
     connected: Arc<Mutex<Vec<PeerId>>>,
     peer_count: Arc<AtomicU64>,
@@ -491,12 +491,8 @@ impl SwarmLoop {
                 &mut &message.data[..],
             ) {
                 Ok(txs) => {
-                    let on_transaction = self.on_transaction.clone();
-                    tokio::task::spawn_blocking(move || {
-                        for tx in txs {
-                            on_transaction(tx);
-                        }
-                    });
+                    let on_transactions = self.on_transactions.clone();
+                    tokio::task::spawn_blocking(move || on_transactions(txs));
                 }
                 Err(e) => {
                     tracing::debug!(source = ?message.source, error = %e, "undecodable transaction batch")
@@ -591,7 +587,7 @@ mod tests {
         seed: u8,
         port: u16,
         peers: &[(u8, u16)],
-        on_transaction: TransactionHandler,
+        on_transactions: TransactionHandler,
         on_request: RequestHandler,
     ) -> Network {
         let config = NetworkConfig {
@@ -603,7 +599,7 @@ mod tests {
             node_key: [seed; 32],
             genesis: Hash::of(b"test chain"),
         };
-        start(config, on_transaction, on_request).await.unwrap()
+        start(config, on_transactions, on_request).await.unwrap()
     }
 
     /// Two real swarms on loopback: what one broadcasts, the other receives, once.
@@ -620,10 +616,10 @@ mod tests {
             no_answer.clone(),
         )
         .await;
-        let on_transaction: TransactionHandler = Arc::new(move |t| {
-            let _ = tx.send(t);
+        let on_transactions: TransactionHandler = Arc::new(move |batch| {
+            let _ = tx.send(batch);
         });
-        let _b = swarm(2, port_b, &[(1, port_a)], on_transaction, no_answer).await;
+        let _b = swarm(2, port_b, &[(1, port_a)], on_transactions, no_answer).await;
         // Gossipsub needs the peers' subscriptions first; keep offering until one arrives.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let got = loop {
@@ -633,7 +629,7 @@ mod tests {
             }
             assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
         };
-        assert_eq!(got, b"tx-1".to_vec());
+        assert_eq!(got, vec![b"tx-1".to_vec()]);
         assert!(a.peers() >= 1);
     }
 

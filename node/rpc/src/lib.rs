@@ -3,16 +3,18 @@
 //! Implements the `*Server` traits of `gridchain-rpc-api` over a node's [`Storage`] and
 //! [`TxPool`], and starts one `jsonrpsee` server that speaks HTTP and WebSocket on the same port.
 //!
-//! Reads are answered from storage on a blocking thread (RocksDB calls block). Submissions decode
-//! and validate the extrinsic (signature included) on the RPC worker that received it, so
-//! signature checks of concurrent submissions run in parallel. Head subscriptions read a
-//! broadcast channel the block producer feeds; a subscriber that falls behind is caught up from
+//! Reads are answered from storage on a blocking thread (RocksDB calls block). Submissions are
+//! decoded on the RPC worker that received them and pooled by one submission thread in batches
+//! of whatever has queued up, their signatures checked together (`submit.rs`). Head
+//! subscriptions read a broadcast channel the block producer feeds; a subscriber that falls behind is caught up from
 //! storage, so `chain_subscribeFinalizedHeads` never skips a block.
 
+mod batches;
 mod errors;
 mod grid;
+mod submit;
 
-use errors::{internal, invalid_params, pool_error};
+use errors::{internal, invalid_params};
 use gridchain_primitives::{
     block::BlockNumber, decode_untrusted, hash::encode_hex, AccountId, Bytes, ChainContext, Hash,
     Header, StateRead,
@@ -67,13 +69,25 @@ pub struct RpcServer {
 
 /// Starts the JSON-RPC server on `addr` (HTTP and WebSocket).
 pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServer> {
+    // A full block (16 MiB of extrinsics) as hex JSON.
+    const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
     let config = ServerConfig::builder()
         .max_request_body_size(4 * 1024 * 1024)
-        // A full block (16 MiB of extrinsics) as hex JSON.
-        .max_response_body_size(64 * 1024 * 1024)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(1_000)
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let middleware =
+        jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(|service| {
+            batches::ConcurrentBatches {
+                service,
+                max_response_bytes: MAX_RESPONSE_BYTES as usize,
+            }
+        });
+    let server = Server::builder()
+        .set_config(config)
+        .set_rpc_middleware(middleware)
+        .build(addr)
+        .await?;
     let local_addr = server.local_addr()?;
     let handle = server.start(module(ctx));
     Ok(RpcServer { handle, local_addr })
@@ -81,7 +95,8 @@ pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServ
 
 /// All RPC methods in one module.
 pub fn module(ctx: RpcContext) -> RpcModule<()> {
-    let node = Node(Arc::new(ctx));
+    let ctx = Arc::new(ctx);
+    let node = Node(ctx.clone(), submit::Submitter::start(ctx));
     let mut module = RpcModule::new(());
     module
         .merge(ChainApiServer::into_rpc(node.clone()))
@@ -109,7 +124,7 @@ fn json_message<T: serde::Serialize>(value: &T) -> Result<SubscriptionMessage, s
 }
 
 #[derive(Clone)]
-struct Node(Arc<RpcContext>);
+struct Node(Arc<RpcContext>, submit::Submitter);
 
 impl Node {
     /// Runs a storage read on the blocking pool.
@@ -129,30 +144,16 @@ impl Node {
             .map_err(|e| invalid_params(format!("invalid address {address:?}: {e}")))
     }
 
-    fn decode_extrinsic(bytes: &Bytes) -> RpcResult<(Extrinsic, usize)> {
-        let xt: Extrinsic = decode_untrusted("extrinsic", &bytes.0).map_err(|e| {
+    fn decode_extrinsic(bytes: &Bytes) -> RpcResult<Extrinsic> {
+        decode_untrusted("extrinsic", &bytes.0).map_err(|e| {
             jsonrpsee::types::ErrorObject::owned(error_codes::BAD_FORMAT, e.to_string(), None::<()>)
-        })?;
-        Ok((xt, bytes.0.len()))
+        })
     }
 
-    /// Validates and pools an extrinsic; blocking (signature check, state reads).
-    fn submit(&self, bytes: &Bytes) -> RpcResult<Hash> {
-        let (xt, len) = Self::decode_extrinsic(bytes)?;
-        let next_block = self.best_number().map_err(|e| internal(e.to_string()))? + 1;
-        let storage: &Storage = &self.0.storage;
-        let hash = self
-            .0
-            .pool
-            .submit(storage, next_block, xt, len)
-            .map(|s| s.hash)
-            .map_err(pool_error)?;
-        (self.0.on_submitted)(&bytes.0);
-        Ok(hash)
-    }
-
-    fn best_number(&self) -> Result<u64, gridchain_storage::StorageError> {
-        Ok(self.0.storage.best_header()?.map_or(0, |h| h.number))
+    /// Validates and pools an extrinsic (with whatever other submissions are waiting).
+    async fn submit(&self, bytes: Bytes) -> RpcResult<Hash> {
+        let xt = Self::decode_extrinsic(&bytes)?;
+        self.1.submit(xt, bytes.0).await
     }
 
     /// Streams headers to `sink`: first `start` (if any), then every newer committed header in
@@ -256,9 +257,7 @@ impl ChainApiServer for Node {
 #[async_trait]
 impl AuthorApiServer for Node {
     async fn submit_extrinsic(&self, extrinsic: Bytes) -> RpcResult<Hash> {
-        // Inline on the RPC worker: a signature check and two point reads take tens of
-        // microseconds, less than handing the work to the blocking pool and back.
-        self.submit(&extrinsic)
+        self.submit(extrinsic).await
     }
 
     async fn submit_and_watch_extrinsic(
@@ -266,22 +265,15 @@ impl AuthorApiServer for Node {
         pending: PendingSubscriptionSink,
         extrinsic: Bytes,
     ) -> SubscriptionResult {
-        let node = self.clone();
-        let submitted = tokio::task::spawn_blocking(move || {
-            let hash = node.submit(&extrinsic)?;
-            // Watch before anything can happen to it; if it already left the pool (included in
-            // the instant between), report it from storage.
-            Ok::<_, jsonrpsee::types::ErrorObjectOwned>((hash, node.0.pool.watch(&hash)))
-        })
-        .await
-        .map_err(|e| internal(format!("task failed: {e}")));
-        let (hash, watch) = match submitted.and_then(|r| r) {
-            Ok(v) => v,
+        let hash = match self.submit(extrinsic).await {
+            Ok(hash) => hash,
             Err(e) => {
                 pending.reject(e).await;
                 return Ok(());
             }
         };
+        // If it already left the pool (included in the instant since), report it from storage.
+        let watch = self.0.pool.watch(&hash);
         let sink = pending.accept().await?;
         let Some(mut updates) = watch else {
             if let Some(loc) = self.0.storage.tx_location(&hash)? {

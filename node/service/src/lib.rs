@@ -27,7 +27,7 @@ use gridchain_network::{Network, NetworkConfig};
 use gridchain_primitives::{ChainContext, Hash, Header, Pair};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
-use gridchain_runtime::{build_genesis, SPEC_VERSION};
+use gridchain_runtime::{build_genesis, Extrinsic, SPEC_VERSION};
 use gridchain_storage::Storage;
 use gridchain_txpool::{PoolLimits, TxPool};
 use parity_scale_codec::Encode;
@@ -230,7 +230,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             {
                 let storage = storage.clone();
                 let pool = pool.clone();
-                Arc::new(move |bytes: Vec<u8>| pool_gossiped(&storage, &pool, &bytes))
+                Arc::new(move |batch: Vec<Vec<u8>>| pool_gossiped(&storage, &pool, batch))
             },
             {
                 let storage = storage.clone();
@@ -337,20 +337,28 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 
 /// Pools a transaction a peer gossiped, checked like an RPC submission. Rejections are normal
 /// (a transaction arrives from several peers, or is already in a block) and only logged.
-fn pool_gossiped(storage: &Storage, pool: &TxPool, bytes: &[u8]) {
-    let xt = match gridchain_primitives::decode_untrusted("gossiped extrinsic", bytes) {
-        Ok(xt) => xt,
-        Err(e) => {
-            tracing::debug!(error = %e, "undecodable gossiped transaction");
-            return;
-        }
-    };
+/// Pools a gossiped batch of encoded transactions, checking their signatures together.
+fn pool_gossiped(storage: &Storage, pool: &TxPool, batch: Vec<Vec<u8>>) {
+    let txs: Vec<(Extrinsic, usize)> = batch
+        .iter()
+        .filter_map(|bytes| {
+            match gridchain_primitives::decode_untrusted("gossiped extrinsic", bytes) {
+                Ok(xt) => Some((xt, bytes.len())),
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable gossiped transaction");
+                    None
+                }
+            }
+        })
+        .collect();
     let next = match storage.best_header() {
         Ok(Some(h)) => h.number + 1,
         _ => return,
     };
-    if let Err(e) = pool.submit(storage, next, xt, bytes.len()) {
-        tracing::trace!(error = %e, "gossiped transaction not pooled");
+    for result in pool.submit_many(storage, next, txs) {
+        if let Err(e) = result {
+            tracing::trace!(error = %e, "gossiped transaction not pooled");
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! Every failure that the block's bytes explain is an [`ImportError::Peer`]: the sender is at
 //! fault and nothing was written.
 
-use gridchain_primitives::{finality::CommitCertificate, ChainContext, Hash, Header};
+use gridchain_primitives::{finality::CommitCertificate, signature, ChainContext, Hash, Header};
 use gridchain_runtime::Block;
 use gridchain_storage::Storage;
 use gridchain_txpool::TxPool;
@@ -51,7 +51,7 @@ impl CheckedBlock {
 
 /// Stage 1: checks every signature of `blocks` on chain `chain` — certificates and
 /// transactions together, spread over the machine's cores (a segment may hold a few huge blocks
-/// among many empty ones). Each is checked on its own with `verify_strict`, like consensus does.
+/// among many empty ones), in batches that give the verdict of checking each alone (ZIP-215).
 pub fn check_signatures(
     chain: ChainContext,
     blocks: Vec<FinalBlock>,
@@ -78,35 +78,23 @@ pub fn check_signatures(
                 .chain((0..c.block.extrinsics.len()).map(move |i| (b, Some(i))))
         })
         .collect();
-    let check = |&(b, job): &(usize, Option<usize>)| -> Result<(), ImportError> {
+    let first_bad = signature::first_invalid(&jobs, |&(b, job), batch| {
         let c = &checked[b];
         match job {
-            None => c
-                .certificate
-                .verify_signatures(chain.genesis_hash)
-                .map_err(|e| peer_fault(c.number(), e.to_string())),
-            Some(i) if c.block.extrinsics[i].verify_signature(chain) => Ok(()),
-            Some(i) => Err(peer_fault(
-                c.number(),
-                format!("extrinsic {i} has a bad signature"),
-            )),
+            None => c.certificate.queue_signatures(chain.genesis_hash, batch),
+            Some(i) => c.block.extrinsics[i].queue_signature(chain, batch),
         }
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = jobs.len().div_ceil(threads).max(64);
-    let first_fault = std::thread::scope(|scope| {
-        let workers: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(check).find(Result::is_err)))
-            .collect();
-        workers.into_iter().find_map(|w| {
-            w.join()
-                .unwrap_or_else(|_| Some(Err(anyhow::anyhow!("signature checker panicked").into())))
-        })
     });
-    match first_fault {
-        Some(Err(e)) => Err(e),
-        _ => Ok(checked),
+    match first_bad.map(|bad| jobs[bad]) {
+        Some((b, None)) => Err(peer_fault(
+            checked[b].number(),
+            "the certificate has a bad signature",
+        )),
+        Some((b, Some(i))) => Err(peer_fault(
+            checked[b].number(),
+            format!("extrinsic {i} has a bad signature"),
+        )),
+        None => Ok(checked),
     }
 }
 

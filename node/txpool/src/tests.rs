@@ -206,3 +206,55 @@ fn invalid_at_build_time_is_removed_and_reported() {
     assert!(pool.is_empty());
     assert!(pool.watch(&h).is_none());
 }
+
+#[test]
+fn a_batch_gets_the_verdicts_one_by_one_submission_would() {
+    let s = state();
+    let mut forged = xt("Bob", 0, 0);
+    forged.signature.0[10] ^= 1;
+    let other_chain = {
+        let call = Call::Balances(balances::Call::Transfer {
+            dest: Pair::dev("Eve").public(),
+            amount: 1,
+        });
+        let mut chain = chain();
+        chain.genesis_hash = Hash::of(b"another chain");
+        Extrinsic::sign(&Pair::dev("Dave"), call, 0, 100, 0, chain)
+    };
+    let batch = vec![
+        xt("Alice", 0, 0),
+        forged,
+        xt("Alice", 0, 0), // the same bytes again
+        xt("Charlie", 1, 0),
+        other_chain,
+        xt("Alice", 1, 0),
+        xt("Charlie", 0, 0),
+    ];
+    let one_by_one = {
+        let pool = TxPool::new(chain(), PoolLimits::default());
+        batch
+            .iter()
+            .map(|x| submit(&pool, &s, x.clone()))
+            .collect::<Vec<_>>()
+    };
+    let pool = TxPool::new(chain(), PoolLimits::default());
+    let together = pool.submit_many(
+        &s,
+        1,
+        batch
+            .iter()
+            .map(|x| (x.clone(), x.encoded_size()))
+            .collect(),
+    );
+    assert_eq!(together, one_by_one);
+    let bad = PoolError::Invalid(InvalidTransaction::BadSignature);
+    assert_eq!(together[1], Err(bad.clone()));
+    assert!(matches!(together[2], Err(PoolError::AlreadyImported(_))));
+    assert_eq!(together[4], Err(bad));
+    assert_eq!(together[3].as_ref().unwrap().status, TxStatus::Future);
+    let (alice, charlie) = (Pair::dev("Alice").public(), Pair::dev("Charlie").public());
+    assert_eq!(
+        order(&pool),
+        vec![(alice, 0), (alice, 1), (charlie, 0), (charlie, 1)]
+    );
+}
