@@ -63,8 +63,19 @@ pub trait NodeHealth: Send + Sync {
 }
 
 pub struct RpcServer {
-    pub handle: ServerHandle,
+    handle: ServerHandle,
+    submitter: submit::Submitter,
     pub local_addr: SocketAddr,
+}
+
+impl RpcServer {
+    /// Stops serving, then ends the submission threads; after this the server holds no storage.
+    pub async fn stop(self) {
+        let _ = self.handle.stop();
+        self.handle.stopped().await;
+        let submitter = self.submitter;
+        let _ = tokio::task::spawn_blocking(move || submitter.stop()).await;
+    }
 }
 
 /// Starts the JSON-RPC server on `addr` (HTTP and WebSocket).
@@ -89,14 +100,18 @@ pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServ
         .build(addr)
         .await?;
     let local_addr = server.local_addr()?;
-    let handle = server.start(module(ctx));
-    Ok(RpcServer { handle, local_addr })
+    let ctx = Arc::new(ctx);
+    let submitter = submit::Submitter::start(ctx.clone());
+    let handle = server.start(module(Node(ctx, submitter.clone())));
+    Ok(RpcServer {
+        handle,
+        submitter,
+        local_addr,
+    })
 }
 
 /// All RPC methods in one module.
-pub fn module(ctx: RpcContext) -> RpcModule<()> {
-    let ctx = Arc::new(ctx);
-    let node = Node(ctx.clone(), submit::Submitter::start(ctx));
+fn module(node: Node) -> RpcModule<()> {
     let mut module = RpcModule::new(());
     module
         .merge(ChainApiServer::into_rpc(node.clone()))

@@ -74,8 +74,7 @@ impl RunningNode {
         self.rebroadcast.abort();
         self.network.stop();
         self.consensus.stop().await;
-        let _ = self.rpc.handle.stop();
-        self.rpc.handle.stopped().await;
+        self.rpc.stop().await;
     }
 
     /// Resolves if consensus stops on its own (a storage failure); the node must then exit.
