@@ -406,8 +406,12 @@ impl App {
         );
         let block = self.block_time;
         let timeouts = LinearTimeouts {
-            // A proposer must build, execute and stream a block of up to 16 MiB in time.
-            propose: (block * 2).max(Duration::from_secs(2)),
+            // A proposer must build, execute, save and stream its block, and validators must
+            // execute and save it before they prevote. Under a flood on busy machines that took
+            // just over 2 s (building alone ~1 s: a third of the block time for transactions,
+            // then the state root and an fsync), and a round that times out throws all of it
+            // away and makes the next block bigger: 3 block times leave room.
+            propose: (block * 3).max(Duration::from_secs(3)),
             propose_delta: Duration::from_millis(500),
             prevote: block.max(Duration::from_millis(500)),
             prevote_delta: Duration::from_millis(500),
