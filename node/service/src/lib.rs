@@ -232,10 +232,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 Arc::new(move |batch: Vec<Vec<u8>>| pool_gossiped(&storage, &pool, batch))
             },
             {
-                let storage = storage.clone();
-                Arc::new(move |_peer, request: Vec<u8>| {
-                    gridchain_sync::protocol::serve(&storage, &request)
-                })
+                let server = gridchain_sync::protocol::Server::new(storage.clone());
+                Arc::new(move |peer, request: Vec<u8>| server.serve(peer, &request))
             },
         )
         .await

@@ -1,10 +1,13 @@
 //! The sync protocol's messages (SCALE), carried by `gridchain-network`'s request-response
 //! protocol `/gridchain/<genesis>/sync/1`, and how a node answers them.
 
+use gridchain_network::PeerId;
 use gridchain_primitives::{block::DECODE_DEPTH_LIMIT, finality::CommitCertificate, BlockNumber};
 use gridchain_runtime::Block;
 use gridchain_storage::Storage;
 use parity_scale_codec::{Decode, DecodeLimit, Encode};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc};
 
 /// Most blocks asked for (and served) in one request.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 512;
@@ -48,7 +51,71 @@ impl SyncResponse {
     }
 }
 
-/// Answers a request from `storage` (bytes in, bytes out: `gridchain-network`'s request handler).
+/// Requests one peer may have answered at the same time; more are refused. A catching-up
+/// node keeps 4 segments in flight (plus a status), so an honest peer never meets the limit.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 8;
+/// Requests answered at the same time from all peers together: each holds a blocking thread
+/// and up to [`RESPONSE_BYTES`] of blocks, so many peers at once must not take over the node.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Answers peers' requests from `storage`, within [`MAX_IN_FLIGHT_PER_PEER`] and
+/// [`MAX_IN_FLIGHT`]; a request beyond them gets `Refused` at once (the asking node tries
+/// another peer or later).
+pub struct Server {
+    storage: Arc<Storage>,
+    in_flight: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// A request being answered; counted until dropped.
+pub(crate) struct Permit<'a> {
+    server: &'a Server,
+    peer: PeerId,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.server.in_flight.lock();
+        if let Some(count) = in_flight.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Server {
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Server {
+            storage,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `gridchain-network`'s request handler: bytes in from `peer`, bytes out.
+    pub fn serve(&self, peer: PeerId, request: &[u8]) -> Vec<u8> {
+        match self.permit(peer) {
+            Some(_permit) => serve(&self.storage, request),
+            None => SyncResponse::Refused("too many requests in flight".into()).encode(),
+        }
+    }
+
+    pub(crate) fn permit(&self, peer: PeerId) -> Option<Permit<'_>> {
+        let mut in_flight = self.in_flight.lock();
+        let total: usize = in_flight.values().sum();
+        let count = in_flight.entry(peer).or_default();
+        if *count >= MAX_IN_FLIGHT_PER_PEER || total >= MAX_IN_FLIGHT {
+            if *count == 0 {
+                in_flight.remove(&peer);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Permit { server: self, peer })
+    }
+}
+
+/// Answers a request from `storage` (bytes in, bytes out), without limits.
 pub fn serve(storage: &Storage, request: &[u8]) -> Vec<u8> {
     let response =
         match SyncRequest::decode_all_with_depth_limit(DECODE_DEPTH_LIMIT, &mut &request[..]) {

@@ -4,9 +4,11 @@
 
 use crate::fixtures::{certificate, final_blocks, grow, importer, node, Node, VALIDATORS};
 use crate::import::{check_signatures, ImportError};
-use crate::protocol::{serve, FinalBlock, SyncRequest, SyncResponse};
+use crate::protocol::{
+    serve, FinalBlock, Server, SyncRequest, SyncResponse, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER,
+};
 use crate::{catch_up, SyncStatus};
-use gridchain_network::NetworkConfig;
+use gridchain_network::{NetworkConfig, PeerId};
 use gridchain_primitives::Hash;
 use parity_scale_codec::Encode;
 use std::sync::Arc;
@@ -170,6 +172,40 @@ fn serving_answers_ranges_and_refuses_garbage() {
     ));
 }
 
+#[test]
+fn a_peer_gets_at_most_its_share_of_requests_answered_at_once() {
+    let source = node();
+    grow(&source, 3, 0);
+    let server = Server::new(source.storage.clone());
+    let (greedy, other) = (PeerId::random(), PeerId::random());
+    let status = SyncRequest::Status.encode();
+    let answer = |peer| SyncResponse::decode_untrusted(&server.serve(peer, &status)).unwrap();
+
+    let held: Vec<_> = (0..MAX_IN_FLIGHT_PER_PEER)
+        .map(|_| server.permit(greedy).unwrap())
+        .collect();
+    assert!(matches!(answer(greedy), SyncResponse::Refused(r) if r.contains("too many")));
+    assert_eq!(answer(other), SyncResponse::Status { best: 3 });
+    drop(held);
+    assert_eq!(answer(greedy), SyncResponse::Status { best: 3 });
+
+    // All peers together are capped too.
+    let crowd: Vec<_> = (0..MAX_IN_FLIGHT)
+        .map(|i| server.permit(if i % 2 == 0 { greedy } else { PeerId::random() }))
+        .take_while(Option::is_some)
+        .collect();
+    assert!(
+        crowd.len() < MAX_IN_FLIGHT,
+        "greedy alone stops at its share"
+    );
+    let others: Vec<_> = (crowd.len()..MAX_IN_FLIGHT)
+        .map(|_| server.permit(PeerId::random()).unwrap())
+        .collect();
+    assert!(matches!(answer(other), SyncResponse::Refused(_)));
+    drop((crowd, others));
+    assert_eq!(answer(other), SyncResponse::Status { best: 3 });
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -214,12 +250,12 @@ async fn catch_up_imports_from_honest_peers_and_bans_a_liar() {
     let (honest_key, liar_key, target_key) = ([11u8; 32], [12u8; 32], [13u8; 32]);
     let (honest_port, liar_port, target_port) = (free_port(), free_port(), free_port());
 
-    let serving = source.storage.clone();
+    let serving = Server::new(source.storage.clone());
     let _honest = swarm(
         genesis,
         (honest_key, honest_port),
         &[],
-        Arc::new(move |_, request| serve(&serving, &request)),
+        Arc::new(move |peer, request| serving.serve(peer, &request)),
     )
     .await;
     let lying = source.storage.clone();
