@@ -62,7 +62,7 @@ impl SignatureBatch {
     }
 
     /// The verdict on each queued signature, in order: the same as [`verify`] on each. Batches
-    /// run on all cores.
+    /// run on all cores (one thread per core at most).
     pub fn verdicts(self) -> Vec<bool> {
         let judge = |part: &[batch::Item]| -> Vec<bool> {
             if batch_passes(part) {
@@ -73,14 +73,25 @@ impl SignatureBatch {
                     .collect()
             }
         };
-        if self.items.len() <= MAX_BATCH {
-            return judge(&self.items);
+        let judge_all = |part: &[batch::Item]| -> Vec<bool> {
+            part.chunks(MAX_BATCH).flat_map(judge).collect()
+        };
+        // One thread per core at most, each with whole batches: a flood of large gossip
+        // batches must not turn into a flood of threads.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = self
+            .items
+            .len()
+            .div_ceil(threads)
+            .next_multiple_of(MAX_BATCH);
+        if self.items.len() <= per_thread {
+            return judge_all(&self.items);
         }
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .items
-                .chunks(MAX_BATCH)
-                .map(|part| scope.spawn(move || judge(part)))
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || judge_all(part)))
                 .collect();
             handles
                 .into_iter()
