@@ -42,6 +42,10 @@ use tokio::sync::{mpsc, oneshot};
 const BATCH_BYTES: usize = 512 * 1024;
 /// …or when its first transaction has waited this long.
 const BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Gossip batches pooled at the same time; the rest wait their turn. Each uses at most one
+/// thread per core for its signatures. One per core measured ~3 % fewer finalized
+/// transactions/s under the local flood than unbounded; 8 keeps up with it.
+const GOSSIP_SLOTS: usize = 8;
 /// Largest gossip message accepted (a full batch plus framing).
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// How often configured peers that are not connected are dialled again (and bans expire).
@@ -362,6 +366,7 @@ pub async fn start(
             topic,
             peers,
             on_transactions,
+            gossip_slots: Arc::new(tokio::sync::Semaphore::new(GOSSIP_SLOTS)),
             on_request,
             connected: connected.clone(),
             peer_count: peer_count.clone(),
@@ -384,6 +389,9 @@ struct SwarmLoop {
     topic: gossipsub::IdentTopic,
     peers: Vec<(PeerId, Multiaddr)>,
     on_transactions: TransactionHandler,
+    /// Gossip batches handled at once ([`GOSSIP_SLOTS`]): more only queue, so a flood of
+    /// batches cannot become a flood of blocking threads.
+    gossip_slots: Arc<tokio::sync::Semaphore>,
     on_request: RequestHandler,
     connected: Arc<Mutex<Vec<PeerId>>>,
     peer_count: Arc<AtomicU64>,
@@ -492,7 +500,13 @@ impl SwarmLoop {
             ) {
                 Ok(txs) => {
                     let on_transactions = self.on_transactions.clone();
-                    tokio::task::spawn_blocking(move || on_transactions(txs));
+                    let slots = self.gossip_slots.clone();
+                    tokio::spawn(async move {
+                        let Ok(_slot) = slots.acquire_owned().await else {
+                            return;
+                        };
+                        let _ = tokio::task::spawn_blocking(move || on_transactions(txs)).await;
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(source = ?message.source, error = %e, "undecodable transaction batch")
