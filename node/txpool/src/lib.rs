@@ -25,9 +25,7 @@ use gridchain_primitives::{
     block::BlockNumber, signature::SignatureBatch, AccountId, Balance, ChainContext, Hash,
     StateRead,
 };
-use gridchain_runtime::{
-    validate_transaction, validate_transaction_except_signature, Extrinsic, InvalidTransaction,
-};
+use gridchain_runtime::{validate_transaction_except_signature, Extrinsic, InvalidTransaction};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::{
@@ -252,16 +250,13 @@ impl TxPool {
         xt: Extrinsic,
         encoded_len: usize,
     ) -> Result<Submitted, PoolError> {
-        let hash = xt.hash();
-        if self.inner.lock().by_hash.contains_key(&hash) {
-            return Err(PoolError::AlreadyImported(hash));
-        }
-        let valid = validate_transaction(state, self.chain, next_block, &xt, encoded_len)?;
-        self.insert(xt, hash, encoded_len, valid.account_nonce)
+        self.submit_many(state, next_block, vec![(xt, encoded_len)])
+            .pop()
+            .expect("submit_many answers each transaction")
     }
 
-    /// [`Self::submit`] for many transactions at once (a gossip batch): the signatures are
-    /// checked together (`gridchain_primitives::signature`), which costs a fraction of checking
+    /// [`Self::submit`] for many transactions at once (a gossip batch, an RPC turn): the
+    /// signatures are checked together (`gridchain_primitives::signature`), which costs a fraction of checking
     /// each alone and gives the same verdicts. One result per transaction, in order.
     pub fn submit_many(
         &self,
@@ -286,7 +281,7 @@ impl TxPool {
                 Ok(valid) => {
                     xt.queue_signature(self.chain, &mut batch);
                     unsigned.push((position, xt, hash, encoded_len, valid.account_nonce));
-                    // Placeholder until the signature verdict is in.
+                    // Its verdict if the signature check below fails; replaced if it passes.
                     results.push(Err(PoolError::Invalid(InvalidTransaction::BadSignature)));
                 }
                 Err(e) => results.push(Err(e)),
