@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 1_024;
 
 enum Message {
-    Submit(Job),
+    Submit(Box<Job>),
     /// Ends the thread that takes it (see [`Submitter::stop`]).
     Stop,
 }
@@ -69,7 +69,7 @@ impl Submitter {
     ) -> Result<Hash, ErrorObjectOwned> {
         let (reply, verdict) = oneshot::channel();
         self.queue
-            .send(Message::Submit(Job { xt, bytes, reply }))
+            .send(Message::Submit(Box::new(Job { xt, bytes, reply })))
             .map_err(|_| crate::internal("the node is shutting down"))?;
         verdict
             .await
@@ -98,7 +98,7 @@ fn next_turn(messages: &Mutex<mpsc::Receiver<Message>>) -> (Vec<Job>, bool) {
     let mut next = messages.recv();
     loop {
         match next {
-            Ok(Message::Submit(job)) => jobs.push(job),
+            Ok(Message::Submit(job)) => jobs.push(*job),
             Ok(Message::Stop) | Err(_) => return (jobs, true),
         }
         if jobs.len() == MAX_BATCH {
