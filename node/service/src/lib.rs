@@ -332,9 +332,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     })
 }
 
-/// Pools a transaction a peer gossiped, checked like an RPC submission. Rejections are normal
-/// (a transaction arrives from several peers, or is already in a block) and only logged.
-/// Pools a gossiped batch of encoded transactions, checking their signatures together.
+/// Pools a batch of transactions a peer gossiped, checked like RPC submissions (signatures
+/// together). Rejections are normal (a transaction arrives from several peers, or is already in
+/// a block) and only logged.
 fn pool_gossiped(storage: &Storage, pool: &TxPool, batch: Vec<Vec<u8>>) {
     let txs: Vec<(Extrinsic, usize)> = batch
         .iter()
@@ -349,8 +349,11 @@ fn pool_gossiped(storage: &Storage, pool: &TxPool, batch: Vec<Vec<u8>>) {
         })
         .collect();
     let next = match storage.best_header() {
-        Ok(Some(h)) => h.number + 1,
-        _ => return,
+        Ok(best) => best.map_or(0, |h| h.number) + 1,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the best block; gossiped transactions dropped");
+            return;
+        }
     };
     for result in pool.submit_many(storage, next, txs) {
         if let Err(e) = result {
