@@ -73,31 +73,19 @@ impl SignatureBatch {
                     .collect()
             }
         };
-        let judge_all = |part: &[batch::Item]| -> Vec<bool> {
-            part.chunks(MAX_BATCH).flat_map(judge).collect()
-        };
-        // One thread per core at most, each with whole batches: a flood of large gossip
+        // Whole batches per thread, one thread per core at most: a flood of large gossip
         // batches must not turn into a flood of threads.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = self
             .items
             .len()
-            .div_ceil(threads)
+            .div_ceil(cores())
             .next_multiple_of(MAX_BATCH);
-        if self.items.len() <= per_thread {
-            return judge_all(&self.items);
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .items
-                .chunks(per_thread)
-                .map(|part| scope.spawn(move || judge_all(part)))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("signature thread panicked"))
-                .collect()
+        on_cores(&self.items, per_thread, |_, part| {
+            part.chunks(MAX_BATCH).flat_map(judge).collect::<Vec<_>>()
         })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// The position of the first queued signature that fails [`verify`], if any.
@@ -131,9 +119,8 @@ pub fn first_invalid<T: Sync>(
     items: &[T],
     queue: impl Fn(&T, &mut SignatureBatch) + Sync,
 ) -> Option<usize> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(MAX_BATCH / 4);
-    let check = |offset: usize, part: &[T]| {
+    let chunk = items.len().div_ceil(cores()).max(MAX_BATCH / 4);
+    on_cores(items, chunk, |offset, part| {
         let mut batch = SignatureBatch::with_capacity(part.len());
         // owner[i]: the item (within `part`) that pushed the i-th signature.
         let mut owner = Vec::with_capacity(part.len());
@@ -142,23 +129,39 @@ pub fn first_invalid<T: Sync>(
             owner.resize(batch.len(), index);
         }
         batch.first_invalid().map(|bad| offset + owner[bad])
-    };
+    })
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `work(offset, part)` on each `chunk`-long part of `items`, one thread per part (on this
+/// thread if there is only one); the results in order.
+fn on_cores<T: Sync, R: Send>(
+    items: &[T],
+    chunk: usize,
+    work: impl Fn(usize, &[T]) -> R + Sync,
+) -> Vec<R> {
     if items.len() <= chunk {
-        return check(0, items);
+        return vec![work(0, items)];
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk)
             .enumerate()
             .map(|(n, part)| {
-                let check = &check;
-                scope.spawn(move || check(n * chunk, part))
+                let work = &work;
+                scope.spawn(move || work(n * chunk, part))
             })
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().expect("signature thread panicked"))
-            .min()
+            .map(|h| h.join().expect("signature thread panicked"))
+            .collect()
     })
 }
 
