@@ -403,3 +403,46 @@ fn up_clock_counts_only_up_time() {
     record_proof(&mut h, 70_000, period);
     assert_eq!(up_clock(&h, 75_000, period), 35_000);
 }
+
+/// A node that declares absurd resources would mint rewards and attract reservations for
+/// capacity it does not have: declarations are capped by the chain spec's per-node limits.
+#[test]
+fn declared_resources_above_the_chain_limits_are_refused() {
+    with_ctx(|ctx| {
+        let (_, node) = setup(ctx);
+        let liar = Pair::dev("Liar").public();
+        twin(ctx, liar, "liar");
+        let huge = Resources {
+            cru: u64::MAX,
+            mru: u64::MAX,
+            sru: u64::MAX,
+            hru: u64::MAX,
+        };
+        assert!(register_node(ctx, liar, 1, huge, Location::default(), None).is_err());
+        assert!(node_id_of(ctx, &liar).is_none());
+        assert!(dispatch(
+            ctx,
+            node,
+            Call::UpdateNode {
+                resources: huge,
+                location: Location::default(),
+                public_config: None,
+            },
+        )
+        .is_err());
+        assert_eq!(node_of(ctx, 1).resources, resources());
+    });
+}
+
+/// Anyone could otherwise attach a node to someone else's farm and have it paid as theirs.
+#[test]
+fn a_node_joins_a_farm_only_with_the_farmers_consent() {
+    with_ctx(|ctx| {
+        setup(ctx);
+        let stranger = Pair::dev("Stranger").public();
+        twin(ctx, stranger, "stranger");
+        assert!(register_node(ctx, stranger, 1, resources(), Location::default(), None).is_err());
+        assert!(node_id_of(ctx, &stranger).is_none());
+        assert_eq!(farm_nodes(ctx, 1), vec![1]);
+    });
+}
