@@ -88,12 +88,14 @@ pub enum ChainSpecError {
 pub const DEV_ACCOUNTS: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
 
 /// Grid genesis of the development chains: short periods so a test sees every transition in
-/// seconds — capacity proofs every 10 s, settlement every 5 blocks, 30 s of grace — one pricing
-/// policy and Alice's farm `dev-farm`.
+/// seconds — capacity proofs every 10 s, reward epochs of 60 s, settlement every 5 blocks, 30 s
+/// of grace — one pricing policy and Alice's farm `dev-farm`, which allows the dev node key
+/// (//Ferdie).
 fn development_grid() -> GridGenesis {
     GridGenesis {
         tfgrid: TfgridConfig {
             capacity_period_ms: 10_000,
+            ..TfgridConfig::default()
         },
         reservations: ReservationsConfig {
             settlement_buckets: 5,
@@ -107,6 +109,9 @@ fn development_grid() -> GridGenesis {
             timestamp_tolerance_ms: 30_000,
             reward_per_cu_hour: UNIT / 20,
             reward_per_su_hour: UNIT / 40,
+            // Six capacity periods; at most 10 GRID minted per epoch to all farms together.
+            reward_epoch_ms: 60_000,
+            reward_budget_per_epoch: 10 * UNIT,
         },
         pricing_policies: vec![PricingPolicy {
             id: 1,
@@ -121,6 +126,8 @@ fn development_grid() -> GridGenesis {
             twin_name: "alice".into(),
             name: "dev-farm".into(),
             pricing_policy_id: 1,
+            // The key `gridnode --dev` gives its agent (3Node 1 of the dev farm).
+            allowed_nodes: vec![Pair::dev("Ferdie").public()],
         }],
     }
 }

@@ -78,6 +78,7 @@ fn grid(reservations: usize) -> Grid {
                 twin_name: "farmer".into(),
                 name: "farm".into(),
                 pricing_policy_id: 1,
+                allowed_nodes: nodes.iter().map(Pair::public).collect(),
             }],
             ..Default::default()
         },

@@ -191,6 +191,7 @@ impl<'a> BlockBuilder<'a> {
         system::on_initialize(&mut ctx, number, parent_hash);
         timestamp::on_initialize(&mut ctx, timestamp_ms)?;
         capacity::on_initialize(&mut ctx);
+        reservations::on_initialize(&mut ctx);
         billing::on_initialize(&mut ctx, number);
         Ok(BlockBuilder {
             ctx,
@@ -313,12 +314,18 @@ fn dispatch(ctx: &mut Context, who: AccountId, call: Call) -> Result<(), Dispatc
             twins::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
         }
         Call::Tfgrid(call) => {
-            // A deleted node's reservations end first, while its up clock still counts; if the
-            // deletion is refused, the surrounding transaction drops this too.
-            if let tfgrid::Call::DeleteNode { node_id } = &call {
-                reservations::end_node_reservations(ctx, *node_id);
+            let deleted = match &call {
+                tfgrid::Call::DeleteNode { node_id } => Some(*node_id),
+                _ => None,
+            };
+            tfgrid::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)?;
+            // Only once the caller was found entitled: the node's reservations end over the
+            // next blocks (bounded work per block), its unpaid reward claim is dropped.
+            if let Some(node_id) = deleted {
+                reservations::schedule_node_end(ctx, node_id);
+                capacity::forget_node(ctx, node_id);
             }
-            tfgrid::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)
+            Ok(())
         }
         Call::Reservations(call) => {
             reservations::dispatch(ctx, who, call).map_err(PalletError::into_dispatch_error)

@@ -39,6 +39,10 @@ pub struct GenesisFarm {
     pub twin_name: String,
     pub name: String,
     pub pricing_policy_id: tfgrid::PricingPolicyId,
+    /// Node keys the farm's owner allows to register on it from the start (see
+    /// `pallet_tfgrid`'s consent rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_nodes: Vec<AccountId>,
 }
 
 /// Why a genesis config cannot become a state.
@@ -58,6 +62,9 @@ fn check_grid(grid: &GridGenesis) -> Result<(), GenesisError> {
     let fail = |m: &str| Err(GenesisError::Grid(m.to_string()));
     if grid.tfgrid.capacity_period_ms == 0 {
         return fail("capacityPeriodMs must be positive");
+    }
+    if grid.capacity.reward_epoch_ms < grid.tfgrid.capacity_period_ms.saturating_mul(2) {
+        return fail("rewardEpochMs must be at least two capacity periods");
     }
     if grid.reservations.settlement_buckets == 0 || grid.reservations.max_per_bucket == 0 {
         return fail("settlementBuckets and maxPerBucket must be positive");
@@ -96,13 +103,17 @@ pub fn build_genesis(config: &GenesisConfig) -> Result<StateChanges, GenesisErro
             twins::create_twin(&mut ctx, farm.owner, farm.twin_name.clone(), String::new())
                 .map_err(|e| GenesisError::Grid(format!("farm {}: {e}", farm.name)))?;
         }
-        tfgrid::create_farm(
+        let farm_id = tfgrid::create_farm(
             &mut ctx,
             farm.owner,
             farm.name.clone(),
             farm.pricing_policy_id,
         )
         .map_err(|e| GenesisError::Grid(format!("farm {}: {e}", farm.name)))?;
+        for node in &farm.allowed_nodes {
+            tfgrid::allow_node(&mut ctx, farm.owner, farm_id, *node)
+                .map_err(|e| GenesisError::Grid(format!("farm {}: {e}", farm.name)))?;
+        }
     }
     system::on_finalize(&mut ctx);
     Ok(ctx.into_parts().0)

@@ -303,7 +303,37 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
         ("charlie-farm", charlie.public())
     );
 
-    // Nodes, registered by their own keys.
+    // Nodes, registered by their own keys once the farmer allowed them.
+    grid.fails(
+        &node_key,
+        Call::Tfgrid(tfgrid::Call::RegisterNode {
+            farm_id: 2,
+            resources: node_resources(),
+            location: Location::default(),
+            public_config: None,
+        }),
+        "NodeNotAllowed",
+    )
+    .await;
+    grid.fails(
+        &node_key,
+        Call::Tfgrid(tfgrid::Call::AllowNode {
+            farm_id: 2,
+            account: node_key.public(),
+        }),
+        "NotFarmOwner",
+    )
+    .await;
+    for key in [&node_key, &other_node] {
+        grid.ok(
+            &charlie,
+            Call::Tfgrid(tfgrid::Call::AllowNode {
+                farm_id: 2,
+                account: key.public(),
+            }),
+        )
+        .await;
+    }
     for key in [&node_key, &other_node] {
         grid.ok(
             key,

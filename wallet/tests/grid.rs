@@ -232,7 +232,40 @@ async fn twins_farms_nodes_and_reservations() {
     let taken = run(ks, a(&["farm", "create", "dev-farm", "--from", "//Bob"])).await;
     taken.assert_code(5);
 
-    // The 3Node registers with its own key and proves its capacity, then keeps doing so.
+    // The farm's owner lets the 3Node's key join (nobody else may), then the node registers
+    // with its own key and proves its capacity, then keeps doing so.
+    let farm_text = farm_id.to_string();
+    run(
+        ks,
+        a(&[
+            "farm",
+            "allow-node",
+            &farm_text,
+            &node_address,
+            "--from",
+            "//Charlie",
+        ]),
+    )
+    .await
+    .assert_code(5);
+    let allowed = run(
+        ks,
+        a(&[
+            "farm",
+            "allow-node",
+            &farm_text,
+            &node_address,
+            "--from",
+            "//Bob",
+        ]),
+    )
+    .await;
+    allowed.assert_code(0);
+    assert!(
+        allowed.stdout.contains("may now register on farm"),
+        "{}",
+        allowed.stdout
+    );
     chain
         .as_node(
             &node_key,
@@ -268,7 +301,6 @@ async fn twins_farms_nodes_and_reservations() {
         })
     };
     let node_id_text = node_id.to_string();
-    let farm_text = farm_id.to_string();
 
     // Nodes.
     let listed = run(

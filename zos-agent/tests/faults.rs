@@ -71,6 +71,16 @@ async fn bad_image_reports_docker_error_and_other_nodes_work_is_ignored() {
     send(
         &client,
         chain,
+        &Pair::dev("Alice"),
+        Call::Tfgrid(tfgrid::Call::AllowNode {
+            farm_id: 1,
+            account: other.public(),
+        }),
+    )
+    .await;
+    send(
+        &client,
+        chain,
         &other,
         Call::Twins(twins::Call::CreateTwin {
             name: "other".into(),

@@ -174,6 +174,15 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
     };
     ok(
         &client,
+        &farmer,
+        Call::Tfgrid(tfgrid::Call::AllowNode {
+            farm_id: 2,
+            account: node_key.public(),
+        }),
+    )
+    .await;
+    ok(
+        &client,
         &node_key,
         Call::Tfgrid(tfgrid::Call::RegisterNode {
             farm_id: 2,

@@ -64,6 +64,7 @@ fn setup(ctx: &mut Ctx, funds: Balance) {
         ctx,
         &pallet_tfgrid::TfgridConfig {
             capacity_period_ms: PERIOD_MS,
+            ..Default::default()
         },
     );
     pallet_reservations::set_config(
@@ -99,6 +100,7 @@ fn setup(ctx: &mut Ctx, funds: Balance) {
         },
     );
     pallet_tfgrid::create_farm(ctx, farmer(), "farm".into(), 1).unwrap();
+    pallet_tfgrid::allow_node(ctx, farmer(), 1, node_account()).unwrap();
     pallet_tfgrid::register_node(
         ctx,
         node_account(),

@@ -15,16 +15,29 @@
 //! - **Measured below reserved**: if a proof measures less than reservations hold on the node,
 //!   `CapacityBelowReserved` is emitted and the node takes no new reservations until a proof
 //!   measures enough again (`CapacityRestored`).
-//! - **Farmer rewards** (the farming policy, [`CapacityConfig`]): each accepted proof mints to the
-//!   farm's payout account
-//!   `(CU × reward_per_cu_hour + SU × reward_per_su_hour) × up hours`,
-//!   where CU/SU are those of the measured resources capped at the registered ones, and the up
-//!   time is the block time since the previous proof, capped at two periods (beyond that the
-//!   node was Down and earns nothing) and at the node's own uptime (a reboot loses the time it
-//!   was off). Over a settlement period the farmer is thus paid in proportion to capacity ×
-//!   uptime; the first proof earns nothing.
+//! - **Farmer rewards** (the farming policy, [`CapacityConfig`]), in reward epochs of
+//!   `reward_epoch_ms` of block time:
+//!   1. each accepted proof adds a *claim* for the node in the current epoch:
+//!      `(CU × reward_per_cu_hour + SU × reward_per_su_hour) × up hours`, where CU/SU are those
+//!      of the measured resources capped at the registered ones (which the chain spec caps per
+//!      node, see `pallet_tfgrid`), and the up time is the block time since the previous proof,
+//!      capped at two periods (beyond that the node was Down and earns nothing) and at the
+//!      node's own uptime (a reboot loses the time it was off); the first proof claims nothing;
+//!   2. the epoch's mint is at most `reward_budget_per_epoch`: if the claims of an epoch add up
+//!      to more, each is paid pro rata, `claim × budget / total claims` (rounded down), so a
+//!      node that lies about its capacity dilutes the others' shares but never raises what
+//!      the chain mints;
+//!   3. a node's claim of epoch `e` is paid to its farm's payout account by its first proof in
+//!      epoch `e + 1`, when the epoch's total is final (one write per proof, no per-epoch sweep
+//!      over all nodes). A node that does not prove in `e + 1` was Down at the turn of the
+//!      epoch and forfeits it.
+//!
+//!   So the issuance minted in any epoch is at most the budget (the shares of the epoch before
+//!   it), which the proptest in `tests.rs` checks over random register/update/proof sequences.
 
-use gridchain_primitives::{account::balance_string, state::storage_key, AccountId, Balance};
+use gridchain_primitives::{
+    account::balance_string, state::storage_key, state::storage_map_key, AccountId, Balance,
+};
 use pallet_system::{Context, PalletError};
 use pallet_tfgrid::{FarmId, NodeId, NodeStatus, Resources};
 use parity_scale_codec::{Decode, Encode};
@@ -50,6 +63,13 @@ pub struct CapacityConfig {
     /// Units minted per SU per hour of up time.
     #[serde(with = "balance_string")]
     pub reward_per_su_hour: Balance,
+    /// Length of a reward epoch, in block time. At least two capacity periods, so every Up
+    /// node proves in every epoch.
+    pub reward_epoch_ms: u64,
+    /// Most units minted as farming rewards per epoch, shared pro rata when the claims exceed
+    /// it.
+    #[serde(with = "balance_string")]
+    pub reward_budget_per_epoch: Balance,
 }
 
 impl Default for CapacityConfig {
@@ -58,6 +78,8 @@ impl Default for CapacityConfig {
             timestamp_tolerance_ms: 30_000,
             reward_per_cu_hour: 0,
             reward_per_su_hour: 0,
+            reward_epoch_ms: 3_600_000,
+            reward_budget_per_epoch: 0,
         }
     }
 }
@@ -100,9 +122,14 @@ pub enum Event {
         node_id: NodeId,
         farm_id: FarmId,
         payout: AccountId,
+        /// Epoch the reward was earned in.
+        epoch: u64,
+        /// What the node claimed in that epoch.
+        #[serde(with = "balance_string")]
+        claimed: Balance,
+        /// What it was paid: the claim, or its pro-rata share of the budget.
         #[serde(with = "balance_string")]
         amount: Balance,
-        up_ms: u64,
     },
 }
 
@@ -141,6 +168,80 @@ pub fn config_key() -> Vec<u8> {
 }
 pub fn sweep_cursor_key() -> Vec<u8> {
     storage_key(PALLET, "sweep_cursor")
+}
+/// [`RewardEpochs`]: the claims of the current and the previous epoch.
+pub fn reward_epochs_key() -> Vec<u8> {
+    storage_key(PALLET, "reward_epochs")
+}
+/// A node's [`NodeClaim`].
+pub fn node_claim_key(node_id: NodeId) -> Vec<u8> {
+    storage_map_key(PALLET, "node_claim", &node_id)
+}
+
+/// Claims added up per reward epoch: the current one, and the previous one, whose claims are
+/// being paid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewardEpochs {
+    pub epoch: u64,
+    #[serde(with = "balance_string")]
+    pub claimed: Balance,
+    #[serde(with = "balance_string")]
+    pub previous_claimed: Balance,
+}
+
+impl RewardEpochs {
+    /// The totals as seen from `epoch` (at or after `self.epoch`).
+    fn at(self, epoch: u64) -> RewardEpochs {
+        if epoch == self.epoch {
+            return self;
+        }
+        RewardEpochs {
+            epoch,
+            claimed: 0,
+            previous_claimed: if epoch == self.epoch + 1 {
+                self.claimed
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// What a node claimed in the last epoch it proved in (not yet paid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeClaim {
+    pub epoch: u64,
+    #[serde(with = "balance_string")]
+    pub amount: Balance,
+}
+
+pub fn reward_epochs<E>(ctx: &Context<E>) -> RewardEpochs {
+    ctx.overlay
+        .get_decoded(&reward_epochs_key())
+        .unwrap_or_default()
+}
+pub fn node_claim<E>(ctx: &Context<E>, node_id: NodeId) -> Option<NodeClaim> {
+    ctx.overlay.get_decoded(&node_claim_key(node_id))
+}
+/// A deleted node's unpaid claim is dropped (its share of the budget is not minted).
+pub fn forget_node<E>(ctx: &mut Context<E>, node_id: NodeId) {
+    ctx.overlay.delete(node_claim_key(node_id));
+}
+
+/// `claim × budget / total`, rounded down, exactly (the product of two `u128` needs 256 bits),
+/// and never above the budget.
+pub fn pro_rata(claim: Balance, budget: Balance, total: Balance) -> Balance {
+    if total <= budget {
+        return claim;
+    }
+    let share = U256::from(claim) * U256::from(budget) / U256::from(total);
+    share.min(U256::from(budget)).low_u128()
+}
+
+uint::construct_uint! {
+    struct U256(4);
 }
 
 pub fn config<E>(ctx: &Context<E>) -> CapacityConfig {
@@ -228,21 +329,32 @@ where
         pallet_tfgrid::put_node(ctx, &node);
         ctx.deposit_event(Event::NodeUp { node_id });
     }
-    reward(ctx, &node, &measured, up_ms, &config);
+    reward(ctx, &node, &measured, up_ms, now, &config);
     Ok(())
 }
 
+/// Pays the node's claim of the epoch before, then adds this proof's claim (crate docs).
 fn reward<E>(
     ctx: &mut Context<E>,
     node: &pallet_tfgrid::Node,
     measured: &Resources,
     up_ms: u64,
+    now: u64,
     config: &CapacityConfig,
 ) where
     E: From<Event> + From<pallet_balances::Event>,
 {
-    let Some(farm) = pallet_tfgrid::farm(ctx, node.farm_id) else {
-        return;
+    let epoch = now / config.reward_epoch_ms.max(1);
+    let mut epochs = reward_epochs(ctx).at(epoch);
+    let mut claim = match node_claim(ctx, node.id) {
+        Some(claim) if claim.epoch == epoch => claim,
+        Some(earlier) => {
+            if earlier.epoch + 1 == epoch {
+                pay(ctx, node, earlier, epochs.previous_claimed, config);
+            }
+            NodeClaim { epoch, amount: 0 }
+        }
+        None => NodeClaim { epoch, amount: 0 },
     };
     let capacity = Resources {
         cru: measured.cru.min(node.resources.cru),
@@ -256,7 +368,31 @@ fn reward<E>(
             pallet_tfgrid::su_micro(&capacity).saturating_mul(config.reward_per_su_hour),
         )
         / 1_000_000;
-    let amount = per_hour.saturating_mul(up_ms as u128) / 3_600_000;
+    let earned = per_hour.saturating_mul(up_ms as u128) / 3_600_000;
+    claim.amount = claim.amount.saturating_add(earned);
+    epochs.claimed = epochs.claimed.saturating_add(earned);
+    ctx.overlay.put_encoded(reward_epochs_key(), &epochs);
+    if claim.amount == 0 {
+        ctx.overlay.delete(node_claim_key(node.id));
+    } else {
+        ctx.overlay.put_encoded(node_claim_key(node.id), &claim);
+    }
+}
+
+/// Mints the node's share of its finished epoch's claims, `total` being that epoch's.
+fn pay<E>(
+    ctx: &mut Context<E>,
+    node: &pallet_tfgrid::Node,
+    claim: NodeClaim,
+    total: Balance,
+    config: &CapacityConfig,
+) where
+    E: From<Event> + From<pallet_balances::Event>,
+{
+    let Some(farm) = pallet_tfgrid::farm(ctx, node.farm_id) else {
+        return;
+    };
+    let amount = pro_rata(claim.amount, config.reward_budget_per_epoch, total);
     if amount == 0 {
         return;
     }
@@ -265,8 +401,9 @@ fn reward<E>(
             node_id: node.id,
             farm_id: farm.id,
             payout: farm.payout,
+            epoch: claim.epoch,
+            claimed: claim.amount,
             amount,
-            up_ms,
         });
     }
 }

@@ -34,7 +34,7 @@ use gridchain_primitives::{
     account::balance_string, block::BlockNumber, seal::SEAL_OVERHEAD, state::storage_key,
     state::storage_map_key, AccountId, Balance, Bytes,
 };
-use pallet_system::{Context, PalletError};
+use pallet_system::{Context, PalletError, StoredSet};
 use pallet_tfgrid::{Cidr, NodeId, NodeStatus, Resources};
 use pallet_twins::TwinId;
 use parity_scale_codec::{Decode, Encode};
@@ -464,17 +464,21 @@ pub fn reservation_key(id: ReservationId) -> Vec<u8> {
 pub fn next_id_key() -> Vec<u8> {
     storage_key(PALLET, "next_id")
 }
-/// `Vec<ReservationId>`: every reservation of an account, deleted ones included.
-pub fn by_owner_key(owner: &AccountId) -> Vec<u8> {
-    storage_map_key(PALLET, "by_owner", owner)
+/// Every reservation of an account, deleted ones included.
+pub fn owner_set(owner: &AccountId) -> StoredSet<ReservationId> {
+    StoredSet::new(PALLET, "by_owner", owner)
 }
-/// `Vec<ReservationId>`: the reservations a node hosts (not deleted).
-pub fn by_node_key(node_id: NodeId) -> Vec<u8> {
-    storage_map_key(PALLET, "by_node", &node_id)
+/// The reservations a node hosts (not deleted).
+pub fn node_set(node_id: NodeId) -> StoredSet<ReservationId> {
+    StoredSet::new(PALLET, "by_node", &node_id)
 }
-/// `Vec<ReservationId>`: the reservations settled in blocks `≡ bucket (mod settlement_buckets)`.
-pub fn bucket_key(bucket: u32) -> Vec<u8> {
-    storage_map_key(PALLET, "bucket", &bucket)
+/// The reservations settled in blocks `≡ bucket (mod settlement_buckets)`.
+pub fn bucket_set(bucket: u32) -> StoredSet<ReservationId> {
+    StoredSet::new(PALLET, "bucket", &bucket)
+}
+/// Deleted nodes whose reservations are still being ended ([`on_initialize`]).
+pub fn ending_nodes_set() -> StoredSet<NodeId> {
+    StoredSet::new(PALLET, "ending_nodes", &())
 }
 
 pub fn config<E>(ctx: &Context<E>) -> ReservationsConfig {
@@ -493,34 +497,22 @@ pub fn next_id<E>(ctx: &Context<E>) -> ReservationId {
     ctx.overlay.get_decoded(&next_id_key()).unwrap_or(1)
 }
 pub fn by_owner<E>(ctx: &Context<E>, owner: &AccountId) -> Vec<ReservationId> {
-    ctx.overlay
-        .get_decoded(&by_owner_key(owner))
-        .unwrap_or_default()
+    let mut ids = owner_set(owner).members(ctx);
+    ids.sort_unstable();
+    ids
 }
 pub fn by_node<E>(ctx: &Context<E>, node_id: NodeId) -> Vec<ReservationId> {
-    ctx.overlay
-        .get_decoded(&by_node_key(node_id))
-        .unwrap_or_default()
+    let mut ids = node_set(node_id).members(ctx);
+    ids.sort_unstable();
+    ids
 }
 pub fn bucket<E>(ctx: &Context<E>, bucket: u32) -> Vec<ReservationId> {
-    ctx.overlay
-        .get_decoded(&bucket_key(bucket))
-        .unwrap_or_default()
-}
-
-fn put_list(ctx: &mut Context<impl Sized>, key: Vec<u8>, list: &Vec<ReservationId>) {
-    if list.is_empty() {
-        ctx.overlay.delete(key);
-    } else {
-        ctx.overlay.put_encoded(key, list);
-    }
+    bucket_set(bucket).members(ctx)
 }
 
 /// Takes a settled reservation out of its bucket.
 pub fn remove_from_bucket<E>(ctx: &mut Context<E>, bucket_index: u32, id: ReservationId) {
-    let mut ids = bucket(ctx, bucket_index);
-    ids.retain(|x| *x != id);
-    put_list(ctx, bucket_key(bucket_index), &ids);
+    bucket_set(bucket_index).remove(ctx, &id);
 }
 
 // ---- validation ----
@@ -831,18 +823,12 @@ pub fn reserve<E: From<Event>>(
     let buckets = config.settlement_buckets.max(1);
     let bucket_index = (0..buckets)
         .map(|k| ((id + k as u64) % buckets as u64) as u32)
-        .find(|b| bucket(ctx, *b).len() < config.max_per_bucket as usize)
+        .find(|b| bucket_set(*b).len(ctx) < config.max_per_bucket)
         .ok_or(Error::TooManyReservations)?;
     take_capacity(ctx, node_id, &resources, &Resources::default())?;
-    let mut in_bucket = bucket(ctx, bucket_index);
-    in_bucket.push(id);
-    put_list(ctx, bucket_key(bucket_index), &in_bucket);
-    let mut owned = by_owner(ctx, &who);
-    owned.push(id);
-    put_list(ctx, by_owner_key(&who), &owned);
-    let mut hosted = by_node(ctx, node_id);
-    hosted.push(id);
-    put_list(ctx, by_node_key(node_id), &hosted);
+    bucket_set(bucket_index).insert(ctx, id);
+    owner_set(&who).insert(ctx, id);
+    node_set(node_id).insert(ctx, id);
     ctx.overlay.put_encoded(next_id_key(), &(id + 1));
     let reservation = Reservation {
         id,
@@ -947,19 +933,53 @@ pub fn delete<E: From<Event>>(ctx: &mut Context<E>, r: &mut Reservation, reason:
     refresh_rate(ctx, r);
     let used = pallet_tfgrid::used(ctx, r.node_id).saturating_sub(&r.resources);
     pallet_tfgrid::set_used(ctx, r.node_id, &used);
-    let mut hosted = by_node(ctx, r.node_id);
-    hosted.retain(|x| *x != r.id);
-    put_list(ctx, by_node_key(r.node_id), &hosted);
+    node_set(r.node_id).remove(ctx, &r.id);
     pallet_twins::remove_reference(ctx, r.twin_id);
     put_reservation(ctx, r);
     ctx.deposit_event(Event::ReservationDeleted { id: r.id, reason });
 }
 
-/// Deletes every reservation on a node that is being deleted (call before the node goes).
-pub fn end_node_reservations<E: From<Event>>(ctx: &mut Context<E>, node_id: NodeId) {
-    for id in by_node(ctx, node_id) {
-        if let Some(mut r) = reservation(ctx, id) {
-            delete(ctx, &mut r, DeletionReason::NodeDeleted);
+/// Most reservations of deleted nodes [`on_initialize`] ends per block.
+pub const END_PER_BLOCK: u32 = 128;
+
+/// A node was deleted: its reservations end over the next blocks, at most [`END_PER_BLOCK`]
+/// per block (a node may host thousands; ending them all inside the `DeleteNode` call would
+/// make one cheap call cost every validator unbounded work). Until then they accrue nothing:
+/// `pallet_tfgrid` froze the node's up clock when it deleted the node.
+pub fn schedule_node_end<E>(ctx: &mut Context<E>, node_id: NodeId) {
+    if !node_set(node_id).is_empty(ctx) {
+        ending_nodes_set().insert(ctx, node_id);
+    } else {
+        pallet_tfgrid::forget_health(ctx, node_id);
+    }
+}
+
+/// Start of a block: ends up to [`END_PER_BLOCK`] reservations of deleted nodes
+/// (`Deleted(NodeDeleted)`), and forgets a deleted node once it hosts nothing.
+pub fn on_initialize<E: From<Event>>(ctx: &mut Context<E>) {
+    let ending = ending_nodes_set();
+    let mut budget = END_PER_BLOCK;
+    while budget > 0 {
+        let Some(node_id) = ending.last(ctx) else {
+            return;
+        };
+        let hosted = node_set(node_id);
+        while budget > 0 {
+            let Some(id) = hosted.last(ctx) else {
+                break;
+            };
+            budget -= 1;
+            match reservation(ctx, id) {
+                Some(mut r) if !r.is_deleted() => delete(ctx, &mut r, DeletionReason::NodeDeleted),
+                // Never the case (deletion takes it out of the set), but must not loop.
+                _ => {
+                    hosted.remove(ctx, &id);
+                }
+            }
+        }
+        if hosted.is_empty(ctx) {
+            ending.remove(ctx, &node_id);
+            pallet_tfgrid::forget_health(ctx, node_id);
         }
     }
 }

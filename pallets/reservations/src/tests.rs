@@ -59,6 +59,7 @@ fn setup(ctx: &mut Ctx) -> Accounts {
         ctx,
         &pallet_tfgrid::TfgridConfig {
             capacity_period_ms: 10_000,
+            ..Default::default()
         },
     );
     set_config(
@@ -88,6 +89,7 @@ fn setup(ctx: &mut Ctx) -> Accounts {
         },
     );
     pallet_tfgrid::create_farm(ctx, accounts.alice, "farm".into(), 1).unwrap();
+    pallet_tfgrid::allow_node(ctx, accounts.alice, 1, accounts.node).unwrap();
     pallet_tfgrid::register_node(
         ctx,
         accounts.node,
@@ -668,17 +670,82 @@ fn update_and_cancel_are_owner_only() {
     });
 }
 
+fn network_only(i: usize) -> Deployment {
+    Deployment {
+        metadata: format!("n{i}"),
+        workloads: vec![Workload {
+            name: "net".into(),
+            spec: WorkloadSpec::Network {
+                ip_range: "10.20.0.0/16".into(),
+            },
+        }],
+    }
+}
+
+fn node_deleted(ctx: &Ctx, id: ReservationId) -> bool {
+    reservation(ctx, id).unwrap().state
+        == ReservationState::Deleted {
+            reason: DeletionReason::NodeDeleted,
+        }
+}
+
 #[test]
-fn deleting_a_node_ends_its_reservations() {
+fn deleting_a_node_ends_its_reservations_in_bounded_batches() {
+    with_grid(|ctx, a| {
+        set_config(
+            ctx,
+            &ReservationsConfig {
+                settlement_buckets: 4,
+                max_per_bucket: 1_000,
+            },
+        );
+        reserve(ctx, a.bob, 1, small()).unwrap();
+        let count = END_PER_BLOCK as u64 + 10;
+        for i in 1..count {
+            reserve(ctx, a.bob, 1, network_only(i as usize)).unwrap();
+        }
+        assert_eq!(by_node(ctx, 1).len() as u64, count);
+        pallet_timestamp::on_initialize(ctx, 5_000).unwrap();
+        let clock = pallet_tfgrid::node_up_clock(ctx, 1);
+        pallet_tfgrid::dispatch(ctx, a.node, pallet_tfgrid::Call::DeleteNode { node_id: 1 })
+            .unwrap();
+        schedule_node_end(ctx, 1);
+        // Nothing ended inside the call; the node's up clock stopped with it.
+        assert!(!node_deleted(ctx, 1));
+        pallet_timestamp::on_initialize(ctx, 9_000).unwrap();
+        assert_eq!(pallet_tfgrid::node_up_clock(ctx, 1), clock);
+        on_initialize(ctx);
+        let ended = (1..=count).filter(|id| node_deleted(ctx, *id)).count();
+        assert_eq!(ended, END_PER_BLOCK as usize);
+        assert_eq!(by_node(ctx, 1).len(), 10);
+        on_initialize(ctx);
+        assert!((1..=count).all(|id| node_deleted(ctx, id)));
+        assert!(by_node(ctx, 1).is_empty());
+        assert!(ending_nodes_set().is_empty(ctx));
+        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+        // The frozen health goes with the last reservation; the owner keeps the history.
+        assert_eq!(pallet_tfgrid::health(ctx, 1), Default::default());
+        assert_eq!(by_owner(ctx, &a.bob).len() as u64, count);
+        on_initialize(ctx);
+    });
+}
+
+/// A stranger's `DeleteNode` is refused before any of the node's reservations is read.
+#[test]
+fn refused_node_deletions_end_nothing() {
     with_grid(|ctx, a| {
         reserve(ctx, a.bob, 1, small()).unwrap();
-        end_node_reservations(ctx, 1);
+        assert!(pallet_tfgrid::dispatch(
+            ctx,
+            a.bob,
+            pallet_tfgrid::Call::DeleteNode { node_id: 1 }
+        )
+        .is_err());
+        on_initialize(ctx);
         assert_eq!(
             reservation(ctx, 1).unwrap().state,
-            ReservationState::Deleted {
-                reason: DeletionReason::NodeDeleted
-            }
+            ReservationState::Created
         );
-        assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+        assert!(ending_nodes_set().is_empty(ctx));
     });
 }

@@ -11,6 +11,8 @@
 //!   `state_getReadProof`, so a light client can check what happened in a block).
 //! - [`DispatchError`]: the pallet-independent form of any pallet's error (`pallet`, `error`
 //!   variant name, human `message`), carried in `ExtrinsicFailed` events.
+//! - [`StoredSet`]: a set kept as one storage entry per member, for pallets whose indexes
+//!   must grow without any single write growing with them.
 //! - One call, [`Call::Remark`], which records the hash of arbitrary bytes on chain.
 
 use gridchain_primitives::{
@@ -20,8 +22,11 @@ use gridchain_primitives::{
 use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+mod stored_set;
 #[cfg(test)]
 mod tests;
+
+pub use stored_set::StoredSet;
 
 pub const PALLET: &str = "system";
 

@@ -10,6 +10,13 @@
 //!   twin: the agent on the machine signs with it, and secrets in reservations are sealed to it.
 //!   A node declares its resources (CRU logical cores, MRU/SRU/HRU bytes), location and optional
 //!   public config.
+//! - **Consent**: a node joins a farm only if the farm's owner allowed its key first
+//!   ([`Call::AllowNode`], or the chain spec's `allowedNodes` of a genesis farm); the allowance
+//!   is used up by the registration. Otherwise anyone could attach a node to a farm (and its
+//!   reputation and pricing) that never wanted it. A farm holds at most [`MAX_FARM_NODES`].
+//! - **Limits**: declared resources are capped per node by the chain spec
+//!   (`TfgridConfig::max_node_resources`), on registration and update: a declaration bounds
+//!   what the node is paid for and what reservations may take on it.
 //!
 //! ## Capacity units
 //! With MRU in GiB and CRU in cores (tfchain's published formulas):
@@ -54,6 +61,8 @@ pub const GIB: u64 = 1 << 30;
 pub const MAX_FARM_IPS: usize = 256;
 /// Longest location or public-config field, in bytes.
 pub const MAX_FIELD_LEN: usize = 128;
+/// Most nodes one farm holds: `farm_nodes` is one list, rewritten whole when it changes.
+pub const MAX_FARM_NODES: usize = 1_000;
 
 /// Resources of a node or a workload: logical cores and bytes of memory, SSD and HDD.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -319,13 +328,28 @@ impl Cidr {
 pub struct TfgridConfig {
     /// Nodes prove their capacity once per period; Down after two missed periods.
     pub capacity_period_ms: u64,
+    /// The most one node may declare, per resource. Declarations are the node's own word, and
+    /// they bound both what it may be paid for and what reservations may take on it, so a
+    /// node claiming `u64::MAX` cores must be refused, not believed.
+    pub max_node_resources: Resources,
 }
 
+/// Per-node limits of the built-in chains: a large 2026 server (512 logical cores, 8 TiB of
+/// memory, 256 TiB of SSD, 2 PiB of HDD). Anything above is a lie or a cluster, which must
+/// register as several nodes.
+pub const DEFAULT_MAX_NODE_RESOURCES: Resources = Resources {
+    cru: 512,
+    mru: 8 << 40,
+    sru: 256 << 40,
+    hru: 2 << 50,
+};
+
 impl Default for TfgridConfig {
-    /// Ten minutes.
+    /// Ten minutes; [`DEFAULT_MAX_NODE_RESOURCES`].
     fn default() -> Self {
         TfgridConfig {
             capacity_period_ms: 600_000,
+            max_node_resources: DEFAULT_MAX_NODE_RESOURCES,
         }
     }
 }
@@ -353,7 +377,14 @@ pub enum Call {
     },
     #[serde(rename_all = "camelCase")]
     RemoveFarmIp { farm_id: FarmId, ip: String },
-    /// Signed by the node's own key, which must have a twin.
+    /// Farm owner only: the node whose key is `account` may register on this farm (once).
+    #[serde(rename_all = "camelCase")]
+    AllowNode { farm_id: FarmId, account: AccountId },
+    /// Farm owner only: withdraws an allowance not used yet.
+    #[serde(rename_all = "camelCase")]
+    DisallowNode { farm_id: FarmId, account: AccountId },
+    /// Signed by the node's own key, which must have a twin and the farmer's allowance
+    /// ([`Call::AllowNode`]).
     #[serde(rename_all = "camelCase")]
     RegisterNode {
         farm_id: FarmId,
@@ -392,6 +423,10 @@ pub enum Event {
     FarmIpAdded { farm_id: FarmId, ip: String },
     #[serde(rename_all = "camelCase")]
     FarmIpRemoved { farm_id: FarmId, ip: String },
+    #[serde(rename_all = "camelCase")]
+    NodeAllowed { farm_id: FarmId, account: AccountId },
+    #[serde(rename_all = "camelCase")]
+    NodeDisallowed { farm_id: FarmId, account: AccountId },
     #[serde(rename_all = "camelCase")]
     NodeRegistered {
         id: NodeId,
@@ -440,6 +475,14 @@ pub enum Error {
     ResourcesBelowReserved,
     #[error("invalid location or public config (fields up to {MAX_FIELD_LEN} bytes, valid IPs)")]
     InvalidNodeInfo,
+    #[error("declared resources exceed the chain's per-node limits")]
+    ResourcesAboveLimit,
+    #[error("the farm's owner has not allowed this node key on the farm")]
+    NodeNotAllowed,
+    #[error("the farm has no allowance for that key")]
+    UnknownAllowance,
+    #[error("a farm holds at most {MAX_FARM_NODES} nodes")]
+    FarmFull,
 }
 
 impl PalletError for Error {
@@ -463,6 +506,10 @@ impl PalletError for Error {
             Error::InvalidResources => "InvalidResources",
             Error::ResourcesBelowReserved => "ResourcesBelowReserved",
             Error::InvalidNodeInfo => "InvalidNodeInfo",
+            Error::ResourcesAboveLimit => "ResourcesAboveLimit",
+            Error::NodeNotAllowed => "NodeNotAllowed",
+            Error::UnknownAllowance => "UnknownAllowance",
+            Error::FarmFull => "FarmFull",
         }
     }
 }
@@ -488,6 +535,8 @@ pub fn dispatch<E: From<Event>>(
             gateway,
         } => add_farm_ip(ctx, who, farm_id, ip, gateway),
         Call::RemoveFarmIp { farm_id, ip } => remove_farm_ip(ctx, who, farm_id, ip),
+        Call::AllowNode { farm_id, account } => allow_node(ctx, who, farm_id, account),
+        Call::DisallowNode { farm_id, account } => disallow_node(ctx, who, farm_id, account),
         Call::RegisterNode {
             farm_id,
             resources,
@@ -526,6 +575,10 @@ pub fn next_farm_id_key() -> Vec<u8> {
 /// `Vec<NodeId>` of a farm's nodes.
 pub fn farm_nodes_key(id: FarmId) -> Vec<u8> {
     storage_map_key(PALLET, "farm_nodes", &id)
+}
+/// Present while the farm's owner allows `account` to register a node on `farm`.
+pub fn allowed_node_key(farm: FarmId, account: &AccountId) -> Vec<u8> {
+    storage_map_key(PALLET, "allowed_node", &(farm, account))
 }
 pub fn node_key(id: NodeId) -> Vec<u8> {
     storage_map_key(PALLET, "node", &id)
@@ -566,6 +619,9 @@ pub fn farm_nodes<E>(ctx: &Context<E>, id: FarmId) -> Vec<NodeId> {
         .get_decoded(&farm_nodes_key(id))
         .unwrap_or_default()
 }
+pub fn node_allowed<E>(ctx: &Context<E>, farm: FarmId, account: &AccountId) -> bool {
+    ctx.overlay.get(&allowed_node_key(farm, account)).is_some()
+}
 pub fn node<E>(ctx: &Context<E>, id: NodeId) -> Option<Node> {
     ctx.overlay.get_decoded(&node_key(id))
 }
@@ -580,6 +636,10 @@ pub fn health<E>(ctx: &Context<E>, id: NodeId) -> NodeHealth {
 }
 pub fn put_health<E>(ctx: &mut Context<E>, id: NodeId, health: &NodeHealth) {
     ctx.overlay.put_encoded(health_key(id), health);
+}
+/// Drops a deleted node's (frozen) health once nothing is billed against it.
+pub fn forget_health<E>(ctx: &mut Context<E>, id: NodeId) {
+    ctx.overlay.delete(health_key(id));
 }
 pub fn used<E>(ctx: &Context<E>, id: NodeId) -> Resources {
     ctx.overlay.get_decoded(&used_key(id)).unwrap_or_default()
@@ -749,15 +809,47 @@ fn remove_farm_ip<E: From<Event>>(
     Ok(())
 }
 
+/// Genesis or [`Call::AllowNode`]: the farm's consent for one node key.
+pub fn allow_node<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    farm_id: FarmId,
+    account: AccountId,
+) -> Result<(), Error> {
+    owned_farm(ctx, &who, farm_id)?;
+    ctx.overlay.put(allowed_node_key(farm_id, &account), vec![]);
+    ctx.deposit_event(Event::NodeAllowed { farm_id, account });
+    Ok(())
+}
+
+fn disallow_node<E: From<Event>>(
+    ctx: &mut Context<E>,
+    who: AccountId,
+    farm_id: FarmId,
+    account: AccountId,
+) -> Result<(), Error> {
+    owned_farm(ctx, &who, farm_id)?;
+    if !node_allowed(ctx, farm_id, &account) {
+        return Err(Error::UnknownAllowance);
+    }
+    ctx.overlay.delete(allowed_node_key(farm_id, &account));
+    ctx.deposit_event(Event::NodeDisallowed { farm_id, account });
+    Ok(())
+}
+
 // ---- nodes ----
 
-fn check_node_info(
+fn check_node_info<E>(
+    ctx: &Context<E>,
     resources: &Resources,
     location: &Location,
     public_config: &Option<PublicConfig>,
 ) -> Result<(), Error> {
     if resources.cru == 0 || resources.mru < GIB {
         return Err(Error::InvalidResources);
+    }
+    if !resources.fits_in(&config(ctx).max_node_resources) {
+        return Err(Error::ResourcesAboveLimit);
     }
     let short = |s: &str| s.len() <= MAX_FIELD_LEN && !s.chars().any(char::is_control);
     if ![
@@ -806,11 +898,18 @@ pub fn register_node<E: From<Event>>(
     if farm(ctx, farm_id).is_none() {
         return Err(Error::UnknownFarm(farm_id));
     }
-    check_node_info(&resources, &location, &public_config)?;
+    if !node_allowed(ctx, farm_id, &who) {
+        return Err(Error::NodeNotAllowed);
+    }
+    check_node_info(ctx, &resources, &location, &public_config)?;
+    let mut nodes = farm_nodes(ctx, farm_id);
+    if nodes.len() >= MAX_FARM_NODES {
+        return Err(Error::FarmFull);
+    }
+    ctx.overlay.delete(allowed_node_key(farm_id, &who));
     let id = next_node_id(ctx);
     ctx.overlay.put_encoded(next_node_id_key(), &(id + 1));
     ctx.overlay.put_encoded(node_by_account_key(&who), &id);
-    let mut nodes = farm_nodes(ctx, farm_id);
     nodes.push(id);
     ctx.overlay.put_encoded(farm_nodes_key(farm_id), &nodes);
     put_node(
@@ -845,7 +944,7 @@ fn update_node<E: From<Event>>(
 ) -> Result<(), Error> {
     let id = node_id_of(ctx, &who).ok_or(Error::NotANode)?;
     let mut node = node(ctx, id).ok_or(Error::UnknownNode(id))?;
-    check_node_info(&resources, &location, &public_config)?;
+    check_node_info(ctx, &resources, &location, &public_config)?;
     if !used(ctx, id).fits_in(&usable_capacity(&resources)) {
         return Err(Error::ResourcesBelowReserved);
     }
@@ -857,7 +956,10 @@ fn update_node<E: From<Event>>(
     Ok(())
 }
 
-/// Deletes the node; the caller (the runtime) then ends its reservations.
+/// Deletes the node (after checking the caller: nothing else is read or written before), and
+/// freezes its up clock at the current block time so its reservations, which the runtime ends
+/// over the next blocks, accrue nothing after this block. The health record goes with
+/// [`forget_health`] once they have all ended.
 fn delete_node<E: From<Event>>(
     ctx: &mut Context<E>,
     who: AccountId,
@@ -874,7 +976,11 @@ fn delete_node<E: From<Event>>(
         .put_encoded(farm_nodes_key(node.farm_id), &nodes);
     ctx.overlay.delete(node_key(node_id));
     ctx.overlay.delete(node_by_account_key(&node.account));
-    ctx.overlay.delete(health_key(node_id));
+    let frozen = NodeHealth {
+        up_clock_ms: node_up_clock(ctx, node_id),
+        ..NodeHealth::default()
+    };
+    put_health(ctx, node_id, &frozen);
     pallet_twins::remove_reference(ctx, node.twin_id);
     ctx.deposit_event(Event::NodeDeleted { id: node_id });
     Ok(())

@@ -60,6 +60,7 @@ fn setup(ctx: &mut Context<TestEvent>) -> (AccountId, AccountId) {
     twin(ctx, node, "node1");
     assert_eq!(add_pricing_policy(ctx, policy()), 1);
     create_farm(ctx, alice, "farm".into(), 1).unwrap();
+    allow_node(ctx, alice, 1, node).unwrap();
     register_node(ctx, node, 1, resources(), Location::default(), None).unwrap();
     (alice, node)
 }
@@ -291,6 +292,19 @@ fn nodes_register_update_delete_and_errors() {
             Err(Error::UnknownFarm(5))
         );
         assert_eq!(
+            register(ctx, bob, 1, resources(), None),
+            Err(Error::NodeNotAllowed)
+        );
+        dispatch(
+            ctx,
+            alice,
+            Call::AllowNode {
+                farm_id: 1,
+                account: bob,
+            },
+        )
+        .unwrap();
+        assert_eq!(
             register(ctx, bob, 1, Resources::default(), None),
             Err(Error::InvalidResources)
         );
@@ -312,6 +326,8 @@ fn nodes_register_update_delete_and_errors() {
         };
         register(ctx, bob, 1, resources(), Some(public)).unwrap();
         assert_eq!(farm_nodes(ctx, 1), vec![1, 2]);
+        // The allowance is used up.
+        assert!(!node_allowed(ctx, 1, &bob));
 
         let update = |ctx: &mut Context<TestEvent>, who, resources| {
             dispatch(
@@ -418,7 +434,21 @@ fn declared_resources_above_the_chain_limits_are_refused() {
             sru: u64::MAX,
             hru: u64::MAX,
         };
-        assert!(register_node(ctx, liar, 1, huge, Location::default(), None).is_err());
+        allow_node(ctx, Pair::dev("Alice").public(), 1, liar).unwrap();
+        assert_eq!(
+            register_node(ctx, liar, 1, huge, Location::default(), None),
+            Err(Error::ResourcesAboveLimit)
+        );
+        // One unit above the limit is refused; the limit itself is accepted.
+        let max = config(ctx).max_node_resources;
+        let above = Resources {
+            cru: max.cru + 1,
+            ..max
+        };
+        assert_eq!(
+            register_node(ctx, liar, 1, above, Location::default(), None),
+            Err(Error::ResourcesAboveLimit)
+        );
         assert!(node_id_of(ctx, &liar).is_none());
         assert!(dispatch(
             ctx,
@@ -431,6 +461,7 @@ fn declared_resources_above_the_chain_limits_are_refused() {
         )
         .is_err());
         assert_eq!(node_of(ctx, 1).resources, resources());
+        register_node(ctx, liar, 1, max, Location::default(), None).unwrap();
     });
 }
 
@@ -441,8 +472,32 @@ fn a_node_joins_a_farm_only_with_the_farmers_consent() {
         setup(ctx);
         let stranger = Pair::dev("Stranger").public();
         twin(ctx, stranger, "stranger");
-        assert!(register_node(ctx, stranger, 1, resources(), Location::default(), None).is_err());
+        assert_eq!(
+            register_node(ctx, stranger, 1, resources(), Location::default(), None),
+            Err(Error::NodeNotAllowed)
+        );
         assert!(node_id_of(ctx, &stranger).is_none());
         assert_eq!(farm_nodes(ctx, 1), vec![1]);
+        // Only the farm's owner gives or withdraws consent.
+        let alice = Pair::dev("Alice").public();
+        let allow = Call::AllowNode {
+            farm_id: 1,
+            account: stranger,
+        };
+        assert_eq!(
+            dispatch(ctx, stranger, allow.clone()),
+            Err(Error::NotFarmOwner)
+        );
+        dispatch(ctx, alice, allow).unwrap();
+        let disallow = Call::DisallowNode {
+            farm_id: 1,
+            account: stranger,
+        };
+        dispatch(ctx, alice, disallow.clone()).unwrap();
+        assert_eq!(dispatch(ctx, alice, disallow), Err(Error::UnknownAllowance));
+        assert_eq!(
+            register_node(ctx, stranger, 1, resources(), Location::default(), None),
+            Err(Error::NodeNotAllowed)
+        );
     });
 }

@@ -1,15 +1,16 @@
-//! `grid farm create|show|list`: farms, which group 3Nodes under a pricing policy and a payout
-//! account.
+//! `grid farm create|show|list|allow-node|disallow-node`: farms, which group 3Nodes under a
+//! pricing policy and a payout account. A node registers on a farm only after the farm's owner
+//! allowed its key (`allow-node`).
 
 use crate::{
-    accounts::{resolve_signer, KeystoreLocation},
+    accounts::{resolve_account, resolve_signer, KeystoreLocation},
     commands::submit::{find_event, submit_call, transaction_json},
     output::{Progress, Rendered},
     rpc::{Node, NodeClient},
 };
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use gridchain_primitives::Pair;
+use gridchain_primitives::{AccountId, Pair};
 use gridchain_rpc_api::{grid::MAX_PAGE, GridApiClient};
 use gridchain_runtime::{
     tfgrid::{self, Farm, FarmId, PricingPolicyId},
@@ -37,6 +38,24 @@ pub enum FarmCommand {
     },
     /// List every farm.
     List,
+    /// Farm owner: let the node whose key is ACCOUNT register on the farm (once).
+    AllowNode {
+        farm: FarmId,
+        /// The node's account: address, keystore name or secret URI.
+        account: String,
+        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
+    /// Farm owner: withdraw an allowance the node has not used yet.
+    DisallowNode {
+        farm: FarmId,
+        /// The node's account: address, keystore name or secret URI.
+        account: String,
+        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
 }
 
 #[allow(clippy::large_enum_variant)] // one per run
@@ -48,6 +67,12 @@ pub enum FarmRequest {
     },
     Show(String),
     List,
+    Consent {
+        signer: Pair,
+        farm: FarmId,
+        account: AccountId,
+        allow: bool,
+    },
 }
 
 impl FarmRequest {
@@ -64,6 +89,26 @@ impl FarmRequest {
             },
             FarmCommand::Show { farm } => FarmRequest::Show(farm.trim().to_string()),
             FarmCommand::List => FarmRequest::List,
+            FarmCommand::AllowNode {
+                farm,
+                account,
+                from,
+            } => FarmRequest::Consent {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                farm,
+                account: resolve_account(&account, keystore)?,
+                allow: true,
+            },
+            FarmCommand::DisallowNode {
+                farm,
+                account,
+                from,
+            } => FarmRequest::Consent {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                farm,
+                account: resolve_account(&account, keystore)?,
+                allow: false,
+            },
         })
     }
 
@@ -133,6 +178,41 @@ impl FarmRequest {
                 let text = farm_text(&farm, Some(&nodes));
                 let mut json = serde_json::to_value(&farm)?;
                 json["nodes"] = json!(nodes);
+                Ok(Rendered::new(json, text))
+            }
+            FarmRequest::Consent {
+                signer,
+                farm,
+                account,
+                allow,
+            } => {
+                let call = Call::Tfgrid(if allow {
+                    tfgrid::Call::AllowNode {
+                        farm_id: farm,
+                        account,
+                    }
+                } else {
+                    tfgrid::Call::DisallowNode {
+                        farm_id: farm,
+                        account,
+                    }
+                });
+                let info = submit_call(node, &signer, call, &mut progress).await?;
+                let verb = if allow {
+                    "may now register on"
+                } else {
+                    "may no longer register on"
+                };
+                let text = format!(
+                    "node key {account} {verb} farm {farm}\ntransaction {} in block #{}",
+                    info.hash, info.block_number
+                );
+                let json = json!({
+                    "farm": farm,
+                    "account": account,
+                    "allowed": allow,
+                    "transaction": transaction_json(&info),
+                });
                 Ok(Rendered::new(json, text))
             }
             FarmRequest::List => {

@@ -13,7 +13,7 @@ use gridchain_runtime::{
         Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Reservation, Workload,
         WorkloadSpec, WorkloadState, ZdbMode,
     },
-    tfgrid::NodeStatus,
+    tfgrid::{self, NodeStatus},
     twins, Call,
 };
 use gridchain_tests::{chain_context, free_port, signed, DevNode};
@@ -320,6 +320,17 @@ pub async fn local_grid(dir: &Path, tag: &str) -> LocalGrid {
         Call::Balances(balances::Call::Transfer {
             dest: node_key.public(),
             amount: 1_000 * GRID,
+        }),
+    )
+    .await;
+    // Alice owns the dev farm: the agent's node may join it.
+    send(
+        &client,
+        chain,
+        &alice,
+        Call::Tfgrid(tfgrid::Call::AllowNode {
+            farm_id: 1,
+            account: node_key.public(),
         }),
     )
     .await;
