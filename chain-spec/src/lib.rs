@@ -100,6 +100,13 @@ fn development_grid() -> GridGenesis {
         reservations: ReservationsConfig {
             settlement_buckets: 5,
             max_per_bucket: 1_000,
+            // 1 GRID per workload plus a day of the deployment's price is held while it lives;
+            // a workload costs at least 0.001 GRID per hour while Ok; 1,000 live reservations
+            // per account.
+            deposit_per_workload: UNIT,
+            deposit_hours: 24,
+            min_price_per_workload_hour: UNIT / 1_000,
+            max_live_per_owner: 1_000,
         },
         billing: BillingConfig {
             grace_period_ms: 30_000,

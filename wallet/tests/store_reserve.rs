@@ -142,6 +142,20 @@ fn reserve_put_get_through_agents() {
                 "transfer", account, "1000", "--from", "//Alice", "--rpc", &rpc,
             ],
         ));
+        // Alice owns the dev farm: each agent's node may join it.
+        ok(grid(
+            &keystore,
+            &[
+                "farm",
+                "allow-node",
+                "1",
+                account,
+                "--from",
+                "//Alice",
+                "--rpc",
+                &rpc,
+            ],
+        ));
     }
     ok(grid(
         &keystore,

@@ -14,15 +14,20 @@
 //!   (`pallet_balances::burn`, counted in `balances/burned`, so
 //!   `total_issuance = Σ(free + reserved) + burned` holds). If the node is gone, the farmer share
 //!   goes to the treasury.
-//! - **Out of funds**: when the owner's free balance cannot pay what is due, nothing is taken and
-//!   the reservation enters `GracePeriod(since)`; the agent pauses its workloads and it stops
-//!   accruing. At each later settlement, if the owner can pay, the debt is paid and the
-//!   reservation resumes (`GracePeriodEnded`; the agent resumes the workloads). If the grace
-//!   period (`grace_period_ms` of block time) has passed, the reservation is deleted with
-//!   `OutOfFunds`.
+//! - **Deposit**: what the owner's free balance cannot pay is drawn from the reservation's
+//!   deposit (held since `reserve`, see `pallet_reservations::BillingAccount::deposit`).
+//! - **Out of funds**: when free balance and deposit together cannot pay what is due, nothing is
+//!   taken and the reservation enters `GracePeriod(since)`: it gives its capacity back to the
+//!   node (a reservation nobody pays for must not keep others out), the agent pauses its
+//!   workloads and it stops accruing. At each later settlement, if the owner can pay, the debt
+//!   is paid and the reservation takes its capacity back and resumes (`GracePeriodEnded`; the
+//!   agent resumes the workloads); if the capacity was taken meanwhile it ends with
+//!   `CapacityLost`. If the grace period (`grace_period_ms` of block time) has passed, the
+//!   reservation is deleted with `OutOfFunds`.
 //! - **Deleted reservations** (canceled, out of funds, node deleted) stay in their bucket until
-//!   their next settlement, which takes what they still owe (as much as the owner has; the rest
-//!   is written off) and drops them from billing for good.
+//!   their next settlement, which takes what they still owe (as much as the owner's free balance
+//!   and the deposit cover; the rest is written off), gives back what is left of the deposit
+//!   and drops them from billing for good.
 
 use gridchain_primitives::{
     account::balance_string, block::BlockNumber, hash::blake2_256, state::storage_key, AccountId,
@@ -181,7 +186,10 @@ where
     let config = config(ctx);
     pallet_reservations::checkpoint(ctx, &mut r);
     let due = r.billing.unpaid_scaled / MS_PER_HOUR;
-    let free = pallet_balances::account(ctx, &r.owner).free;
+    let mut free = pallet_balances::account(ctx, &r.owner).free;
+    if free < due {
+        free += pallet_reservations::draw_deposit(ctx, &mut r, due - free);
+    }
     let now = pallet_timestamp::now(ctx);
     match r.state {
         ReservationState::Deleted { .. } => {
@@ -193,8 +201,14 @@ where
                     charge(ctx, &mut r, due, &config);
                 }
                 r.billing.unpaid_scaled -= due * MS_PER_HOUR;
-                r.state = pallet_reservations::derived_state(&r);
-                ctx.deposit_event(Event::GracePeriodEnded { id });
+                if pallet_reservations::retake_capacity(ctx, &r).is_ok() {
+                    r.state = pallet_reservations::derived_state(&r);
+                    ctx.deposit_event(Event::GracePeriodEnded { id });
+                } else {
+                    pallet_reservations::delete(ctx, &mut r, DeletionReason::CapacityLost);
+                    let free = pallet_balances::account(ctx, &r.owner).free;
+                    final_settlement(ctx, &mut r, 0, free, &config);
+                }
             } else if now.saturating_sub(since_ms) >= config.grace_period_ms {
                 pallet_reservations::delete(ctx, &mut r, DeletionReason::OutOfFunds);
                 final_settlement(ctx, &mut r, due, free, &config);
@@ -206,6 +220,7 @@ where
             r.billing.unpaid_scaled -= due * MS_PER_HOUR;
         }
         _ => {
+            pallet_reservations::release_capacity(ctx, &r);
             r.state = ReservationState::GracePeriod { since_ms: now };
             ctx.deposit_event(Event::GracePeriodStarted { id, owed: due });
         }
@@ -227,6 +242,7 @@ fn final_settlement<E>(
     if paid > 0 {
         charge(ctx, r, paid, config);
     }
+    pallet_reservations::release_deposit(ctx, r);
     r.billing.unpaid_scaled = 0;
     pallet_reservations::remove_from_bucket(ctx, r.billing.bucket, r.id);
     ctx.deposit_event(Event::FinalSettlement {

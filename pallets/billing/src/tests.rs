@@ -72,6 +72,7 @@ fn setup(ctx: &mut Ctx, funds: Balance) {
         &pallet_reservations::ReservationsConfig {
             settlement_buckets: BUCKETS,
             max_per_bucket: 100,
+            ..Default::default()
         },
     );
     set_config(
@@ -518,4 +519,132 @@ proptest! {
             check_issuance(ctx);
         }
     }
+}
+
+fn reserved(ctx: &Ctx, who: &AccountId) -> Balance {
+    pallet_balances::account(ctx, who).reserved
+}
+
+fn with_deposits(ctx: &mut Ctx, deposit_per_workload: Balance) {
+    pallet_reservations::set_config(
+        ctx,
+        &pallet_reservations::ReservationsConfig {
+            settlement_buckets: BUCKETS,
+            max_per_bucket: 100,
+            deposit_per_workload,
+            ..Default::default()
+        },
+    );
+}
+
+/// What the free balance cannot pay comes out of the deposit; what is left of it returns
+/// after the final settlement of a canceled reservation.
+#[test]
+fn billing_draws_the_deposit_and_the_final_settlement_returns_the_rest() {
+    let backend = BTreeMap::new();
+    let mut ctx = Context::new(Overlay::new(&backend));
+    let ctx = &mut ctx;
+    let bob = users()[1];
+    setup(ctx, 0);
+    with_deposits(ctx, 20_000);
+    pallet_balances::endow(ctx, bob, 23_000).unwrap();
+    let id = pallet_reservations::reserve(ctx, bob, 1, deployment()).unwrap();
+    assert_eq!((free(ctx, &bob), reserved(ctx, &bob)), (3_000, 20_000));
+    report(ctx, id, WorkloadState::Ok);
+    let mut t = 1;
+    let mut step = |ctx: &mut Ctx, blocks: u64| {
+        for _ in 0..blocks {
+            t += 1;
+            if t % 5 == 0 {
+                prove(ctx, t * 1_000);
+            }
+            run_blocks(ctx, t, t);
+        }
+    };
+    // Two settlements: 3,000 free then the deposit pays the rest; no grace.
+    step(ctx, 10);
+    let paid = pallet_reservations::reservation(ctx, id)
+        .unwrap()
+        .billing
+        .total_paid;
+    assert!(paid > 3_000, "{paid}");
+    assert!(!billing_events(ctx)
+        .iter()
+        .any(|e| matches!(e, Event::GracePeriodStarted { .. })));
+    assert_eq!(free(ctx, &bob) + reserved(ctx, &bob), 23_000 - paid);
+    assert_eq!(
+        pallet_reservations::reservation(ctx, id)
+            .unwrap()
+            .billing
+            .deposit,
+        reserved(ctx, &bob)
+    );
+    // Cancel: the next settlement charges the last seconds and gives the rest back.
+    pallet_reservations::dispatch(
+        ctx,
+        bob,
+        pallet_reservations::Call::CancelReservation { id },
+    )
+    .unwrap();
+    step(ctx, BUCKETS as u64);
+    assert!(billing_events(ctx)
+        .iter()
+        .any(|e| matches!(e, Event::FinalSettlement { id: 1, .. })));
+    let r = pallet_reservations::reservation(ctx, id).unwrap();
+    assert_eq!((r.billing.deposit, reserved(ctx, &bob)), (0, 0));
+    assert_eq!(free(ctx, &bob), 23_000 - r.billing.total_paid);
+}
+
+/// A reservation in grace gives its capacity back; once its debt is paid it takes it again,
+/// or ends with `CapacityLost` if others took it meanwhile.
+#[test]
+fn grace_releases_capacity_and_refill_retakes_it_if_it_still_fits() {
+    let backend = BTreeMap::new();
+    let mut ctx = Context::new(Overlay::new(&backend));
+    let ctx = &mut ctx;
+    let [alice, bob, charlie] = users();
+    setup(ctx, 3_000);
+    let id = pallet_reservations::reserve(ctx, bob, 1, deployment()).unwrap();
+    let held = pallet_tfgrid::used(ctx, 1);
+    assert!(!held.is_zero());
+    report(ctx, id, WorkloadState::Ok);
+    let mut t = 1;
+    let mut step = |ctx: &mut Ctx, blocks: u64| {
+        for _ in 0..blocks {
+            t += 1;
+            if t % 5 == 0 {
+                prove(ctx, t * 1_000);
+            }
+            run_blocks(ctx, t, t);
+        }
+    };
+    step(ctx, 10);
+    assert!(matches!(
+        pallet_reservations::reservation(ctx, id).unwrap().state,
+        ReservationState::GracePeriod { .. }
+    ));
+    assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+    // Refill while the capacity is free: taken back.
+    pallet_balances::endow(ctx, bob, 1_000_000_000).unwrap();
+    step(ctx, 5);
+    assert_eq!(
+        pallet_reservations::reservation(ctx, id).unwrap().state,
+        ReservationState::Deployed
+    );
+    assert_eq!(pallet_tfgrid::used(ctx, 1), held);
+    // Grace again; meanwhile Charlie fills the node (64 cores: 31 deployments of 2 cores fit
+    // beside nothing else once Bob's 2 are free).
+    let rest = free(ctx, &bob);
+    pallet_balances::transfer(ctx, bob, alice, rest).unwrap();
+    step(ctx, 5);
+    assert!(pallet_tfgrid::used(ctx, 1).is_zero());
+    while pallet_reservations::reserve(ctx, charlie, 1, deployment()).is_ok() {}
+    pallet_balances::endow(ctx, bob, 1_000_000_000).unwrap();
+    step(ctx, 5);
+    assert_eq!(
+        pallet_reservations::reservation(ctx, id).unwrap().state,
+        ReservationState::Deleted {
+            reason: DeletionReason::CapacityLost
+        }
+    );
 }

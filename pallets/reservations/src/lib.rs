@@ -200,6 +200,9 @@ pub enum DeletionReason {
     CanceledByUser,
     OutOfFunds,
     NodeDeleted,
+    /// Its grace period ended with the debt paid, but the node's capacity it had released
+    /// was taken by others meanwhile.
+    CapacityLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -238,6 +241,11 @@ pub struct BillingAccount {
     /// Everything this reservation has paid.
     #[serde(with = "balance_string")]
     pub total_paid: Balance,
+    /// Held (reserved) from the owner's balance while the reservation lives: taken at
+    /// reserve, drawn down by billing when the free balance cannot pay, the rest returned by
+    /// the final settlement after deletion.
+    #[serde(with = "balance_string")]
+    pub deposit: Balance,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -273,14 +281,30 @@ pub struct ReservationsConfig {
     pub settlement_buckets: u32,
     /// Most reservations per bucket: bounds a block's settlement work.
     pub max_per_bucket: u32,
+    /// Deposit per workload, on top of `deposit_hours` of the deployment's price.
+    #[serde(with = "balance_string")]
+    pub deposit_per_workload: Balance,
+    /// Hours of the deployment's price held as deposit.
+    pub deposit_hours: u32,
+    /// Least a workload costs per hour while Ok, whatever its resources (networks and tiny
+    /// workloads would otherwise price to 0).
+    #[serde(with = "balance_string")]
+    pub min_price_per_workload_hour: Balance,
+    /// Most live (not deleted) reservations one account may have.
+    pub max_live_per_owner: u32,
 }
 
 impl Default for ReservationsConfig {
-    /// Settled every 600 blocks (10 minutes at 1 s blocks), up to 600,000 reservations.
+    /// Settled every 600 blocks (10 minutes at 1 s blocks), up to 600,000 reservations; no
+    /// deposit or minimum price (the chain spec sets them).
     fn default() -> Self {
         ReservationsConfig {
             settlement_buckets: 600,
             max_per_bucket: 1_000,
+            deposit_per_workload: 0,
+            deposit_hours: 0,
+            min_price_per_workload_hour: 0,
+            max_live_per_owner: 1_000,
         }
     }
 }
@@ -398,6 +422,12 @@ pub enum Error {
     DuplicateResult(String),
     #[error("a result message or data field is longer than {MAX_TEXT_LEN} bytes")]
     ResultTooLarge,
+    #[error("the deposit of {needed} cannot be held: free balance is {available}")]
+    InsufficientDeposit { needed: Balance, available: Balance },
+    #[error("the account has {0} live reservations, the most the chain allows")]
+    TooManyForOwner(u32),
+    #[error("reservation {0} is in its grace period: pay what it owes first")]
+    InGracePeriod(ReservationId),
 }
 
 impl PalletError for Error {
@@ -428,11 +458,14 @@ impl PalletError for Error {
             Error::UnknownWorkload(_) => "UnknownWorkload",
             Error::DuplicateResult(_) => "DuplicateResult",
             Error::ResultTooLarge => "ResultTooLarge",
+            Error::InsufficientDeposit { .. } => "InsufficientDeposit",
+            Error::TooManyForOwner(_) => "TooManyForOwner",
+            Error::InGracePeriod(_) => "InGracePeriod",
         }
     }
 }
 
-pub fn dispatch<E: From<Event>>(
+pub fn dispatch<E: From<Event> + From<pallet_balances::Event>>(
     ctx: &mut Context<E>,
     who: AccountId,
     call: Call,
@@ -476,6 +509,10 @@ pub fn node_set(node_id: NodeId) -> StoredSet<ReservationId> {
 pub fn bucket_set(bucket: u32) -> StoredSet<ReservationId> {
     StoredSet::new(PALLET, "bucket", &bucket)
 }
+/// `u32`: how many live (not deleted) reservations an account has.
+pub fn live_count_key(owner: &AccountId) -> Vec<u8> {
+    storage_map_key(PALLET, "live_count", owner)
+}
 /// Deleted nodes whose reservations are still being ended ([`on_initialize`]).
 pub fn ending_nodes_set() -> StoredSet<NodeId> {
     StoredSet::new(PALLET, "ending_nodes", &())
@@ -505,6 +542,16 @@ pub fn by_node<E>(ctx: &Context<E>, node_id: NodeId) -> Vec<ReservationId> {
     let mut ids = node_set(node_id).members(ctx);
     ids.sort_unstable();
     ids
+}
+pub fn live_count<E>(ctx: &Context<E>, owner: &AccountId) -> u32 {
+    ctx.overlay.get_decoded(&live_count_key(owner)).unwrap_or(0)
+}
+fn set_live_count<E>(ctx: &mut Context<E>, owner: &AccountId, count: u32) {
+    if count == 0 {
+        ctx.overlay.delete(live_count_key(owner));
+    } else {
+        ctx.overlay.put_encoded(live_count_key(owner), &count);
+    }
 }
 pub fn bucket<E>(ctx: &Context<E>, bucket: u32) -> Vec<ReservationId> {
     bucket_set(bucket).members(ctx)
@@ -733,6 +780,17 @@ fn check_node_open<E>(ctx: &Context<E>, node_id: NodeId) -> Result<(), Error> {
     Ok(())
 }
 
+/// Gives `r`'s capacity back to its node (deletion, or entering grace).
+pub fn release_capacity<E>(ctx: &mut Context<E>, r: &Reservation) {
+    let used = pallet_tfgrid::used(ctx, r.node_id).saturating_sub(&r.resources);
+    pallet_tfgrid::set_used(ctx, r.node_id, &used);
+}
+
+/// Takes `r`'s capacity again after its grace period, if it still fits on the node.
+pub fn retake_capacity<E>(ctx: &mut Context<E>, r: &Reservation) -> Result<(), Error> {
+    take_capacity(ctx, r.node_id, &r.resources, &Resources::default())
+}
+
 /// Takes `needs` on the node, after giving back `releasing`.
 fn take_capacity<E>(
     ctx: &mut Context<E>,
@@ -777,6 +835,7 @@ pub fn current_rate<E>(ctx: &Context<E>, r: &Reservation) -> Balance {
         return 0;
     };
     let mut ok = Resources::default();
+    let mut ok_workloads = 0;
     for result in r.results.iter().filter(|x| x.state == WorkloadState::Ok) {
         if let Some(w) = r
             .deployment
@@ -785,9 +844,87 @@ pub fn current_rate<E>(ctx: &Context<E>, r: &Reservation) -> Balance {
             .find(|w| w.name == result.name)
         {
             ok = ok.checked_add(&workload_resources(&w.spec)).unwrap_or(ok);
+            ok_workloads += 1;
         }
     }
-    policy.price_per_hour(&ok)
+    price_per_hour(ctx, &policy, &ok, ok_workloads)
+}
+
+/// What `workloads` workloads holding `resources` cost per hour: the farm's price, but at least
+/// the chain's minimum per workload.
+fn price_per_hour<E>(
+    ctx: &Context<E>,
+    policy: &pallet_tfgrid::PricingPolicy,
+    resources: &Resources,
+    workloads: usize,
+) -> Balance {
+    let floor = config(ctx)
+        .min_price_per_workload_hour
+        .saturating_mul(workloads as u128);
+    policy.price_per_hour(resources).max(floor)
+}
+
+/// The deposit a deployment holding `resources` on `node_id` needs (see [`BillingAccount`]).
+pub fn deposit_for<E>(
+    ctx: &Context<E>,
+    node_id: NodeId,
+    deployment: &Deployment,
+    resources: &Resources,
+) -> Balance {
+    let config = config(ctx);
+    let workloads = deployment.workloads.len();
+    let hourly = pallet_tfgrid::node(ctx, node_id)
+        .and_then(|n| pallet_tfgrid::farm(ctx, n.farm_id))
+        .and_then(|f| pallet_tfgrid::pricing_policy(ctx, f.pricing_policy_id))
+        .map_or(0, |policy| {
+            price_per_hour(ctx, &policy, resources, workloads)
+        });
+    config
+        .deposit_per_workload
+        .saturating_mul(workloads as u128)
+        .saturating_add(hourly.saturating_mul(config.deposit_hours as u128))
+}
+
+/// Moves the reservation's deposit to `target`, holding more of the owner's free balance or
+/// giving some back.
+fn adjust_deposit<E: From<pallet_balances::Event>>(
+    ctx: &mut Context<E>,
+    r: &mut Reservation,
+    target: Balance,
+) -> Result<(), Error> {
+    let held = r.billing.deposit;
+    if target > held {
+        pallet_balances::reserve(ctx, r.owner, target - held).map_err(|_| {
+            Error::InsufficientDeposit {
+                needed: target - held,
+                available: pallet_balances::account(ctx, &r.owner).free,
+            }
+        })?;
+    } else if target < held {
+        // Held by this reservation alone, so it is there to give back.
+        let _ = pallet_balances::unreserve(ctx, r.owner, held - target);
+    }
+    r.billing.deposit = target;
+    Ok(())
+}
+
+/// Gives back what is left of a deleted reservation's deposit (the final settlement, once
+/// what it owed was paid).
+pub fn release_deposit<E: From<pallet_balances::Event>>(ctx: &mut Context<E>, r: &mut Reservation) {
+    let _ = adjust_deposit(ctx, r, 0);
+}
+
+/// Takes up to `amount` of the reservation's deposit back into the owner's free balance, for
+/// billing to charge; returns how much.
+pub fn draw_deposit<E: From<pallet_balances::Event>>(
+    ctx: &mut Context<E>,
+    r: &mut Reservation,
+    amount: Balance,
+) -> Balance {
+    let drawn = amount.min(r.billing.deposit);
+    let target = r.billing.deposit - drawn;
+    let _ = adjust_deposit(ctx, r, target);
+    drawn
 }
 
 /// Accrues `r`'s cost up to now at its current rate. Call before every change of state, results
@@ -809,7 +946,7 @@ pub fn refresh_rate<E>(ctx: &Context<E>, r: &mut Reservation) {
 
 // ---- calls ----
 
-pub fn reserve<E: From<Event>>(
+pub fn reserve<E: From<Event> + From<pallet_balances::Event>>(
     ctx: &mut Context<E>,
     who: AccountId,
     node_id: NodeId,
@@ -820,6 +957,11 @@ pub fn reserve<E: From<Event>>(
     let resources = validate(&deployment)?;
     let id = next_id(ctx);
     let config = config(ctx);
+    let live = live_count(ctx, &who);
+    if live >= config.max_live_per_owner {
+        return Err(Error::TooManyForOwner(live));
+    }
+    let deposit = deposit_for(ctx, node_id, &deployment, &resources);
     let buckets = config.settlement_buckets.max(1);
     let bucket_index = (0..buckets)
         .map(|k| ((id + k as u64) % buckets as u64) as u32)
@@ -829,8 +971,9 @@ pub fn reserve<E: From<Event>>(
     bucket_set(bucket_index).insert(ctx, id);
     owner_set(&who).insert(ctx, id);
     node_set(node_id).insert(ctx, id);
+    set_live_count(ctx, &who, live + 1);
     ctx.overlay.put_encoded(next_id_key(), &(id + 1));
-    let reservation = Reservation {
+    let mut reservation = Reservation {
         id,
         owner: who,
         twin_id,
@@ -847,6 +990,8 @@ pub fn reserve<E: From<Event>>(
             ..Default::default()
         },
     };
+    // Last of the checks (the caller's transaction undoes the writes above if it fails).
+    adjust_deposit(ctx, &mut reservation, deposit)?;
     put_reservation(ctx, &reservation);
     pallet_twins::add_reference(ctx, twin_id);
     ctx.deposit_event(Event::Reserved {
@@ -857,7 +1002,7 @@ pub fn reserve<E: From<Event>>(
     Ok(id)
 }
 
-pub fn reserve_many<E: From<Event>>(
+pub fn reserve_many<E: From<Event> + From<pallet_balances::Event>>(
     ctx: &mut Context<E>,
     who: AccountId,
     requests: Vec<ReserveRequest>,
@@ -888,24 +1033,28 @@ fn owned_live<E>(
     Ok(r)
 }
 
-fn update<E: From<Event>>(
+fn update<E: From<Event> + From<pallet_balances::Event>>(
     ctx: &mut Context<E>,
     who: AccountId,
     id: ReservationId,
     deployment: Deployment,
 ) -> Result<(), Error> {
     let mut r = owned_live(ctx, &who, id)?;
+    // In grace the reservation holds no capacity; it takes it back when its debt is paid.
+    if matches!(r.state, ReservationState::GracePeriod { .. }) {
+        return Err(Error::InGracePeriod(id));
+    }
     check_node_open(ctx, r.node_id)?;
     let resources = validate(&deployment)?;
     take_capacity(ctx, r.node_id, &resources, &r.resources)?;
+    let deposit = deposit_for(ctx, r.node_id, &deployment, &resources);
+    adjust_deposit(ctx, &mut r, deposit)?;
     checkpoint(ctx, &mut r);
     r.version += 1;
     r.deployment = deployment;
     r.resources = resources;
     r.results.clear();
-    if !matches!(r.state, ReservationState::GracePeriod { .. }) {
-        r.state = ReservationState::Created;
-    }
+    r.state = ReservationState::Created;
     refresh_rate(ctx, &mut r);
     put_reservation(ctx, &r);
     ctx.deposit_event(Event::ReservationUpdated {
@@ -929,10 +1078,14 @@ fn cancel<E: From<Event>>(
 /// stays in its settlement bucket until billing settles what it still owes.
 pub fn delete<E: From<Event>>(ctx: &mut Context<E>, r: &mut Reservation, reason: DeletionReason) {
     checkpoint(ctx, r);
+    let held_capacity = !matches!(r.state, ReservationState::GracePeriod { .. });
     r.state = ReservationState::Deleted { reason };
     refresh_rate(ctx, r);
-    let used = pallet_tfgrid::used(ctx, r.node_id).saturating_sub(&r.resources);
-    pallet_tfgrid::set_used(ctx, r.node_id, &used);
+    if held_capacity {
+        release_capacity(ctx, r);
+    }
+    let live = live_count(ctx, &r.owner);
+    set_live_count(ctx, &r.owner, live.saturating_sub(1));
     node_set(r.node_id).remove(ctx, &r.id);
     pallet_twins::remove_reference(ctx, r.twin_id);
     put_reservation(ctx, r);

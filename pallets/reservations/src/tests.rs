@@ -7,7 +7,13 @@ use std::collections::BTreeMap;
 enum TestEvent {
     Twins(pallet_twins::Event),
     Tfgrid(pallet_tfgrid::Event),
+    Balances(pallet_balances::Event),
     Reservations(Event),
+}
+impl From<pallet_balances::Event> for TestEvent {
+    fn from(e: pallet_balances::Event) -> Self {
+        TestEvent::Balances(e)
+    }
 }
 impl From<pallet_twins::Event> for TestEvent {
     fn from(e: pallet_twins::Event) -> Self {
@@ -67,6 +73,7 @@ fn setup(ctx: &mut Ctx) -> Accounts {
         &ReservationsConfig {
             settlement_buckets: 4,
             max_per_bucket: 3,
+            ..ReservationsConfig::default()
         },
     );
     pallet_timestamp::on_initialize(ctx, 1_000).unwrap();
@@ -697,6 +704,7 @@ fn deleting_a_node_ends_its_reservations_in_bounded_batches() {
             &ReservationsConfig {
                 settlement_buckets: 4,
                 max_per_bucket: 1_000,
+                ..ReservationsConfig::default()
             },
         );
         reserve(ctx, a.bob, 1, small()).unwrap();
@@ -747,5 +755,94 @@ fn refused_node_deletions_end_nothing() {
             ReservationState::Created
         );
         assert!(ending_nodes_set().is_empty(ctx));
+    });
+}
+
+/// Deposits, minimum prices and per-owner caps (`ReservationsConfig`): holding capacity costs.
+fn priced(ctx: &mut Ctx) {
+    set_config(
+        ctx,
+        &ReservationsConfig {
+            settlement_buckets: 4,
+            max_per_bucket: 100,
+            deposit_per_workload: 100,
+            deposit_hours: 2,
+            min_price_per_workload_hour: 10,
+            max_live_per_owner: 2,
+        },
+    );
+}
+
+#[test]
+fn reserving_holds_a_deposit_from_the_owners_free_balance() {
+    with_grid(|ctx, a| {
+        priced(ctx);
+        // small(): 1 core, 2 GiB = 0.5 CU = 1,800,000 per hour; deposit 100 + 2 hours.
+        let deposit = 100 + 2 * 1_800_000;
+        assert_eq!(
+            ctx.transactional(|ctx| reserve(ctx, a.bob, 1, small())),
+            Err(Error::InsufficientDeposit {
+                needed: deposit,
+                available: 0
+            })
+        );
+        pallet_balances::endow(ctx, a.bob, 5_000_000).unwrap();
+        let id = reserve(ctx, a.bob, 1, small()).unwrap();
+        let account = pallet_balances::account(ctx, &a.bob);
+        assert_eq!(
+            (account.free, account.reserved),
+            (5_000_000 - deposit, deposit)
+        );
+        assert_eq!(reservation(ctx, id).unwrap().billing.deposit, deposit);
+        // What is left cannot hold a second one; nothing changes on failure (the runtime's
+        // transaction drops the partial writes: here, checked through `transactional`).
+        let second = ctx.transactional(|ctx| reserve(ctx, a.bob, 1, small()));
+        assert!(
+            matches!(second, Err(Error::InsufficientDeposit { .. })),
+            "{second:?}"
+        );
+        assert_eq!(by_owner(ctx, &a.bob), vec![id]);
+        assert_eq!(live_count(ctx, &a.bob), 1);
+        // An update to a smaller deployment gives the difference back at once.
+        dispatch(
+            ctx,
+            a.bob,
+            Call::UpdateReservation {
+                id,
+                deployment: network_only(0),
+            },
+        )
+        .unwrap();
+        assert_eq!(reservation(ctx, id).unwrap().billing.deposit, 120);
+        assert_eq!(pallet_balances::account(ctx, &a.bob).reserved, 120);
+    });
+}
+
+#[test]
+fn tiny_workloads_pay_the_minimum_price_and_owners_are_capped() {
+    with_grid(|ctx, a| {
+        priced(ctx);
+        pallet_balances::endow(ctx, a.bob, 1_000_000).unwrap();
+        let first = reserve(ctx, a.bob, 1, network_only(1)).unwrap();
+        dispatch(
+            ctx,
+            a.node,
+            Call::ReportResults {
+                id: first,
+                version: 1,
+                results: vec![ok("net")],
+            },
+        )
+        .unwrap();
+        // A network holds no resources, so its farm price is 0; the chain's floor applies.
+        assert_eq!(reservation(ctx, first).unwrap().billing.rate_per_hour, 10);
+        reserve(ctx, a.bob, 1, network_only(2)).unwrap();
+        assert_eq!(
+            reserve(ctx, a.bob, 1, network_only(3)),
+            Err(Error::TooManyForOwner(2))
+        );
+        dispatch(ctx, a.bob, Call::CancelReservation { id: first }).unwrap();
+        assert_eq!(live_count(ctx, &a.bob), 1);
+        reserve(ctx, a.bob, 1, network_only(3)).unwrap();
     });
 }
