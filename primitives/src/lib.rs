@@ -1,6 +1,7 @@
 //! # gridchain primitives
 //!
-//! The types every other crate speaks, with no I/O:
+//! The types every other crate speaks, with no I/O (but [`secret_file`], the one check every
+//! program reading a key file makes):
 //!
 //! - [`hash`]: blake2b-256, the only hash function of the chain, and `0x` hex helpers.
 //! - [`account`]: ed25519 accounts, signatures, key pairs from secret URIs, SS58-style addresses.
@@ -19,6 +20,7 @@ pub mod finality;
 pub mod hash;
 pub mod merkle;
 pub mod seal;
+pub mod secret_file;
 pub mod signature;
 pub mod state;
 

@@ -272,3 +272,28 @@ async fn sigterm_during_submissions_exits_cleanly() {
     let client = node.client().await;
     assert!(client.extrinsic(first).await.unwrap().is_some());
 }
+
+/// A validator key file that other local users may read is refused before anything starts,
+/// with one line saying how to fix it.
+#[test]
+fn a_key_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("validator.key");
+    std::fs::write(&key, "//Alice\n").expect("write key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = std::process::Command::new(gridchain_tests::binary("gridnode"))
+        .args([
+            "--dev",
+            "--no-agent",
+            "--no-explorer",
+            "--tmp",
+            "--key-file",
+        ])
+        .arg(&key)
+        .output()
+        .expect("run gridnode");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+}

@@ -238,11 +238,12 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
     assert_eq!(farms[0].name, "dev-farm");
     assert_eq!(grid.client.pricing_policies(None).await.unwrap().len(), 1);
 
-    // Fund the node keys and the user (just enough for fees and ~10 s of billing).
+    // Fund the node keys and the user (enough for the reservation's deposit; once it is held,
+    // the user keeps just enough for fees and ~10 s of billing).
     for (to, amount) in [
         (&node_key, 100 * UNIT),
         (&other_node, 100 * UNIT),
-        (&user, UNIT / 200),
+        (&user, 40 * UNIT),
     ] {
         grid.ok(
             &alice,
@@ -414,6 +415,22 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
         (r.owner, r.node_id, r.state),
         (user.public(), 1, ReservationState::Created)
     );
+    // The deposit is held from the user's balance (dev chain: 1 GRID per workload + 24 hours).
+    let account = grid
+        .client
+        .account(user.public().to_string())
+        .await
+        .unwrap();
+    assert!(r.billing.deposit > 4 * UNIT);
+    assert_eq!(account.reserved, r.billing.deposit);
+    grid.ok(
+        &user,
+        Call::Balances(balances::Call::Transfer {
+            dest: alice.public(),
+            amount: account.free - UNIT / 400 - UNIT / 500,
+        }),
+    )
+    .await;
     let capacity = grid.client.node_capacity(1, None).await.unwrap().unwrap();
     assert_eq!(capacity.reserved, r.resources);
     assert_eq!(capacity.free.cru, 0);
@@ -500,6 +517,15 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
         })
         .await;
     assert_eq!(grace.billing.rate_per_hour, 0);
+    // In grace the reservation holds no capacity on the node.
+    assert!(grid
+        .client
+        .node_capacity(1, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .reserved
+        .is_zero());
     tokio::time::sleep(Duration::from_secs(3)).await;
     grid.keep_node_up().await;
     assert_eq!(
@@ -551,6 +577,14 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
     let settled = grid
         .wait_for(1, "the final settlement", |r| r.billing.unpaid_scaled == 0)
         .await;
+    // ... which gave the whole deposit back.
+    assert_eq!(settled.billing.deposit, 0);
+    let account = grid
+        .client
+        .account(user.public().to_string())
+        .await
+        .unwrap();
+    assert_eq!(account.reserved, 0);
     let user_final = grid.free(&user.public()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(

@@ -7,7 +7,10 @@
 //! and a keystore that the group or others may access is refused.
 
 use anyhow::{bail, Context, Result};
-use gridchain_primitives::{AccountId, Pair};
+use gridchain_primitives::{
+    secret_file::{self, SecretFileError},
+    AccountId, Pair,
+};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -19,7 +22,6 @@ use std::{
 
 const FORMAT_VERSION: u32 = 1;
 /// Permission bits that must be clear on the keystore file: any access by group or others.
-const GROUP_OTHER_BITS: u32 = 0o077;
 
 /// Where the keystore lives when neither `--keystore` nor `GRID_KEYSTORE` says:
 /// `$XDG_CONFIG_HOME/grid/keystore.json`, else `~/.config/grid/keystore.json`.
@@ -72,23 +74,15 @@ impl Keystore {
     /// Reads the keystore at `path`, refusing it if group or others may access it.
     pub fn open(path: &Path) -> Result<Self> {
         let unreadable = || format!("cannot read keystore {}", path.display());
-        let mode = match fs::metadata(path) {
-            Ok(metadata) => metadata.permissions().mode(),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        match secret_file::check_private(path) {
+            Err(SecretFileError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 return Ok(Keystore {
                     path: path.to_path_buf(),
                     keys: BTreeMap::new(),
                 })
             }
-            Err(e) => return Err(e).with_context(unreadable),
-        };
-        if mode & GROUP_OTHER_BITS != 0 {
-            bail!(
-                "keystore {} is accessible by group or others (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
+            Err(e) => bail!("keystore: {e}"),
+            Ok(()) => {}
         }
         let text = fs::read_to_string(path).with_context(unreadable)?;
         let file: KeystoreFile = serde_json::from_str(&text)

@@ -76,9 +76,9 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
         .key_file
         .or(file.key_file)
         .context("--key-file is required")?;
-    let uri = std::fs::read_to_string(&key_file)
-        .with_context(|| format!("cannot read {}", key_file.display()))?;
-    let node_key = Pair::from_uri(uri.trim()).context("invalid node key")?;
+    // A key file other local users can read would hand them the node's identity.
+    let uri = gridchain_primitives::secret_file::read_secret_file(&key_file)?;
+    let node_key = Pair::from_uri(&uri).context("invalid node key")?;
     let rpc = if cli.rpc.is_empty() {
         file.rpc
     } else {

@@ -72,9 +72,15 @@ struct Cli {
     validator: bool,
 
     /// Secret URI of the validator key (`//Alice`, a BIP39 phrase, or 0x seed); also read from
-    /// GRIDNODE_KEY.
+    /// GRIDNODE_KEY. On the command line it is visible to every local user (`ps`): prefer
+    /// --key-file or the environment variable.
     #[arg(long, env = "GRIDNODE_KEY", hide_env_values = true)]
     key: Option<String>,
+
+    /// File holding the validator key's secret URI; refused unless only its owner may read it
+    /// (mode 0600 or 0400).
+    #[arg(long, value_name = "PATH", conflicts_with = "key")]
+    key_file: Option<PathBuf>,
 
     /// Human-readable node name (system_name).
     #[arg(long, default_value = "gridnode")]
@@ -202,12 +208,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     });
     let spec = ChainSpec::load(&chain)?;
-    let key_uri = cli
-        .key
-        .clone()
-        .or_else(|| cli.dev.then(|| "//Alice".to_string()));
+    if cli.key.is_some() && std::env::var_os("GRIDNODE_KEY").is_none() {
+        tracing::warn!(
+            "--key puts the validator's secret on the command line, where every local user \
+             can read it (ps, /proc); use --key-file or GRIDNODE_KEY"
+        );
+    }
+    let key_uri = match &cli.key_file {
+        Some(path) => Some(gridchain_primitives::secret_file::read_secret_file(path)?),
+        None => cli.key.clone(),
+    }
+    .or_else(|| cli.dev.then(|| "//Alice".to_string()));
     let validator = if cli.validator || cli.dev {
-        let uri = key_uri.context("--validator needs --key (or GRIDNODE_KEY)")?;
+        let uri = key_uri.context("--validator needs --key-file, --key or GRIDNODE_KEY")?;
         Some(Pair::from_uri(&uri).context("invalid --key")?)
     } else {
         None

@@ -14,9 +14,14 @@
 //!   (`pallet_balances::burn`, counted in `balances/burned`, so
 //!   `total_issuance = Σ(free + reserved) + burned` holds). If the node is gone, the farmer share
 //!   goes to the treasury.
-//! - **Deposit**: what the owner's free balance cannot pay is drawn from the reservation's
-//!   deposit (held since `reserve`, see `pallet_reservations::BillingAccount::deposit`).
-//! - **Out of funds**: when free balance and deposit together cannot pay what is due, nothing is
+//! - **Deposit** (held since `reserve`, see `pallet_reservations::BillingAccount::deposit`): it
+//!   guarantees the last bill. Settlements of a live reservation charge the free balance only;
+//!   when the reservation ends (canceled, out of funds after its grace, node deleted), its final
+//!   settlement pays what the free balance cannot from the deposit and gives the rest back.
+//!   Paying running costs out of the deposit instead would let a reservation run on it after
+//!   its owner's balance is empty (delaying grace by `depositHours`) and leave nothing to pay
+//!   the debt a reservation has when its grace ends.
+//! - **Out of funds**: when the free balance cannot pay what is due, nothing is
 //!   taken and the reservation enters `GracePeriod(since)`: it gives its capacity back to the
 //!   node (a reservation nobody pays for must not keep others out), the agent pauses its
 //!   workloads and it stops accruing. At each later settlement, if the owner can pay, the debt
@@ -186,14 +191,11 @@ where
     let config = config(ctx);
     pallet_reservations::checkpoint(ctx, &mut r);
     let due = r.billing.unpaid_scaled / MS_PER_HOUR;
-    let mut free = pallet_balances::account(ctx, &r.owner).free;
-    if free < due {
-        free += pallet_reservations::draw_deposit(ctx, &mut r, due - free);
-    }
+    let free = pallet_balances::account(ctx, &r.owner).free;
     let now = pallet_timestamp::now(ctx);
     match r.state {
         ReservationState::Deleted { .. } => {
-            final_settlement(ctx, &mut r, due, free, &config);
+            final_settlement(ctx, &mut r, due, &config);
         }
         ReservationState::GracePeriod { since_ms } => {
             if free >= due {
@@ -206,12 +208,11 @@ where
                     ctx.deposit_event(Event::GracePeriodEnded { id });
                 } else {
                     pallet_reservations::delete(ctx, &mut r, DeletionReason::CapacityLost);
-                    let free = pallet_balances::account(ctx, &r.owner).free;
-                    final_settlement(ctx, &mut r, 0, free, &config);
+                    final_settlement(ctx, &mut r, 0, &config);
                 }
             } else if now.saturating_sub(since_ms) >= config.grace_period_ms {
                 pallet_reservations::delete(ctx, &mut r, DeletionReason::OutOfFunds);
-                final_settlement(ctx, &mut r, due, free, &config);
+                final_settlement(ctx, &mut r, due, &config);
             }
         }
         _ if due == 0 => {}
@@ -229,15 +230,20 @@ where
     pallet_reservations::put_reservation(ctx, &r);
 }
 
+/// The last settlement of a deleted reservation: what it owes, from the free balance and then
+/// its deposit; the rest of the deposit goes back to the owner.
 fn final_settlement<E>(
     ctx: &mut Context<E>,
     r: &mut Reservation,
     due: Balance,
-    free: Balance,
     config: &BillingConfig,
 ) where
     E: From<Event> + From<pallet_balances::Event>,
 {
+    let mut free = pallet_balances::account(ctx, &r.owner).free;
+    if free < due {
+        free += pallet_reservations::draw_deposit(ctx, r, due - free);
+    }
     let paid = due.min(free);
     if paid > 0 {
         charge(ctx, r, paid, config);

@@ -537,10 +537,10 @@ fn with_deposits(ctx: &mut Ctx, deposit_per_workload: Balance) {
     );
 }
 
-/// What the free balance cannot pay comes out of the deposit; what is left of it returns
-/// after the final settlement of a canceled reservation.
+/// Running costs come from the free balance only (then grace); the deposit pays what is still
+/// owed when the reservation ends, and the rest of it goes back to the owner.
 #[test]
-fn billing_draws_the_deposit_and_the_final_settlement_returns_the_rest() {
+fn the_deposit_pays_the_last_bill_and_the_rest_returns() {
     let backend = BTreeMap::new();
     let mut ctx = Context::new(Overlay::new(&backend));
     let ctx = &mut ctx;
@@ -561,25 +561,15 @@ fn billing_draws_the_deposit_and_the_final_settlement_returns_the_rest() {
             run_blocks(ctx, t, t);
         }
     };
-    // Two settlements: 3,000 free then the deposit pays the rest; no grace.
+    // 3,000 free pays the first settlement, not the second: grace, deposit untouched.
     step(ctx, 10);
-    let paid = pallet_reservations::reservation(ctx, id)
-        .unwrap()
-        .billing
-        .total_paid;
-    assert!(paid > 3_000, "{paid}");
-    assert!(!billing_events(ctx)
-        .iter()
-        .any(|e| matches!(e, Event::GracePeriodStarted { .. })));
-    assert_eq!(free(ctx, &bob) + reserved(ctx, &bob), 23_000 - paid);
-    assert_eq!(
-        pallet_reservations::reservation(ctx, id)
-            .unwrap()
-            .billing
-            .deposit,
-        reserved(ctx, &bob)
-    );
-    // Cancel: the next settlement charges the last seconds and gives the rest back.
+    let r = pallet_reservations::reservation(ctx, id).unwrap();
+    assert!(matches!(r.state, ReservationState::GracePeriod { .. }));
+    assert_eq!((r.billing.deposit, reserved(ctx, &bob)), (20_000, 20_000));
+    let owed = r.billing.unpaid_scaled / MS_PER_HOUR;
+    assert!(owed > free(ctx, &bob), "{owed}");
+    // Cancel: the final settlement takes the debt from free balance and deposit, and gives
+    // the rest back.
     pallet_reservations::dispatch(
         ctx,
         bob,
@@ -587,9 +577,11 @@ fn billing_draws_the_deposit_and_the_final_settlement_returns_the_rest() {
     )
     .unwrap();
     step(ctx, BUCKETS as u64);
-    assert!(billing_events(ctx)
-        .iter()
-        .any(|e| matches!(e, Event::FinalSettlement { id: 1, .. })));
+    assert!(billing_events(ctx).contains(&Event::FinalSettlement {
+        id,
+        paid: owed,
+        written_off: 0
+    }));
     let r = pallet_reservations::reservation(ctx, id).unwrap();
     assert_eq!((r.billing.deposit, reserved(ctx, &bob)), (0, 0));
     assert_eq!(free(ctx, &bob), 23_000 - r.billing.total_paid);

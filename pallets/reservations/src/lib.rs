@@ -242,8 +242,8 @@ pub struct BillingAccount {
     #[serde(with = "balance_string")]
     pub total_paid: Balance,
     /// Held (reserved) from the owner's balance while the reservation lives: taken at
-    /// reserve, drawn down by billing when the free balance cannot pay, the rest returned by
-    /// the final settlement after deletion.
+    /// reserve, it pays what the free balance cannot at the final settlement after deletion,
+    /// which returns the rest (see `pallet_billing`).
     #[serde(with = "balance_string")]
     pub deposit: Balance,
 }
@@ -915,7 +915,7 @@ pub fn release_deposit<E: From<pallet_balances::Event>>(ctx: &mut Context<E>, r:
 }
 
 /// Takes up to `amount` of the reservation's deposit back into the owner's free balance, for
-/// billing to charge; returns how much.
+/// the final settlement to charge; returns how much.
 pub fn draw_deposit<E: From<pallet_balances::Event>>(
     ctx: &mut Context<E>,
     r: &mut Reservation,

@@ -301,6 +301,7 @@ fn reason_text(reason: DeletionReason) -> &'static str {
         DeletionReason::CanceledByUser => "canceled by user",
         DeletionReason::OutOfFunds => "out of funds",
         DeletionReason::NodeDeleted => "node deleted",
+        DeletionReason::CapacityLost => "capacity lost during its grace period",
     }
 }
 
