@@ -449,3 +449,52 @@ async fn a_bonded_validator_joins_the_set_at_the_announced_height_on_all_nodes()
         assert_eq!(eve_signed, h >= effective, "Eve's signature at height {h}");
     }
 }
+
+/// A validator whose consensus write-ahead log is corrupt must not vote on from a state it
+/// cannot trust: the node exits non-zero with a line naming the WAL, instead of staying up
+/// without consensus. The chain is halted first (2 of 4 validators down) so that the WAL of a
+/// remaining validator holds its votes of the undecided height, which a restart replays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_consensus_wal_stops_the_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = Network::start(dir.path(), &VALIDATORS, 0, 500).await;
+    network.wait_all(3, Duration::from_secs(60)).await;
+    network.nodes[3].kill9();
+    network.nodes[2].kill9();
+    let wal = network.nodes[0]
+        .base_path
+        .join("chains/local/consensus/wal/consensus.wal");
+    // WAL: version (4) + height (8), then entries of flag (1) + length (8) + CRC (4) + data.
+    let first_data_byte = 4 + 8 + 1 + 8 + 4;
+    let client = network.nodes[0].client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no undecided height in the WAL"
+        );
+        let best = client.header(None).await.unwrap().unwrap().number;
+        let bytes = std::fs::read(&wal).unwrap_or_default();
+        let undecided = bytes.len() > first_data_byte
+            && u64::from_be_bytes(bytes[4..12].try_into().unwrap()) == best + 1;
+        if undecided {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    network.nodes[0].kill9();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[first_data_byte] ^= 0xff;
+    std::fs::write(&wal, &bytes).unwrap();
+    network.nodes[0].spawn();
+    let status = network.nodes[0]
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("the validator kept running on a corrupt WAL");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&network.nodes[0].log_path).unwrap();
+    assert!(
+        log.contains("write-ahead log") && log.contains("is corrupt"),
+        "{log}"
+    );
+}

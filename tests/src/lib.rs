@@ -276,8 +276,32 @@ impl NetworkNode {
         }
     }
 
-    /// Starts the process (again) on the same base path, key and ports.
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or `None` if it
+    /// still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        let child = self.child.as_mut().expect("the node is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for gridnode") {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the process (again) on the same base path, key and ports, and waits until its
+    /// RPC answers.
     pub async fn start(&mut self) {
+        self.spawn();
+        wait_for_rpc(&self.ws_url(), &self.log_path).await;
+    }
+
+    /// Starts the process without waiting for anything.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -300,7 +324,6 @@ impl NetworkNode {
             .spawn()
             .expect("spawn gridnode");
         self.child = Some(child);
-        wait_for_rpc(&self.ws_url(), &self.log_path).await;
     }
 
     /// Height of the best (= final) block, or `None` if the node does not answer.

@@ -177,6 +177,8 @@ pub struct ConsensusHandle {
     engine: EngineHandle,
     app: tokio::task::JoinHandle<anyhow::Result<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// A safety failure the engine cannot go on from (a corrupt WAL).
+    fatal: tokio::sync::mpsc::Receiver<anyhow::Error>,
     pub peer_id: String,
     pub status: Arc<ConsensusStatus>,
 }
@@ -195,9 +197,12 @@ impl ConsensusHandle {
 
     /// Resolves when the application loop ends (an error there means the node must stop).
     pub async fn stopped(&mut self) -> anyhow::Result<()> {
-        match (&mut self.app).await {
-            Ok(result) => result,
-            Err(e) => Err(anyhow::anyhow!("consensus task failed: {e}")),
+        tokio::select! {
+            joined = &mut self.app => match joined {
+                Ok(result) => result,
+                Err(e) => Err(anyhow::anyhow!("consensus task failed: {e}")),
+            },
+            Some(error) = self.fatal.recv() => Err(error),
         }
     }
 }
@@ -313,7 +318,14 @@ pub async fn start(
     .map_err(|e| anyhow::anyhow!("cannot start consensus: {e:#}"))?;
 
     let status = settings.status;
-    let mut tasks = vec![watch_events(channels.events.subscribe(), status.clone())];
+    let (fatal_tx, fatal) = tokio::sync::mpsc::channel(1);
+    let wal_path = wal_dir.join("consensus.wal");
+    let mut tasks = vec![watch_events(
+        channels.events.subscribe(),
+        status.clone(),
+        fatal_tx,
+        wal_path,
+    )];
     tasks.push(watch_peers(channels.net_requests.clone(), status.clone()));
     let app = app::App::new(app::AppParts {
         storage,
@@ -332,6 +344,7 @@ pub async fn start(
         engine,
         app,
         tasks,
+        fatal,
         peer_id: peer_id.to_string(),
         status,
     })
@@ -343,6 +356,8 @@ pub async fn start(
 fn watch_events(
     mut events: RxEvent<GridContext>,
     status: Arc<ConsensusStatus>,
+    fatal: tokio::sync::mpsc::Sender<anyhow::Error>,
+    wal_path: std::path::PathBuf,
 ) -> tokio::task::JoinHandle<()> {
     use malachitebft_app_channel::app::consensus::SignedConsensusMsg;
     use malachitebft_app_channel::app::engine::util::events::Event;
@@ -392,7 +407,18 @@ fn watch_events(
                     tracing::info!(%height, entries, "replaying the consensus write-ahead log");
                 }
                 Event::WalCorrupted(e) => {
-                    tracing::error!(error = %e, "consensus write-ahead log is corrupt");
+                    // Malachite stops this validator's consensus here; the whole node stops
+                    // too, with one clear line, rather than stay up without voting (or be
+                    // restarted blindly by a supervisor that does not look at the logs).
+                    let _ = fatal
+                        .send(anyhow::anyhow!(
+                            "the consensus write-ahead log {} is corrupt ({e}): the validator \
+                             stops rather than risk signing two votes for one step; restore \
+                             the file, or move it away only if this validator signed nothing \
+                             at the current height",
+                            wal_path.display()
+                        ))
+                        .await;
                 }
                 _ => {}
             }
