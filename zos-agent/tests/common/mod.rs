@@ -2,7 +2,10 @@
 //! calls, and cleanup of everything the agent created.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use gridchain_primitives::{seal, AccountId, Bytes, ChainContext, Hash, Pair};
+use gridchain_primitives::{
+    seal::{self, SealContext, SealPurpose},
+    AccountId, Bytes, ChainContext, Hash, Pair,
+};
 use gridchain_rpc_api::{
     jsonrpsee::ws_client::WsClient, AuthorApiClient, ChainApiClient, GridApiClient,
     GridchainApiClient, SystemApiClient,
@@ -141,18 +144,25 @@ pub struct SealFor<'a> {
     pub workload: &'a str,
 }
 
+fn seal_for(to: SealFor, purpose: SealPurpose, plaintext: &[u8]) -> Bytes {
+    let context = SealContext {
+        genesis: to.chain.genesis_hash,
+        owner: *to.owner,
+        node: *to.node,
+        workload: to.workload.into(),
+        purpose,
+    };
+    Bytes(seal::seal(to.node, &context, plaintext).unwrap())
+}
+
 /// Seals `plaintext` as the wallet does for env var `env` of `to.workload`.
 pub fn seal_env(to: SealFor, env: &str, plaintext: &[u8]) -> Bytes {
-    // The scheme before contexts seals to the node alone.
-    let _ = (to.chain, to.owner, to.workload, env);
-    Bytes(seal::seal(to.node, plaintext).unwrap())
+    seal_for(to, SealPurpose::Env { name: env.into() }, plaintext)
 }
 
 /// Seals `plaintext` as the wallet does for the password of zdb namespace `to.workload`.
 pub fn seal_zdb_password(to: SealFor, plaintext: &[u8]) -> Bytes {
-    // The scheme before contexts seals to the node alone.
-    let _ = (to.chain, to.owner, to.workload);
-    Bytes(seal::seal(to.node, plaintext).unwrap())
+    seal_for(to, SealPurpose::ZdbPassword, plaintext)
 }
 
 /// The agent's log so far (`spawn_agent` writes it to `dir/agent.log`).
