@@ -198,6 +198,7 @@ pub fn open(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::Pair;
@@ -238,7 +239,8 @@ mod tests {
         let node = Pair::dev("Node1");
         let ctx = context(&node);
         let sealed = seal(&node.public(), &ctx, b"s3cret").unwrap();
-        let changes: [(&str, fn(&mut SealContext)); 6] = [
+        type Change = fn(&mut SealContext);
+        let changes: [(&str, Change); 6] = [
             ("genesis (another chain)", |c| c.genesis.0[0] ^= 1),
             ("owner", |c| c.owner = Pair::dev("Charlie").public()),
             ("workload", |c| c.workload = "web2".into()),

@@ -4,6 +4,8 @@
 //! result for those workloads, never the plaintext; the victim's workloads, and their updates,
 //! keep working.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

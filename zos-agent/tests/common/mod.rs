@@ -152,7 +152,7 @@ fn seal_for(to: SealFor, purpose: SealPurpose, plaintext: &[u8]) -> Bytes {
         workload: to.workload.into(),
         purpose,
     };
-    Bytes(seal::seal(to.node, &context, plaintext).unwrap())
+    Bytes(seal::seal(to.node, &context, plaintext).expect("a node key seals"))
 }
 
 /// Seals `plaintext` as the wallet does for env var `env` of `to.workload`.
@@ -180,7 +180,7 @@ pub fn docker_env(container: &str) -> String {
             container,
         ])
         .output()
-        .unwrap();
+        .expect("docker runs");
     assert!(out.status.success(), "docker inspect {container}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
