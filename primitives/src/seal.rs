@@ -25,12 +25,21 @@
 //! (`grid_node(id).account`): the client needs no second, separately registered and rotated
 //! encryption key. The X25519 public key is that ed25519 public key mapped to Montgomery form;
 //! the X25519 secret is the clamped first half of `SHA-512(ed25519 seed)`, the scalar ed25519
-//! itself signs with, so both keys are the same point. This is acceptable: using one key pair for
-//! Ed25519 signatures and an X25519-based KEM such as HPKE's DHKEM is proven jointly secure
-//! (Thormarker, "On using the same key pair for Ed25519 and an X25519 based KEM", ePrint
-//! 2021/509); the signatures never sign anything derived from a decapsulation, and the KEM never
-//! outputs anything the signer would sign. Recipients that are not curve points, or are points
-//! of small order (whose shared secret carries no secret), are refused.
+//! itself signs with, so both keys are the same point (`ed25519-dalek`'s `to_scalar_bytes` and
+//! `to_montgomery`, made for this). Reusing one key pair this way is acceptable:
+//! - it is proven safe for exactly this pair of uses: Ed25519 signatures stay unforgeable and an
+//!   X25519-based KEM such as HPKE's DHKEM stays IND-CCA secure when they share the key
+//!   (Thormarker, "On using the same key pair for Ed25519 and an X25519 based KEM", ePrint
+//!   2021/509);
+//! - the agent never signs anything derived from what it decrypts, and never decrypts on request
+//!   for others: it only feeds opened values into its own workloads;
+//! - the secret is the same either way: it lives only on the node, and losing it loses both
+//!   roles, as it would with two keys on the same machine;
+//! - the public key is already on chain and bound to the node by its registration, so clients
+//!   need no second key that would have to be registered, authenticated and rotated.
+//!
+//! Recipients that are not curve points, or are points of small order (whose shared secret
+//! carries nothing secret), are refused.
 //!
 //! # The context, and why
 //!
@@ -42,9 +51,12 @@
 //! - `owner`: not in another owner's reservation (the owner is the signer of `reserve`, so
 //!   nobody else can make a reservation with that owner);
 //! - `node`: not on another node (also implied by the node key; stated for clarity);
-//! - `workload`: not in another workload of the same owner's reservation on that node;
+//! - `workload`: not in a workload of another name, even of the same owner on that node;
 //! - `purpose`: not as a zdb password when it was an env value, nor as env `B` when it was
 //!   env `A`.
+//!
+//! SCALE prefixes every string with its length, so no two contexts encode alike (bytes cannot
+//! slide from the workload name into the env name).
 //!
 //! What is *not* bound, on purpose: the reservation id and version. The wallet seals before the
 //! chain assigns the id, and an update by the owner (same owner, node and workload name) must
@@ -61,7 +73,7 @@ use hpke::{
     aead::ChaCha20Poly1305, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, OpModeR,
     OpModeS, Serializable,
 };
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::Encode;
 use zeroize::Zeroizing;
 
 type Kem = X25519HkdfSha256;
@@ -81,7 +93,7 @@ pub const SEAL_OVERHEAD: usize = ENC_LEN + TAG_LEN;
 pub const SEAL_LABEL: &[u8] = b"gridchain-seal-v2/hpke-x25519-sha256-chacha20poly1305";
 
 /// What a sealed value is for, inside its workload.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub enum SealPurpose {
     /// The value of environment variable `name` of a container workload.
     Env { name: String },
@@ -90,7 +102,7 @@ pub enum SealPurpose {
 }
 
 /// Where a sealed value belongs: it opens only in exactly this context. See the module docs.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct SealContext {
     /// Genesis hash of the chain the reservation is on.
     pub genesis: Hash,
