@@ -3,7 +3,10 @@
 //! checked at each step, and the bad inputs of each step refused with their error, changing
 //! nothing.
 
-use gridchain_primitives::{seal, AccountId, Bytes, ChainContext, Hash, Pair};
+use gridchain_primitives::{
+    seal::{self, SealContext, SealPurpose},
+    AccountId, Bytes, ChainContext, Hash, Pair,
+};
 use gridchain_rpc_api::{
     jsonrpsee::ws_client::WsClient, AuthorApiClient, ChainApiClient, ExtrinsicInfo, GridApiClient,
     GridchainApiClient, NodeFilter, SystemApiClient,
@@ -136,8 +139,28 @@ fn node_resources() -> Resources {
     }
 }
 
-fn deployment(node: &AccountId) -> Deployment {
-    let sealed = |s: &[u8]| Bytes(seal::seal(node, s).unwrap());
+/// What a secret of `owner`'s reservation on `node` is sealed for, as the wallet does.
+fn sealed_for(
+    genesis: Hash,
+    owner: &AccountId,
+    node: &AccountId,
+    workload: &str,
+    purpose: SealPurpose,
+) -> SealContext {
+    SealContext {
+        genesis,
+        owner: *owner,
+        node: *node,
+        workload: workload.into(),
+        purpose,
+    }
+}
+
+fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment {
+    let sealed = |workload: &str, purpose: SealPurpose, s: &[u8]| {
+        let context = sealed_for(genesis, owner, node, workload, purpose);
+        Bytes(seal::seal(node, &context, s).unwrap())
+    };
     Deployment {
         metadata: "e2e".into(),
         workloads: vec![
@@ -156,7 +179,7 @@ fn deployment(node: &AccountId) -> Deployment {
                 spec: WorkloadSpec::ZdbNamespace {
                     size: 100 * GIB,
                     mode: ZdbMode::User,
-                    password: Some(sealed(b"zdb-password")),
+                    password: Some(sealed("db", SealPurpose::ZdbPassword, b"zdb-password")),
                     public: false,
                 },
             },
@@ -170,7 +193,13 @@ fn deployment(node: &AccountId) -> Deployment {
                     entrypoint: String::new(),
                     env: vec![EnvVar {
                         name: "API_KEY".into(),
-                        value: EnvValue::Sealed(sealed(b"s3cret")),
+                        value: EnvValue::Sealed(sealed(
+                            "app",
+                            SealPurpose::Env {
+                                name: "API_KEY".into(),
+                            },
+                            b"s3cret",
+                        )),
                     }],
                     mounts: vec![Mount {
                         volume: "data".into(),
@@ -364,7 +393,7 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
     assert_eq!(on_farm.len(), 2);
 
     // Not Up yet: no reservations.
-    let d = deployment(&node_key.public());
+    let d = deployment(chain.genesis_hash, &user.public(), &node_key.public());
     grid.fails(
         &user,
         Call::Reservations(reservations::Call::Reserve {
@@ -442,8 +471,15 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
     else {
         panic!("zdb workload");
     };
+    let context = sealed_for(
+        chain.genesis_hash,
+        &user.public(),
+        &node_key.public(),
+        "db",
+        SealPurpose::ZdbPassword,
+    );
     assert_eq!(
-        seal::open(&node_key.seed(), &sealed.0).unwrap(),
+        seal::open(&node_key.seed(), &context, &sealed.0).unwrap(),
         b"zdb-password"
     );
 

@@ -6,13 +6,19 @@
 //!   `{value: …, secret: true}`; secret values and zdb passwords are written in clear in the file
 //!   and **sealed** to the target node's account key (`gridchain_primitives::seal`) before the
 //!   transaction is built: the chain, and everyone reading it, only ever sees the sealed bytes.
+//!   Each is sealed for its context ([`SealTarget`]: this chain, the signing owner, that node,
+//!   the workload, and the env var's name or "zdb password"); the node's agent opens it in that
+//!   reservation only, so copying it into another owner's reservation gains nothing.
 //! - Unknown fields, fields that do not belong to a workload's type and missing required fields
 //!   are refused with the workload's name; syntax and type errors carry the line and column.
 //!
 //! The format is documented with examples in `wallet/README.md` and `examples/`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use gridchain_primitives::{seal, AccountId, Bytes};
+use gridchain_primitives::{
+    seal::{self, SealContext, SealError, SealPurpose},
+    AccountId, Bytes, Hash,
+};
 use gridchain_runtime::{
     reservations::{
         self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Workload, WorkloadSpec,
@@ -30,6 +36,41 @@ use std::{fmt, path::Path};
 pub const DEFAULT_ROOTFS: u64 = 1 << 30;
 /// Largest deployment file read, in bytes.
 const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Whom a reservation's secrets are sealed for: the chain, the reservation's owner (the signer)
+/// and the node hosting it. Each secret adds its workload and purpose ([`SealContext`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealTarget {
+    /// Genesis hash of the chain the reservation goes to.
+    pub genesis: Hash,
+    /// The account that signs `reserve` (or the update): the reservation's owner.
+    pub owner: AccountId,
+    /// The node's account key.
+    pub node: AccountId,
+}
+
+impl SealTarget {
+    /// The full context of a secret of `workload`.
+    pub fn context(&self, workload: &str, purpose: SealPurpose) -> SealContext {
+        SealContext {
+            genesis: self.genesis,
+            owner: self.owner,
+            node: self.node,
+            workload: workload.to_string(),
+            purpose,
+        }
+    }
+
+    /// Seals `plaintext` to the node, for `purpose` in `workload`.
+    pub fn seal(
+        &self,
+        workload: &str,
+        purpose: SealPurpose,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        seal::seal(&self.node, &self.context(workload, purpose), plaintext)
+    }
+}
 
 /// A deployment as written in the file, secrets still in clear.
 #[derive(Debug, Clone, Deserialize)]
@@ -392,13 +433,13 @@ impl DeploymentFile {
         }
     }
 
-    /// The chain's deployment, secrets sealed to `node` (the target node's account key), checked
-    /// with the chain's own rules.
-    pub fn to_deployment(&self, node: &AccountId) -> Result<Deployment> {
+    /// The chain's deployment, secrets sealed for `to` (the chain, the owner and the target
+    /// node), checked with the chain's own rules.
+    pub fn to_deployment(&self, to: &SealTarget) -> Result<Deployment> {
         let workloads = self
             .workloads
             .iter()
-            .map(|w| w.to_workload(node))
+            .map(|w| w.to_workload(to))
             .collect::<Result<Vec<_>>>()?;
         let deployment = Deployment {
             metadata: self.metadata.clone(),
@@ -410,7 +451,7 @@ impl DeploymentFile {
 }
 
 impl WorkloadFile {
-    fn to_workload(&self, node: &AccountId) -> Result<Workload> {
+    fn to_workload(&self, to: &SealTarget) -> Result<Workload> {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
@@ -440,8 +481,12 @@ impl WorkloadFile {
             }
         }
         let required = |field: &str| anyhow!("{}: '{field}' is required", context());
-        let sealed = |what: &str, plaintext: &str| -> Result<Bytes> {
-            seal::seal(node, plaintext.as_bytes())
+        let sealed = |purpose: SealPurpose, plaintext: &str| -> Result<Bytes> {
+            let what = match &purpose {
+                SealPurpose::Env { name } => format!("env {name}"),
+                SealPurpose::ZdbPassword => "the password".into(),
+            };
+            to.seal(name, purpose, plaintext.as_bytes())
                 .map(Bytes)
                 .map_err(|e| anyhow!("{}: cannot seal {what} to the node: {e}", context()))
         };
@@ -458,7 +503,10 @@ impl WorkloadFile {
                     .flatten()
                     .map(|(var, entry)| {
                         let value = if entry.secret {
-                            EnvValue::Sealed(sealed(&format!("env {var}"), &entry.value)?)
+                            EnvValue::Sealed(sealed(
+                                SealPurpose::Env { name: var.clone() },
+                                &entry.value,
+                            )?)
                         } else {
                             EnvValue::Plain(entry.value.clone())
                         };
@@ -496,7 +544,7 @@ impl WorkloadFile {
                 password: self
                     .password
                     .as_ref()
-                    .map(|p| sealed("the password", &p.0))
+                    .map(|p| sealed(SealPurpose::ZdbPassword, &p.0))
                     .transpose()?,
                 public: self.public.unwrap_or(false),
             },
@@ -522,6 +570,15 @@ mod tests {
     use gridchain_runtime::tfgrid::GIB;
 
     const MIB: u64 = 1 << 20;
+
+    /// Bob's reservation on node `node` of a test chain.
+    fn target(node: &Pair) -> SealTarget {
+        SealTarget {
+            genesis: Hash([3; 32]),
+            owner: Pair::dev("Bob").public(),
+            node: node.public(),
+        }
+    }
 
     #[test]
     fn sizes_with_units() {
@@ -588,8 +645,9 @@ workloads:
     #[test]
     fn converts_with_units_and_seals_secrets_to_the_node() {
         let node = Pair::dev("GridNode1");
+        let to = target(&node);
         let file = DeploymentFile::parse(FULL, false).unwrap();
-        let d = file.to_deployment(&node.public()).unwrap();
+        let d = file.to_deployment(&to).unwrap();
         assert_eq!(d.metadata, "web app");
         assert_eq!(d.workloads.len(), 4);
         assert_eq!(d.workloads[1].spec, WorkloadSpec::Volume { size: 10 * GIB });
@@ -604,12 +662,19 @@ workloads:
         };
         assert_eq!((*size, *mode, *public), (100 * GIB, ZdbMode::Seq, true));
         assert_ne!(password.0, b"zdb-secret");
+        let zdb_context = to.context(&d.workloads[2].name, SealPurpose::ZdbPassword);
         assert_eq!(
-            seal::open(&node.seed(), &password.0).unwrap(),
+            seal::open(&node.seed(), &zdb_context, &password.0).unwrap(),
             b"zdb-secret"
         );
-        // Another node cannot open it.
-        assert!(seal::open(&Pair::dev("GridNode2").seed(), &password.0).is_err());
+        // Another node cannot open it, nor can this node for another owner.
+        let node2 = Pair::dev("GridNode2");
+        let mut elsewhere = zdb_context.clone();
+        elsewhere.node = node2.public();
+        assert!(seal::open(&node2.seed(), &elsewhere, &password.0).is_err());
+        let mut stolen = zdb_context.clone();
+        stolen.owner = Pair::dev("Charlie").public();
+        assert!(seal::open(&node.seed(), &stolen, &password.0).is_err());
 
         let WorkloadSpec::Container {
             image,
@@ -632,7 +697,23 @@ workloads:
         let EnvValue::Sealed(sealed) = &env[2].value else {
             panic!("API_KEY must be sealed");
         };
-        assert_eq!(seal::open(&node.seed(), &sealed.0).unwrap(), b"s3cret");
+        let env_context = to.context(
+            &d.workloads[3].name,
+            SealPurpose::Env {
+                name: "API_KEY".into(),
+            },
+        );
+        assert_eq!(
+            seal::open(&node.seed(), &env_context, &sealed.0).unwrap(),
+            b"s3cret"
+        );
+        // Sealed for API_KEY of this workload: not as another variable, nor as the password.
+        let mut other_var = env_context.clone();
+        other_var.purpose = SealPurpose::Env {
+            name: "MODE".into(),
+        };
+        assert!(seal::open(&node.seed(), &other_var, &sealed.0).is_err());
+        assert!(seal::open(&node.seed(), &zdb_context, &sealed.0).is_err());
         assert_eq!(mounts[0].path, "/data");
         assert_eq!(networks[0].ip.as_deref(), Some("10.1.0.10"));
         // The secret appears nowhere in clear in what goes on chain.
@@ -650,7 +731,7 @@ workloads:
         ]}"#;
         let d = DeploymentFile::parse(json, true)
             .unwrap()
-            .to_deployment(&Pair::dev("N").public())
+            .to_deployment(&target(&Pair::dev("N")))
             .unwrap();
         let WorkloadSpec::Container {
             memory,
@@ -669,7 +750,7 @@ workloads:
     fn error_of(text: &str) -> String {
         match DeploymentFile::parse(text, false) {
             Err(e) => format!("{e:#}"),
-            Ok(file) => match file.to_deployment(&Pair::dev("N").public()) {
+            Ok(file) => match file.to_deployment(&target(&Pair::dev("N"))) {
                 Err(e) => format!("{e:#}"),
                 Ok(d) => panic!("accepted: {d:?}"),
             },
@@ -711,7 +792,7 @@ workloads:
 
     #[test]
     fn examples_are_valid() {
-        let node = Pair::dev("GridNode1").public();
+        let node = target(&Pair::dev("GridNode1"));
         for (name, text) in [
             (
                 "container.yaml",

@@ -10,7 +10,10 @@
 mod common;
 
 use common::{grid, DevNode, GridRun};
-use gridchain_primitives::{seal, Bytes, ChainContext, Pair};
+use gridchain_primitives::{
+    seal::{self, SealContext, SealPurpose},
+    Bytes, ChainContext, Pair,
+};
 use gridchain_rpc_api::{
     jsonrpsee::ws_client::{WsClient, WsClientBuilder},
     AuthorApiClient, ChainApiClient, ExtrinsicInfo, GridApiClient, GridchainApiClient,
@@ -377,10 +380,23 @@ async fn twins_farms_nodes_and_reservations() {
     let EnvValue::Sealed(sealed) = &env[1].value else {
         panic!("ADMIN_TOKEN is not sealed: {env:?}");
     };
+    // Sealed for this reservation: this chain, Bob, the node, that workload and variable.
+    let context = SealContext {
+        genesis: chain.context.genesis_hash,
+        owner: Pair::dev("Bob").public(),
+        node: node_key.public(),
+        workload: on_chain.deployment.workloads[2].name.clone(),
+        purpose: SealPurpose::Env {
+            name: "ADMIN_TOKEN".into(),
+        },
+    };
     assert_eq!(
-        seal::open(&node_key.seed(), &sealed.0).unwrap(),
+        seal::open(&node_key.seed(), &context, &sealed.0).unwrap(),
         b"change-me"
     );
+    let mut stolen = context.clone();
+    stolen.owner = Pair::dev("Charlie").public();
+    assert!(seal::open(&node_key.seed(), &stolen, &sealed.0).is_err());
 
     let shown = run(
         ks,

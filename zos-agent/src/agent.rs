@@ -176,14 +176,12 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(?measured, "measured capacity");
     let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
     let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
-    let node_tag = node_tag(
-        &chain.genesis_hash().await?,
-        &config.node_key.public(),
-        node_id,
-    );
+    let genesis_hash = chain.genesis_hash().await?;
+    let node_tag = node_tag(&genesis_hash, &config.node_key.public(), node_id);
     let reconciler = Reconciler {
         node_id,
         node_seed: config.node_key.seed(),
+        genesis_hash,
         containers: Containers::new(docker.clone(), &node_tag),
         volumes: Volumes::new(docker, &node_tag),
         networks: Networks::new(&node_tag)?,

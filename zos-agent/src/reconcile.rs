@@ -26,7 +26,11 @@ use crate::{
         zdb::{NamespaceSpec, ZdbAdmin},
     },
 };
-use gridchain_primitives::{hash::blake2_256, seal, AccountId};
+use gridchain_primitives::{
+    hash::blake2_256,
+    seal::{self, SealContext, SealError, SealPurpose},
+    AccountId, Hash, Pair,
+};
 use gridchain_rpc_api::grid::NodeSnapshot;
 use gridchain_runtime::{
     reservations::{
@@ -62,6 +66,8 @@ pub struct Reconciler {
     /// See [`node_tag`].
     pub node_tag: String,
     pub node_seed: [u8; 32],
+    /// Genesis hash of the chain followed: part of the context every secret is sealed in.
+    pub genesis_hash: Hash,
     pub containers: Containers,
     pub volumes: Volumes,
     pub networks: Networks,
@@ -113,10 +119,36 @@ impl Reconciler {
         )
     }
 
-    fn open_secret(&self, sealed: &[u8]) -> Result<String, String> {
-        let plain = seal::open(&self.node_seed, sealed)
-            .map_err(|e| format!("cannot open sealed secret: {e}"))?;
-        String::from_utf8(plain).map_err(|_| "sealed secret is not UTF-8".to_string())
+    /// Opens a secret of workload `w` of reservation `r`, only in that reservation's context:
+    /// its owner, this node, this chain, that workload and `purpose`. A value sealed for any
+    /// other context (copied from someone else's reservation, say) is an error for this
+    /// workload, which never carries the plaintext.
+    fn open_secret(
+        &self,
+        r: &Reservation,
+        w: &Workload,
+        purpose: SealPurpose,
+        sealed: &[u8],
+    ) -> Result<String, String> {
+        let what = match &purpose {
+            SealPurpose::Env { name } => format!("sealed value for env {name}"),
+            SealPurpose::ZdbPassword => "sealed zdb password".to_string(),
+        };
+        let context = SealContext {
+            genesis: self.genesis_hash,
+            owner: r.owner,
+            node: Pair::from_seed(&self.node_seed).public(),
+            workload: w.name.clone(),
+            purpose,
+        };
+        match seal::open(&self.node_seed, &context, sealed) {
+            Ok(plain) => String::from_utf8(plain).map_err(|_| format!("{what} is not UTF-8")),
+            Err(SealError::Open) => Err(format!(
+                "{what} does not open in this reservation's context (sealed for another owner, \
+                 node, chain or workload, or altered?)"
+            )),
+            Err(e) => Err(format!("{what}: {e}")),
+        }
     }
 
     /// One reconciliation pass against `snapshot`; reports results through `chain` (if given).
@@ -363,7 +395,9 @@ impl Reconciler {
         public: bool,
         paused: bool,
     ) -> Result<ResultData, String> {
-        let password = sealed_password.map(|s| self.open_secret(s)).transpose()?;
+        let password = sealed_password
+            .map(|s| self.open_secret(r, w, SealPurpose::ZdbPassword, s))
+            .transpose()?;
         let name = Self::namespace_name(r.id, &w.name);
         let spec = NamespaceSpec {
             name: name.clone(),
@@ -410,7 +444,14 @@ impl Reconciler {
         for var in env {
             let value = match &var.value {
                 EnvValue::Plain(v) => v.clone(),
-                EnvValue::Sealed(sealed) => self.open_secret(&sealed.0)?,
+                EnvValue::Sealed(sealed) => self.open_secret(
+                    r,
+                    w,
+                    SealPurpose::Env {
+                        name: var.name.clone(),
+                    },
+                    &sealed.0,
+                )?,
             };
             env_plain.push(format!("{}={value}", var.name));
         }

@@ -40,7 +40,7 @@ async fn reserve_update_cancel_through_the_agent() {
         &bob,
         Call::Reservations(reservations::Call::Reserve {
             node_id,
-            deployment: deployment(&node_key.public(), "hello"),
+            deployment: deployment(chain, &bob.public(), &node_key.public(), "hello"),
         }),
     )
     .await;
@@ -101,7 +101,7 @@ async fn reserve_update_cancel_through_the_agent() {
         &bob,
         Call::Reservations(reservations::Call::UpdateReservation {
             id,
-            deployment: deployment(&node_key.public(), "bonjour"),
+            deployment: deployment(chain, &bob.public(), &node_key.public(), "bonjour"),
         }),
     )
     .await;
@@ -185,7 +185,7 @@ async fn out_of_funds_pauses_and_refill_resumes() {
         &user,
         Call::Reservations(reservations::Call::Reserve {
             node_id,
-            deployment: deployment(&node_key.public(), "hi"),
+            deployment: deployment(chain, &user.public(), &node_key.public(), "hi"),
         }),
     )
     .await;

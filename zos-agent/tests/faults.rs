@@ -297,7 +297,12 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
             .await;
             live.remove(&victim);
         }
-        let deployment = deployment(&node_key.public(), &format!("round {round}"));
+        let deployment = deployment(
+            chain,
+            &bob.public(),
+            &node_key.public(),
+            &format!("round {round}"),
+        );
         send(
             &client,
             chain,

@@ -138,9 +138,20 @@ fn small() -> Deployment {
     }
 }
 
+/// What `full()`'s secrets are sealed for (the pallet checks only their length).
+fn sealed_for() -> seal::SealContext {
+    seal::SealContext {
+        genesis: Default::default(),
+        owner: Pair::dev("Bob").public(),
+        node: Pair::dev("Node1").public(),
+        workload: "db".into(),
+        purpose: seal::SealPurpose::ZdbPassword,
+    }
+}
+
 fn full() -> Deployment {
     let node = Pair::dev("Node1").public();
-    let sealed = Bytes(seal::seal(&node, b"secret").unwrap());
+    let sealed = Bytes(seal::seal(&node, &sealed_for(), b"secret").unwrap());
     Deployment {
         metadata: "full".into(),
         workloads: vec![
@@ -254,7 +265,7 @@ fn reserve_stores_indexes_and_takes_capacity() {
             panic!("zdb workload")
         };
         assert_eq!(
-            seal::open(&Pair::dev("Node1").seed(), &sealed.0).unwrap(),
+            seal::open(&Pair::dev("Node1").seed(), &sealed_for(), &sealed.0).unwrap(),
             b"secret"
         );
     });

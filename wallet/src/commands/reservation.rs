@@ -1,12 +1,14 @@
 //! `grid reserve` and `grid reservation list|show|watch|update|cancel`: workloads on 3Nodes.
 //!
 //! Deployments come from a YAML or JSON file ([`crate::deployment`]); their secrets are sealed to
-//! the target node's account, read with `grid_getNode`, before the transaction is signed.
+//! the target node's account, read with `grid_getNode`, before the transaction is signed, each
+//! bound to this chain's genesis hash, the signer (the owner), the node, its workload and its
+//! env name or zdb password: the node opens it in that reservation only.
 
 use crate::{
     accounts::{resolve_account, resolve_signer, KeystoreLocation},
     amount::format_grid,
-    deployment::{format_resources, format_size, DeploymentFile},
+    deployment::{format_resources, format_size, DeploymentFile, SealTarget},
     failure::Failure,
     output::{OutputFormat, Progress, Rendered},
     rpc::{Node, NodeClient},
@@ -30,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::submit::{find_event, submit_call, transaction_json};
+use super::submit::{find_event, genesis_hash, submit_call, transaction_json};
 
 /// How often `reservation watch` reads the reservation.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -39,7 +41,9 @@ const DEPLOYMENT_HELP: &str = "\
 The deployment file is YAML (JSON if its name ends in .json): metadata and named
 workloads of type container, zdb, network or volume. Sizes take units (64MiB, 1GiB).
 Env values marked `secret: true` and zdb passwords are written in clear in the file
-and sealed by `grid` to the node's key: they never leave this machine in clear.
+and sealed by `grid` to the node's key for this reservation (chain, owner, node,
+workload, env name): they never leave this machine in clear, and copied into
+someone else's reservation they do not open.
 Format: wallet/README.md; examples: examples/*.yaml.";
 
 #[derive(Debug, Args)]
@@ -178,8 +182,11 @@ impl ReservationRequest {
                 node_id,
                 file,
             } => {
-                let account = node_account(node, node_id).await?;
-                let deployment = file.to_deployment(&account)?;
+                let deployment = file.to_deployment(&SealTarget {
+                    genesis: genesis_hash(node).await?,
+                    owner: signer.public(),
+                    node: node_account(node, node_id).await?,
+                })?;
                 let call = Call::Reservations(reservations::Call::Reserve {
                     node_id,
                     deployment,
@@ -226,8 +233,12 @@ impl ReservationRequest {
             ReservationRequest::Watch { id, timeout } => watch(node, id, timeout, format).await,
             ReservationRequest::Update { signer, id, file } => {
                 let current = fetch(node, id).await?;
-                let account = node_account(node, current.node_id).await?;
-                let deployment = file.to_deployment(&account)?;
+                // Sealed for the signer, who must be the owner (the chain refuses anyone else).
+                let deployment = file.to_deployment(&SealTarget {
+                    genesis: genesis_hash(node).await?,
+                    owner: signer.public(),
+                    node: node_account(node, current.node_id).await?,
+                })?;
                 let call =
                     Call::Reservations(reservations::Call::UpdateReservation { id, deployment });
                 let info = submit_call(node, &signer, call, &mut progress).await?;

@@ -4,7 +4,9 @@
 //! 2. Picks `k + m` of them ([`select_nodes`]): one per farm first, then one per node, so that
 //!    losing a farm or a node loses as few shards as possible. Fewer distinct nodes than
 //!    `k + m` is refused unless `--allow-shared-nodes`.
-//! 3. Generates a random password per namespace, seals it to its node's account, and reserves
+//! 3. Generates a random password per namespace, seals it to its node's account (for this
+//!    chain, the signer as owner, that node and namespace workload: see `deployment::SealTarget`),
+//!    and reserves
 //!    every namespace (seq mode, private) in one `reserve_many` transaction: all or none.
 //! 4. Follows the reservations until every node reports Ok (a workload error is exit 5 with the
 //!    node's message), then writes the backend config (mode 0600) that `grid store put/get/…`
@@ -13,14 +15,14 @@
 
 use crate::{
     accounts::{resolve_signer, KeystoreLocation},
-    deployment::{format_size, parse_size},
+    deployment::{format_size, parse_size, SealTarget},
     failure::Failure,
     output::{OutputFormat, Progress, Rendered},
     rpc::{Node, NodeClient},
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use gridchain_primitives::{seal, AccountId, Bytes, Pair};
+use gridchain_primitives::{seal::SealPurpose, AccountId, Bytes, Pair};
 use gridchain_rpc_api::{grid::MAX_PAGE, GridApiClient, NodeFilter};
 use gridchain_runtime::{
     reservations::{
@@ -40,7 +42,7 @@ use std::{
 };
 use zeroize::Zeroizing;
 
-use super::submit::{submit_call, transaction_json};
+use super::submit::{genesis_hash, submit_call, transaction_json};
 
 /// How often the reservations are read while waiting for the nodes.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -250,6 +252,7 @@ impl StoreReserve {
                 .ok_or_else(|| anyhow!("node {node_id} disappeared"))?;
             accounts.insert(*node_id, info.node.account);
         }
+        let genesis = genesis_hash(node).await?;
         let mut passwords: Vec<Zeroizing<String>> = Vec::with_capacity(count);
         let mut requests = Vec::with_capacity(count);
         for (i, c) in picked.iter().enumerate() {
@@ -257,15 +260,21 @@ impl StoreReserve {
             let account = accounts
                 .get(&c.node_id)
                 .ok_or_else(|| anyhow!("node {} disappeared", c.node_id))?;
-            let sealed = seal::seal(account, password.as_bytes())
-                .map_err(|e| anyhow!("cannot seal the password to node {}: {e}", c.node_id))?;
+            let name = workload_name(i);
+            let sealed = SealTarget {
+                genesis,
+                owner: self.signer.public(),
+                node: *account,
+            }
+            .seal(&name, SealPurpose::ZdbPassword, password.as_bytes())
+            .map_err(|e| anyhow!("cannot seal the password to node {}: {e}", c.node_id))?;
             passwords.push(password);
             requests.push(ReserveRequest {
                 node_id: c.node_id,
                 deployment: Deployment {
                     metadata: format!("zstor {}+{} shard {i}", self.data, self.parity),
                     workloads: vec![Workload {
-                        name: workload_name(i),
+                        name,
                         spec: WorkloadSpec::ZdbNamespace {
                             size: self.size,
                             mode: ZdbMode::Seq,

@@ -11,12 +11,19 @@ use crate::{
     rpc::{Node, NodeClient},
 };
 use anyhow::{Context, Result};
-use gridchain_primitives::{Bytes, ChainContext, Pair};
+use gridchain_primitives::{Bytes, ChainContext, Hash, Pair};
 use gridchain_rpc_api::{
     AuthorApiClient, ChainApiClient, ExtrinsicInfo, StateApiClient, SystemApiClient,
 };
 use gridchain_runtime::{system::DispatchError, Call, Event, Extrinsic};
 use parity_scale_codec::Encode;
+
+/// The genesis hash of the chain `node` serves: what signatures and sealed secrets are bound to.
+pub async fn genesis_hash<C: NodeClient>(node: &Node<'_, C>) -> Result<Hash> {
+    node.read(node.client.block_hash(Some(0)))
+        .await?
+        .context("the node has no genesis block")
+}
 
 /// Signs `call` with `signer` (no tip), submits it and waits until its block is final.
 ///
@@ -29,10 +36,7 @@ pub async fn submit_call<C: NodeClient>(
     progress: &mut Progress,
 ) -> Result<ExtrinsicInfo> {
     let client = node.client;
-    let genesis_hash = node
-        .read(client.block_hash(Some(0)))
-        .await?
-        .context("the node has no genesis block")?;
+    let genesis_hash = genesis_hash(node).await?;
     let spec_version = node.read(client.runtime_version()).await?.spec_version;
     let nonce = node
         .read(client.account_next_index(signer.public().to_string()))

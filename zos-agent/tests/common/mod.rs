@@ -2,7 +2,10 @@
 //! calls, and cleanup of everything the agent created.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use gridchain_primitives::{seal, AccountId, Bytes, ChainContext, Hash, Pair};
+use gridchain_primitives::{
+    seal::{self, SealContext, SealPurpose},
+    AccountId, Bytes, ChainContext, Hash, Pair,
+};
 use gridchain_rpc_api::{
     jsonrpsee::ws_client::WsClient, AuthorApiClient, ChainApiClient, GridApiClient,
     GridchainApiClient, SystemApiClient,
@@ -131,8 +134,72 @@ pub async fn wait_for(
     }
 }
 
-pub fn deployment(node: &AccountId, greeting: &str) -> Deployment {
-    let sealed = |s: &[u8]| Bytes(seal::seal(node, s).unwrap());
+/// What a secret is sealed for, as the wallet sees it: the chain, the reservation's owner, the
+/// node, and the workload.
+#[derive(Clone, Copy)]
+pub struct SealFor<'a> {
+    pub chain: ChainContext,
+    pub owner: &'a AccountId,
+    pub node: &'a AccountId,
+    pub workload: &'a str,
+}
+
+fn seal_for(to: SealFor, purpose: SealPurpose, plaintext: &[u8]) -> Bytes {
+    let context = SealContext {
+        genesis: to.chain.genesis_hash,
+        owner: *to.owner,
+        node: *to.node,
+        workload: to.workload.into(),
+        purpose,
+    };
+    Bytes(seal::seal(to.node, &context, plaintext).expect("a node key seals"))
+}
+
+/// Seals `plaintext` as the wallet does for env var `env` of `to.workload`.
+pub fn seal_env(to: SealFor, env: &str, plaintext: &[u8]) -> Bytes {
+    seal_for(to, SealPurpose::Env { name: env.into() }, plaintext)
+}
+
+/// Seals `plaintext` as the wallet does for the password of zdb namespace `to.workload`.
+pub fn seal_zdb_password(to: SealFor, plaintext: &[u8]) -> Bytes {
+    seal_for(to, SealPurpose::ZdbPassword, plaintext)
+}
+
+/// The agent's log so far (`spawn_agent` writes it to `dir/agent.log`).
+pub fn agent_log(dir: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(dir.join("agent.log")).unwrap_or_default()).into_owned()
+}
+
+/// Environment (`NAME=value` lines) of a container, as `docker inspect` shows it.
+pub fn docker_env(container: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            container,
+        ])
+        .output()
+        .expect("docker runs");
+    assert!(out.status.success(), "docker inspect {container}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network, a volume, a zdb namespace `store` (sealed password `zdb-s3cret`) and a container
+/// `web` (env GREETING=`greeting`, sealed API_KEY=`env-s3cret`), secrets sealed for `owner`'s
+/// reservation on `node` of `chain`.
+pub fn deployment(
+    chain: ChainContext,
+    owner: &AccountId,
+    node: &AccountId,
+    greeting: &str,
+) -> Deployment {
+    let to = |workload| SealFor {
+        chain,
+        owner,
+        node,
+        workload,
+    };
     Deployment {
         metadata: "agent e2e".into(),
         workloads: vec![
@@ -151,7 +218,7 @@ pub fn deployment(node: &AccountId, greeting: &str) -> Deployment {
                 spec: WorkloadSpec::ZdbNamespace {
                     size: 16 * MIB,
                     mode: ZdbMode::Seq,
-                    password: Some(sealed(b"zdb-s3cret")),
+                    password: Some(seal_zdb_password(to("store"), b"zdb-s3cret")),
                     public: false,
                 },
             },
@@ -170,7 +237,7 @@ pub fn deployment(node: &AccountId, greeting: &str) -> Deployment {
                         },
                         EnvVar {
                             name: "API_KEY".into(),
-                            value: EnvValue::Sealed(sealed(b"env-s3cret")),
+                            value: EnvValue::Sealed(seal_env(to("web"), "API_KEY", b"env-s3cret")),
                         },
                     ],
                     mounts: vec![Mount {
