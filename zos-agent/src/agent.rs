@@ -58,22 +58,15 @@ impl Cursor {
         data_dir.join("cursor.json")
     }
 
+    /// The stored cursor; a missing or corrupt file is no cursor (the agent then reconciles
+    /// against the latest final state, which it does at every start anyway).
     pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Option<Cursor>> {
-        match std::fs::read(Self::path(data_dir)) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).context("corrupt cursor.json")?,
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(crate::persist::read_json(&Self::path(data_dir))?)
     }
 
-    /// Written to a temporary file and renamed, so a crash leaves the old or the new cursor.
+    /// Durably (file and directory fsynced): a crash leaves the old or the new cursor.
     fn store(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
-        let tmp = data_dir.join("cursor.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?)?;
-        std::fs::rename(tmp, Self::path(data_dir))?;
-        Ok(())
+        Ok(crate::persist::write_json(&Self::path(data_dir), self)?)
     }
 }
 
@@ -184,7 +177,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         genesis_hash,
         containers: Containers::new(docker.clone(), &node_tag),
         volumes: Volumes::new(docker, &node_tag),
-        networks: Networks::new(&node_tag)?,
+        networks: Networks::new(&node_tag, &config.data_dir.join("interfaces.json"))?,
         node_tag,
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),

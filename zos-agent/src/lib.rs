@@ -14,9 +14,11 @@
 //! - [`reconcile`]: desired vs actual state, idempotent convergence, results.
 //! - [`provision`]: one module per kind of workload.
 //! - [`capacity`]: measuring the node and periodic capacity proofs.
+//! - [`persist`]: the small files of the data dir, written durably.
 
 pub mod agent;
 pub mod capacity;
 pub mod chain;
+pub mod persist;
 pub mod provision;
 pub mod reconcile;

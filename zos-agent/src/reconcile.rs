@@ -21,7 +21,7 @@ use crate::{
             ActualContainer, ContainerSpec, ContainerState, Containers, LABEL_OWNER,
             LABEL_RESERVATION, LABEL_SPEC, LABEL_VERSION, LABEL_WORKLOAD,
         },
-        network::{Networks, BRIDGE_PREFIX},
+        network::Networks,
         volume::Volumes,
         zdb::{NamespaceSpec, ZdbAdmin},
     },
@@ -103,22 +103,6 @@ impl Reconciler {
         format!("r{id}-{workload}")
     }
 
-    /// One bridge per (node, owner, network name): reservations of one owner share their
-    /// networks.
-    pub fn bridge_name(node_tag: &str, owner: &AccountId, network: &str) -> String {
-        let mut input = node_tag.as_bytes().to_vec();
-        input.extend_from_slice(&owner.0);
-        input.extend_from_slice(network.as_bytes());
-        format!("{BRIDGE_PREFIX}{}", &hex(&blake2_256(&input))[..11])
-    }
-
-    fn host_if(container: &str, network: &str) -> String {
-        format!(
-            "gcv{}",
-            &hex(&blake2_256(format!("{container}/{network}").as_bytes()))[..11]
-        )
-    }
-
     /// Opens a secret of workload `w` of reservation `r`, only in that reservation's context:
     /// its owner, this node, this chain, that workload and `purpose`. A value sealed for any
     /// other context (copied from someone else's reservation, say) is an error for this
@@ -168,12 +152,18 @@ impl Reconciler {
         let mut want_containers = BTreeSet::new();
         let mut want_volumes = BTreeSet::new();
         let mut want_namespaces = BTreeSet::new();
+        // One bridge per (owner, network name): reservations of one owner share their
+        // networks. Names come from the agent's name book, never from the names users chose.
         let mut want_bridges = BTreeSet::new();
+        let mut want_veths = BTreeSet::new();
         for r in &live {
             for w in &r.deployment.workloads {
                 let name = self.container_name(r.id, &w.name);
                 match &w.spec {
-                    WorkloadSpec::Container { .. } => {
+                    WorkloadSpec::Container { networks, .. } => {
+                        for n in networks {
+                            want_veths.insert((name.clone(), n.network.clone()));
+                        }
                         want_containers.insert(name);
                     }
                     WorkloadSpec::Volume { .. } => {
@@ -183,7 +173,7 @@ impl Reconciler {
                         want_namespaces.insert(Self::namespace_name(r.id, &w.name));
                     }
                     WorkloadSpec::Network { .. } => {
-                        want_bridges.insert(Self::bridge_name(&self.node_tag, &r.owner, &w.name));
+                        want_bridges.insert(self.networks.bridge_for(&r.owner, &w.name).await?);
                     }
                 }
             }
@@ -225,6 +215,7 @@ impl Reconciler {
             self.networks.remove_bridge(b).await?;
             summary.removed += 1;
         }
+        self.networks.retain_veths(&want_veths).await?;
 
         let mut existing: BTreeMap<String, ActualContainer> = self
             .containers
@@ -353,8 +344,13 @@ impl Reconciler {
         networks: &mut BTreeMap<String, Cidr>,
     ) -> Result<ResultData, String> {
         let cidr = Cidr::parse(ip_range).ok_or_else(|| format!("invalid ip range {ip_range}"))?;
+        let bridge = self
+            .networks
+            .bridge_for(&r.owner, &w.name)
+            .await
+            .map_err(|e| e.to_string())?;
         self.networks
-            .ensure_bridge(&Self::bridge_name(&self.node_tag, &r.owner, &w.name))
+            .ensure_bridge(&bridge)
             .await
             .map_err(|e| e.to_string())?;
         networks.insert(w.name.clone(), cidr);
@@ -560,19 +556,14 @@ impl Reconciler {
             .map_err(|e| e.to_string())?;
         summary.created += 1;
         for (i, (network, ip, prefix)) in addresses.iter().enumerate() {
-            let bridge = Self::bridge_name(&self.node_tag, &r.owner, network);
-            if let Err(e) = self
-                .networks
-                .attach(
-                    &bridge,
-                    pid,
-                    &Self::host_if(&name, network),
-                    &format!("eth{i}"),
-                    *ip,
-                    *prefix,
-                )
-                .await
-            {
+            let attached = async {
+                let bridge = self.networks.bridge_for(&r.owner, network).await?;
+                let host_if = self.networks.veth_for(&name, network).await?;
+                self.networks
+                    .attach(&bridge, pid, &host_if, &format!("eth{i}"), *ip, *prefix)
+                    .await
+            };
+            if let Err(e) = attached.await {
                 // A half-connected container is no use: remove it and report why.
                 let _ = self.containers.remove(&id).await;
                 return Err(e.to_string());
@@ -644,23 +635,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_fit_linux_interface_limits() {
-        let owner = AccountId([7; 32]);
-        assert!(
-            Reconciler::bridge_name("0123abcd-1", &owner, "a-very-long-network-name").len() <= 15
-        );
-        assert!(Reconciler::host_if("gc-0123abcd-1-r123-web", "net").len() < 15);
-        assert_ne!(
-            Reconciler::bridge_name("t-1", &owner, "a"),
-            Reconciler::bridge_name("t-2", &owner, "a")
-        );
-        assert_ne!(
-            Reconciler::bridge_name("t-1", &owner, "a"),
-            Reconciler::bridge_name("t-1", &AccountId([8; 32]), "a")
-        );
-    }
 
     #[test]
     fn only_reservation_namespaces_are_ours() {

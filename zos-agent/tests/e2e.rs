@@ -17,7 +17,6 @@ use std::{
     process::Command,
     time::{Duration, Instant},
 };
-use zos_agent::reconcile::Reconciler;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserve_update_cancel_through_the_agent() {
@@ -27,11 +26,8 @@ async fn reserve_update_cancel_through_the_agent() {
     let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
     let bob = Pair::dev("Bob");
     let zdb_addr = zdb_addr();
-    let (mut cleanup, node_id, tag) =
+    let (_cleanup, node_id, tag) =
         start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr).await;
-    cleanup
-        .bridges
-        .push(Reconciler::bridge_name(&tag, &bob.public(), "net"));
 
     // Reserve: everything Ok on chain, and real.
     send(
@@ -125,12 +121,7 @@ async fn reserve_update_cancel_through_the_agent() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let bridge_gone = !Command::new("ip")
-            .args(["link", "show", &cleanup.bridges[0]])
-            .output()
-            .unwrap()
-            .status
-            .success();
+        let bridge_gone = common::links_with_alias(&format!("gridchain node {tag}")).is_empty();
         let volumes = Command::new("docker")
             .args([
                 "volume",
@@ -173,11 +164,8 @@ async fn out_of_funds_pauses_and_refill_resumes() {
     let grid = local_grid(dir.path(), "grace").await;
     let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
     let (alice, user) = (Pair::dev("Alice"), Pair::dev("Bob"));
-    let (mut cleanup, node_id, tag) =
+    let (_cleanup, node_id, tag) =
         start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
-    cleanup
-        .bridges
-        .push(Reconciler::bridge_name(&tag, &user.public(), "net"));
 
     send(
         &client,

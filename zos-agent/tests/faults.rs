@@ -274,13 +274,6 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
     let rpc = [grid.chain_node.ws_url()];
     let (mut cleanup, node_id, tag) = start_agent(&grid, dir.path(), &rpc, &zdb).await;
     let bob = Pair::dev("Bob");
-    cleanup
-        .bridges
-        .push(zos_agent::reconcile::Reconciler::bridge_name(
-            &tag,
-            &bob.public(),
-            "net",
-        ));
 
     let mut live = BTreeSet::new();
     for round in 0..20u64 {

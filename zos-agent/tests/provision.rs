@@ -118,7 +118,8 @@ async fn same_network_connects_other_owners_network_does_not() {
         bridges: vec![bridge_a.into(), bridge_b.into()],
     };
     let containers = Containers::new(docker(), &node.to_string());
-    let networks = Networks::new(&node.to_string()).unwrap();
+    let book = tempfile::tempdir().unwrap();
+    let networks = Networks::new(&node.to_string(), &book.path().join("interfaces.json")).unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap(); // idempotent
     networks.ensure_bridge(bridge_b).await.unwrap();
@@ -250,4 +251,54 @@ async fn zdb_namespaces_are_created_protected_locked_and_removed() {
     assert!(admin.list().await.unwrap().is_empty());
     assert!(admin.info("r1-store").await.unwrap().is_none());
     server.shutdown().await.unwrap();
+}
+
+/// Interface names are the agent's own allocation: two owners' networks of the same name get
+/// different bridges, a key keeps its name across restarts (the book is on disk), and an
+/// interface under an allocated name that this agent did not create is refused, never adopted
+/// (a tenant grinding network names until a derived name collided with another tenant's bridge
+/// would otherwise join that tenant's network).
+#[tokio::test]
+async fn interface_names_are_allocated_and_foreign_interfaces_never_adopted() {
+    let node = 900_003;
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("interfaces.json");
+    let networks = Networks::new(&node.to_string(), &book).unwrap();
+    let (alice, bob, carol) = (
+        gridchain_primitives::AccountId([1; 32]),
+        gridchain_primitives::AccountId([2; 32]),
+        gridchain_primitives::AccountId([3; 32]),
+    );
+    let a = networks.bridge_for(&alice, "net").await.unwrap();
+    let b = networks.bridge_for(&bob, "net").await.unwrap();
+    let c = networks.bridge_for(&carol, "net").await.unwrap();
+    let _cleanup = Cleanup {
+        agent: None,
+        node_tag: Some(node.to_string()),
+        bridges: vec![a.clone(), b.clone(), c.clone()],
+    };
+    assert_ne!(a, b);
+    assert!(a.len() <= 15 && a.starts_with("gcbr"), "{a}");
+    assert_eq!(networks.bridge_for(&alice, "net").await.unwrap(), a);
+    let reopened = Networks::new(&node.to_string(), &book).unwrap();
+    assert_eq!(reopened.bridge_for(&bob, "net").await.unwrap(), b);
+
+    // Someone else creates an interface under Carol's allocated name before the agent does.
+    assert!(Command::new("ip")
+        .args(["link", "add", &c, "type", "bridge"])
+        .status()
+        .unwrap()
+        .success());
+    let refused = networks.ensure_bridge(&c).await.unwrap_err();
+    assert!(refused.to_string().contains("not this node's"), "{refused}");
+    let shown = Command::new("ip")
+        .args(["-o", "link", "show", &c])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&shown.stdout).contains("gridchain node"));
+    // A fresh allocation skips names that exist on the host.
+    let d = networks.bridge_for(&carol, "other").await.unwrap();
+    assert!(![&a, &b, &c].contains(&&d));
+    networks.ensure_bridge(&a).await.unwrap();
+    networks.remove_bridge(&a).await.unwrap();
 }

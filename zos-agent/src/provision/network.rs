@@ -11,8 +11,18 @@
 //! chain, whose policy Docker sets to DROP; so each bridge gets one rule accepting traffic that
 //! stays on it (`-i br -o br -j ACCEPT`, in `DOCKER-USER` when that chain exists).
 //!
-//! A bridge's interface alias (`gridchain node <id>`) says which node's agent owns it, so agents
-//! sharing a host (tests do) never remove each other's bridges.
+//! A bridge's (and a veth host end's) interface alias (`gridchain node <id>`) says which node's
+//! agent owns it, so agents sharing a host (tests do) never remove each other's interfaces.
+//!
+//! **Names are allocated, never derived from what users choose.** Interface names hold 15
+//! bytes, so a name derived from (owner, network name) by a hash keeps a few dozen bits, and a
+//! tenant who grinds network names until one collides with another tenant's bridge would have
+//! the agent adopt that bridge and put their container on the victim's network. Instead the
+//! agent keeps a [`NameBook`] in its data dir: (owner, network) → bridge and (container,
+//! network) → veth, names drawn from a counter, skipping any name that exists on the host, and
+//! persisted before the interface is created. An interface is only ever adopted, reused or
+//! deleted under the name the book gave it for that same key, and only if it carries this
+//! agent's alias; anything else under that name is refused.
 
 use futures::TryStreamExt;
 use rtnetlink::{
@@ -21,8 +31,9 @@ use rtnetlink::{
 };
 use std::{net::Ipv4Addr, os::fd::AsFd, process::Command};
 
-/// Interface names start with this, so the agent can tell its own links.
+/// Interface names start with these, so the agent can tell its own links.
 pub const BRIDGE_PREFIX: &str = "gcbr";
+pub const VETH_PREFIX: &str = "gcv";
 
 #[derive(Debug, thiserror::Error)]
 #[error("network: {0}")]
@@ -47,6 +58,55 @@ pub struct Networks {
     /// Interface alias marking this node's bridges, so agents (or tests) of other nodes on the
     /// same host never touch them.
     alias: String,
+    book: std::sync::Arc<tokio::sync::Mutex<NameBook>>,
+}
+
+/// The interface names this agent allocated, by what they are for (see the module docs).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct NameBook {
+    #[serde(skip)]
+    path: std::path::PathBuf,
+    /// Next counter value to try.
+    next: u64,
+    /// `bridge/<owner>/<network>` or `veth/<container>/<network>` → interface name.
+    names: std::collections::BTreeMap<String, String>,
+}
+
+impl NameBook {
+    fn open(path: &std::path::Path) -> Result<Self, NetworkError> {
+        let mut book: NameBook = crate::persist::read_json(path)?.unwrap_or_default();
+        book.path = path.to_path_buf();
+        Ok(book)
+    }
+
+    fn save(&self) -> Result<(), NetworkError> {
+        Ok(crate::persist::write_json(&self.path, self)?)
+    }
+}
+
+fn bridge_key(owner: &gridchain_primitives::AccountId, network: &str) -> String {
+    format!("bridge/{owner}/{network}")
+}
+
+fn veth_key(container: &str, network: &str) -> String {
+    format!("veth/{container}/{network}")
+}
+
+/// `prefix` + the counter in base 36, within the kernel's 15 bytes.
+fn counter_name(prefix: &str, n: u64, max_len: usize) -> Option<String> {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut digits = Vec::new();
+    let mut n = n;
+    loop {
+        digits.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    let name = format!("{prefix}{}", String::from_utf8(digits).ok()?);
+    (name.len() <= max_len).then_some(name)
 }
 
 fn link_name(msg: &LinkMessage) -> Option<&str> {
@@ -75,13 +135,95 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkErr
 }
 
 impl Networks {
-    /// Bridges of the node tagged `node_tag`.
-    pub fn new(node_tag: &str) -> Result<Self, NetworkError> {
+    /// Bridges of the node tagged `node_tag`, with the names it allocated kept in `book`.
+    pub fn new(node_tag: &str, book: &std::path::Path) -> Result<Self, NetworkError> {
         let (connection, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(connection);
         Ok(Networks {
             handle,
             alias: format!("gridchain node {node_tag}"),
+            book: std::sync::Arc::new(tokio::sync::Mutex::new(NameBook::open(book)?)),
+        })
+    }
+
+    /// The name under `key`, allocating (and persisting) one if it has none: the next counter
+    /// value whose name is neither in the book nor on the host.
+    async fn name_for(
+        &self,
+        key: String,
+        prefix: &str,
+        max_len: usize,
+    ) -> Result<String, NetworkError> {
+        let mut book = self.book.lock().await;
+        if let Some(name) = book.names.get(&key) {
+            return Ok(name.clone());
+        }
+        loop {
+            let n = book.next;
+            book.next += 1;
+            let name = counter_name(prefix, n, max_len)
+                .ok_or_else(|| NetworkError("interface names exhausted".into()))?;
+            if book.names.values().any(|v| *v == name)
+                || index_of(&self.handle, &name).await?.is_some()
+            {
+                continue;
+            }
+            book.names.insert(key, name.clone());
+            book.save()?;
+            return Ok(name);
+        }
+    }
+
+    /// The bridge of `owner`'s network `network` on this node (allocated on first use).
+    pub async fn bridge_for(
+        &self,
+        owner: &gridchain_primitives::AccountId,
+        network: &str,
+    ) -> Result<String, NetworkError> {
+        self.name_for(bridge_key(owner, network), BRIDGE_PREFIX, 15)
+            .await
+    }
+
+    /// The host end of `container`'s veth on `network` (allocated on first use; its container
+    /// end is `<name>p` until it is renamed inside the container).
+    pub async fn veth_for(&self, container: &str, network: &str) -> Result<String, NetworkError> {
+        self.name_for(veth_key(container, network), VETH_PREFIX, 14)
+            .await
+    }
+
+    /// Forgets the veth names of attachments not in `keep` (`(container, network)`): their
+    /// containers are gone, and the kernel removed the veths with them.
+    pub async fn retain_veths(
+        &self,
+        keep: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<(), NetworkError> {
+        let mut book = self.book.lock().await;
+        let before = book.names.len();
+        book.names.retain(|key, _| {
+            let Some(rest) = key.strip_prefix("veth/") else {
+                return true;
+            };
+            keep.iter().any(|(c, n)| rest == format!("{c}/{n}"))
+        });
+        if book.names.len() != before {
+            book.save()?;
+        }
+        Ok(())
+    }
+
+    /// Whether an existing interface carries this agent's alias.
+    async fn is_ours(&self, name: &str) -> Result<bool, NetworkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        Ok(match links.try_next().await {
+            Ok(Some(msg)) => link_alias(&msg) == Some(self.alias.as_str()),
+            Ok(None) => false,
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => false,
+            Err(e) => return Err(e.into()),
         })
     }
 
@@ -100,6 +242,12 @@ impl Networks {
     /// Creates the bridge if missing, brings it up, and lets its own traffic through iptables.
     pub async fn ensure_bridge(&self, name: &str) -> Result<u32, NetworkError> {
         let index = match index_of(&self.handle, name).await? {
+            // Never adopt an interface this agent did not create.
+            Some(_) if !self.is_ours(name).await? => {
+                return Err(NetworkError(format!(
+                    "interface {name} exists and is not this node's; refusing to adopt it"
+                )))
+            }
             Some(i) => i,
             None => {
                 self.handle
@@ -132,6 +280,12 @@ impl Networks {
         if let Some(index) = index_of(&self.handle, name).await? {
             self.handle.link().del(index).execute().await?;
         }
+        let mut book = self.book.lock().await;
+        let before = book.names.len();
+        book.names.retain(|_, v| v != name);
+        if book.names.len() != before {
+            book.save()?;
+        }
         Ok(())
     }
 
@@ -149,8 +303,14 @@ impl Networks {
         let bridge_index = index_of(&self.handle, bridge)
             .await?
             .ok_or_else(|| NetworkError(format!("bridge {bridge} does not exist")))?;
-        // A leftover host end from an earlier attempt would make the add fail.
+        // A leftover host end from an earlier attempt would make the add fail; only ours is
+        // removed, anything else under that name is refused.
         if let Some(old) = index_of(&self.handle, host_if).await? {
+            if !self.is_ours(host_if).await? {
+                return Err(NetworkError(format!(
+                    "interface {host_if} exists and is not this node's; refusing to touch it"
+                )));
+            }
             self.handle.link().del(old).execute().await?;
         }
         let peer = format!("{host_if}p");
@@ -167,6 +327,7 @@ impl Networks {
             .set(
                 LinkUnspec::new_with_index(host_index)
                     .controller(bridge_index)
+                    .alias(self.alias.clone())
                     .up()
                     .build(),
             )

@@ -79,7 +79,13 @@ impl Drop for Cleanup {
                     .output();
             }
         }
-        for b in &self.bridges {
+        // Every interface the node's agent made carries its alias; the bridges listed by hand
+        // are those a test made itself.
+        let mut bridges = self.bridges.clone();
+        if let Some(node) = &self.node_tag {
+            bridges.extend(links_with_alias(&format!("gridchain node {node}")));
+        }
+        for b in &bridges {
             let _ = Command::new("ip").args(["link", "del", b]).output();
             for chain in ["DOCKER-USER", "FORWARD"] {
                 let _ = Command::new("iptables")
@@ -88,6 +94,26 @@ impl Drop for Cleanup {
             }
         }
     }
+}
+
+/// Names of the host's interfaces whose alias is `alias`.
+pub fn links_with_alias(alias: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_end().ends_with(&format!("alias {alias}")))
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|name| {
+            name.trim()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
 }
 
 pub async fn send(client: &WsClient, chain: ChainContext, who: &Pair, call: Call) {
