@@ -181,6 +181,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         node_tag,
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),
+        report_backoff: Default::default(),
     };
     let capacity = capacity::report_loop(&chain, node_id, measured, config.capacity_period);
     let follow = follow(&chain, &reconciler, &config);

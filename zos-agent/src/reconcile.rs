@@ -44,6 +44,7 @@ use parity_scale_codec::Encode;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
 };
 
 /// Label holding a container's address on one of its networks: `gridchain.ip.<network>`.
@@ -74,6 +75,72 @@ pub struct Reconciler {
     pub zdb: ZdbAdmin,
     /// How clients reach this node's zdb (`host:port`), reported in results.
     pub zdb_endpoint: String,
+    /// Reports that failed, per (reservation, version): when to try again.
+    pub report_backoff: ReportBackoff,
+}
+
+/// A report that fails (the chain refuses it, or the endpoint is down) is retried after 2, 4,
+/// 8 … up to 300 seconds rather than on every block: a report the chain refuses for good would
+/// otherwise pay a fee every second for ever.
+#[derive(Default)]
+pub struct ReportBackoff(std::sync::Mutex<BTreeMap<(u64, u32), (u32, Instant)>>);
+
+impl ReportBackoff {
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn due(&self, id: u64, version: u32) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(id, version))
+            .is_none_or(|(_, next)| Instant::now() >= *next)
+    }
+
+    fn failed(&self, id: u64, version: u32) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = map.get(&(id, version)).map_or(0, |(f, _)| *f) + 1;
+        let wait = Duration::from_secs(1u64 << failures.min(9)).min(Self::MAX);
+        map.insert((id, version), (failures, Instant::now() + wait));
+    }
+
+    fn succeeded(&self, id: u64, version: u32) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(id, version));
+    }
+}
+
+/// Cuts a result down to what the chain accepts (`reservations::MAX_TEXT_LEN` bytes per text,
+/// at a character boundary; at most 64 data fields), so a long Docker or registry error does
+/// not make the whole report fail on chain.
+pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
+    fn cut(text: &mut String) {
+        if text.len() > reservations::MAX_TEXT_LEN {
+            let mut end = reservations::MAX_TEXT_LEN - '…'.len_utf8();
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+    }
+    cut(&mut result.message);
+    match &mut result.data {
+        ResultData::None => {}
+        ResultData::Container { container_id, ips } => {
+            cut(container_id);
+            ips.truncate(63);
+            ips.iter_mut().for_each(cut);
+        }
+        ResultData::Zdb {
+            namespace,
+            endpoints,
+        } => {
+            cut(namespace);
+            endpoints.truncate(63);
+            endpoints.iter_mut().for_each(cut);
+        }
+        ResultData::Network { subnet } => cut(subnet),
+        ResultData::Volume { path } => cut(path),
+    }
+    result
 }
 
 /// What one pass did, for logs and tests.
@@ -226,12 +293,15 @@ impl Reconciler {
             .collect();
         let mut reports = Vec::new();
         for r in live {
-            let results = self
+            let results: Vec<WorkloadResult> = self
                 .ensure_reservation(r, &mut existing, &volumes, &mut summary)
-                .await;
-            if results != r.results {
+                .await
+                .into_iter()
+                .map(fit_for_chain)
+                .collect();
+            if results != r.results && self.report_backoff.due(r.id, r.version) {
                 reports.push((
-                    r.id,
+                    (r.id, r.version),
                     Call::Reservations(reservations::Call::ReportResults {
                         id: r.id,
                         version: r.version,
@@ -245,15 +315,19 @@ impl Reconciler {
             let outcomes = futures::future::join_all(
                 reports
                     .into_iter()
-                    .map(|(id, call)| async move { (id, chain.submit(call).await) }),
+                    .map(|(key, call)| async move { (key, chain.submit(call).await) }),
             )
             .await;
-            for (id, outcome) in outcomes {
+            for ((id, version), outcome) in outcomes {
                 match outcome {
-                    Ok(_) => summary.reported += 1,
+                    Ok(_) => {
+                        self.report_backoff.succeeded(id, version);
+                        summary.reported += 1;
+                    }
                     Err(e) => {
+                        self.report_backoff.failed(id, version);
                         summary.failed_reports += 1;
-                        tracing::warn!(reservation = id, error = %e, "reporting results failed; will retry")
+                        tracing::warn!(reservation = id, error = %e, "reporting results failed; will retry after a back-off")
                     }
                 }
             }
@@ -635,6 +709,38 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_cut_to_what_the_chain_accepts() {
+        let long = "é".repeat(reservations::MAX_TEXT_LEN);
+        let result = fit_for_chain(WorkloadResult {
+            name: "web".into(),
+            state: WorkloadState::Error,
+            message: long.clone(),
+            data: ResultData::Container {
+                container_id: "c".into(),
+                ips: vec![long; 100],
+            },
+        });
+        assert!(result.message.len() <= reservations::MAX_TEXT_LEN);
+        assert!(result.message.ends_with('…'));
+        let ResultData::Container { ips, .. } = &result.data else {
+            panic!("container data")
+        };
+        assert_eq!(ips.len(), 63);
+        assert!(ips.iter().all(|ip| ip.len() <= reservations::MAX_TEXT_LEN));
+    }
+
+    #[test]
+    fn failed_reports_back_off_until_they_succeed() {
+        let backoff = ReportBackoff::default();
+        assert!(backoff.due(1, 1));
+        backoff.failed(1, 1);
+        assert!(!backoff.due(1, 1), "retried at once");
+        assert!(backoff.due(1, 2), "a new version is reported at once");
+        backoff.succeeded(1, 1);
+        assert!(backoff.due(1, 1));
+    }
 
     #[test]
     fn only_reservation_namespaces_are_ours() {
