@@ -231,3 +231,103 @@ async fn a_batch_of_submissions_is_answered_entry_by_entry_in_order() {
     assert!(answers[5].as_ref().unwrap()["number"].is_u64());
     assert_eq!(pending(&client).await.len(), 2);
 }
+
+/// One raw HTTP/1.1 exchange with the node (the clients of the other tests cannot set an
+/// `Origin` header or send an oversized batch): the status code and the body.
+async fn raw_http(port: u16, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("the node answers")
+            .unwrap();
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if n == 0 {
+            break;
+        }
+        // Done once the headers and `content-length` bytes of body are in (a 101 has none).
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            });
+            if head.starts_with("HTTP/1.1 101") || length.is_some_and(|l| body.len() >= l) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn post(port: u16, origin: Option<&str>, body: &str) -> String {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{origin}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn ws_upgrade(port: u16, origin: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A web page of another origin cannot use the node's RPC from a visitor's browser (HTTP or
+/// WebSocket), allowed origins get CORS headers, clients without an Origin are unaffected, and
+/// a batch above the limit is refused as a whole.
+#[tokio::test]
+async fn foreign_origins_and_oversized_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start_with(
+        &dir.path().join("node"),
+        250,
+        &["--rpc-cors", "http://localhost:*"],
+    )
+    .await;
+    let port = node.rpc_port;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"system_name","params":[]}"#;
+
+    let (status, body) = raw_http(port, post(port, Some("https://evil.example"), call)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("origin not allowed"), "{body}");
+    let (status, _) = raw_http(port, ws_upgrade(port, "https://evil.example")).await;
+    assert_eq!(status, 403);
+
+    let (status, body) = raw_http(port, post(port, Some("http://localhost:3000"), call)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("gridnode"), "{body}");
+    let (status, _) = raw_http(port, ws_upgrade(port, "http://localhost:3000")).await;
+    assert_eq!(status, 101);
+    let (status, body) = raw_http(port, post(port, None, call)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let calls: Vec<String> = (0..1_025)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"system_name","params":[]}}"#))
+        .collect();
+    let (_, body) = raw_http(port, post(port, None, &format!("[{}]", calls.join(",")))).await;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(answer.get("error").is_some(), "{body}");
+    let calls: Vec<String> = (0..1_024)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"system_name","params":[]}}"#))
+        .collect();
+    let (_, body) = raw_http(port, post(port, None, &format!("[{}]", calls.join(",")))).await;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer.as_array().map(Vec::len), Some(1_024), "{body}");
+}

@@ -73,17 +73,24 @@ pub struct DevNode {
     pub rpc_port: u16,
     pub metrics_port: u16,
     block_time_ms: u64,
+    extra_args: Vec<String>,
 }
 
 impl DevNode {
     /// Starts a dev node storing its data in `base_path` and waits until its RPC answers.
     pub async fn start(base_path: &Path, block_time_ms: u64) -> Self {
+        Self::start_with(base_path, block_time_ms, &[]).await
+    }
+
+    /// [`DevNode::start`] with more `gridnode` arguments.
+    pub async fn start_with(base_path: &Path, block_time_ms: u64, extra_args: &[&str]) -> Self {
         let mut node = DevNode {
             child: None,
             base_path: base_path.to_path_buf(),
             rpc_port: free_port(),
             metrics_port: free_port(),
             block_time_ms,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         node.spawn().await;
         node
@@ -101,6 +108,7 @@ impl DevNode {
             .args(["--rpc-port", &self.rpc_port.to_string()])
             .args(["--prometheus-port", &self.metrics_port.to_string()])
             .args(["--block-time-ms", &self.block_time_ms.to_string()])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -54,6 +54,13 @@ struct Cli {
     #[arg(long)]
     rpc_external: bool,
 
+    /// Browser origins allowed to use the RPC: `all`, or a comma-separated list such as
+    /// `http://localhost:*,https://polkadot.js.org`. Requests from other web pages are refused
+    /// (403); clients that send no Origin (CLIs, scripts, agents) are not affected. Default:
+    /// `all` with --dev, otherwise localhost/127.0.0.1 on any port and https://polkadot.js.org.
+    #[arg(long, value_name = "ORIGINS")]
+    rpc_cors: Option<String>,
+
     /// libp2p port (default 30333; with --dev any free port, since a dev chain needs no peers).
     #[arg(long)]
     port: Option<u16>,
@@ -252,6 +259,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         base_path: base_path.clone(),
         node_name: cli.name.clone(),
         rpc_addr: SocketAddr::new(host, cli.rpc_port),
+        rpc_cors: match &cli.rpc_cors {
+            Some(text) => gridchain_rpc::cors::Cors::parse(text).map_err(anyhow::Error::msg)?,
+            None => gridchain_rpc::cors::Cors::default_for(cli.dev),
+        },
         metrics_addr: (!cli.no_prometheus)
             .then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), cli.prometheus_port)),
         validator,

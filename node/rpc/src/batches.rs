@@ -4,13 +4,26 @@
 //! on the submission thread (`submit.rs`), so a batch of 50 submissions would take 50 turns;
 //! run together they share one turn, and their signatures one batch check. Responses keep the
 //! order of the calls, as the JSON-RPC spec asks.
+//!
+//! Bounds, since a batch is one request from one client: the server refuses batches of more than
+//! [`MAX_BATCH_LEN`] calls (jsonrpsee's `BatchRequestConfig`); at most
+//! [`BATCH_CONCURRENCY`] calls of a batch run at once; and responses are added to the batch
+//! response as they complete, in order, so a batch whose response outgrows the limit is
+//! answered with the too-large error as soon as it does, instead of after every call ran and
+//! every response was held in memory.
 
+use futures::StreamExt;
 use jsonrpsee::{
     core::middleware::{Batch, BatchEntry, Notification, RpcServiceT},
     server::{BatchResponseBuilder, MethodResponse},
     types::Request,
 };
 use std::future::Future;
+
+/// Most calls in one batch.
+pub const MAX_BATCH_LEN: u32 = 1_024;
+/// Most calls of one batch running at once.
+pub const BATCH_CONCURRENCY: usize = 64;
 
 /// The middleware: wraps the server's RPC service `S`.
 #[derive(Clone)]
@@ -51,9 +64,14 @@ where
         let limit = self.max_response_bytes;
         async move {
             // `None` for a notification, which gets no response.
-            let responses = futures::future::join_all(batch.into_iter().map(|entry| {
+            // Boxed so the stream's item type is one concrete future (a closure returning
+            // `async` blocks trips the compiler's higher-ranked lifetime inference here).
+            let mut calls: Vec<
+                std::pin::Pin<Box<dyn Future<Output = Option<MethodResponse>> + Send + 'a>>,
+            > = Vec::new();
+            for entry in batch.into_iter() {
                 let service = service.clone();
-                async move {
+                calls.push(Box::pin(async move {
                     match entry {
                         Ok(BatchEntry::Call(request)) => Some(service.call(request).await),
                         Ok(BatchEntry::Notification(notification)) => {
@@ -65,12 +83,17 @@ where
                             Some(MethodResponse::error(id, error))
                         }
                     }
-                }
-            }))
-            .await;
-            let got_notification = responses.iter().any(Option::is_none);
+                }));
+            }
+            let mut responses = futures::stream::iter(calls).buffered(BATCH_CONCURRENCY);
+            let mut got_notification = false;
             let mut builder = BatchResponseBuilder::new_with_limit(limit);
-            for response in responses.into_iter().flatten() {
+            while let Some(response) = responses.next().await {
+                let Some(response) = response else {
+                    got_notification = true;
+                    continue;
+                };
+                // Dropping the stream cancels the calls not yet answered.
                 if let Err(too_big) = builder.append(response) {
                     return too_big;
                 }

@@ -10,6 +10,7 @@
 //! storage, so `chain_subscribeFinalizedHeads` never skips a block.
 
 mod batches;
+pub mod cors;
 mod errors;
 mod grid;
 mod submit;
@@ -78,14 +79,22 @@ impl RpcServer {
     }
 }
 
-/// Starts the JSON-RPC server on `addr` (HTTP and WebSocket).
-pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServer> {
+/// Starts the JSON-RPC server on `addr` (HTTP and WebSocket), for browser pages of the origins
+/// `cors` allows.
+pub async fn start(
+    addr: SocketAddr,
+    ctx: RpcContext,
+    cors: cors::Cors,
+) -> std::io::Result<RpcServer> {
     // A full block (16 MiB of extrinsics) as hex JSON.
     const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
     let config = ServerConfig::builder()
         .max_request_body_size(4 * 1024 * 1024)
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(1_000)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
+            batches::MAX_BATCH_LEN,
+        ))
         .build();
     let middleware =
         jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(|service| {
@@ -96,6 +105,7 @@ pub async fn start(addr: SocketAddr, ctx: RpcContext) -> std::io::Result<RpcServ
         });
     let server = Server::builder()
         .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(cors::OriginLayer(cors)))
         .set_rpc_middleware(middleware)
         .build(addr)
         .await?;

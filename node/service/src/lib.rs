@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub base_path: PathBuf,
     pub node_name: String,
     pub rpc_addr: SocketAddr,
+    /// Which browser origins may use the RPC (`--rpc-cors`).
+    pub rpc_cors: gridchain_rpc::cors::Cors,
     /// `None` disables the Prometheus endpoint.
     pub metrics_addr: Option<SocketAddr>,
     /// The key this node signs consensus votes and proposals with; `None` for a full node.
@@ -264,6 +266,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 Arc::new(move |bytes: &[u8]| network.broadcast(bytes.to_vec()))
             },
         },
+        config.rpc_cors.clone(),
     )
     .await
     .with_context(|| format!("cannot start RPC on {}", config.rpc_addr))?;
