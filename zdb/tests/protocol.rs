@@ -495,3 +495,88 @@ fn long_pipeline_gets_every_reply_in_order() {
         assert_eq!(bulk(v), i.to_string().into_bytes());
     }
 }
+
+/// The `default` namespace is open to every client without credentials, so it
+/// must not be a way to fill the node's disk: it is limited out of the box.
+#[test]
+fn default_namespace_is_limited_to_64_mib_by_default() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    let chunk = vec![b'x'; 8 * 1024 * 1024];
+    for i in 0..8 {
+        q::<Vec<u8>>(&mut c, &[b"SET", format!("k{i}").as_bytes(), &chunk]);
+    }
+    // exactly 64 MiB of live payload now: one more byte is refused
+    assert!(qerr(&mut c, &[b"SET", b"one-more", b"x"]).contains("No space left on this namespace"));
+    let info: String = q(&mut c, &[b"NSINFO", b"default"]);
+    assert!(info.contains("data_limits_bytes: 67108864"), "{info}");
+    // freeing space makes room again
+    q::<String>(&mut c, &[b"DEL", b"k0"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"one-more", b"x"]);
+}
+
+/// `--maxsize` (0-db's flag) is the default namespace's limit, applied at
+/// every start, also to a default namespace created by an earlier run.
+#[test]
+fn default_namespace_limit_follows_the_flag_at_every_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Binary::start(dir.path(), &["--maxsize", "0"]);
+    let mut c = common::connect(server.addr);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"big", &[b'v'; 200]]);
+    drop(c);
+    server.terminate();
+
+    let server = common::Binary::start(dir.path(), &["--maxsize", "100"]);
+    let mut c = common::connect(server.addr);
+    assert!(qerr(&mut c, &[b"SET", b"more", b"0123456789"]).contains("No space left"));
+    let info: String = q(&mut c, &[b"NSINFO", b"default"]);
+    assert!(info.contains("data_limits_bytes: 100"), "{info}");
+    assert_eq!(q::<i64>(&mut c, &[b"LENGTH", b"big"]), 200);
+    // the admin can still change it at run time
+    q::<String>(&mut c, &[b"NSSET", b"default", b"maxsize", b"1000"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"more", b"0123456789"]);
+    drop(c);
+    server.terminate();
+}
+
+/// The admin can make `default` private like any namespace (a zdb extension:
+/// 0-db refuses NSSET password/public on it); it stays so after a restart.
+#[test]
+fn default_namespace_can_be_made_private() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut admin = s.client();
+    q::<String>(&mut admin, &[b"AUTH", b"adminpw"]);
+    q::<Vec<u8>>(&mut admin, &[b"SET", b"k", b"v"]);
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"password", b"dpw"]);
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"public", b"0"]);
+    let info: String = q(&mut admin, &[b"NSINFO", b"default"]);
+    assert!(
+        info.contains("public: no") && info.contains("password: yes"),
+        "{info}"
+    );
+
+    let check_private = |s: &InProcess| {
+        let mut anon = s.client();
+        assert!(qerr(&mut anon, &[b"GET", b"k"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"SET", b"k2", b"v"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"DBSIZE"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"SELECT", b"default"]).contains("protected and private"));
+        assert!(qerr(&mut anon, &[b"SELECT", b"default", b"bad"]).contains("Access denied"));
+        assert_eq!(
+            q::<String>(&mut anon, &[b"SELECT", b"default", b"dpw"]),
+            "OK"
+        );
+        assert_eq!(
+            q::<Option<Vec<u8>>>(&mut anon, &[b"GET", b"k"]),
+            Some(b"v".to_vec())
+        );
+        q::<Vec<u8>>(&mut anon, &[b"SET", b"k2", b"v"]);
+    };
+    check_private(&s);
+    drop(admin);
+    let dir = s.stop();
+    let mut config = zdb::ZdbConfig::ephemeral(dir.path());
+    config.admin_password = Some("adminpw".into());
+    let s = InProcess::start_in(dir, config);
+    check_private(&s);
+}
