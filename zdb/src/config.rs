@@ -65,6 +65,11 @@ pub struct ZdbConfig {
     pub durability: Durability,
     /// `maxsize` given to newly created namespaces (0 = unlimited).
     pub default_maxsize: u64,
+    /// `maxsize` of the `default` namespace, which every client may use
+    /// without credentials (0 = unlimited). Applied at every start, also to a
+    /// `default` namespace created earlier; `NSSET default maxsize` changes
+    /// it until the next start.
+    pub default_namespace_maxsize: u64,
     /// Connections beyond this are refused with an error.
     pub max_clients: usize,
     /// A partially received request must complete within this time.
@@ -81,6 +86,9 @@ pub struct ZdbConfig {
 
 /// 0-db's default data file size.
 pub const DEFAULT_DATASIZE: u64 = 256 * 1024 * 1024;
+/// Limit of the `default` namespace unless configured otherwise: it is open
+/// to every client that reaches the port, so it must not fill the disk.
+pub const DEFAULT_NAMESPACE_MAXSIZE: u64 = 64 * 1024 * 1024;
 /// 0-db's default port.
 pub const DEFAULT_PORT: u16 = 9900;
 /// Offsets in a data file are 32 bits wide.
@@ -103,6 +111,7 @@ impl ZdbConfig {
             mode: None,
             durability: Durability::OsBuffered,
             default_maxsize: 0,
+            default_namespace_maxsize: DEFAULT_NAMESPACE_MAXSIZE,
             max_clients: 1024,
             frame_timeout: Duration::from_secs(30),
             compaction_min_dead_bytes: 64 * 1024 * 1024,

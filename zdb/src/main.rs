@@ -46,9 +46,13 @@ struct Args {
     /// fsync at most every SECONDS (writes within the last period may be lost on power failure).
     #[arg(long, value_name = "SECONDS")]
     synctime: Option<u64>,
-    /// Default size limit (bytes of payload) of new namespaces; 0 is unlimited.
-    #[arg(long, default_value_t = 0)]
+    /// Size limit (bytes of payload) of the default namespace, applied at every start
+    /// (0-db's --maxsize); 0 is unlimited.
+    #[arg(long, default_value_t = zdb::config::DEFAULT_NAMESPACE_MAXSIZE)]
     maxsize: u64,
+    /// Size limit (bytes of payload) given to namespaces created by NSNEW; 0 is unlimited.
+    #[arg(long, default_value_t = 0)]
+    ns_maxsize: u64,
     /// Bytes of memory keeping recently written records for reads, all namespaces (0: none).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     cache: usize,
@@ -76,7 +80,8 @@ fn config_from(args: Args) -> Result<ZdbConfig> {
         (false, Some(s)) => Durability::Periodic(Duration::from_secs(s)),
         (false, None) => Durability::OsBuffered,
     };
-    config.default_maxsize = args.maxsize;
+    config.default_namespace_maxsize = args.maxsize;
+    config.default_maxsize = args.ns_maxsize;
     config.max_clients = args.max_clients;
     config.cache_bytes = args.cache;
     Ok(config)

@@ -85,6 +85,7 @@ impl Server {
             durability: config.durability,
             forced_mode: config.mode,
             default_maxsize: config.default_maxsize,
+            default_namespace_maxsize: config.default_namespace_maxsize,
         };
         let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
         let cache_bytes = config.cache_bytes;

@@ -33,6 +33,7 @@ use crate::storage::record::{
     FLAG_DELETED, INDEX_MAGIC, MAX_KEY_LEN, RECORD_HEADER_LEN,
 };
 use crate::storage::tail::{Tail, TailBudget};
+use crate::storage::DEFAULT_NAMESPACE;
 
 /// Engine-wide settings every namespace needs.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub durability: Durability,
     pub forced_mode: Option<Mode>,
     pub default_maxsize: u64,
+    /// Applied to the `default` namespace at every open.
+    pub default_namespace_maxsize: u64,
 }
 
 /// Errors a command can get from a namespace; the text is what the client sees.
@@ -673,14 +676,20 @@ impl Namespace {
         let mut settings = match NsSettings::load(&settings_path)? {
             Some(s) => s,
             None => {
-                let s = NsSettings::new(
-                    config.forced_mode.unwrap_or(Mode::User),
-                    config.default_maxsize,
-                );
+                let maxsize = if name == DEFAULT_NAMESPACE {
+                    config.default_namespace_maxsize
+                } else {
+                    config.default_maxsize
+                };
+                let s = NsSettings::new(config.forced_mode.unwrap_or(Mode::User), maxsize);
                 s.save(&settings_path)?;
                 s
             }
         };
+        if name == DEFAULT_NAMESPACE && settings.maxsize != config.default_namespace_maxsize {
+            settings.maxsize = config.default_namespace_maxsize;
+            settings.save(&settings_path)?;
+        }
 
         let manifest_path = data_dir.join("manifest");
         let listed = meta::load_manifest(&manifest_path)?;
