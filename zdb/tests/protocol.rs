@@ -580,3 +580,86 @@ fn default_namespace_can_be_made_private() {
     let s = InProcess::start_in(dir, config);
     check_private(&s);
 }
+
+/// `NSSET ns password` ends what the old password (or the absence of one)
+/// gave to sessions already in the namespace: they keep only what `SELECT ns`
+/// without password gives now, and must SELECT again with the new password.
+#[test]
+fn password_change_ends_access_given_by_the_old_password() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut admin = s.client();
+    q::<String>(&mut admin, &[b"AUTH", b"adminpw"]);
+
+    // private namespace: a session selected with the old password cannot read
+    q::<String>(&mut admin, &[b"NSNEW", b"t"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"old"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"0"]);
+    let mut tenant = s.client();
+    q::<String>(&mut tenant, &[b"SELECT", b"t", b"old"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k", b"v"]);
+    // setting the same password again (the agent does so every pass) changes nothing
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"old"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k2", b"v"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"new"]);
+    assert!(qerr(&mut tenant, &[b"GET", b"k"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SET", b"k", b"x"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"MGET", b"k"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SCAN"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SELECT", b"t", b"old"]).contains("Access denied"));
+    q::<String>(&mut tenant, &[b"SELECT", b"t", b"new"]);
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut tenant, &[b"GET", b"k"]),
+        Some(b"v".to_vec())
+    );
+    // changing only `public` keeps a session that gave the current password
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"0"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k3", b"v"]);
+
+    // requests pipelined behind the change are refused too
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"newer"]);
+    let replies: Vec<redis::RedisResult<Value>> = {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg("k").cmd("SET").arg("k").arg("y");
+        let all: Vec<Value> = pipe.query(&mut tenant).expect("pipeline");
+        all.into_iter()
+            .map(|v| match v {
+                Value::ServerError(e) => Err(e.into()),
+                v => Ok(v),
+            })
+            .collect()
+    };
+    for r in replies {
+        let e = r.expect_err("refused");
+        assert!(e.to_string().contains("protected and private"), "{e}");
+    }
+
+    // public namespace: the old password's session drops to read-only
+    q::<String>(&mut admin, &[b"NSNEW", b"p"]);
+    q::<String>(&mut admin, &[b"NSSET", b"p", b"password", b"old"]);
+    let mut writer = s.client();
+    q::<String>(&mut writer, &[b"SELECT", b"p", b"old"]);
+    q::<Vec<u8>>(&mut writer, &[b"SET", b"a", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"p", b"password", b"new"]);
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut writer, &[b"GET", b"a"]),
+        Some(b"1".to_vec())
+    );
+    assert!(qerr(&mut writer, &[b"SET", b"a", b"2"]).contains("Namespace is in read-only mode"));
+    assert!(qerr(&mut writer, &[b"DEL", b"a"]).contains("Namespace is in read-only mode"));
+
+    // sessions that entered while there was no password, default namespace included
+    q::<String>(&mut admin, &[b"NSNEW", b"o"]);
+    let mut open = s.client();
+    q::<Vec<u8>>(&mut open, &[b"SET", b"d", b"1"]);
+    let mut open_o = s.client();
+    q::<String>(&mut open_o, &[b"SELECT", b"o"]);
+    q::<Vec<u8>>(&mut open_o, &[b"SET", b"x", b"1"]);
+    for ns in [&b"o"[..], b"default"] {
+        q::<String>(&mut admin, &[b"NSSET", ns, b"password", b"pw"]);
+        q::<String>(&mut admin, &[b"NSSET", ns, b"public", b"0"]);
+    }
+    assert!(qerr(&mut open_o, &[b"GET", b"x"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut open, &[b"GET", b"d"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut open, &[b"SET", b"d", b"2"]).contains("Namespace protected and private"));
+}
