@@ -5,6 +5,12 @@
 //! namespace without password is readable and writable by all; with a
 //! password it is writable only after `SELECT ns password`, and readable
 //! without it only when it is public.
+//!
+//! A change of a namespace's password or `public` flag ends what the old
+//! settings gave to the sessions already in it: before each batch a session
+//! compares the namespace's access epoch with the one it entered under, and
+//! on a change keeps only what `SELECT ns` without password gives now (unless
+//! it gave the password and that password is still the current one).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use crate::config::{Mode, ZdbConfig};
 use crate::resp::{reply, Limits, Request};
 use crate::storage::namespace::{NsReader, NsWriter, ScanPage, SetOutcome, Value};
 use crate::storage::record::{Loc, MAX_KEY_LEN};
-use crate::storage::{Namespace, NsError, Store, DEFAULT_NAMESPACE};
+use crate::storage::{Namespace, NsAccess, NsError, Store, DEFAULT_NAMESPACE};
 
 /// `MGET` takes at most this many keys (0-db's limit).
 const MGET_MAX_KEYS: usize = 1023;
@@ -77,6 +83,10 @@ pub struct Session {
     admin: bool,
     readable: bool,
     writable: bool,
+    /// The namespace's access epoch when `readable`/`writable` were decided.
+    access_epoch: u64,
+    /// Set when the access came from giving the password of this epoch.
+    password_epoch: Option<u64>,
     nonce: Option<String>,
     /// Namespaces written since the last [`Session::take_dirty`].
     dirty: Vec<Arc<Namespace>>,
@@ -139,21 +149,33 @@ impl Session {
     pub fn new(shared: Arc<Shared>) -> Option<Session> {
         let ns = shared.store.get(DEFAULT_NAMESPACE)?;
         let admin = shared.config.admin_password.is_none();
-        let mut s = Session {
+        let access = ns.access();
+        let (readable, writable) = access_without_password(&access);
+        Some(Session {
             shared,
             ns,
             admin,
-            readable: false,
-            writable: false,
+            readable,
+            writable,
+            access_epoch: access.epoch,
+            password_epoch: None,
             nonce: None,
             dirty: Vec::new(),
-        };
-        let settings = s.ns.settings();
-        (s.readable, s.writable) = match settings.password {
-            None => (true, true),
-            Some(_) => (settings.public, false),
-        };
-        Some(s)
+        })
+    }
+
+    /// Re-decides access after the namespace's password or `public` flag
+    /// changed: what the current password gave stays, the rest is what
+    /// `SELECT ns` without password gives now.
+    fn refresh_access(&mut self) {
+        let access = self.ns.access();
+        self.access_epoch = access.epoch;
+        let password_still_valid =
+            access.password.is_some() && self.password_epoch == Some(access.password_epoch);
+        if !password_still_valid {
+            self.password_epoch = None;
+            (self.readable, self.writable) = access_without_password(&access);
+        }
     }
 
     /// Namespaces with writes that must be committed before replies go out.
@@ -178,6 +200,9 @@ impl Session {
         out: &mut BytesMut,
         flush_at: usize,
     ) -> (usize, Option<Deferred>) {
+        if self.ns.access_epoch() != self.access_epoch {
+            self.refresh_access();
+        }
         let ns = self.ns.clone();
         let mut held = Held::Nothing;
         let (mut commands, mut failed) = (0, 0);
@@ -878,15 +903,17 @@ impl Session {
         let Some(ns) = self.shared.store.get(name) else {
             fail!(out, "Namespace not found");
         };
-        let settings = ns.settings();
-        let (readable, writable) = match (&settings.password, args.len()) {
+        let access = ns.access();
+        let mut by_password = false;
+        let (readable, writable) = match (&access.password, args.len()) {
             (None, _) => (true, true),
-            (Some(_), 2) if settings.public => (true, false),
+            (Some(_), 2) if access.public => (true, false),
             (Some(_), 2) => fail!(out, "Namespace protected and private"),
             (Some(pw), 3) => {
                 if !constant_time_eq(&args[2], pw.as_bytes()) {
                     fail!(out, "Access denied");
                 }
+                by_password = true;
                 (true, true)
             }
             (Some(pw), _) => {
@@ -902,12 +929,15 @@ impl Session {
                 if !secure_match(&nonce, pw, &args[3]) {
                     fail!(out, "Access denied");
                 }
+                by_password = true;
                 (true, true)
             }
         };
         self.ns = ns;
         self.readable = readable;
         self.writable = writable;
+        self.access_epoch = access.epoch;
+        self.password_epoch = by_password.then_some(access.password_epoch);
         reply::simple(out, "OK");
         true
     }
@@ -926,6 +956,14 @@ impl Session {
             }
             Err(e) => Self::ns_error(out, e),
         }
+    }
+}
+
+/// (readable, writable) for a client that gives no password.
+fn access_without_password(access: &NsAccess) -> (bool, bool) {
+    match access.password {
+        None => (true, true),
+        Some(_) => (access.public, false),
     }
 }
 
