@@ -622,7 +622,7 @@ fn password_change_ends_access_given_by_the_old_password() {
         let mut raw = std::net::TcpStream::connect(s.addr).expect("connect");
         raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .expect("timeout");
-        let mut read_exactly = |raw: &mut std::net::TcpStream, want: &str| {
+        let read_exactly = |raw: &mut std::net::TcpStream, want: &str| {
             let mut got = vec![0u8; want.len()];
             raw.read_exact(&mut got).expect("reply");
             assert_eq!(String::from_utf8_lossy(&got), want);
