@@ -74,6 +74,9 @@ pub struct ZdbConfig {
     pub max_clients: usize,
     /// A partially received request must complete within this time.
     pub frame_timeout: Duration,
+    /// A connection without a complete request for this long is closed
+    /// (zero: never).
+    pub idle_timeout: Duration,
     /// Background compaction runs when a namespace has at least this many
     /// reclaimable bytes and they are at least half of its data files.
     pub compaction_min_dead_bytes: u64,
@@ -89,6 +92,8 @@ pub const DEFAULT_DATASIZE: u64 = 256 * 1024 * 1024;
 /// Limit of the `default` namespace unless configured otherwise: it is open
 /// to every client that reaches the port, so it must not fill the disk.
 pub const DEFAULT_NAMESPACE_MAXSIZE: u64 = 64 * 1024 * 1024;
+/// Connections without a complete request for this long are closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// 0-db's default port.
 pub const DEFAULT_PORT: u16 = 9900;
 /// Offsets in a data file are 32 bits wide.
@@ -114,6 +119,7 @@ impl ZdbConfig {
             default_namespace_maxsize: DEFAULT_NAMESPACE_MAXSIZE,
             max_clients: 1024,
             frame_timeout: Duration::from_secs(30),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             compaction_min_dead_bytes: 64 * 1024 * 1024,
             compaction_interval: Duration::from_secs(10),
             cache_bytes: 64 * 1024 * 1024,

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{q, InProcess};
+use common::{clients_connected, q, wait_for, InProcess};
 
 fn raw(s: &InProcess) -> TcpStream {
     let t = TcpStream::connect(s.addr).expect("connect");
@@ -176,4 +176,130 @@ fn client_limit() {
     let _b = s.client();
     let mut t = raw(&s);
     assert!(read_to_close(&mut t).contains("max number of clients"));
+}
+
+/// Reads until the server closes the connection, returning what came and how
+/// long the close took.
+fn time_to_close(t: &mut TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let got = read_to_close(t);
+    (got, started.elapsed())
+}
+
+#[test]
+fn idle_connection_is_closed() {
+    let s = InProcess::start_with(|c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.frame_timeout = Duration::from_secs(60);
+    });
+    let mut t = raw(&s);
+    t.write_all(b"PING\r\n").expect("send");
+    let mut pong = [0u8; 7];
+    t.read_exact(&mut pong).expect("pong");
+    let (got, took) = time_to_close(&mut t);
+    // an idle client is closed silently (as redis does), not sent an error
+    assert_eq!(got, "");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // a client that keeps sending requests is not idle
+    let mut c = s.client();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300)); // pacing, not waiting
+        assert_eq!(q::<String>(&mut c, &[b"PING"]), "PONG");
+    }
+}
+
+#[test]
+fn idle_timeout_zero_is_off() {
+    let s = InProcess::start_with(|c| c.idle_timeout = Duration::ZERO);
+    let mut t = raw(&s);
+    t.set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    let mut buf = [0u8; 1];
+    let err = t.read(&mut buf).expect_err("still open, nothing to read");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+}
+
+/// One byte at a time of a request that never ends: the timer counts from the
+/// last complete request, so the trickle does not keep the connection alive,
+/// even with a frame timeout far away.
+#[test]
+fn slowloris_trickle_is_closed_by_the_idle_timeout() {
+    let s = InProcess::start_with(|c| {
+        c.idle_timeout = Duration::from_secs(1);
+        c.frame_timeout = Duration::from_secs(60);
+    });
+    let mut t = raw(&s);
+    let mut writer = t.try_clone().expect("clone");
+    let trickle = std::thread::spawn(move || {
+        let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n";
+        let body = std::iter::repeat(&b'x').take(100_000);
+        for b in request.iter().chain(body).take(200) {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // the trickle's pace
+        }
+    });
+    let (got, took) = time_to_close(&mut t);
+    assert!(got.contains("Timeout"), "{got:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    trickle.join().expect("trickle thread");
+    assert_healthy(&s);
+}
+
+/// A client streaming requests so that every read ends inside the next one is
+/// making progress: the frame timeout counts from the last complete request,
+/// not from the first partial one.
+#[test]
+fn steady_stream_ending_mid_request_is_not_cut_off() {
+    let s = InProcess::start_with(|c| c.frame_timeout = Duration::from_secs(1));
+    let mut t = raw(&s);
+    t.set_nodelay(true).expect("nodelay");
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    // first half of a PING, then every 100 ms its rest and the first half of the next
+    t.write_all(&ping[..7]).expect("send");
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100)); // the stream's pace
+        let mut chunk = ping[7..].to_vec();
+        chunk.extend_from_slice(&ping[..7]);
+        t.write_all(&chunk).expect("send");
+        sent += 1;
+    }
+    t.write_all(&ping[7..]).expect("send");
+    sent += 1;
+    let want = "+PONG\r\n".repeat(sent);
+    let mut got = vec![0u8; want.len()];
+    t.read_exact(&mut got).expect("every reply, no timeout");
+    assert_eq!(String::from_utf8_lossy(&got), want);
+}
+
+/// A client that sends requests but never reads the replies holds its
+/// connection once the socket buffers are full: it is closed after the idle
+/// timeout too.
+#[test]
+fn client_that_never_reads_replies_is_closed() {
+    let s = InProcess::start_with(|c| c.idle_timeout = Duration::from_secs(1));
+    let mut c = s.client();
+    q::<Vec<u8>>(&mut c, &[b"SET", b"big", &vec![b'x'; 4 << 20]]);
+    let mut t = raw(&s);
+    t.write_all(&b"GET big\r\n".repeat(64)).expect("send");
+    assert_eq!(clients_connected(&mut c), 2);
+    let took = wait_for(
+        "the non-reading client to be closed",
+        Duration::from_secs(10),
+        || clients_connected(&mut c) == 1,
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    drop(t);
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zdb::{Server, ZdbConfig};
 
@@ -159,4 +159,26 @@ impl Drop for Binary {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Polls `done` until it holds, failing the test after `timeout`; returns how
+/// long it took.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `clients_connected` from `INFO` (the asking connection included).
+pub fn clients_connected(con: &mut redis::Connection) -> u64 {
+    let info: String = q(con, &[b"INFO"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("clients_connected: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no clients_connected in {info}"))
 }
