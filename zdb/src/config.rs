@@ -75,7 +75,9 @@ pub struct ZdbConfig {
     /// A partially received request must complete within this time.
     pub frame_timeout: Duration,
     /// A connection without a complete request for this long is closed
-    /// (zero: never).
+    /// (zero: never); bytes that do not complete a request do not count, so a
+    /// request trickled in byte by byte is cut off too. A reply the client
+    /// does not take within this time also closes the connection.
     pub idle_timeout: Duration,
     /// Background compaction runs when a namespace has at least this many
     /// reclaimable bytes and they are at least half of its data files.

@@ -59,6 +59,10 @@ struct Args {
     /// Maximum simultaneous clients.
     #[arg(long, default_value_t = 1024)]
     max_clients: usize,
+    /// Close a connection without a complete request (or that does not read its
+    /// replies) for SECONDS; 0 never closes idle connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = zdb::config::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
 }
 
 fn config_from(args: Args) -> Result<ZdbConfig> {
@@ -83,6 +87,7 @@ fn config_from(args: Args) -> Result<ZdbConfig> {
     config.default_namespace_maxsize = args.maxsize;
     config.default_maxsize = args.ns_maxsize;
     config.max_clients = args.max_clients;
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.cache_bytes = args.cache;
     Ok(config)
 }

@@ -6,8 +6,15 @@
 //! writers of a namespace taking turns asynchronously), commits the
 //! namespaces those requests wrote to, then sends all replies at once. A
 //! commit first lets the other ready connections run, so one write syscall
-//! (plus one fsync under `--sync`) covers the records of all of them. Storage calls are short and synchronous; compaction and fsync
-//! under `--sync` run on the blocking pool.
+//! (plus one fsync under `--sync`) covers the records of all of them.
+//! Storage calls are short and synchronous; compaction and fsync under
+//! `--sync` run on the blocking pool.
+//!
+//! Timeouts: a connection is closed when no request completed for the idle
+//! timeout, when a partially received request is not complete within the
+//! frame timeout, or when a reply is not taken by the client within the idle
+//! timeout. Both input timers count from complete requests, never from
+//! bytes, so trickling a request in byte by byte keeps nothing alive.
 
 use std::io;
 use std::net::SocketAddr;
@@ -239,6 +246,53 @@ where
     stats.clients_connected.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// When a connection's wait for input ends: the idle deadline (from the last
+/// complete request) or, while a request is partially received, its frame
+/// deadline (from when that request began), whichever is first. Bytes that
+/// do not complete a request move neither.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    idle: Duration,
+    frame: Duration,
+    last_request: Instant,
+    frame_started: Option<Instant>,
+}
+
+impl Deadlines {
+    fn due(&self) -> Option<Instant> {
+        let idle = (!self.idle.is_zero()).then(|| self.last_request + self.idle);
+        let frame = self.frame_started.map(|started| started + self.frame);
+        match (idle, frame) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A deadline that never comes (tokio's own "far future" is 30 years too).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// Writes `bytes`, giving up (`TimedOut`) if the client does not take them
+/// within `limit` (zero: no limit). The timer only registers when the write
+/// has to wait, so a write the socket takes at once costs no timer work.
+async fn send<S>(stream: &mut S, bytes: &[u8], limit: Duration) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    if limit.is_zero() {
+        return stream.write_all(bytes).await;
+    }
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read its replies",
+        )),
+    }
+}
+
 async fn connection_loop<S>(
     stream: &mut S,
     shared: &Arc<Shared>,
@@ -253,15 +307,27 @@ where
             .await?;
         return Ok(());
     };
+    let write_limit = shared.config.idle_timeout;
     let mut parser = RequestParser::new(Limits::default());
     let mut requests = Vec::new();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
-    // when the request at the front of `input` started arriving
-    let mut frame_started: Option<Instant> = None;
+    let mut deadlines = Deadlines {
+        idle: shared.config.idle_timeout,
+        frame: shared.config.frame_timeout,
+        last_request: Instant::now(),
+        frame_started: None,
+    };
+    // One timer for the connection's life. It is moved earlier only when a
+    // deadline comes before it (a request starts arriving in pieces); when it
+    // fires early it is moved to the current deadline. So a busy connection
+    // touches the timer about once per idle timeout, not once per read.
+    let timer = tokio::time::sleep_until(deadlines.due().unwrap_or_else(far_future));
+    tokio::pin!(timer);
     loop {
         // run everything already received, parsed a bounded number of requests at a time
         let mut closing = None;
+        let mut parsed_any = false;
         loop {
             while requests.len() < MAX_PARSED_REQUESTS {
                 match parser.next(&mut input) {
@@ -273,6 +339,7 @@ where
                     }
                 }
             }
+            parsed_any |= !requests.is_empty();
             let parsed_all = requests.len() < MAX_PARSED_REQUESTS;
             let mut done = 0;
             while done < requests.len() {
@@ -300,47 +367,59 @@ where
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
             reply::error(&mut output, &format!("Protocol error: {e}"));
-            stream.write_all(&output).await?;
+            send(stream, &output, write_limit).await?;
             return Ok(());
         }
         commit_and_send(stream, &mut session, &mut output, shared).await?;
 
+        // one clock read per batch of requests, none per partial read
+        let now = parsed_any.then(Instant::now);
+        if let Some(now) = now {
+            deadlines.last_request = now;
+        }
         if parser.in_progress(&input) {
-            frame_started.get_or_insert_with(Instant::now);
+            if deadlines.frame_started.is_none() || parsed_any {
+                deadlines.frame_started = Some(now.unwrap_or_else(Instant::now));
+            }
         } else {
-            frame_started = None;
+            deadlines.frame_started = None;
             // give back the memory of a large request once it is done
             if input.capacity() > 4 * READ_CHUNK {
                 input = BytesMut::with_capacity(16 * 1024);
             }
         }
+        if let Some(due) = deadlines.due() {
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+        }
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK.max(parser.bulk_bytes_missing(&input).min(1 << 20)));
         }
-        let read = async {
-            match frame_started {
-                Some(started) => {
-                    let deadline = started + shared.config.frame_timeout;
-                    match tokio::time::timeout_at(deadline, stream.read_buf(&mut input)).await {
-                        Ok(r) => r.map(Some),
-                        Err(_) => Ok(None),
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                r = stream.read_buf(&mut input) => {
+                    if r? == 0 {
+                        return Ok(());
                     }
+                    break;
                 }
-                None => stream.read_buf(&mut input).await.map(Some),
+                () = &mut timer => match deadlines.due() {
+                    Some(due) if due <= Instant::now() => {
+                        if deadlines.frame_started.is_some() {
+                            output.clear();
+                            reply::error(&mut output, "Timeout: request not completed in time, closing");
+                            send(stream, &output, write_limit).await?;
+                        }
+                        // an idle client is closed silently, as redis does
+                        debug!("closing a connection that timed out");
+                        return Ok(());
+                    }
+                    Some(due) => timer.as_mut().reset(due),
+                    None => timer.as_mut().reset(far_future()),
+                },
             }
-        };
-        tokio::select! {
-            _ = stop.changed() => return Ok(()),
-            r = read => match r? {
-                Some(0) => return Ok(()),
-                Some(_) => {}
-                None => {
-                    output.clear();
-                    reply::error(&mut output, "Timeout: request not completed in time, closing");
-                    stream.write_all(&output).await?;
-                    return Ok(());
-                }
-            },
         }
     }
 }
@@ -376,12 +455,13 @@ where
                 output,
                 &format!("Cannot write data right now: {}", failures.join("; ")),
             );
-            stream.write_all(output).await?;
+            send(stream, output, shared.config.idle_timeout).await?;
             return Err(io::Error::other("commit failed"));
         }
     }
     if !output.is_empty() {
-        stream.write_all(output).await?;
+        // a client that does not take its replies for the idle timeout is gone
+        send(stream, output, shared.config.idle_timeout).await?;
         output.clear();
         if output.capacity() > 4 * OUTPUT_FLUSH_BYTES {
             *output = BytesMut::with_capacity(16 * 1024);

@@ -241,7 +241,7 @@ fn slowloris_trickle_is_closed_by_the_idle_timeout() {
     let mut writer = t.try_clone().expect("clone");
     let trickle = std::thread::spawn(move || {
         let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n";
-        let body = std::iter::repeat(&b'x').take(100_000);
+        let body = std::iter::repeat_n(&b'x', 100_000);
         for b in request.iter().chain(body).take(200) {
             if writer.write_all(&[*b]).is_err() {
                 return;
@@ -302,4 +302,17 @@ fn client_that_never_reads_replies_is_closed() {
     );
     assert!(took >= Duration::from_millis(900), "{took:?}");
     drop(t);
+}
+
+#[test]
+fn idle_timeout_flag_of_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Binary::start(dir.path(), &["--idle-timeout", "1"]);
+    let mut t = TcpStream::connect(server.addr).expect("connect");
+    t.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (got, took) = time_to_close(&mut t);
+    assert_eq!(got, "");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    server.terminate();
 }
