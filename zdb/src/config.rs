@@ -79,6 +79,17 @@ pub struct ZdbConfig {
     /// request trickled in byte by byte is cut off too. A reply the client
     /// does not take within this time also closes the connection.
     pub idle_timeout: Duration,
+    /// A connection is closed after this many failed password attempts
+    /// (`AUTH`, `AUTH SECURE`, `SELECT ns password`, `SELECT ns SECURE`).
+    pub auth_max_failures_per_connection: u32,
+    /// After this many failed password attempts from one source (an IPv4
+    /// address, an IPv6 /64, or all Unix socket clients together) within
+    /// `auth_lockout`, that source's password attempts are refused unchecked
+    /// for `auth_lockout`.
+    pub auth_max_failures_per_source: u32,
+    /// The window of `auth_max_failures_per_source`, and the cool-down of a
+    /// source that reached it.
+    pub auth_lockout: Duration,
     /// Background compaction runs when a namespace has at least this many
     /// reclaimable bytes and they are at least half of its data files.
     pub compaction_min_dead_bytes: u64,
@@ -122,6 +133,9 @@ impl ZdbConfig {
             max_clients: 1024,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            auth_max_failures_per_connection: 5,
+            auth_max_failures_per_source: 20,
+            auth_lockout: Duration::from_secs(60),
             compaction_min_dead_bytes: 64 * 1024 * 1024,
             compaction_interval: Duration::from_secs(10),
             cache_bytes: 64 * 1024 * 1024,

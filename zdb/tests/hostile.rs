@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{clients_connected, q, wait_for, InProcess};
+use common::{ask, clients_connected, q, read_line, wait_for, InProcess};
 
 fn raw(s: &InProcess) -> TcpStream {
     let t = TcpStream::connect(s.addr).expect("connect");
@@ -317,4 +317,123 @@ fn idle_timeout_flag_of_the_binary() {
     assert_eq!(got, "");
     assert!(took < Duration::from_secs(5), "{took:?}");
     server.terminate();
+}
+
+const ATTACKER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+const OTHER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+
+/// A loop guessing the admin password, reconnecting whenever it is thrown
+/// out, gets at most `auth_max_failures_per_source` guesses checked before its
+/// address is locked out; another address is not affected, and the locked one
+/// gets in with the right password once the cool-down has passed.
+#[test]
+fn auth_brute_force_is_stopped_per_connection_and_per_source() {
+    let s = InProcess::start_with(|c| {
+        c.admin_password = Some("right".into());
+        c.auth_lockout = Duration::from_secs(2);
+    });
+    let mut checked = 0; // guesses answered "Access denied": really compared
+    let mut connections = 0;
+    let mut locked_out = false;
+    let started = Instant::now();
+    'guessing: for _ in 0..100 {
+        let mut t = s.raw_from(ATTACKER);
+        connections += 1;
+        let mut on_this_connection = 0;
+        loop {
+            match ask(&mut t, &format!("AUTH guess{checked}")) {
+                None => break,
+                Some(reply) if reply.starts_with("-ERR Access denied") => {
+                    checked += 1;
+                    on_this_connection += 1;
+                    assert!(on_this_connection <= 5, "6 failures on one connection");
+                }
+                Some(reply) => {
+                    assert_eq!(
+                        reply,
+                        "-ERR Too many failed authentication attempts, try again later"
+                    );
+                    locked_out = true;
+                    break 'guessing;
+                }
+            }
+        }
+        assert_eq!(on_this_connection, 5, "closed after the 5th failure");
+    }
+    assert!(locked_out, "{checked} guesses checked, never locked out");
+    assert_eq!(checked, 20);
+    assert_eq!(connections, 4);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // locked out: even the right password is not checked, by AUTH or SELECT
+    let mut t = s.raw_from(ATTACKER);
+    assert_eq!(
+        ask(&mut t, "AUTH right").as_deref(),
+        Some("-ERR Too many failed authentication attempts, try again later")
+    );
+    // another client machine is not affected
+    let mut admin = s.raw_from(OTHER);
+    assert_eq!(ask(&mut admin, "AUTH right").as_deref(), Some("+OK"));
+    assert_eq!(ask(&mut admin, "NSNEW t").as_deref(), Some("+OK"));
+    assert_eq!(
+        ask(&mut admin, "NSSET t password tpw").as_deref(),
+        Some("+OK")
+    );
+    assert_eq!(
+        ask(&mut t, "SELECT t tpw").as_deref(),
+        Some("-ERR Too many failed authentication attempts, try again later")
+    );
+    // after the cool-down the right password works from the locked address too
+    let took = wait_for("the lockout to end", Duration::from_secs(10), || {
+        let mut t = s.raw_from(ATTACKER);
+        ask(&mut t, "AUTH right").as_deref() == Some("+OK")
+    });
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// Failed `SELECT ns password`, `SELECT ns SECURE` and `AUTH SECURE` count as
+/// failed attempts too; a pipelined burst is cut at the limit.
+#[test]
+fn auth_failures_close_the_connection() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("right".into()));
+    let mut admin = s.raw_from(OTHER);
+    assert_eq!(ask(&mut admin, "AUTH right").as_deref(), Some("+OK"));
+    assert_eq!(ask(&mut admin, "NSNEW t").as_deref(), Some("+OK"));
+    assert_eq!(
+        ask(&mut admin, "NSSET t password tpw").as_deref(),
+        Some("+OK")
+    );
+
+    let mut t = s.raw_from(ATTACKER);
+    assert_eq!(
+        ask(&mut t, "SELECT t bad").as_deref(),
+        Some("-ERR Access denied")
+    );
+    let nonce = ask(&mut t, "AUTH SECURE CHALLENGE").expect("nonce");
+    assert!(nonce.starts_with('+'), "{nonce}");
+    assert_eq!(
+        ask(
+            &mut t,
+            "SELECT t SECURE 0000000000000000000000000000000000000000"
+        )
+        .as_deref(),
+        Some("-ERR Access denied")
+    );
+    ask(&mut t, "AUTH SECURE CHALLENGE").expect("nonce");
+    assert_eq!(
+        ask(
+            &mut t,
+            "AUTH SECURE 0000000000000000000000000000000000000000"
+        )
+        .as_deref(),
+        Some("-ERR Access denied")
+    );
+    // a burst of guesses in one write: two more are checked, then the close
+    t.write_all(&b"AUTH guess\r\n".repeat(100)).expect("send");
+    assert_eq!(read_line(&mut t).as_deref(), Some("-ERR Access denied"));
+    assert_eq!(
+        read_line(&mut t).as_deref(),
+        Some("-ERR Access denied, too many failed attempts: closing the connection")
+    );
+    assert_eq!(read_line(&mut t), None);
 }
