@@ -19,6 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 
+use crate::auth_limit::{AuthLimiter, Source};
 use crate::config::{Mode, ZdbConfig};
 use crate::resp::{reply, Limits, Request};
 use crate::storage::namespace::{NsReader, NsWriter, ScanPage, SetOutcome, Value};
@@ -46,6 +47,7 @@ pub struct Shared {
     pub store: Store,
     pub config: ZdbConfig,
     pub stats: Stats,
+    pub auth_limiter: AuthLimiter,
     pub started: Instant,
     pub boot_time: u64,
 }
@@ -54,6 +56,10 @@ impl Shared {
     pub fn new(store: Store, config: ZdbConfig) -> Self {
         Shared {
             store,
+            auth_limiter: AuthLimiter::new(
+                config.auth_max_failures_per_source,
+                config.auth_lockout,
+            ),
             config,
             stats: Stats::default(),
             started: Instant::now(),
@@ -74,7 +80,13 @@ fn unix_now() -> (u64, u32) {
 pub enum Deferred {
     /// `COMPACT`: run a compaction of this namespace and reply with its report.
     Compact(Arc<Namespace>),
+    /// Send the replies so far and close the connection (too many failed
+    /// password attempts); requests after this one are not run.
+    Close,
 }
+
+const LOCKED_OUT: &str = "Too many failed authentication attempts, try again later";
+const DENIED_CLOSING: &str = "Access denied, too many failed attempts: closing the connection";
 
 /// Per-connection state.
 pub struct Session {
@@ -88,6 +100,10 @@ pub struct Session {
     /// Set when the access came from giving the password of this epoch.
     password_epoch: Option<u64>,
     nonce: Option<String>,
+    /// Where the client connects from, for the per-source password limit.
+    source: Source,
+    /// Failed (or refused) password attempts on this connection.
+    auth_failures: u32,
     /// Namespaces written since the last [`Session::take_dirty`].
     dirty: Vec<Arc<Namespace>>,
 }
@@ -145,8 +161,8 @@ macro_rules! fail {
 }
 
 impl Session {
-    /// A new client, attached to the default namespace.
-    pub fn new(shared: Arc<Shared>) -> Option<Session> {
+    /// A new client from `source`, attached to the default namespace.
+    pub fn new(shared: Arc<Shared>, source: Source) -> Option<Session> {
         let ns = shared.store.get(DEFAULT_NAMESPACE)?;
         let admin = shared.config.admin_password.is_none();
         let access = ns.access();
@@ -160,6 +176,8 @@ impl Session {
             access_epoch: access.epoch,
             password_epoch: None,
             nonce: None,
+            source,
+            auth_failures: 0,
             dirty: Vec::new(),
         })
     }
@@ -319,7 +337,46 @@ impl Session {
         if !ok {
             self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+        if self.auth_failures >= self.shared.config.auth_max_failures_per_connection {
+            deferred = Some(Deferred::Close);
+        }
         deferred
+    }
+
+    /// Starts a password check: `false` (with the reply written) if this
+    /// client's source is locked out, in which case the password must not be
+    /// compared.
+    fn password_check_allowed(&mut self, out: &mut BytesMut) -> bool {
+        if self.shared.auth_limiter.try_attempt(self.source) {
+            return true;
+        }
+        self.shared
+            .stats
+            .unauthorized
+            .fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        reply::error(out, LOCKED_OUT);
+        false
+    }
+
+    /// Ends a password check started by [`Session::password_check_allowed`];
+    /// on a wrong password, replies `Access denied`.
+    fn password_checked(&mut self, right: bool, out: &mut BytesMut) -> bool {
+        if right {
+            self.shared.auth_limiter.succeeded(self.source);
+            return true;
+        }
+        self.shared
+            .stats
+            .unauthorized
+            .fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        if self.auth_failures >= self.shared.config.auth_max_failures_per_connection {
+            reply::error(out, DENIED_CLOSING);
+        } else {
+            reply::error(out, "Access denied");
+        }
+        false
     }
 
     fn arity(&self, args: &[Bytes], min: usize, max: usize, out: &mut BytesMut) -> bool {
@@ -449,19 +506,21 @@ impl Session {
                     "No CHALLENGE requested, secure authentication not available"
                 );
             };
-            if !secure_match(&nonce, &password, &args[2]) {
-                self.shared
-                    .stats
-                    .unauthorized
-                    .fetch_add(1, Ordering::Relaxed);
-                fail!(out, "Access denied");
+            if !self.password_check_allowed(out) {
+                return false;
             }
-        } else if !constant_time_eq(args[1].as_ref(), password.as_bytes()) {
-            self.shared
-                .stats
-                .unauthorized
-                .fetch_add(1, Ordering::Relaxed);
-            fail!(out, "Access denied");
+            let right = secure_match(&nonce, &password, &args[2]);
+            if !self.password_checked(right, out) {
+                return false;
+            }
+        } else {
+            if !self.password_check_allowed(out) {
+                return false;
+            }
+            let right = constant_time_eq(args[1].as_ref(), password.as_bytes());
+            if !self.password_checked(right, out) {
+                return false;
+            }
         }
         self.admin = true;
         reply::simple(out, "OK");
@@ -910,8 +969,12 @@ impl Session {
             (Some(_), 2) if access.public => (true, false),
             (Some(_), 2) => fail!(out, "Namespace protected and private"),
             (Some(pw), 3) => {
-                if !constant_time_eq(&args[2], pw.as_bytes()) {
-                    fail!(out, "Access denied");
+                if !self.password_check_allowed(out) {
+                    return false;
+                }
+                let right = constant_time_eq(&args[2], pw.as_bytes());
+                if !self.password_checked(right, out) {
+                    return false;
                 }
                 by_password = true;
                 (true, true)
@@ -926,8 +989,12 @@ impl Session {
                         "No CHALLENGE requested, secure authentication not available"
                     );
                 };
-                if !secure_match(&nonce, pw, &args[3]) {
-                    fail!(out, "Access denied");
+                if !self.password_check_allowed(out) {
+                    return false;
+                }
+                let right = secure_match(&nonce, pw, &args[3]);
+                if !self.password_checked(right, out) {
+                    return false;
                 }
                 by_password = true;
                 (true, true)

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::auth_limit::Source;
 use crate::commands::{Deferred, Session, Shared};
 use crate::config::{Durability, ZdbConfig, MAX_DATASIZE};
 use crate::error::StoreError;
@@ -81,6 +82,12 @@ impl Server {
             return Err(ServerError::Config(format!(
                 "datasize must be between 1 and {MAX_DATASIZE} bytes"
             )));
+        }
+        if config.auth_max_failures_per_connection == 0 || config.auth_max_failures_per_source == 0
+        {
+            return Err(ServerError::Config(
+                "the limits on failed password attempts must be at least 1".into(),
+            ));
         }
         if config.listen.is_none() && config.socket.is_none() {
             return Err(ServerError::Config(
@@ -180,7 +187,8 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>, mut stop: watch:
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     debug!(%peer, "client connected");
-                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                    let source = Source::of(Some(peer.ip()));
+                    conns.spawn(serve(stream, source, shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     // out of file descriptors and the like: back off instead of spinning
@@ -201,7 +209,7 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>, mut stop: watc
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                    conns.spawn(serve(stream, Source::of(None), shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     warn!("accept failed: {e}");
@@ -229,8 +237,12 @@ async fn drain(mut conns: JoinSet<()>) {
 }
 
 /// Runs one client connection to completion.
-async fn serve<S>(mut stream: S, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
-where
+async fn serve<S>(
+    mut stream: S,
+    source: Source,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stats = &shared.stats;
@@ -240,7 +252,7 @@ where
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
-    } else if let Err(e) = connection_loop(&mut stream, &shared, &mut stop).await {
+    } else if let Err(e) = connection_loop(&mut stream, source, &shared, &mut stop).await {
         debug!("connection closed: {e}");
     }
     stats.clients_connected.fetch_sub(1, Ordering::AcqRel);
@@ -295,13 +307,14 @@ where
 
 async fn connection_loop<S>(
     stream: &mut S,
+    source: Source,
     shared: &Arc<Shared>,
     stop: &mut watch::Receiver<bool>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(mut session) = Session::new(shared.clone()) else {
+    let Some(mut session) = Session::new(shared.clone(), source) else {
         stream
             .write_all(b"-ERR default namespace missing\r\n")
             .await?;
@@ -352,8 +365,14 @@ where
                     session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
                 drop(turn);
                 done += ran;
-                if let Some(Deferred::Compact(ns)) = deferred {
-                    run_compaction(ns, &mut output).await;
+                match deferred {
+                    Some(Deferred::Compact(ns)) => run_compaction(ns, &mut output).await,
+                    Some(Deferred::Close) => {
+                        commit_and_send(stream, &mut session, &mut output, shared).await?;
+                        debug!(?source, "closing after too many failed password attempts");
+                        return Ok(());
+                    }
+                    None => {}
                 }
                 if output.len() >= OUTPUT_FLUSH_BYTES {
                     commit_and_send(stream, &mut session, &mut output, shared).await?;

@@ -362,7 +362,10 @@ fn auth_brute_force_is_stopped_per_connection_and_per_source() {
     }
     assert!(locked_out, "{checked} guesses checked, never locked out");
     assert_eq!(checked, 20);
-    assert_eq!(connections, 4);
+    assert_eq!(
+        connections, 5,
+        "4 thrown out after 5 guesses, the 5th refused at once"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // locked out: even the right password is not checked, by AUTH or SELECT
@@ -436,4 +439,39 @@ fn auth_failures_close_the_connection() {
         Some("-ERR Access denied, too many failed attempts: closing the connection")
     );
     assert_eq!(read_line(&mut t), None);
+}
+
+/// Unix socket clients have no address: they share one source.
+#[test]
+fn unix_socket_clients_share_one_source() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("zdb.sock");
+    let sock2 = sock.clone();
+    let s = InProcess::start_with(move |c| {
+        c.socket = Some(sock2);
+        c.admin_password = Some("right".into());
+        c.auth_max_failures_per_source = 3;
+    });
+    let ask_unix = |u: &mut UnixStream, line: &str| -> String {
+        u.write_all(format!("{line}\r\n").as_bytes()).expect("send");
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n") {
+            u.read_exact(&mut byte).expect("reply");
+            got.push(byte[0]);
+        }
+        String::from_utf8_lossy(&got).trim_end().to_string()
+    };
+    let mut first = UnixStream::connect(&sock).expect("connect");
+    for _ in 0..3 {
+        assert_eq!(ask_unix(&mut first, "AUTH wrong"), "-ERR Access denied");
+    }
+    let mut second = UnixStream::connect(&sock).expect("connect");
+    assert_eq!(
+        ask_unix(&mut second, "AUTH right"),
+        "-ERR Too many failed authentication attempts, try again later"
+    );
+    let mut tcp = s.raw_from(OTHER);
+    assert_eq!(ask(&mut tcp, "AUTH right").as_deref(), Some("+OK"));
 }
