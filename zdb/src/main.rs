@@ -101,15 +101,18 @@ async fn main() -> Result<()> {
         )
         .init();
     let config = config_from(Args::parse())?;
+    // handlers first: a SIGTERM right after the "listening" line must stop
+    // the server gracefully, not kill it
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let server = Server::start(config).await.context("starting zdb")?;
     if let Some(addr) = server.local_addr() {
         // scripts and tests read this line to find an ephemeral port
         println!("zdb listening on {addr}");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing SIGTERM handler")?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     server.shutdown().await.context("shutting down")?;
