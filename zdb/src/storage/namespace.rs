@@ -686,8 +686,14 @@ impl Namespace {
         let started = Instant::now();
         let data_dir = data_root.join(name);
         let index_dir = index_root.join(name);
+        let created = !data_dir.exists();
         for dir in [&data_dir, &index_dir] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        if created {
+            // a new namespace's directory entry must survive a power loss with
+            // the writes acknowledged in it (its files are synced as written)
+            meta::sync_dir(data_root).map_err(|e| StoreError::io(data_root, e))?;
         }
         let settings_path = data_dir.join("settings");
         let mut settings = match NsSettings::load(&settings_path)? {
