@@ -8,7 +8,7 @@ cd "${BENCH_DIR:-/tmp/zdb-bench}" 2>/dev/null || { mkdir -p "${BENCH_DIR:-/tmp/z
 rm -rf zdbdata redisdata && mkdir -p redisdata
 redis-server --port 16379 --save '' --appendonly no --dir redisdata --daemonize no > redis.log 2>&1 &
 RPID=$!
-RUST_LOG=warn $ZDB --data zdbdata/data --index zdbdata/index --port 19900 --synctime 1 > zdb.log 2>&1 &
+RUST_LOG=warn $ZDB --data zdbdata/data --index zdbdata/index --port 19900 --synctime 1 --maxsize 0 > zdb.log 2>&1 &
 ZPID=$!
 sleep 1
 # prints "SET <req/s>" and "GET <req/s>"

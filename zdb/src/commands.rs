@@ -5,6 +5,12 @@
 //! namespace without password is readable and writable by all; with a
 //! password it is writable only after `SELECT ns password`, and readable
 //! without it only when it is public.
+//!
+//! A change of a namespace's password or `public` flag ends what the old
+//! settings gave to the sessions already in it: before each batch a session
+//! compares the namespace's access epoch with the one it entered under, and
+//! on a change keeps only what `SELECT ns` without password gives now (unless
+//! it gave the password and that password is still the current one).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,11 +19,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 
+use crate::auth_limit::{AuthLimiter, Source};
 use crate::config::{Mode, ZdbConfig};
 use crate::resp::{reply, Limits, Request};
 use crate::storage::namespace::{NsReader, NsWriter, ScanPage, SetOutcome, Value};
 use crate::storage::record::{Loc, MAX_KEY_LEN};
-use crate::storage::{Namespace, NsError, Store, DEFAULT_NAMESPACE};
+use crate::storage::{Namespace, NsAccess, NsError, Store, DEFAULT_NAMESPACE};
 
 /// `MGET` takes at most this many keys (0-db's limit).
 const MGET_MAX_KEYS: usize = 1023;
@@ -40,6 +47,7 @@ pub struct Shared {
     pub store: Store,
     pub config: ZdbConfig,
     pub stats: Stats,
+    pub auth_limiter: AuthLimiter,
     pub started: Instant,
     pub boot_time: u64,
 }
@@ -48,6 +56,10 @@ impl Shared {
     pub fn new(store: Store, config: ZdbConfig) -> Self {
         Shared {
             store,
+            auth_limiter: AuthLimiter::new(
+                config.auth_max_failures_per_source,
+                config.auth_lockout,
+            ),
             config,
             stats: Stats::default(),
             started: Instant::now(),
@@ -68,7 +80,13 @@ fn unix_now() -> (u64, u32) {
 pub enum Deferred {
     /// `COMPACT`: run a compaction of this namespace and reply with its report.
     Compact(Arc<Namespace>),
+    /// Send the replies so far and close the connection (too many failed
+    /// password attempts); requests after this one are not run.
+    Close,
 }
+
+const LOCKED_OUT: &str = "Too many failed authentication attempts, try again later";
+const DENIED_CLOSING: &str = "Access denied, too many failed attempts: closing the connection";
 
 /// Per-connection state.
 pub struct Session {
@@ -77,7 +95,15 @@ pub struct Session {
     admin: bool,
     readable: bool,
     writable: bool,
+    /// The namespace's access epoch when `readable`/`writable` were decided.
+    access_epoch: u64,
+    /// Set when the access came from giving the password of this epoch.
+    password_epoch: Option<u64>,
     nonce: Option<String>,
+    /// Where the client connects from, for the per-source password limit.
+    source: Source,
+    /// Failed (or refused) password attempts on this connection.
+    auth_failures: u32,
     /// Namespaces written since the last [`Session::take_dirty`].
     dirty: Vec<Arc<Namespace>>,
 }
@@ -135,25 +161,39 @@ macro_rules! fail {
 }
 
 impl Session {
-    /// A new client, attached to the default namespace.
-    pub fn new(shared: Arc<Shared>) -> Option<Session> {
+    /// A new client from `source`, attached to the default namespace.
+    pub fn new(shared: Arc<Shared>, source: Source) -> Option<Session> {
         let ns = shared.store.get(DEFAULT_NAMESPACE)?;
         let admin = shared.config.admin_password.is_none();
-        let mut s = Session {
+        let access = ns.access();
+        let (readable, writable) = access_without_password(&access);
+        Some(Session {
             shared,
             ns,
             admin,
-            readable: false,
-            writable: false,
+            readable,
+            writable,
+            access_epoch: access.epoch,
+            password_epoch: None,
             nonce: None,
+            source,
+            auth_failures: 0,
             dirty: Vec::new(),
-        };
-        let settings = s.ns.settings();
-        (s.readable, s.writable) = match settings.password {
-            None => (true, true),
-            Some(_) => (settings.public, false),
-        };
-        Some(s)
+        })
+    }
+
+    /// Re-decides access after the namespace's password or `public` flag
+    /// changed: what the current password gave stays, the rest is what
+    /// `SELECT ns` without password gives now.
+    fn refresh_access(&mut self) {
+        let access = self.ns.access();
+        self.access_epoch = access.epoch;
+        let password_still_valid =
+            access.password.is_some() && self.password_epoch == Some(access.password_epoch);
+        if !password_still_valid {
+            self.password_epoch = None;
+            (self.readable, self.writable) = access_without_password(&access);
+        }
     }
 
     /// Namespaces with writes that must be committed before replies go out.
@@ -178,6 +218,9 @@ impl Session {
         out: &mut BytesMut,
         flush_at: usize,
     ) -> (usize, Option<Deferred>) {
+        if self.ns.access_epoch() != self.access_epoch {
+            self.refresh_access();
+        }
         let ns = self.ns.clone();
         let mut held = Held::Nothing;
         let (mut commands, mut failed) = (0, 0);
@@ -294,7 +337,46 @@ impl Session {
         if !ok {
             self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+        if self.auth_failures >= self.shared.config.auth_max_failures_per_connection {
+            deferred = Some(Deferred::Close);
+        }
         deferred
+    }
+
+    /// Starts a password check: `false` (with the reply written) if this
+    /// client's source is locked out, in which case the password must not be
+    /// compared.
+    fn password_check_allowed(&mut self, out: &mut BytesMut) -> bool {
+        if self.shared.auth_limiter.try_attempt(self.source) {
+            return true;
+        }
+        self.shared
+            .stats
+            .unauthorized
+            .fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        reply::error(out, LOCKED_OUT);
+        false
+    }
+
+    /// Ends a password check started by [`Session::password_check_allowed`];
+    /// on a wrong password, replies `Access denied`.
+    fn password_checked(&mut self, right: bool, out: &mut BytesMut) -> bool {
+        if right {
+            self.shared.auth_limiter.succeeded(self.source);
+            return true;
+        }
+        self.shared
+            .stats
+            .unauthorized
+            .fetch_add(1, Ordering::Relaxed);
+        self.auth_failures += 1;
+        if self.auth_failures >= self.shared.config.auth_max_failures_per_connection {
+            reply::error(out, DENIED_CLOSING);
+        } else {
+            reply::error(out, "Access denied");
+        }
+        false
     }
 
     fn arity(&self, args: &[Bytes], min: usize, max: usize, out: &mut BytesMut) -> bool {
@@ -424,19 +506,21 @@ impl Session {
                     "No CHALLENGE requested, secure authentication not available"
                 );
             };
-            if !secure_match(&nonce, &password, &args[2]) {
-                self.shared
-                    .stats
-                    .unauthorized
-                    .fetch_add(1, Ordering::Relaxed);
-                fail!(out, "Access denied");
+            if !self.password_check_allowed(out) {
+                return false;
             }
-        } else if !constant_time_eq(args[1].as_ref(), password.as_bytes()) {
-            self.shared
-                .stats
-                .unauthorized
-                .fetch_add(1, Ordering::Relaxed);
-            fail!(out, "Access denied");
+            let right = secure_match(&nonce, &password, &args[2]);
+            if !self.password_checked(right, out) {
+                return false;
+            }
+        } else {
+            if !self.password_check_allowed(out) {
+                return false;
+            }
+            let right = constant_time_eq(args[1].as_ref(), password.as_bytes());
+            if !self.password_checked(right, out) {
+                return false;
+            }
         }
         self.admin = true;
         reply::simple(out, "OK");
@@ -878,15 +962,21 @@ impl Session {
         let Some(ns) = self.shared.store.get(name) else {
             fail!(out, "Namespace not found");
         };
-        let settings = ns.settings();
-        let (readable, writable) = match (&settings.password, args.len()) {
+        let access = ns.access();
+        let mut by_password = false;
+        let (readable, writable) = match (&access.password, args.len()) {
             (None, _) => (true, true),
-            (Some(_), 2) if settings.public => (true, false),
+            (Some(_), 2) if access.public => (true, false),
             (Some(_), 2) => fail!(out, "Namespace protected and private"),
             (Some(pw), 3) => {
-                if !constant_time_eq(&args[2], pw.as_bytes()) {
-                    fail!(out, "Access denied");
+                if !self.password_check_allowed(out) {
+                    return false;
                 }
+                let right = constant_time_eq(&args[2], pw.as_bytes());
+                if !self.password_checked(right, out) {
+                    return false;
+                }
+                by_password = true;
                 (true, true)
             }
             (Some(pw), _) => {
@@ -899,15 +989,22 @@ impl Session {
                         "No CHALLENGE requested, secure authentication not available"
                     );
                 };
-                if !secure_match(&nonce, pw, &args[3]) {
-                    fail!(out, "Access denied");
+                if !self.password_check_allowed(out) {
+                    return false;
                 }
+                let right = secure_match(&nonce, pw, &args[3]);
+                if !self.password_checked(right, out) {
+                    return false;
+                }
+                by_password = true;
                 (true, true)
             }
         };
         self.ns = ns;
         self.readable = readable;
         self.writable = writable;
+        self.access_epoch = access.epoch;
+        self.password_epoch = by_password.then_some(access.password_epoch);
         reply::simple(out, "OK");
         true
     }
@@ -926,6 +1023,14 @@ impl Session {
             }
             Err(e) => Self::ns_error(out, e),
         }
+    }
+}
+
+/// (readable, writable) for a client that gives no password.
+fn access_without_password(access: &NsAccess) -> (bool, bool) {
+    match access.password {
+        None => (true, true),
+        Some(_) => (access.public, false),
     }
 }
 

@@ -65,10 +65,31 @@ pub struct ZdbConfig {
     pub durability: Durability,
     /// `maxsize` given to newly created namespaces (0 = unlimited).
     pub default_maxsize: u64,
+    /// `maxsize` of the `default` namespace, which every client may use
+    /// without credentials (0 = unlimited). Applied at every start, also to a
+    /// `default` namespace created earlier; `NSSET default maxsize` changes
+    /// it until the next start.
+    pub default_namespace_maxsize: u64,
     /// Connections beyond this are refused with an error.
     pub max_clients: usize,
     /// A partially received request must complete within this time.
     pub frame_timeout: Duration,
+    /// A connection without a complete request for this long is closed
+    /// (zero: never); bytes that do not complete a request do not count, so a
+    /// request trickled in byte by byte is cut off too. A reply the client
+    /// does not take within this time also closes the connection.
+    pub idle_timeout: Duration,
+    /// A connection is closed after this many failed password attempts
+    /// (`AUTH`, `AUTH SECURE`, `SELECT ns password`, `SELECT ns SECURE`).
+    pub auth_max_failures_per_connection: u32,
+    /// After this many failed password attempts from one source (an IPv4
+    /// address, an IPv6 /64, or all Unix socket clients together) within
+    /// `auth_lockout`, that source's password attempts are refused unchecked
+    /// for `auth_lockout`.
+    pub auth_max_failures_per_source: u32,
+    /// The window of `auth_max_failures_per_source`, and the cool-down of a
+    /// source that reached it.
+    pub auth_lockout: Duration,
     /// Background compaction runs when a namespace has at least this many
     /// reclaimable bytes and they are at least half of its data files.
     pub compaction_min_dead_bytes: u64,
@@ -81,6 +102,11 @@ pub struct ZdbConfig {
 
 /// 0-db's default data file size.
 pub const DEFAULT_DATASIZE: u64 = 256 * 1024 * 1024;
+/// Limit of the `default` namespace unless configured otherwise: it is open
+/// to every client that reaches the port, so it must not fill the disk.
+pub const DEFAULT_NAMESPACE_MAXSIZE: u64 = 64 * 1024 * 1024;
+/// Connections without a complete request for this long are closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// 0-db's default port.
 pub const DEFAULT_PORT: u16 = 9900;
 /// Offsets in a data file are 32 bits wide.
@@ -103,8 +129,13 @@ impl ZdbConfig {
             mode: None,
             durability: Durability::OsBuffered,
             default_maxsize: 0,
+            default_namespace_maxsize: DEFAULT_NAMESPACE_MAXSIZE,
             max_clients: 1024,
             frame_timeout: Duration::from_secs(30),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            auth_max_failures_per_connection: 5,
+            auth_max_failures_per_source: 20,
+            auth_lockout: Duration::from_secs(60),
             compaction_min_dead_bytes: 64 * 1024 * 1024,
             compaction_interval: Duration::from_secs(10),
             cache_bytes: 64 * 1024 * 1024,

@@ -16,6 +16,7 @@
 //! Embedding: build a [`ZdbConfig`], call [`Server::start`], talk to
 //! [`Server::local_addr`], and stop with [`Server::shutdown`].
 
+pub mod auth_limit;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -46,15 +46,23 @@ struct Args {
     /// fsync at most every SECONDS (writes within the last period may be lost on power failure).
     #[arg(long, value_name = "SECONDS")]
     synctime: Option<u64>,
-    /// Default size limit (bytes of payload) of new namespaces; 0 is unlimited.
-    #[arg(long, default_value_t = 0)]
+    /// Size limit (bytes of payload) of the default namespace, applied at every start
+    /// (0-db's --maxsize); 0 is unlimited.
+    #[arg(long, default_value_t = zdb::config::DEFAULT_NAMESPACE_MAXSIZE)]
     maxsize: u64,
+    /// Size limit (bytes of payload) given to namespaces created by NSNEW; 0 is unlimited.
+    #[arg(long, default_value_t = 0)]
+    ns_maxsize: u64,
     /// Bytes of memory keeping recently written records for reads, all namespaces (0: none).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     cache: usize,
     /// Maximum simultaneous clients.
     #[arg(long, default_value_t = 1024)]
     max_clients: usize,
+    /// Close a connection without a complete request (or that does not read its
+    /// replies) for SECONDS; 0 never closes idle connections.
+    #[arg(long, value_name = "SECONDS", default_value_t = zdb::config::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
 }
 
 fn config_from(args: Args) -> Result<ZdbConfig> {
@@ -76,8 +84,10 @@ fn config_from(args: Args) -> Result<ZdbConfig> {
         (false, Some(s)) => Durability::Periodic(Duration::from_secs(s)),
         (false, None) => Durability::OsBuffered,
     };
-    config.default_maxsize = args.maxsize;
+    config.default_namespace_maxsize = args.maxsize;
+    config.default_maxsize = args.ns_maxsize;
     config.max_clients = args.max_clients;
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.cache_bytes = args.cache;
     Ok(config)
 }
@@ -91,15 +101,18 @@ async fn main() -> Result<()> {
         )
         .init();
     let config = config_from(Args::parse())?;
+    // handlers first: a SIGTERM right after the "listening" line must stop
+    // the server gracefully, not kill it
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let server = Server::start(config).await.context("starting zdb")?;
     if let Some(addr) = server.local_addr() {
         // scripts and tests read this line to find an ephemeral port
         println!("zdb listening on {addr}");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing SIGTERM handler")?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     server.shutdown().await.context("shutting down")?;

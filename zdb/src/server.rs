@@ -6,8 +6,15 @@
 //! writers of a namespace taking turns asynchronously), commits the
 //! namespaces those requests wrote to, then sends all replies at once. A
 //! commit first lets the other ready connections run, so one write syscall
-//! (plus one fsync under `--sync`) covers the records of all of them. Storage calls are short and synchronous; compaction and fsync
-//! under `--sync` run on the blocking pool.
+//! (plus one fsync under `--sync`) covers the records of all of them.
+//! Storage calls are short and synchronous; compaction and fsync under
+//! `--sync` run on the blocking pool.
+//!
+//! Timeouts: a connection is closed when no request completed for the idle
+//! timeout, when a partially received request is not complete within the
+//! frame timeout, or when a reply is not taken by the client within the idle
+//! timeout. Both input timers count from complete requests, never from
+//! bytes, so trickling a request in byte by byte keeps nothing alive.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::auth_limit::Source;
 use crate::commands::{Deferred, Session, Shared};
 use crate::config::{Durability, ZdbConfig, MAX_DATASIZE};
 use crate::error::StoreError;
@@ -75,6 +83,12 @@ impl Server {
                 "datasize must be between 1 and {MAX_DATASIZE} bytes"
             )));
         }
+        if config.auth_max_failures_per_connection == 0 || config.auth_max_failures_per_source == 0
+        {
+            return Err(ServerError::Config(
+                "the limits on failed password attempts must be at least 1".into(),
+            ));
+        }
         if config.listen.is_none() && config.socket.is_none() {
             return Err(ServerError::Config(
                 "neither a TCP address nor a Unix socket to listen on".into(),
@@ -85,6 +99,7 @@ impl Server {
             durability: config.durability,
             forced_mode: config.mode,
             default_maxsize: config.default_maxsize,
+            default_namespace_maxsize: config.default_namespace_maxsize,
         };
         let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
         let cache_bytes = config.cache_bytes;
@@ -172,7 +187,8 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>, mut stop: watch:
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     debug!(%peer, "client connected");
-                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                    let source = Source::of(Some(peer.ip()));
+                    conns.spawn(serve(stream, source, shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     // out of file descriptors and the like: back off instead of spinning
@@ -193,7 +209,7 @@ async fn accept_unix(listener: UnixListener, shared: Arc<Shared>, mut stop: watc
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(serve(stream, shared.clone(), stop.clone()));
+                    conns.spawn(serve(stream, Source::of(None), shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     warn!("accept failed: {e}");
@@ -221,8 +237,12 @@ async fn drain(mut conns: JoinSet<()>) {
 }
 
 /// Runs one client connection to completion.
-async fn serve<S>(mut stream: S, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
-where
+async fn serve<S>(
+    mut stream: S,
+    source: Source,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stats = &shared.stats;
@@ -232,35 +252,95 @@ where
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
-    } else if let Err(e) = connection_loop(&mut stream, &shared, &mut stop).await {
+    } else if let Err(e) = connection_loop(&mut stream, source, &shared, &mut stop).await {
         debug!("connection closed: {e}");
     }
     stats.clients_connected.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// When a connection's wait for input ends: the idle deadline (from the last
+/// complete request) or, while a request is partially received, its frame
+/// deadline (from when that request began), whichever is first. Bytes that
+/// do not complete a request move neither.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    idle: Duration,
+    frame: Duration,
+    last_request: Instant,
+    frame_started: Option<Instant>,
+}
+
+impl Deadlines {
+    fn due(&self) -> Option<Instant> {
+        let idle = (!self.idle.is_zero()).then(|| self.last_request + self.idle);
+        let frame = self.frame_started.map(|started| started + self.frame);
+        match (idle, frame) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A deadline that never comes (tokio's own "far future" is 30 years too).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// Writes `bytes`, giving up (`TimedOut`) if the client does not take them
+/// within `limit` (zero: no limit). The timer only registers when the write
+/// has to wait, so a write the socket takes at once costs no timer work.
+async fn send<S>(stream: &mut S, bytes: &[u8], limit: Duration) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    if limit.is_zero() {
+        return stream.write_all(bytes).await;
+    }
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client did not read its replies",
+        )),
+    }
+}
+
 async fn connection_loop<S>(
     stream: &mut S,
+    source: Source,
     shared: &Arc<Shared>,
     stop: &mut watch::Receiver<bool>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(mut session) = Session::new(shared.clone()) else {
+    let Some(mut session) = Session::new(shared.clone(), source) else {
         stream
             .write_all(b"-ERR default namespace missing\r\n")
             .await?;
         return Ok(());
     };
+    let write_limit = shared.config.idle_timeout;
     let mut parser = RequestParser::new(Limits::default());
     let mut requests = Vec::new();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
-    // when the request at the front of `input` started arriving
-    let mut frame_started: Option<Instant> = None;
+    let mut deadlines = Deadlines {
+        idle: shared.config.idle_timeout,
+        frame: shared.config.frame_timeout,
+        last_request: Instant::now(),
+        frame_started: None,
+    };
+    // One timer for the connection's life. It is moved earlier only when a
+    // deadline comes before it (a request starts arriving in pieces); when it
+    // fires early it is moved to the current deadline. So a busy connection
+    // touches the timer about once per idle timeout, not once per read.
+    let timer = tokio::time::sleep_until(deadlines.due().unwrap_or_else(far_future));
+    tokio::pin!(timer);
     loop {
         // run everything already received, parsed a bounded number of requests at a time
         let mut closing = None;
+        let mut parsed_any = false;
         loop {
             while requests.len() < MAX_PARSED_REQUESTS {
                 match parser.next(&mut input) {
@@ -272,6 +352,7 @@ where
                     }
                 }
             }
+            parsed_any |= !requests.is_empty();
             let parsed_all = requests.len() < MAX_PARSED_REQUESTS;
             let mut done = 0;
             while done < requests.len() {
@@ -284,8 +365,14 @@ where
                     session.execute_batch(&requests[done..], &mut output, OUTPUT_FLUSH_BYTES);
                 drop(turn);
                 done += ran;
-                if let Some(Deferred::Compact(ns)) = deferred {
-                    run_compaction(ns, &mut output).await;
+                match deferred {
+                    Some(Deferred::Compact(ns)) => run_compaction(ns, &mut output).await,
+                    Some(Deferred::Close) => {
+                        commit_and_send(stream, &mut session, &mut output, shared).await?;
+                        debug!(?source, "closing after too many failed password attempts");
+                        return Ok(());
+                    }
+                    None => {}
                 }
                 if output.len() >= OUTPUT_FLUSH_BYTES {
                     commit_and_send(stream, &mut session, &mut output, shared).await?;
@@ -299,47 +386,59 @@ where
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
             reply::error(&mut output, &format!("Protocol error: {e}"));
-            stream.write_all(&output).await?;
+            send(stream, &output, write_limit).await?;
             return Ok(());
         }
         commit_and_send(stream, &mut session, &mut output, shared).await?;
 
+        // one clock read per batch of requests, none per partial read
+        let now = parsed_any.then(Instant::now);
+        if let Some(now) = now {
+            deadlines.last_request = now;
+        }
         if parser.in_progress(&input) {
-            frame_started.get_or_insert_with(Instant::now);
+            if deadlines.frame_started.is_none() || parsed_any {
+                deadlines.frame_started = Some(now.unwrap_or_else(Instant::now));
+            }
         } else {
-            frame_started = None;
+            deadlines.frame_started = None;
             // give back the memory of a large request once it is done
             if input.capacity() > 4 * READ_CHUNK {
                 input = BytesMut::with_capacity(16 * 1024);
             }
         }
+        if let Some(due) = deadlines.due() {
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+        }
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK.max(parser.bulk_bytes_missing(&input).min(1 << 20)));
         }
-        let read = async {
-            match frame_started {
-                Some(started) => {
-                    let deadline = started + shared.config.frame_timeout;
-                    match tokio::time::timeout_at(deadline, stream.read_buf(&mut input)).await {
-                        Ok(r) => r.map(Some),
-                        Err(_) => Ok(None),
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                r = stream.read_buf(&mut input) => {
+                    if r? == 0 {
+                        return Ok(());
                     }
+                    break;
                 }
-                None => stream.read_buf(&mut input).await.map(Some),
+                () = &mut timer => match deadlines.due() {
+                    Some(due) if due <= Instant::now() => {
+                        if deadlines.frame_started.is_some() {
+                            output.clear();
+                            reply::error(&mut output, "Timeout: request not completed in time, closing");
+                            send(stream, &output, write_limit).await?;
+                        }
+                        // an idle client is closed silently, as redis does
+                        debug!("closing a connection that timed out");
+                        return Ok(());
+                    }
+                    Some(due) => timer.as_mut().reset(due),
+                    None => timer.as_mut().reset(far_future()),
+                },
             }
-        };
-        tokio::select! {
-            _ = stop.changed() => return Ok(()),
-            r = read => match r? {
-                Some(0) => return Ok(()),
-                Some(_) => {}
-                None => {
-                    output.clear();
-                    reply::error(&mut output, "Timeout: request not completed in time, closing");
-                    stream.write_all(&output).await?;
-                    return Ok(());
-                }
-            },
         }
     }
 }
@@ -375,12 +474,13 @@ where
                 output,
                 &format!("Cannot write data right now: {}", failures.join("; ")),
             );
-            stream.write_all(output).await?;
+            send(stream, output, shared.config.idle_timeout).await?;
             return Err(io::Error::other("commit failed"));
         }
     }
     if !output.is_empty() {
-        stream.write_all(output).await?;
+        // a client that does not take its replies for the idle timeout is gone
+        send(stream, output, shared.config.idle_timeout).await?;
         output.clear();
         if output.capacity() > 4 * OUTPUT_FLUSH_BYTES {
             *output = BytesMut::with_capacity(16 * 1024);

@@ -495,3 +495,177 @@ fn long_pipeline_gets_every_reply_in_order() {
         assert_eq!(bulk(v), i.to_string().into_bytes());
     }
 }
+
+/// The `default` namespace is open to every client without credentials, so it
+/// must not be a way to fill the node's disk: it is limited out of the box.
+#[test]
+fn default_namespace_is_limited_to_64_mib_by_default() {
+    let s = InProcess::start();
+    let mut c = s.client();
+    let chunk = vec![b'x'; 8 * 1024 * 1024];
+    for i in 0..8 {
+        q::<Vec<u8>>(&mut c, &[b"SET", format!("k{i}").as_bytes(), &chunk]);
+    }
+    // exactly 64 MiB of live payload now: one more byte is refused
+    assert!(qerr(&mut c, &[b"SET", b"one-more", b"x"]).contains("No space left on this namespace"));
+    let info: String = q(&mut c, &[b"NSINFO", b"default"]);
+    assert!(info.contains("data_limits_bytes: 67108864"), "{info}");
+    // freeing space makes room again
+    q::<String>(&mut c, &[b"DEL", b"k0"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"one-more", b"x"]);
+}
+
+/// `--maxsize` (0-db's flag) is the default namespace's limit, applied at
+/// every start, also to a default namespace created by an earlier run.
+#[test]
+fn default_namespace_limit_follows_the_flag_at_every_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Binary::start(dir.path(), &["--maxsize", "0"]);
+    let mut c = common::connect(server.addr);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"big", &[b'v'; 200]]);
+    drop(c);
+    server.terminate();
+
+    let server = common::Binary::start(dir.path(), &["--maxsize", "100"]);
+    let mut c = common::connect(server.addr);
+    assert!(qerr(&mut c, &[b"SET", b"more", b"0123456789"]).contains("No space left"));
+    let info: String = q(&mut c, &[b"NSINFO", b"default"]);
+    assert!(info.contains("data_limits_bytes: 100"), "{info}");
+    assert_eq!(q::<i64>(&mut c, &[b"LENGTH", b"big"]), 200);
+    // the admin can still change it at run time
+    q::<String>(&mut c, &[b"NSSET", b"default", b"maxsize", b"1000"]);
+    q::<Vec<u8>>(&mut c, &[b"SET", b"more", b"0123456789"]);
+    drop(c);
+    server.terminate();
+}
+
+/// The admin can make `default` private like any namespace (a zdb extension:
+/// 0-db refuses NSSET password/public on it); it stays so after a restart.
+#[test]
+fn default_namespace_can_be_made_private() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut admin = s.client();
+    q::<String>(&mut admin, &[b"AUTH", b"adminpw"]);
+    q::<Vec<u8>>(&mut admin, &[b"SET", b"k", b"v"]);
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"password", b"dpw"]);
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"public", b"0"]);
+    let info: String = q(&mut admin, &[b"NSINFO", b"default"]);
+    assert!(
+        info.contains("public: no") && info.contains("password: yes"),
+        "{info}"
+    );
+
+    let check_private = |s: &InProcess| {
+        let mut anon = s.client();
+        assert!(qerr(&mut anon, &[b"GET", b"k"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"SET", b"k2", b"v"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"DBSIZE"]).contains("Namespace protected and private"));
+        assert!(qerr(&mut anon, &[b"SELECT", b"default"]).contains("protected and private"));
+        assert!(qerr(&mut anon, &[b"SELECT", b"default", b"bad"]).contains("Access denied"));
+        assert_eq!(
+            q::<String>(&mut anon, &[b"SELECT", b"default", b"dpw"]),
+            "OK"
+        );
+        assert_eq!(
+            q::<Option<Vec<u8>>>(&mut anon, &[b"GET", b"k"]),
+            Some(b"v".to_vec())
+        );
+        q::<Vec<u8>>(&mut anon, &[b"SET", b"k2", b"v"]);
+    };
+    check_private(&s);
+    drop(admin);
+    let dir = s.stop();
+    let mut config = zdb::ZdbConfig::ephemeral(dir.path());
+    config.admin_password = Some("adminpw".into());
+    let s = InProcess::start_in(dir, config);
+    check_private(&s);
+}
+
+/// `NSSET ns password` ends what the old password (or the absence of one)
+/// gave to sessions already in the namespace: they keep only what `SELECT ns`
+/// without password gives now, and must SELECT again with the new password.
+#[test]
+fn password_change_ends_access_given_by_the_old_password() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut admin = s.client();
+    q::<String>(&mut admin, &[b"AUTH", b"adminpw"]);
+
+    // private namespace: a session selected with the old password cannot read
+    q::<String>(&mut admin, &[b"NSNEW", b"t"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"old"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"0"]);
+    let mut tenant = s.client();
+    q::<String>(&mut tenant, &[b"SELECT", b"t", b"old"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k", b"v"]);
+    // setting the same password again (the agent does so every pass) changes nothing
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"old"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k2", b"v"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"new"]);
+    assert!(qerr(&mut tenant, &[b"GET", b"k"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SET", b"k", b"x"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"MGET", b"k"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SCAN"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut tenant, &[b"SELECT", b"t", b"old"]).contains("Access denied"));
+    q::<String>(&mut tenant, &[b"SELECT", b"t", b"new"]);
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut tenant, &[b"GET", b"k"]),
+        Some(b"v".to_vec())
+    );
+    // changing only `public` keeps a session that gave the current password
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"t", b"public", b"0"]);
+    q::<Vec<u8>>(&mut tenant, &[b"SET", b"k3", b"v"]);
+
+    // requests pipelined behind the change are refused too
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(s.addr).expect("connect");
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let read_exactly = |raw: &mut std::net::TcpStream, want: &str| {
+            let mut got = vec![0u8; want.len()];
+            raw.read_exact(&mut got).expect("reply");
+            assert_eq!(String::from_utf8_lossy(&got), want);
+        };
+        raw.write_all(b"SELECT t new\r\n").expect("send");
+        read_exactly(&mut raw, "+OK\r\n");
+        q::<String>(&mut admin, &[b"NSSET", b"t", b"password", b"newer"]);
+        raw.write_all(b"GET k\r\nSET k y\r\nEXISTS k\r\n")
+            .expect("send");
+        read_exactly(
+            &mut raw,
+            "-ERR Namespace protected and private\r\n\
+             -ERR Namespace protected and private\r\n\
+             -ERR Namespace protected and private\r\n",
+        );
+    }
+
+    // public namespace: the old password's session drops to read-only
+    q::<String>(&mut admin, &[b"NSNEW", b"p"]);
+    q::<String>(&mut admin, &[b"NSSET", b"p", b"password", b"old"]);
+    let mut writer = s.client();
+    q::<String>(&mut writer, &[b"SELECT", b"p", b"old"]);
+    q::<Vec<u8>>(&mut writer, &[b"SET", b"a", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"p", b"password", b"new"]);
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut writer, &[b"GET", b"a"]),
+        Some(b"1".to_vec())
+    );
+    assert!(qerr(&mut writer, &[b"SET", b"a", b"2"]).contains("Namespace is in read-only mode"));
+    assert!(qerr(&mut writer, &[b"DEL", b"a"]).contains("Namespace is in read-only mode"));
+
+    // sessions that entered while there was no password, default namespace included
+    q::<String>(&mut admin, &[b"NSNEW", b"o"]);
+    let mut open = s.client();
+    q::<Vec<u8>>(&mut open, &[b"SET", b"d", b"1"]);
+    let mut open_o = s.client();
+    q::<String>(&mut open_o, &[b"SELECT", b"o"]);
+    q::<Vec<u8>>(&mut open_o, &[b"SET", b"x", b"1"]);
+    for ns in [&b"o"[..], b"default"] {
+        q::<String>(&mut admin, &[b"NSSET", ns, b"password", b"pw"]);
+        q::<String>(&mut admin, &[b"NSSET", ns, b"public", b"0"]);
+    }
+    assert!(qerr(&mut open_o, &[b"GET", b"x"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut open, &[b"GET", b"d"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut open, &[b"SET", b"d", b"2"]).contains("Namespace protected and private"));
+}

@@ -154,6 +154,10 @@ async fn start_zdb(config: &AgentConfig) -> anyhow::Result<Option<zdb::Server>> 
     let mut zdb_config = zdb::ZdbConfig::new(config.data_dir.join("zdb"));
     zdb_config.listen = Some(config.zdb_listen);
     zdb_config.admin_password = Some(config.zdb_admin_password.clone());
+    // tenants' acknowledged writes must survive a power loss: fsync before every
+    // reply to a write (group commit shares one fsync among concurrent clients;
+    // the cost is measured in zdb/README.md, "Durability cost")
+    zdb_config.durability = zdb::Durability::Always;
     let server = zdb::Server::start(zdb_config)
         .await
         .context("cannot start zdb")?;

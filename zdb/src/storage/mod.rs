@@ -24,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::error::{StoreError, StoreResult};
-pub use namespace::{EngineConfig, Namespace, NsError};
+pub use namespace::{EngineConfig, Namespace, NsAccess, NsError};
 use tail::TailBudget;
 
 /// Name of the namespace every client starts in.

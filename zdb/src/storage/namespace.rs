@@ -33,6 +33,7 @@ use crate::storage::record::{
     FLAG_DELETED, INDEX_MAGIC, MAX_KEY_LEN, RECORD_HEADER_LEN,
 };
 use crate::storage::tail::{Tail, TailBudget};
+use crate::storage::DEFAULT_NAMESPACE;
 
 /// Engine-wide settings every namespace needs.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub durability: Durability,
     pub forced_mode: Option<Mode>,
     pub default_maxsize: u64,
+    /// Applied to the `default` namespace at every open.
+    pub default_namespace_maxsize: u64,
 }
 
 /// Errors a command can get from a namespace; the text is what the client sees.
@@ -217,6 +220,8 @@ impl IndexLog {
 
 struct NsState {
     settings: NsSettings,
+    /// Incremented by every change of the password (see [`NsAccess`]).
+    password_epoch: u64,
     keys: KeyIndex,
     /// Data files in replay order; the last one is the active, appended-to file.
     files: Vec<DataFile>,
@@ -259,6 +264,21 @@ pub struct Namespace {
     /// and cleared under the write lock, so a commit that finds it clear
     /// knows its own records are already written.
     unwritten: AtomicBool,
+    /// Incremented (under the state lock) whenever the password or the
+    /// `public` flag changes, so sessions know to re-check their access.
+    access_epoch: AtomicU64,
+}
+
+/// What decides a client's access to a namespace, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct NsAccess {
+    pub password: Option<String>,
+    pub public: bool,
+    /// Changes whenever the password changes: a session granted access by
+    /// the password of one epoch loses it in the next.
+    pub password_epoch: u64,
+    /// [`Namespace::access_epoch`] at the time of the snapshot.
+    pub epoch: u64,
 }
 
 /// Where `read_at` takes bytes that are both on disk and in the tail from.
@@ -666,21 +686,33 @@ impl Namespace {
         let started = Instant::now();
         let data_dir = data_root.join(name);
         let index_dir = index_root.join(name);
+        let created = !data_dir.exists();
         for dir in [&data_dir, &index_dir] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        if created {
+            // a new namespace's directory entry must survive a power loss with
+            // the writes acknowledged in it (its files are synced as written)
+            meta::sync_dir(data_root).map_err(|e| StoreError::io(data_root, e))?;
         }
         let settings_path = data_dir.join("settings");
         let mut settings = match NsSettings::load(&settings_path)? {
             Some(s) => s,
             None => {
-                let s = NsSettings::new(
-                    config.forced_mode.unwrap_or(Mode::User),
-                    config.default_maxsize,
-                );
+                let maxsize = if name == DEFAULT_NAMESPACE {
+                    config.default_namespace_maxsize
+                } else {
+                    config.default_maxsize
+                };
+                let s = NsSettings::new(config.forced_mode.unwrap_or(Mode::User), maxsize);
                 s.save(&settings_path)?;
                 s
             }
         };
+        if name == DEFAULT_NAMESPACE && settings.maxsize != config.default_namespace_maxsize {
+            settings.maxsize = config.default_namespace_maxsize;
+            settings.save(&settings_path)?;
+        }
 
         let manifest_path = data_dir.join("manifest");
         let listed = meta::load_manifest(&manifest_path)?;
@@ -728,6 +760,7 @@ impl Namespace {
             .map_err(|e| StoreError::io(&index_path, e))?;
         let mut st = NsState {
             settings: settings.clone(),
+            password_epoch: 0,
             keys: KeyIndex::new(settings.mode),
             files,
             file_pos: HashMap::new(),
@@ -823,6 +856,7 @@ impl Namespace {
             synced_total: Mutex::new(0),
             recently_written: AtomicBool::new(false),
             unwritten: AtomicBool::new(false),
+            access_epoch: AtomicU64::new(0),
         })
     }
 
@@ -857,13 +891,40 @@ impl Namespace {
         self.state.read().settings.clone()
     }
 
-    /// Applies a settings change and persists it.
+    /// The password and `public` flag with their epochs, in one snapshot.
+    pub fn access(&self) -> NsAccess {
+        let st = self.state.read();
+        NsAccess {
+            password: st.settings.password.clone(),
+            public: st.settings.public,
+            password_epoch: st.password_epoch,
+            // bumped under the write lock: consistent with the settings read here
+            epoch: self.access_epoch.load(Ordering::Acquire),
+        }
+    }
+
+    /// Changes whenever the password or the `public` flag does: one atomic
+    /// load, checked by every session before each batch of requests.
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(Ordering::Acquire)
+    }
+
+    /// Applies a settings change and persists it. A changed password (setting
+    /// the same one again is no change) or `public` flag moves the access epoch.
     pub fn update_settings(&self, change: impl FnOnce(&mut NsSettings)) -> Result<(), NsError> {
         let mut st = self.write_state()?;
         let mut s = st.settings.clone();
         change(&mut s);
         s.save(&self.data_dir.join("settings"))?;
+        let password_changed = s.password != st.settings.password;
+        let access_changed = password_changed || s.public != st.settings.public;
         st.settings = s;
+        if password_changed {
+            st.password_epoch += 1;
+        }
+        if access_changed {
+            self.access_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zdb::{Server, ZdbConfig};
 
@@ -49,6 +49,27 @@ impl InProcess {
 
     pub fn client(&self) -> redis::Connection {
         connect(self.addr)
+    }
+
+    /// A raw connection from the loopback address `source` (any 127.x.y.z
+    /// works on Linux), to look like another client machine.
+    pub fn raw_from(&self, source: IpAddr) -> TcpStream {
+        let addr = self.addr;
+        let stream = self
+            .rt
+            .block_on(async move {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(source, 0))?;
+                socket.connect(addr).await
+            })
+            .expect("connect from a chosen source address")
+            .into_std()
+            .expect("std stream");
+        stream.set_nonblocking(false).expect("blocking");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
     }
 
     /// Stops the server gracefully and returns its directory for a restart.
@@ -159,4 +180,49 @@ impl Drop for Binary {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Polls `done` until it holds, failing the test after `timeout`; returns how
+/// long it took.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `clients_connected` from `INFO` (the asking connection included).
+pub fn clients_connected(con: &mut redis::Connection) -> u64 {
+    let info: String = q(con, &[b"INFO"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("clients_connected: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no clients_connected in {info}"))
+}
+
+/// Sends an inline command and reads one single-line reply (`+...` or
+/// `-...`, without CRLF); `None` if the server closed the connection.
+pub fn ask(t: &mut TcpStream, line: &str) -> Option<String> {
+    if t.write_all(format!("{line}\r\n").as_bytes()).is_err() {
+        return None;
+    }
+    read_line(t)
+}
+
+/// Reads one reply line (without CRLF); `None` at end of stream.
+pub fn read_line(t: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match t.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
+        }
+    }
+    line.truncate(line.len() - 2);
+    Some(String::from_utf8_lossy(&line).into_owned())
 }
