@@ -44,6 +44,9 @@ pub struct ValidTransaction {
     pub account_nonce: u64,
     /// Fee plus tip the transaction will pay.
     pub fee: Balance,
+    /// The signer's free balance in the checked state: what all its pooled transactions'
+    /// fees together may use.
+    pub available: Balance,
 }
 
 /// Fee for an extrinsic of `encoded_len` bytes with `tip`.
@@ -101,7 +104,11 @@ pub fn validate_transaction_except_signature(
             available,
         });
     }
-    Ok(ValidTransaction { account_nonce, fee })
+    Ok(ValidTransaction {
+        account_nonce,
+        fee,
+        available,
+    })
 }
 
 fn check_mortality(xt: &Extrinsic, block: BlockNumber) -> Result<(), InvalidTransaction> {

@@ -52,6 +52,8 @@ pub mod error_codes {
     pub const TOO_LOW_PRIORITY: i32 = 1014;
     /// The pool is full.
     pub const POOL_FULL: i32 = 1016;
+    /// The sender already has as many transactions pooled as one sender may.
+    pub const TOO_MANY_FROM_SENDER: i32 = 1017;
     /// Standard JSON-RPC "invalid params": malformed address, hash, key, or number.
     pub const INVALID_PARAMS: i32 = -32602;
     /// The requested block is not known.

@@ -33,5 +33,8 @@ pub fn pool_error(e: PoolError) -> ErrorObjectOwned {
         }
         PoolError::TooLowPriority => ErrorObject::owned(TOO_LOW_PRIORITY, message, None::<()>),
         PoolError::PoolFull => ErrorObject::owned(POOL_FULL, message, None::<()>),
+        PoolError::TooManyFromSender(_) => {
+            ErrorObject::owned(TOO_MANY_FROM_SENDER, message, None::<()>)
+        }
     }
 }

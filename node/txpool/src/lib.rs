@@ -14,8 +14,15 @@
 //! - **Duplicates and replacement**: a known hash is refused; a different transaction with the
 //!   same sender and nonce replaces the pooled one only if its tip is higher (the old one is
 //!   reported `usurped`).
+//! - **Per sender**: the fees (with tips) of all of a sender's pooled transactions together
+//!   must fit in its free balance (checking each alone would let one account fill the pool with
+//!   transactions only the first of which can pay), and a sender holds at most
+//!   `max_per_sender` transactions.
 //! - **Bounds**: count and bytes are capped. When full, a future transaction is evicted first,
 //!   then the lowest-tip tail of some sender's chain if the newcomer pays more; else `PoolFull`.
+//!   Both candidates come from indexes kept up to date as queues change (senders with future
+//!   transactions; chain tails ordered by tip), so an insert into a full pool costs O(log n),
+//!   not a walk over every sender.
 //! - **Maintenance** ([`TxPool::on_block_committed`]): included transactions leave with
 //!   `inBlock`/`finalized`, stale nonces and expired transactions are dropped.
 //! - **Watchers** ([`TxPool::watch`]): a channel of [`TxStatus`] per transaction, for
@@ -25,11 +32,14 @@ use gridchain_primitives::{
     block::BlockNumber, signature::SignatureBatch, AccountId, Balance, ChainContext, Hash,
     StateRead,
 };
-use gridchain_runtime::{validate_transaction_except_signature, Extrinsic, InvalidTransaction};
+use gridchain_runtime::{
+    validate_transaction_except_signature, Extrinsic, InvalidTransaction, ValidTransaction,
+};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::{
-    collections::{BTreeMap, BinaryHeap, HashMap},
+    cmp::Reverse,
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     sync::Arc,
 };
 use tokio::sync::mpsc;
@@ -44,6 +54,8 @@ pub struct PoolLimits {
     /// Cap on transactions waiting for a nonce gap, so one account cannot fill the pool with
     /// transactions that may never become ready.
     pub max_future: usize,
+    /// Most transactions one sender may have pooled.
+    pub max_per_sender: usize,
 }
 
 impl Default for PoolLimits {
@@ -52,6 +64,7 @@ impl Default for PoolLimits {
             max_count: 250_000,
             max_bytes: 128 * 1024 * 1024,
             max_future: 25_000,
+            max_per_sender: 1_024,
         }
     }
 }
@@ -67,6 +80,8 @@ pub enum PoolError {
     TooLowPriority,
     #[error("the pool is full and this transaction's tip does not outbid any pooled one")]
     PoolFull,
+    #[error("the sender already has {0} transactions in the pool, the most one sender may")]
+    TooManyFromSender(usize),
 }
 
 /// A transaction's life, as watchers see it.
@@ -91,6 +106,8 @@ pub struct PoolTx {
     pub xt: Extrinsic,
     pub hash: Hash,
     pub encoded_len: usize,
+    /// Fee plus tip it pays.
+    pub fee: Balance,
     arrival: u64,
 }
 
@@ -108,6 +125,18 @@ struct SenderQueue {
     /// ready chain. Kept up to date on every change so no operation walks the whole queue.
     ready_end: u64,
     by_nonce: BTreeMap<u64, Arc<PoolTx>>,
+    /// Sum of the pooled transactions' fees.
+    fees: Balance,
+}
+
+/// A chain tail in the eviction index: cheapest tip first, then the latest arrival.
+type TailKey = (Balance, Reverse<u64>, Hash);
+
+/// What the pool-wide indexes need to know about one sender's queue.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct QueueStats {
+    future: usize,
+    tail: Option<TailKey>,
 }
 
 impl SenderQueue {
@@ -128,14 +157,28 @@ impl SenderQueue {
     }
 
     fn insert(&mut self, tx: Arc<PoolTx>) {
+        self.fees = self.fees.saturating_add(tx.fee);
         self.by_nonce.insert(tx.xt.nonce, tx);
         self.extend_ready();
     }
 
     fn remove(&mut self, nonce: u64) {
-        self.by_nonce.remove(&nonce);
+        if let Some(tx) = self.by_nonce.remove(&nonce) {
+            self.fees = self.fees.saturating_sub(tx.fee);
+        }
         if nonce >= self.next_nonce && nonce < self.ready_end {
             self.ready_end = nonce;
+        }
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            future: self.by_nonce.len() - self.ready_len(),
+            tail: self
+                .by_nonce
+                .values()
+                .next_back()
+                .map(|t| (t.tip(), Reverse(t.arrival), t.hash)),
         }
     }
 }
@@ -147,6 +190,12 @@ struct Inner {
     bytes: usize,
     arrivals: u64,
     watchers: HashMap<Hash, Vec<mpsc::UnboundedSender<TxStatus>>>,
+    /// Future transactions in all queues.
+    future_total: usize,
+    /// Senders with at least one future transaction.
+    with_future: BTreeSet<AccountId>,
+    /// Every sender's last transaction, for eviction.
+    tails: BTreeSet<TailKey>,
 }
 
 impl Inner {
@@ -162,43 +211,66 @@ impl Inner {
         }
     }
 
+    fn stats_of(&self, who: &AccountId) -> QueueStats {
+        self.senders
+            .get(who)
+            .map(SenderQueue::stats)
+            .unwrap_or_default()
+    }
+
+    /// Runs `change` on `who`'s queue (created if missing, dropped if left empty) and brings
+    /// the pool-wide indexes up to date with what it did.
+    fn change_queue<T>(
+        &mut self,
+        who: &AccountId,
+        change: impl FnOnce(&mut SenderQueue) -> T,
+    ) -> T {
+        let before = self.stats_of(who);
+        let queue = self.senders.entry(*who).or_default();
+        let out = change(queue);
+        if queue.by_nonce.is_empty() {
+            self.senders.remove(who);
+        }
+        let after = self.stats_of(who);
+        self.future_total = self.future_total - before.future + after.future;
+        if after.future > 0 {
+            self.with_future.insert(*who);
+        } else {
+            self.with_future.remove(who);
+        }
+        if before.tail != after.tail {
+            if let Some(tail) = before.tail {
+                self.tails.remove(&tail);
+            }
+            if let Some(tail) = after.tail {
+                self.tails.insert(tail);
+            }
+        }
+        out
+    }
+
     fn remove(&mut self, hash: &Hash) -> Option<Arc<PoolTx>> {
         let tx = self.by_hash.remove(hash)?;
         self.bytes -= tx.encoded_len;
-        if let Some(queue) = self.senders.get_mut(&tx.xt.signer) {
-            queue.remove(tx.xt.nonce);
-            if queue.by_nonce.is_empty() {
-                self.senders.remove(&tx.xt.signer);
-            }
-        }
+        self.change_queue(&tx.xt.signer, |queue| queue.remove(tx.xt.nonce));
         Some(tx)
-    }
-
-    fn future_count(&self) -> usize {
-        self.senders
-            .values()
-            .map(|q| q.by_nonce.len() - q.ready_len())
-            .sum()
     }
 
     /// Picks a transaction to evict for a newcomer paying `tip`: the highest-nonce future
     /// transaction if any, else the cheapest chain tail that pays less than `tip`.
     fn eviction_candidate(&self, tip: Balance) -> Option<Hash> {
-        let future = self.senders.values().find_map(|q| {
-            let ready = q.ready_len();
-            (q.by_nonce.len() > ready)
-                .then(|| q.by_nonce.values().next_back().map(|t| t.hash))
-                .flatten()
-        });
-        if future.is_some() {
-            return future;
+        if let Some(who) = self.with_future.iter().next() {
+            return self.senders[who]
+                .by_nonce
+                .values()
+                .next_back()
+                .map(|t| t.hash);
         }
-        self.senders
-            .values()
-            .filter_map(|q| q.by_nonce.values().next_back())
-            .filter(|t| t.tip() < tip)
-            .min_by_key(|t| (t.tip(), std::cmp::Reverse(t.arrival)))
-            .map(|t| t.hash)
+        self.tails
+            .iter()
+            .next()
+            .filter(|(t, _, _)| *t < tip)
+            .map(|(_, _, hash)| *hash)
     }
 }
 
@@ -280,18 +352,18 @@ impl TxPool {
             match checked {
                 Ok(valid) => {
                     xt.queue_signature(self.chain, &mut batch);
-                    unsigned.push((position, xt, hash, encoded_len, valid.account_nonce));
+                    unsigned.push((position, xt, hash, encoded_len, valid));
                     // Its verdict if the signature check below fails; replaced if it passes.
                     results.push(Err(PoolError::Invalid(InvalidTransaction::BadSignature)));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
-        for ((position, xt, hash, encoded_len, account_nonce), signed) in
+        for ((position, xt, hash, encoded_len, valid), signed) in
             unsigned.into_iter().zip(batch.verdicts())
         {
             if signed {
-                results[position] = self.insert(xt, hash, encoded_len, account_nonce);
+                results[position] = self.insert(xt, hash, encoded_len, valid);
             }
         }
         results
@@ -302,8 +374,9 @@ impl TxPool {
         xt: Extrinsic,
         hash: Hash,
         encoded_len: usize,
-        account_nonce: u64,
+        valid: ValidTransaction,
     ) -> Result<Submitted, PoolError> {
+        let account_nonce = valid.account_nonce;
         let mut inner = self.inner.lock();
         if inner.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyImported(hash));
@@ -329,15 +402,34 @@ impl TxPool {
             .and_then(|q| q.by_nonce.get(&nonce))
         {
             Some(existing) if existing.tip() >= tip => return Err(PoolError::TooLowPriority),
-            Some(existing) => Some(existing.hash),
+            Some(existing) => Some(existing.clone()),
             None => None,
         };
-        if let Some(old) = replaced {
-            inner.remove(&old);
-            inner.notify(&old, TxStatus::Usurped(hash), true);
+        // What the sender has pooled once the replaced transaction (if any) is gone.
+        let (pooled, pooled_fees) = inner.senders.get(&signer).map_or((0, 0), |q| {
+            let replaced_fee = replaced.as_ref().map_or(0, |r| r.fee);
+            (
+                q.by_nonce.len() - usize::from(replaced.is_some()),
+                q.fees - replaced_fee,
+            )
+        });
+        if pooled >= self.limits.max_per_sender {
+            return Err(PoolError::TooManyFromSender(pooled));
         }
-        if let Some(queue) = inner.senders.get_mut(&signer) {
-            queue.set_next_nonce(known_next);
+        let needed = pooled_fees.saturating_add(valid.fee);
+        if needed > valid.available {
+            return Err(InvalidTransaction::Payment {
+                needed,
+                available: valid.available,
+            }
+            .into());
+        }
+        if let Some(old) = replaced {
+            inner.remove(&old.hash);
+            inner.notify(&old.hash, TxStatus::Usurped(hash), true);
+        }
+        if inner.senders.contains_key(&signer) {
+            inner.change_queue(&signer, |queue| queue.set_next_nonce(known_next));
         }
         // Would this transaction wait for a gap? Then the future cap applies.
         let ready_end = inner
@@ -345,7 +437,7 @@ impl TxPool {
             .get(&signer)
             .map_or(known_next, |q| q.ready_end);
         let is_future = nonce > ready_end;
-        if is_future && inner.future_count() >= self.limits.max_future {
+        if is_future && inner.future_total >= self.limits.max_future {
             return Err(PoolError::PoolFull);
         }
         while inner.by_hash.len() + 1 > self.limits.max_count
@@ -362,13 +454,15 @@ impl TxPool {
             xt,
             hash,
             encoded_len,
+            fee: valid.fee,
             arrival: inner.arrivals,
         });
         inner.bytes += encoded_len;
         inner.by_hash.insert(hash, tx.clone());
-        let queue = inner.senders.entry(signer).or_default();
-        queue.set_next_nonce(known_next);
-        queue.insert(tx);
+        inner.change_queue(&signer, |queue| {
+            queue.set_next_nonce(known_next);
+            queue.insert(tx);
+        });
         let status = if is_future {
             TxStatus::Future
         } else {
@@ -488,15 +582,16 @@ impl TxPool {
         let senders: Vec<AccountId> = inner.senders.keys().copied().collect();
         for signer in senders {
             let next = nonce_of(state, &signer);
-            let queue = inner.senders.get_mut(&signer).expect("listed above");
-            queue.set_next_nonce(next);
-            gone.extend(
+            let stale = inner.change_queue(&signer, |queue| {
+                queue.set_next_nonce(next);
                 queue
                     .by_nonce
                     .values()
                     .filter(|t| t.xt.nonce < next || t.xt.valid_until <= number)
-                    .map(|t| t.hash),
-            );
+                    .map(|t| t.hash)
+                    .collect::<Vec<_>>()
+            });
+            gone.extend(stale);
         }
         for hash in gone {
             inner.remove(&hash);

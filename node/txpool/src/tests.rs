@@ -141,6 +141,7 @@ fn bounded_pool_evicts_future_then_cheapest_tail() {
         max_count: 3,
         max_bytes: usize::MAX,
         max_future: 1,
+        ..PoolLimits::default()
     };
     let (s, pool) = (state(), TxPool::new(chain(), limits));
     let future = submit(&pool, &s, xt("Dave", 5, 100)).unwrap().hash;
@@ -257,4 +258,92 @@ fn a_batch_gets_the_verdicts_one_by_one_submission_would() {
         order(&pool),
         vec![(alice, 0), (alice, 1), (charlie, 0), (charlie, 1)]
     );
+}
+
+/// A state where `who` has exactly `free` units.
+fn state_with(who: &str, free: u128) -> State {
+    let config = GenesisConfig {
+        balances: vec![(Pair::dev(who).public(), free)],
+        ..Default::default()
+    };
+    build_genesis(&config)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap()))
+        .collect()
+}
+
+/// Each transaction alone can pay its fee; together they cannot: the pool takes only what
+/// the balance covers (an account could otherwise fill every pool with transactions only the
+/// first of which would ever pay).
+#[test]
+fn fees_of_one_sender_are_summed_against_its_balance() {
+    let one = xt("Alice", 0, 0);
+    let fee = gridchain_runtime::fee_for(one.encoded_size(), 0);
+    let s = state_with("Alice", fee * 2 + fee / 2);
+    let pool = TxPool::new(chain(), PoolLimits::default());
+    submit(&pool, &s, one).unwrap();
+    submit(&pool, &s, xt("Alice", 1, 0)).unwrap();
+    assert!(matches!(
+        submit(&pool, &s, xt("Alice", 2, 0)),
+        Err(PoolError::Invalid(InvalidTransaction::Payment { needed, .. })) if needed == 3 * fee
+    ));
+    assert_eq!(pool.len(), 2);
+    // A replacement counts instead of the transaction it replaces, not beside it.
+    submit(&pool, &s, xt("Alice", 1, fee / 4)).unwrap();
+    assert_eq!(pool.len(), 2);
+}
+
+#[test]
+fn one_sender_holds_at_most_max_per_sender() {
+    let limits = PoolLimits {
+        max_per_sender: 3,
+        ..PoolLimits::default()
+    };
+    let (s, pool) = (state(), TxPool::new(chain(), limits));
+    for nonce in 0..3 {
+        submit(&pool, &s, xt("Alice", nonce, 0)).unwrap();
+    }
+    assert_eq!(
+        submit(&pool, &s, xt("Alice", 3, 0)),
+        Err(PoolError::TooManyFromSender(3))
+    );
+    // Replacing one of its own is still allowed, and other senders are not affected.
+    submit(&pool, &s, xt("Alice", 2, 5)).unwrap();
+    submit(&pool, &s, xt("Bob", 0, 0)).unwrap();
+    assert_eq!(pool.len(), 4);
+}
+
+proptest::proptest! {
+    /// Whatever is submitted, evicted and committed, the incremental indexes (future count,
+    /// senders with future transactions, chain tails, per-sender fees) equal what a full walk
+    /// of the queues gives.
+    #[test]
+    fn indexes_match_the_queues(
+        ops in proptest::collection::vec((0usize..4, 0u64..6, 0u128..4, proptest::bool::ANY), 1..80),
+    ) {
+        let names = ["Alice", "Bob", "Charlie", "Dave"];
+        let limits = PoolLimits { max_count: 8, max_bytes: usize::MAX, max_future: 3, max_per_sender: 4 };
+        let (s, pool) = (state(), TxPool::new(chain(), limits));
+        for (who, nonce, tip, commit) in ops {
+            let _ = submit(&pool, &s, xt(names[who], nonce, tip));
+            if commit {
+                let first = pool.ready(1);
+                let included: Vec<Hash> = first.iter().map(|t| t.hash).collect();
+                pool.on_block_committed(&s, Hash::of(b"b"), 1, &included, nonce_of);
+            }
+            let inner = pool.inner.lock();
+            let future: usize = inner.senders.values().map(|q| q.by_nonce.len() - q.ready_len()).sum();
+            proptest::prop_assert_eq!(inner.future_total, future);
+            let with_future: BTreeSet<AccountId> = inner.senders.iter()
+                .filter(|(_, q)| q.by_nonce.len() > q.ready_len()).map(|(a, _)| *a).collect();
+            proptest::prop_assert_eq!(&inner.with_future, &with_future);
+            let tails: BTreeSet<TailKey> = inner.senders.values().filter_map(|q| q.stats().tail).collect();
+            proptest::prop_assert_eq!(&inner.tails, &tails);
+            for q in inner.senders.values() {
+                proptest::prop_assert_eq!(q.fees, q.by_nonce.values().map(|t| t.fee).sum::<u128>());
+            }
+            proptest::prop_assert_eq!(inner.by_hash.len(), inner.senders.values().map(|q| q.by_nonce.len()).sum::<usize>());
+        }
+    }
 }
