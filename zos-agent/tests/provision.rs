@@ -100,6 +100,15 @@ async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
         "a failed create leaves nothing behind"
     );
 
+    // Every capability but the documented few is dropped, and IPv6 is off inside.
+    assert!(exec(
+        &id,
+        "grep -q '^CapEff:.*00000000000004fb$' /proc/self/status"
+    ));
+    assert!(exec(
+        &id,
+        "grep -q 1 /proc/sys/net/ipv6/conf/all/disable_ipv6"
+    ));
     containers.remove(&id).await.unwrap();
     containers.remove(&id).await.unwrap(); // idempotent
     volumes.remove(&vol.name).await.unwrap();
@@ -123,6 +132,21 @@ async fn same_network_connects_other_owners_network_does_not() {
     networks.ensure_bridge(bridge_a).await.unwrap();
     networks.ensure_bridge(bridge_a).await.unwrap(); // idempotent
     networks.ensure_bridge(bridge_b).await.unwrap();
+    // The host drops what a bridge sends to the host itself, and IPv6 is off on the bridge.
+    let input_drop = |bridge: &str| {
+        Command::new("iptables")
+            .args(["-w", "-C", "INPUT", "-i", bridge, "-j", "DROP"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(input_drop(bridge_a));
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{bridge_a}/disable_ipv6"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
     assert!(networks
         .bridges()
         .await
@@ -186,6 +210,7 @@ async fn same_network_connects_other_owners_network_does_not() {
     networks.remove_bridge(bridge_a).await.unwrap();
     networks.remove_bridge(bridge_b).await.unwrap();
     networks.remove_bridge(bridge_b).await.unwrap(); // idempotent
+    assert!(!input_drop(bridge_a), "the bridge's rules go with it");
     assert!(!networks
         .bridges()
         .await

@@ -591,9 +591,17 @@ fn check_sealed(workload: &str, sealed: &Bytes) -> Result<(), Error> {
 }
 
 /// A private network's range: IPv4, prefix 8..=30.
+/// A workload network's range: IPv4, /8 to /30, and inside one private range of RFC 1918
+/// (10/8, 172.16/12, 192.168/16), so it can never stand for public addresses.
 fn network_range(workload: &str, ip_range: &str) -> Result<Cidr, Error> {
+    let private = |c: &Cidr| {
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+            .iter()
+            .filter_map(|p| Cidr::parse(p))
+            .any(|p| c.prefix >= p.prefix && p.contains(&c.addr))
+    };
     Cidr::parse(ip_range)
-        .filter(|c| c.addr.is_ipv4() && (8..=30).contains(&c.prefix))
+        .filter(|c| c.addr.is_ipv4() && (8..=30).contains(&c.prefix) && private(c))
         .ok_or_else(|| Error::InvalidCidr {
             workload: workload.to_string(),
             cidr: ip_range.to_string(),

@@ -334,6 +334,27 @@ fn reserve_rejections_change_nothing() {
                 cidr: "10.20.0.0/33".into()
             })
         );
+        // Public ranges, and ranges reaching beyond a private one, are refused.
+        for range in [
+            "8.8.8.0/24",
+            "172.15.0.0/16",
+            "172.16.0.0/11",
+            "192.168.0.0/15",
+            "100.64.0.0/10",
+        ] {
+            let mut d = full();
+            d.workloads[0].spec = WorkloadSpec::Network {
+                ip_range: range.into(),
+            };
+            assert_eq!(
+                reserve(ctx, a.bob, 1, d),
+                Err(Error::InvalidCidr {
+                    workload: "net".into(),
+                    cidr: range.into()
+                }),
+                "{range}"
+            );
+        }
         let mut d = full();
         d.workloads.remove(1);
         assert_eq!(

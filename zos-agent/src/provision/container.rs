@@ -6,9 +6,12 @@
 //! `docker ps --filter label=gridchain.node=<id>` lists what the agent owns and the reconciler
 //! can tell an up-to-date container from a stale one without remembering anything itself.
 //!
-//! Containers are unprivileged (no added capabilities, `no-new-privileges`), have no network of
-//! Docker's (`network_mode: none`; private networks are attached by [`super::network`]), and mount
-//! nothing of the host except their own Docker volumes.
+//! Containers are unprivileged: every capability dropped but the small set a usual service
+//! needs ([`CAPABILITIES`]: no `NET_RAW`, `NET_ADMIN`, `SYS_*`, `MKNOD`, `SETPCAP`, `SETFCAP`,
+//! `AUDIT_WRITE`), `no-new-privileges`, a pids limit. They have no network of Docker's
+//! (`network_mode: none`; private networks are attached by [`super::network`]), IPv6 is off in
+//! their network namespace (the host filters IPv4 only), and they mount nothing of the host
+//! except their own Docker volumes.
 
 use bollard::{
     errors::Error as DockerError,
@@ -27,6 +30,19 @@ pub const LABEL_VERSION: &str = "gridchain.version";
 pub const LABEL_WORKLOAD: &str = "gridchain.workload";
 pub const LABEL_OWNER: &str = "gridchain.owner";
 pub const LABEL_SPEC: &str = "gridchain.spec";
+
+/// The capabilities a workload keeps (all others are dropped): owning and accessing its own
+/// files, signals, switching to an unprivileged user, and binding ports below 1024.
+pub const CAPABILITIES: [&str; 8] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "NET_BIND_SERVICE",
+];
 
 /// What a container is created from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +180,18 @@ impl Containers {
                 memory_swap: Some(i64::try_from(spec.memory).unwrap_or(i64::MAX)),
                 network_mode: Some("none".into()),
                 security_opt: Some(vec!["no-new-privileges".into()]),
-                cap_drop: Some(vec!["NET_RAW".into(), "MKNOD".into(), "SYS_CHROOT".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+                sysctls: Some(HashMap::from([
+                    (
+                        "net.ipv6.conf.all.disable_ipv6".to_string(),
+                        "1".to_string(),
+                    ),
+                    (
+                        "net.ipv6.conf.default.disable_ipv6".to_string(),
+                        "1".to_string(),
+                    ),
+                ])),
                 privileged: Some(false),
                 pids_limit: Some(4_096),
                 mounts: Some(mounts),

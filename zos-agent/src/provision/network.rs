@@ -9,7 +9,11 @@
 //!
 //! Hosts that load `br_netfilter` (Docker does) pass bridged frames through iptables' FORWARD
 //! chain, whose policy Docker sets to DROP; so each bridge gets one rule accepting traffic that
-//! stays on it (`-i br -o br -j ACCEPT`, in `DOCKER-USER` when that chain exists).
+//! stays on it (`-i br -o br -j ACCEPT`, in `DOCKER-USER` when that chain exists). Each bridge
+//! also gets `INPUT -i br -j DROP`: Linux answers ARP and accepts packets for any of its
+//! addresses on any interface, so a container whose range covers one of the host's addresses
+//! could otherwise reach the host's own services through its bridge. IPv6 is disabled on
+//! bridges and veth host ends (those rules are IPv4's).
 //!
 //! A bridge's (and a veth host end's) interface alias (`gridchain node <id>`) says which node's
 //! agent owns it, so agents sharing a host (tests do) never remove each other's interfaces.
@@ -270,6 +274,7 @@ impl Networks {
             )
             .execute()
             .await?;
+        disable_ipv6(name);
         firewall(name, true)?;
         Ok(index)
     }
@@ -333,6 +338,7 @@ impl Networks {
             )
             .execute()
             .await?;
+        disable_ipv6(host_if);
         let peer_index = index_of(&self.handle, &peer)
             .await?
             .ok_or_else(|| NetworkError(format!("veth {peer} vanished")))?;
@@ -408,18 +414,36 @@ fn configure_in_netns(
     .map_err(|_| NetworkError("netns configuration thread panicked".into()))?
 }
 
-/// Adds (or removes) the rule accepting traffic that enters and leaves the same bridge.
+/// Turns IPv6 off on a host interface (nothing to do where the host has no IPv6).
+fn disable_ipv6(interface: &str) {
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"),
+        "1",
+    );
+}
+
+/// Adds (or removes) the bridge's rules: traffic that enters and leaves the same bridge is
+/// forwarded; traffic from the bridge to the host itself is dropped.
 fn firewall(bridge: &str, present: bool) -> Result<(), NetworkError> {
-    let chain = if iptables(&["-n", "-L", "DOCKER-USER"]).is_ok() {
+    let forward = if iptables(&["-n", "-L", "DOCKER-USER"]).is_ok() {
         "DOCKER-USER"
     } else {
         "FORWARD"
     };
-    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
-    let exists = iptables(&[&["-C", chain][..], &rule[..]].concat()).is_ok();
+    rule(
+        forward,
+        &["-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+        present,
+    )?;
+    rule("INPUT", &["-i", bridge, "-j", "DROP"], present)
+}
+
+/// Makes `rule` present in (or absent from) `chain`.
+fn rule(chain: &str, rule: &[&str], present: bool) -> Result<(), NetworkError> {
+    let exists = iptables(&[&["-C", chain][..], rule].concat()).is_ok();
     match (present, exists) {
-        (true, false) => iptables(&[&["-I", chain][..], &rule[..]].concat()),
-        (false, true) => iptables(&[&["-D", chain][..], &rule[..]].concat()),
+        (true, false) => iptables(&[&["-I", chain][..], rule].concat()),
+        (false, true) => iptables(&[&["-D", chain][..], rule].concat()),
         _ => Ok(()),
     }
 }
