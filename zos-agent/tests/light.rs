@@ -2,6 +2,8 @@
 //! empty snapshot, forged headers, forged read proofs, forged certificates — is refused, the
 //! agent fails over to an honest endpoint, and nothing of the node is removed.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{
@@ -20,14 +22,16 @@ fn log_since(dir: &Path, from: usize) -> String {
     agent_log(dir).get(from..).unwrap_or_default().to_string()
 }
 
-/// Whether `log` shows a refused answer followed by a reconciliation pass (from the honest
-/// endpoint: the liar's answers are never used).
-fn refused_then_reconciled(log: &str) -> bool {
-    let Some(refused) = log.find("refused") else {
-        return false;
-    };
-    let after = &log[refused..];
-    after.contains("reconciled") || after.contains("start-up reconciliation done")
+/// Whether `log` shows an answer refused for `reason` followed by a reconciliation pass (from the
+/// honest endpoint: the liar's answers are never used).
+/// Returns the refusal's line.
+fn refused_then_reconciled(log: &str, reason: &str) -> Option<String> {
+    let refused = log
+        .lines()
+        .position(|l| l.contains("refused") && l.contains(reason))?;
+    let after = log.lines().skip(refused).collect::<Vec<_>>().join("\n");
+    (after.contains("reconciled") || after.contains("start-up reconciliation done"))
+        .then(|| log.lines().nth(refused).unwrap_or_default().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,11 +60,12 @@ async fn lying_rpc_endpoint_is_refused_and_nothing_is_removed() {
     let running = docker_ps(&tag);
     assert_eq!(running.len(), 1);
 
-    for (round, lie) in [
-        Lie::EmptySnapshot,
-        Lie::ForgedHeaders,
-        Lie::ForgedProofs,
-        Lie::ForgedCertificates,
+    // Each lie, and what the agent must have caught.
+    for (round, (lie, reason)) in [
+        (Lie::EmptySnapshot, "differs from the proven state"),
+        (Lie::ForgedHeaders, "certificate is for block"),
+        (Lie::ForgedProofs, "does not match the state root"),
+        (Lie::ForgedCertificates, "bad precommit signature"),
     ]
     .into_iter()
     .enumerate()
@@ -83,17 +88,17 @@ async fn lying_rpc_endpoint_is_refused_and_nothing_is_removed() {
                 "the agent removed or replaced workloads on a lying endpoint's word ({lie:?}); see {}",
                 dir.path().join("agent.log").display()
             );
-            if refused_then_reconciled(&log_since(dir.path(), from)) {
+            if let Some(line) = refused_then_reconciled(&log_since(dir.path(), from), reason) {
+                eprintln!("{lie:?}: {line}");
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "{lie:?}: no refusal followed by a pass in 90 s; log:\n{}",
+                "{lie:?}: no refusal ({reason}) followed by a pass in 90 s; log:\n{}",
                 log_since(dir.path(), from)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("{lie:?} refused");
     }
 
     // Through the honest endpoint the agent still does its work, and the first container was
@@ -112,5 +117,8 @@ async fn lying_rpc_endpoint_is_refused_and_nothing_is_removed() {
     wait_for(client, second, "Ok through the honest endpoint", all_ok).await;
     let now = docker_ps(&tag);
     assert_eq!(now.len(), 2);
-    assert!(now.contains(&running[0]), "the first container was replaced");
+    assert!(
+        now.contains(&running[0]),
+        "the first container was replaced"
+    );
 }

@@ -3,6 +3,10 @@
 
 use futures::{SinkExt, StreamExt};
 use gridchain_primitives::{Bytes, Hash, Header, ReadProof};
+use gridchain_rpc_api::{
+    jsonrpsee::ws_client::{WsClient, WsClientBuilder},
+    ChainApiClient,
+};
 use parity_scale_codec::{Decode, Encode};
 use serde_json::Value;
 use std::{
@@ -24,11 +28,15 @@ pub enum Lie {
     Nothing = 0,
     /// `grid_nodeSnapshot` answers with no reservations.
     EmptySnapshot = 1,
-    /// Also every header (`chain_getHeader`, final-head notifications) claims another state root.
+    /// Also a forged chain view: every header claims another state root, and block hashes, the
+    /// final head and final-head notifications name the forged headers (whose hashes the proxy
+    /// maps back to the real ones when the agent asks about them), consistently. Certificates stay
+    /// real, so they certify other hashes.
     ForgedHeaders = 2,
     /// Also every read proof claims the opposite value (absent ↔ present).
     ForgedProofs = 3,
-    /// Forged headers, and certificates rewritten to name the forged header's hash.
+    /// The forged chain view, and certificates rewritten to name the forged headers' hashes (their
+    /// signatures, over the real hashes, no longer match).
     ForgedCertificates = 4,
 }
 
@@ -59,57 +67,107 @@ impl Drop for LyingProxy {
 /// The state root a forged header claims.
 const FORGED_ROOT: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 
-fn forge_header(header: &mut Value) -> Option<Hash> {
-    if header.is_null() {
-        return None;
-    }
-    header["stateRoot"] = Value::String(FORGED_ROOT.into());
-    let parsed: Header = serde_json::from_value(header.clone()).ok()?;
-    Some(parsed.hash())
+/// The forged chain view of one connection: forged hash → real hash.
+struct Forger {
+    upstream: WsClient,
+    real_of: Mutex<HashMap<Hash, Hash>>,
 }
 
-fn rewrite_result(lie: Lie, method: &str, result: &mut Value, forged: &Mutex<HashMap<u64, Hash>>) {
-    match method {
-        "grid_nodeSnapshot" if !result.is_null() => {
-            result["reservations"] = Value::Array(vec![]);
+impl Forger {
+    /// Forges `header` (JSON) in place; returns the forged hash.
+    fn forge(&self, header: &mut Value) -> Option<Hash> {
+        if header.is_null() {
+            return None;
         }
-        "chain_getHeader" if matches!(lie, Lie::ForgedHeaders | Lie::ForgedCertificates) => {
-            if let Some(hash) = forge_header(result) {
-                let number = result["number"].as_u64().unwrap_or_default();
-                forged.lock().unwrap().insert(number, hash);
+        let real: Header = serde_json::from_value(header.clone()).ok()?;
+        header["stateRoot"] = Value::String(FORGED_ROOT.into());
+        let forged: Header = serde_json::from_value(header.clone()).ok()?;
+        self.real_of
+            .lock()
+            .expect("not poisoned")
+            .insert(forged.hash(), real.hash());
+        Some(forged.hash())
+    }
+
+    /// The forged hash standing for real block `hash`.
+    async fn forged_hash(&self, hash: Hash) -> Option<Hash> {
+        let header = self.upstream.header(Some(hash)).await.ok()??;
+        let mut json = serde_json::to_value(header).ok()?;
+        self.forge(&mut json)
+    }
+
+    /// Real hashes for forged ones in a request's parameters.
+    fn unforge_params(&self, params: &mut Value) {
+        let real_of = self.real_of.lock().expect("not poisoned");
+        if let Value::Array(items) = params {
+            for item in items {
+                if let Some(real) = item
+                    .as_str()
+                    .and_then(|s| s.parse::<Hash>().ok())
+                    .and_then(|h| real_of.get(&h))
+                {
+                    *item = serde_json::to_value(real).expect("serialisable");
+                }
             }
         }
-        "state_getReadProof" if lie == Lie::ForgedProofs => {
-            let Ok(proofs) = serde_json::from_value::<Vec<Bytes>>(result["proof"].clone()) else {
-                return;
-            };
-            let proofs: Vec<Bytes> = proofs
-                .into_iter()
-                .map(|p| {
-                    let mut proof = ReadProof::decode(&mut &p.0[..]).expect("a read proof");
-                    proof.value = match proof.value {
-                        Some(_) => None,
-                        None => Some(vec![0]),
-                    };
-                    Bytes(proof.encode())
-                })
-                .collect();
-            result["proof"] = serde_json::to_value(proofs).unwrap();
-        }
-        "gridchain_commitCertificate" if lie == Lie::ForgedCertificates && !result.is_null() => {
-            let number = result["height"].as_u64().unwrap_or_default();
-            if let Some(hash) = forged.lock().unwrap().get(&number) {
-                result["blockHash"] = serde_json::to_value(hash).unwrap();
+    }
+
+    async fn rewrite_result(&self, lie: Lie, method: &str, result: &mut Value) {
+        let forging = matches!(lie, Lie::ForgedHeaders | Lie::ForgedCertificates);
+        match method {
+            "grid_nodeSnapshot" if !result.is_null() => {
+                result["reservations"] = Value::Array(vec![]);
             }
+            "chain_getHeader" if forging => {
+                self.forge(result);
+            }
+            "chain_getBlockHash" | "chain_getFinalizedHead" if forging && !result.is_null() => {
+                let Ok(real) = serde_json::from_value::<Hash>(result.clone()) else {
+                    return;
+                };
+                if let Some(forged) = self.forged_hash(real).await {
+                    *result = serde_json::to_value(forged).expect("serialisable");
+                }
+            }
+            "state_getReadProof" if lie == Lie::ForgedProofs => {
+                let Ok(proofs) = serde_json::from_value::<Vec<Bytes>>(result["proof"].clone())
+                else {
+                    return;
+                };
+                let proofs: Vec<Bytes> = proofs
+                    .into_iter()
+                    .map(|p| {
+                        let mut proof = ReadProof::decode(&mut &p.0[..]).expect("a read proof");
+                        proof.value = match proof.value {
+                            Some(_) => None,
+                            None => Some(vec![0]),
+                        };
+                        Bytes(proof.encode())
+                    })
+                    .collect();
+                result["proof"] = serde_json::to_value(proofs).expect("serialisable");
+            }
+            "gridchain_commitCertificate"
+                if lie == Lie::ForgedCertificates && !result.is_null() =>
+            {
+                let Ok(real) = serde_json::from_value::<Hash>(result["blockHash"].clone()) else {
+                    return;
+                };
+                if let Some(forged) = self.forged_hash(real).await {
+                    result["blockHash"] = serde_json::to_value(forged).expect("serialisable");
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
 impl LyingProxy {
     pub async fn start(upstream: u16) -> LyingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port");
+        let port = listener.local_addr().expect("bound").port();
         let lie = Arc::new(AtomicU8::new(Lie::Nothing as u8));
         let lie_in_task = lie.clone();
         let task = tokio::spawn(async move {
@@ -126,29 +184,44 @@ impl LyingProxy {
                     else {
                         return;
                     };
+                    let Ok(upstream) = WsClientBuilder::default()
+                        .build(format!("ws://127.0.0.1:{upstream}"))
+                        .await
+                    else {
+                        return;
+                    };
+                    let forger = Arc::new(Forger {
+                        upstream,
+                        real_of: Mutex::new(HashMap::new()),
+                    });
                     let (mut to_client, mut from_client) = client.split();
                     let (mut to_server, mut from_server) = server.split();
                     // Request id → method, to know what an answer answers.
                     let methods = Arc::new(Mutex::new(HashMap::<String, String>::new()));
-                    // Height → hash of the header forged for it.
-                    let forged = Mutex::new(HashMap::<u64, Hash>::new());
                     let up_methods = methods.clone();
+                    let up_forger = forger.clone();
                     let up = async move {
-                        while let Some(Ok(msg)) = from_client.next().await {
+                        while let Some(Ok(mut msg)) = from_client.next().await {
                             if let Message::Text(text) = &msg {
-                                if let Ok(v) = serde_json::from_str::<Value>(text) {
-                                    let calls = match &v {
-                                        Value::Array(a) => a.clone(),
-                                        one => vec![one.clone()],
+                                if let Ok(mut v) = serde_json::from_str::<Value>(text) {
+                                    let calls = match &mut v {
+                                        Value::Array(a) => a.iter_mut().collect::<Vec<_>>(),
+                                        one => vec![one],
                                     };
-                                    let mut m = up_methods.lock().unwrap();
                                     for call in calls {
                                         if let (Some(id), Some(method)) =
                                             (call.get("id"), call["method"].as_str())
                                         {
-                                            m.insert(id.to_string(), method.to_string());
+                                            up_methods
+                                                .lock()
+                                                .expect("not poisoned")
+                                                .insert(id.to_string(), method.to_string());
+                                        }
+                                        if let Some(params) = call.get_mut("params") {
+                                            up_forger.unforge_params(params);
                                         }
                                     }
+                                    msg = Message::Text(v.to_string().into());
                                 }
                             }
                             if to_server.send(msg).await.is_err() {
@@ -174,13 +247,7 @@ impl LyingProxy {
                                                 lie,
                                                 Lie::ForgedHeaders | Lie::ForgedCertificates
                                             ) {
-                                                let header = &mut answer["params"]["result"];
-                                                if let Some(hash) = forge_header(header) {
-                                                    let n = header["number"]
-                                                        .as_u64()
-                                                        .unwrap_or_default();
-                                                    forged.lock().unwrap().insert(n, hash);
-                                                }
+                                                forger.forge(&mut answer["params"]["result"]);
                                             }
                                             continue;
                                         }
@@ -188,11 +255,12 @@ impl LyingProxy {
                                         else {
                                             continue;
                                         };
-                                        let method = methods.lock().unwrap().remove(&id);
+                                        let method =
+                                            methods.lock().expect("not poisoned").remove(&id);
                                         if let (Some(method), Some(result)) =
                                             (method, answer.get_mut("result"))
                                         {
-                                            rewrite_result(lie, &method, result, &forged);
+                                            forger.rewrite_result(lie, &method, result).await;
                                         }
                                     }
                                     Message::Text(v.to_string().into())
