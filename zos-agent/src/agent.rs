@@ -183,8 +183,6 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let chain = Chain::new(config.rpc.clone(), config.node_key.clone())?;
     let measured = capacity::measure(&config.data_dir, config.zdb_share_percent)?;
     tracing::info!(?measured, "measured capacity");
-    let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
-    let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
     let genesis_hash = match config.genesis_hash {
         Some(h) => h,
         None => match light::Trusted::load(&config.data_dir)? {
@@ -203,6 +201,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             async move { LightClient::open(&data_dir, genesis_hash, node_account, &c).await }
         })
         .await?;
+    chain.pin_genesis(genesis_hash);
+    let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
+    let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
     let node_tag = node_tag(&genesis_hash, &config.node_key.public(), node_id);
     let reconciler = Reconciler {
         node_id,

@@ -34,6 +34,9 @@ pub struct Chain {
     current: Mutex<Option<(usize, Arc<WsClient>)>>,
     key: Pair,
     submit_lock: Mutex<()>,
+    /// The light client's genesis once known: submissions are signed for it, never for what an
+    /// endpoint claims.
+    genesis: std::sync::OnceLock<Hash>,
 }
 
 fn is_transport(e: &ClientError) -> bool {
@@ -50,6 +53,7 @@ impl Chain {
             current: Mutex::new(None),
             key,
             submit_lock: Mutex::new(()),
+            genesis: std::sync::OnceLock::new(),
         })
     }
 
@@ -195,11 +199,19 @@ impl Chain {
             .context("chain has no genesis")
     }
 
+    /// Signs every later submission for chain `genesis` (the light client's trust anchor).
+    pub fn pin_genesis(&self, genesis: Hash) {
+        let _ = self.genesis.set(genesis);
+    }
+
     async fn chain_context(&self) -> anyhow::Result<ChainContext> {
-        let genesis_hash = self
-            .call(|c| async move { c.block_hash(Some(0)).await })
-            .await?
-            .context("chain has no genesis")?;
+        let genesis_hash = match self.genesis.get() {
+            Some(h) => *h,
+            None => self
+                .call(|c| async move { c.block_hash(Some(0)).await })
+                .await?
+                .context("chain has no genesis")?,
+        };
         let version = self
             .call(|c| async move { c.runtime_version().await })
             .await?;

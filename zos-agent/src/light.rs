@@ -418,3 +418,83 @@ impl LightClient {
         refused("the node's state needs more proving rounds than any honest state does")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridchain_primitives::Pair;
+    use gridchain_runtime::validators::ValidatorInfo;
+    use parity_scale_codec::Encode;
+
+    fn set(since: u64, names: &[&str]) -> ValidatorSet {
+        let mut validators: Vec<ValidatorInfo> = names
+            .iter()
+            .map(|n| ValidatorInfo {
+                account: Pair::dev(n).public(),
+                consensus_key: Pair::dev(n).public(),
+                power: 10,
+            })
+            .collect();
+        validators.sort_by_key(|v| v.consensus_key);
+        ValidatorSet { since, validators }
+    }
+
+    fn trusted(number: u64, active: ValidatorSet, scheduled: Option<ValidatorSet>) -> Trusted {
+        Trusted {
+            genesis: Hash::of(b"g"),
+            header: Header {
+                parent_hash: Hash::ZERO,
+                number,
+                timestamp_ms: 0,
+                state_root: Hash::ZERO,
+                extrinsics_root: Hash::ZERO,
+                proposer: Pair::dev("A").public(),
+            },
+            active_set: Some(Bytes(active.encode())),
+            scheduled_set: scheduled.map(|s| Bytes(s.encode())),
+            epoch_length: 10,
+        }
+    }
+
+    #[test]
+    fn the_window_reaches_the_end_of_the_next_epoch() {
+        let a = set(0, &["A"]);
+        // State after block 0 (genesis): heights 1..=19 (epochs 0 and 1) are decided.
+        assert_eq!(trusted(0, a.clone(), None).window_end(), 19);
+        // After block 8 (n + 1 = 9 in epoch 0): still up to 19.
+        assert_eq!(trusted(8, a.clone(), None).window_end(), 19);
+        // After block 9, the last of epoch 0, the set of epoch 2 is chosen: up to 29.
+        assert_eq!(trusted(9, a.clone(), None).window_end(), 29);
+        assert_eq!(trusted(15, a, None).window_end(), 29);
+    }
+
+    #[test]
+    fn a_scheduled_set_signs_from_its_height_on() {
+        let a = set(0, &["A"]);
+        let b = set(20, &["B", "C"]);
+        // State after block 9: A active, B chosen for epoch 2.
+        let t = trusted(9, a.clone(), Some(b.clone()));
+        let keys = |s: &ValidatorSet| {
+            s.validators
+                .iter()
+                .map(|v| (v.consensus_key, v.power))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(t.set_for(10), keys(&a));
+        assert_eq!(t.set_for(19), keys(&a));
+        assert_eq!(t.set_for(20), keys(&b));
+        assert_eq!(t.set_for(29), keys(&b));
+    }
+
+    #[test]
+    fn a_damaged_trust_file_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut t = trusted(9, set(0, &["A"]), None);
+        t.store(dir).unwrap();
+        assert_eq!(Trusted::load(dir).unwrap(), Some(t.clone()));
+        t.active_set = Some(Bytes(vec![1, 2, 3]));
+        t.store(dir).unwrap();
+        assert!(Trusted::load(dir).is_err());
+    }
+}

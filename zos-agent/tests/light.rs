@@ -11,6 +11,7 @@ use common::{
     *,
 };
 use gridchain_primitives::Pair;
+use gridchain_rpc_api::{jsonrpsee::ws_client::WsClient, ChainApiClient};
 use gridchain_runtime::{reservations, Call};
 use std::{
     path::Path,
@@ -78,6 +79,12 @@ async fn lying_rpc_endpoint_is_refused_and_nothing_is_removed() {
             let mut agent = cleanup.agent.take().unwrap();
             agent.kill().unwrap();
             agent.wait().unwrap();
+            // A head at the trusted height itself would be refused for that alone; let the
+            // chain move past it so the lie meets the check it is aimed at.
+            let trusted = trusted_height(dir.path());
+            while best(client).await <= trusted + 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             cleanup.agent = Some(spawn_agent(dir.path(), &grid.node_uri, &rpc, &zdb));
         }
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -120,5 +127,137 @@ async fn lying_rpc_endpoint_is_refused_and_nothing_is_removed() {
     assert!(
         now.contains(&running[0]),
         "the first container was replaced"
+    );
+}
+
+/// The height of the header the agent's light client trusts (`light.json`).
+fn trusted_height(dir: &Path) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent/light.json")).unwrap()).unwrap();
+    json["header"]["number"].as_u64().unwrap()
+}
+
+async fn best(client: &WsClient) -> u64 {
+    client.header(None).await.unwrap().unwrap().number
+}
+
+/// Reserves one container on `node_id` and waits until it is Ok.
+async fn reserve_one(grid: &LocalGrid, node_id: u32, name: &str) -> u64 {
+    send(
+        &grid.client,
+        grid.chain,
+        &Pair::dev("Bob"),
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: container_only(name, IMAGE),
+        }),
+    )
+    .await;
+    let id = last_reservation_id(&grid.client).await;
+    wait_for(&grid.client, id, "Ok", all_ok).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_after_epochs_down_the_agent_walks_the_validator_set_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "walk").await;
+    let rpc = [grid.chain_node.ws_url()];
+    let zdb = zdb_addr();
+    let (mut cleanup, node_id, tag) = start_agent(&grid, dir.path(), &rpc, &zdb).await;
+    reserve_one(&grid, node_id, "web").await;
+    let running = docker_ps(&tag);
+    let mut agent = cleanup.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let before = trusted_height(dir.path());
+    // Down for more than six epochs (epochs of 10 blocks on the dev chain).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while best(&grid.client).await < before + 65 {
+        assert!(Instant::now() < deadline, "the chain stalled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let from = agent_log(dir.path()).len();
+    cleanup.agent = Some(spawn_agent(dir.path(), &grid.node_uri, &rpc, &zdb));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = log_since(dir.path(), from);
+        if log.contains("start-up reconciliation done") {
+            let walks = log.matches("walked the validator set forward").count();
+            assert!(walks >= 3, "{walks} walking steps for 65 blocks:\n{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no start-up pass in 60 s:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(trusted_height(dir.path()) >= before + 60);
+    assert_eq!(docker_ps(&tag), running);
+}
+
+/// The cost figure: the agent following a chain of one block per second with one reservation,
+/// for 60 blocks: CPU of the agent process, and per block the light client's verification time
+/// (certificate and proofs, without the network) from its debug log.
+/// `cargo nextest run -p zos-agent agent_cost --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (about 90 s), not a check"]
+async fn agent_cost_at_one_block_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid_with_block_time(dir.path(), "cost", 1000).await;
+    let rpc = [grid.chain_node.ws_url()];
+    let (cleanup, node_id, _tag) = start_agent(&grid, dir.path(), &rpc, &zdb_addr()).await;
+    reserve_one(&grid, node_id, "web").await;
+    let pid = cleanup.agent.as_ref().unwrap().id();
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let ticks_per_s = 100.0; // CLK_TCK on Linux
+    let (start_ticks, start_block, from) = (
+        cpu_ticks(),
+        best(&grid.client).await,
+        agent_log(dir.path()).len(),
+    );
+    let started = Instant::now();
+    while best(&grid.client).await < start_block + 60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cpu_s = (cpu_ticks() - start_ticks) as f64 / ticks_per_s;
+    let wall_s = started.elapsed().as_secs_f64();
+    let log = log_since(dir.path(), from);
+    let mut us: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("verified final header and node state"))
+        .filter_map(|l| {
+            // Without the colour codes (ESC [ … m) tracing writes.
+            let plain: String = l
+                .split('\u{1b}')
+                .enumerate()
+                .map(|(i, p)| {
+                    if i == 0 {
+                        p
+                    } else {
+                        p.split_once('m').map_or(p, |x| x.1)
+                    }
+                })
+                .collect();
+            plain
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("verify_us=")?.parse().ok())
+        })
+        .collect();
+    us.sort_unstable();
+    assert!(!us.is_empty(), "no verification lines:\n{log}");
+    eprintln!(
+        "agent CPU at 1 block/s: {:.2} % of one core ({cpu_s:.2} s CPU in {wall_s:.1} s); \
+         light-client verification per block: median {} µs, p90 {} µs, max {} µs over {} blocks",
+        100.0 * cpu_s / wall_s,
+        us[us.len() / 2],
+        us[us.len() * 9 / 10],
+        us[us.len() - 1],
+        us.len()
     );
 }

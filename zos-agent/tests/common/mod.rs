@@ -375,8 +375,13 @@ pub struct LocalGrid {
 }
 
 pub async fn local_grid(dir: &Path, tag: &str) -> LocalGrid {
+    local_grid_with_block_time(dir, tag, 250).await
+}
+
+/// [`local_grid`] with blocks every `block_time_ms`.
+pub async fn local_grid_with_block_time(dir: &Path, tag: &str, block_time_ms: u64) -> LocalGrid {
     ensure_image();
-    let node = DevNode::start(&dir.join("chain"), 250).await;
+    let node = DevNode::start(&dir.join("chain"), block_time_ms).await;
     let client = node.client().await;
     let chain = chain_context(&client).await;
     let node_uri = format!("//agent-{tag}-{}", std::process::id());
