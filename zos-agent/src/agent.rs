@@ -5,21 +5,26 @@
 //!    it is new, or updates its resources if they changed.
 //! 3. Reconciles once before anything else, so orphans of an earlier run are gone and nothing is
 //!    created twice.
-//! 4. Follows final heads. For each, it fetches the node's snapshot at that block and reconciles
-//!    when it changed, and at least every `reconcile_interval`. The last processed height is
-//!    persisted, so after a restart or an endpoint switch it resumes there; because the snapshot
-//!    is the whole desired state, nothing between two processed blocks can be missed.
+//! 4. Follows final heads. For each, it verifies the header (commit certificate against the
+//!    proven validator set) and the node's snapshot at that block (rebuilt from read proofs
+//!    against the header's state root, and compared with `grid_nodeSnapshot`; see [`crate::light`]),
+//!    and reconciles when it changed, and at least every `reconcile_interval`. An endpoint whose
+//!    answers do not verify is left for the next one; nothing it said is acted on. The last
+//!    processed height is persisted, so after a restart or an endpoint switch it resumes there;
+//!    because the snapshot is the whole desired state, nothing between two processed blocks can
+//!    be missed.
 //! 5. Alongside, sends capacity proofs every period.
 
 use crate::{
     capacity,
     chain::Chain,
+    light::{self, LightClient, Refused},
     provision::{container::Containers, network::Networks, volume::Volumes, zdb::ZdbAdmin},
     reconcile::{node_tag, Reconciler},
 };
 use anyhow::{bail, Context as _};
-use gridchain_primitives::{Hash, Pair};
-use gridchain_rpc_api::{grid::NodeSnapshot, GridApiClient};
+use gridchain_primitives::{Hash, Header, Pair};
+use gridchain_rpc_api::{grid::NodeSnapshot, ChainApiClient, GridApiClient};
 use gridchain_runtime::{
     reservations::ReservationState,
     tfgrid::{self, Location, Resources},
@@ -34,6 +39,10 @@ use std::{
 
 pub struct AgentConfig {
     pub node_key: Pair,
+    /// The chain to follow, the light client's trust anchor. `None`: the hash every reachable
+    /// endpoint agrees on at first start (trust on first use), then the one in
+    /// `<data dir>/light.json`.
+    pub genesis_hash: Option<Hash>,
     pub farm_id: u32,
     pub rpc: Vec<String>,
     pub data_dir: PathBuf,
@@ -171,9 +180,27 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let chain = Chain::new(config.rpc.clone(), config.node_key.clone())?;
     let measured = capacity::measure(&config.data_dir, config.zdb_share_percent)?;
     tracing::info!(?measured, "measured capacity");
+    let genesis_hash = match config.genesis_hash {
+        Some(h) => h,
+        None => match light::Trusted::load(&config.data_dir)? {
+            Some(t) => t.genesis,
+            None => {
+                let h = chain.agreed_genesis().await?;
+                tracing::warn!(genesis = %h, "trusting the genesis hash the RPC endpoints agree on (first start); pin it with --genesis-hash");
+                h
+            }
+        },
+    };
+    let node_account = config.node_key.public();
+    let light = chain
+        .verified("light client anchor", |c| {
+            let data_dir = config.data_dir.clone();
+            async move { LightClient::open(&data_dir, genesis_hash, node_account, &c).await }
+        })
+        .await?;
+    chain.pin_genesis(genesis_hash);
     let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
     let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
-    let genesis_hash = chain.genesis_hash().await?;
     let node_tag = node_tag(&genesis_hash, &config.node_key.public(), node_id);
     let reconciler = Reconciler {
         node_id,
@@ -188,7 +215,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         report_backoff: Default::default(),
     };
     let capacity = capacity::report_loop(&chain, node_id, measured, config.capacity_period);
-    let follow = follow(&chain, &reconciler, &config);
+    let follow = follow(&chain, &light, &reconciler, &config);
     tokio::select! {
         () = capacity => bail!("capacity reporting stopped"),
         result = follow => result,
@@ -209,15 +236,60 @@ fn desired(snapshot: &NodeSnapshot) -> Vec<(u64, u32, bool, bool)> {
         .collect()
 }
 
-async fn snapshot(chain: &Chain, node_id: u32, at: Option<Hash>) -> anyhow::Result<NodeSnapshot> {
+/// The node's snapshot at final block `head` (default: the endpoint's final head), verified:
+/// the header is final by certificate, every value is proven against its state root, and the
+/// endpoint's `grid_nodeSnapshot` must be exactly the proven one. Tried on one endpoint after the
+/// other; returns the verified header too.
+async fn snapshot(
+    chain: &Chain,
+    light: &LightClient,
+    node_id: u32,
+    head: Option<u64>,
+) -> anyhow::Result<(Header, NodeSnapshot)> {
     chain
-        .call(|c| async move { c.node_snapshot(node_id, at).await })
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("node {node_id} is not on chain (deleted?)"))
+        .verified("node snapshot", |c| async move {
+            let header = match head {
+                Some(number) => LightClient::header_at(&c, number).await?,
+                None => {
+                    let hash = c.finalized_head().await?;
+                    let Some(header) = c.header(Some(hash)).await? else {
+                        return Err(Refused(format!("no header for the final head {hash}")).into());
+                    };
+                    if header.hash() != hash {
+                        return Err(Refused(format!("final head header does not hash to {hash}")).into());
+                    }
+                    header
+                }
+            };
+            let mut cost = light.verify_header(&c, &header).await?;
+            let proven = light.proven_snapshot(&c, &header, node_id, &mut cost).await?;
+            let served = c.node_snapshot(node_id, Some(header.hash())).await?;
+            if served != proven {
+                return Err(Refused(format!(
+                    "grid_nodeSnapshot at block {} differs from the proven state ({} reservations served, {} proven)",
+                    header.number,
+                    served.as_ref().map_or(0, |s| s.reservations.len()),
+                    proven.as_ref().map_or(0, |s| s.reservations.len()),
+                ))
+                .into());
+            }
+            tracing::debug!(
+                number = header.number,
+                verify_us = cost.verify_us,
+                proofs = cost.proofs,
+                certificates = cost.certificates,
+                "verified final header and node state"
+            );
+            let snapshot = proven
+                .ok_or_else(|| anyhow::anyhow!("node {node_id} is not on chain (deleted?)"))?;
+            Ok((header, snapshot))
+        })
+        .await
 }
 
 async fn follow(
     chain: &Chain,
+    light: &LightClient,
     reconciler: &Reconciler,
     config: &AgentConfig,
 ) -> anyhow::Result<()> {
@@ -228,7 +300,7 @@ async fn follow(
         );
     }
     // Start-up pass against the latest final state.
-    let first = snapshot(chain, reconciler.node_id, None).await?;
+    let (_, first) = snapshot(chain, light, reconciler.node_id, None).await?;
     let pass = Instant::now();
     let summary = reconciler.run(&first, Some(chain)).await?;
     tracing::info!(
@@ -260,13 +332,22 @@ async fn follow(
         };
         while let Some(head) = heads.next().await {
             let Ok(head) = head else { break };
-            let snap = match snapshot(chain, reconciler.node_id, Some(head.hash())).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "snapshot failed");
-                    continue;
-                }
-            };
+            let (header, snap) =
+                match snapshot(chain, light, reconciler.node_id, Some(head.number)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "snapshot failed");
+                        continue;
+                    }
+                };
+            // The subscription's endpoint sent a head that is not the final one: follow another.
+            let lied = header.hash() != head.hash();
+            if lied {
+                tracing::warn!(
+                    number = head.number,
+                    "refused a final head from the subscription (not the certified header); resubscribing"
+                );
+            }
             let wanted = desired(&snap);
             if wanted != last_state || last_pass.elapsed() >= config.reconcile_interval {
                 let pass = Instant::now();
@@ -291,6 +372,9 @@ async fn follow(
                 hash: snap.at,
             }
             .store(&config.data_dir)?;
+            if lied {
+                break;
+            }
         }
         tracing::warn!("final-head subscription ended; resubscribing");
     }

@@ -4,7 +4,12 @@
 //! A call that fails at the transport level (connection refused, closed, timed out) is retried on
 //! the next endpoint; an answer from a node (a JSON-RPC error) is returned as it is. Submissions
 //! are serialised, so nonces never race.
+//!
+//! What the agent acts on goes through [`Chain::verified`]: a whole read-and-verify step runs
+//! against one endpoint, and an answer that does not verify ([`crate::light::Refused`]) moves to
+//! the next endpoint as a transport failure does.
 
+use crate::light::Refused;
 use anyhow::{anyhow, bail, Context as _};
 use gridchain_primitives::{ChainContext, Extrinsic, Hash, Header, Pair};
 use gridchain_rpc_api::{
@@ -29,6 +34,9 @@ pub struct Chain {
     current: Mutex<Option<(usize, Arc<WsClient>)>>,
     key: Pair,
     submit_lock: Mutex<()>,
+    /// The light client's genesis once known: submissions are signed for it, never for what an
+    /// endpoint claims.
+    genesis: std::sync::OnceLock<Hash>,
 }
 
 fn is_transport(e: &ClientError) -> bool {
@@ -45,6 +53,7 @@ impl Chain {
             current: Mutex::new(None),
             key,
             submit_lock: Mutex::new(()),
+            genesis: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +122,72 @@ impl Chain {
         bail!("every RPC endpoint failed")
     }
 
+    /// Runs the read-and-verify step `f` against one endpoint at a time, so it never mixes the
+    /// answers of two: an answer `f` refuses, a transport failure, or any other error of `f`
+    /// moves to the next endpoint, at most once round all of them.
+    pub async fn verified<T, F, Fut>(&self, what: &str, f: F) -> anyhow::Result<T>
+    where
+        F: Fn(Arc<WsClient>) -> Fut,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        let mut skip = false;
+        let mut last = None;
+        for _ in 0..self.endpoints.len() {
+            let (i, client) = self.client(skip).await?;
+            match f(client).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let endpoint = &self.endpoints[i];
+                    match e.downcast_ref::<Refused>() {
+                        Some(Refused(reason)) => tracing::warn!(
+                            %endpoint, %reason, what,
+                            "refused an RPC answer that does not verify; trying the next endpoint"
+                        ),
+                        None => tracing::warn!(
+                            %endpoint, error = %format!("{e:#}"), what,
+                            "verified read failed; trying the next endpoint"
+                        ),
+                    }
+                    last = Some(e);
+                    skip = true;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no RPC endpoint")))
+            .context(format!("{what}: no endpoint gave a verifiable answer"))
+    }
+
+    /// The genesis hash every reachable endpoint agrees on (the light client's trust on first
+    /// use, when no `--genesis-hash` is configured). Endpoints that disagree are an error.
+    pub async fn agreed_genesis(&self) -> anyhow::Result<Hash> {
+        let mut seen: Option<(Hash, &str)> = None;
+        for endpoint in &self.endpoints {
+            let client = match WsClientBuilder::default()
+                .request_timeout(Duration::from_secs(30))
+                .connection_timeout(Duration::from_secs(5))
+                .build(endpoint)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%endpoint, error = %e, "RPC endpoint unreachable");
+                    continue;
+                }
+            };
+            let Some(hash) = client.block_hash(Some(0)).await? else {
+                bail!("{endpoint} has no genesis block");
+            };
+            match seen {
+                Some((h, other)) if h != hash => bail!(
+                    "RPC endpoints disagree on the genesis hash ({other}: {h}, {endpoint}: {hash}); \
+                     pin the chain with --genesis-hash"
+                ),
+                _ => seen = Some((hash, endpoint)),
+            }
+        }
+        seen.map(|(h, _)| h).context("no RPC endpoint reachable")
+    }
+
     pub async fn subscribe_finalized(&self) -> anyhow::Result<Subscription<Header>> {
         self.call(|c| async move { c.subscribe_finalized_heads().await })
             .await
@@ -124,11 +199,19 @@ impl Chain {
             .context("chain has no genesis")
     }
 
+    /// Signs every later submission for chain `genesis` (the light client's trust anchor).
+    pub fn pin_genesis(&self, genesis: Hash) {
+        let _ = self.genesis.set(genesis);
+    }
+
     async fn chain_context(&self) -> anyhow::Result<ChainContext> {
-        let genesis_hash = self
-            .call(|c| async move { c.block_hash(Some(0)).await })
-            .await?
-            .context("chain has no genesis")?;
+        let genesis_hash = match self.genesis.get() {
+            Some(h) => *h,
+            None => self
+                .call(|c| async move { c.block_hash(Some(0)).await })
+                .await?
+                .context("chain has no genesis")?,
+        };
         let version = self
             .call(|c| async move { c.runtime_version().await })
             .await?;

@@ -11,6 +11,8 @@
 //!
 //! - [`agent`]: start-up (zdb, registration), the follow loop with a persisted cursor.
 //! - [`chain`]: RPC endpoints with failover; signed submissions from the node key.
+//! - [`light`]: the light client: final headers by certificate against a proven validator set,
+//!   the node's desired state by read proofs against the header's state root.
 //! - [`reconcile`]: desired vs actual state, idempotent convergence, results.
 //! - [`provision`]: one module per kind of workload.
 //! - [`capacity`]: measuring the node and periodic capacity proofs.
@@ -19,6 +21,7 @@
 pub mod agent;
 pub mod capacity;
 pub mod chain;
+pub mod light;
 pub mod persist;
 pub mod provision;
 pub mod reconcile;

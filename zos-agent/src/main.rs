@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use gridchain_primitives::Pair;
+use gridchain_primitives::{Hash, Pair};
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use zos_agent::agent::{run, AgentConfig};
@@ -27,6 +27,10 @@ struct Cli {
     key_file: Option<PathBuf>,
     #[arg(long)]
     farm_id: Option<u32>,
+    /// Genesis hash (0x…) of the chain to follow: the light client's trust anchor. Without it,
+    /// the hash all reachable endpoints agree on at first start is kept in the data directory.
+    #[arg(long)]
+    genesis_hash: Option<Hash>,
     /// Chain RPC endpoint; repeat for failover.
     #[arg(long)]
     rpc: Vec<String>,
@@ -53,6 +57,7 @@ struct Cli {
 struct FileConfig {
     key_file: Option<PathBuf>,
     farm_id: Option<u32>,
+    genesis_hash: Option<String>,
     #[serde(default)]
     rpc: Vec<String>,
     data_dir: Option<PathBuf>,
@@ -84,8 +89,17 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
     } else {
         cli.rpc
     };
+    let genesis_hash = match cli.genesis_hash {
+        Some(h) => Some(h),
+        None => file
+            .genesis_hash
+            .map(|s| s.parse::<Hash>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("invalid genesis_hash: {e}"))?,
+    };
     Ok(AgentConfig {
         node_key,
+        genesis_hash,
         farm_id: cli
             .farm_id
             .or(file.farm_id)

@@ -5,10 +5,10 @@ mod common;
 
 use common::*;
 use gridchain_primitives::Pair;
-use gridchain_rpc_api::{jsonrpsee::ws_client::WsClient, GridApiClient};
+use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
     balances, capacity,
-    reservations::{self, Deployment, ReservationState, Workload, WorkloadSpec, WorkloadState},
+    reservations::{self, ReservationState, WorkloadState},
     tfgrid::{self, Location, Resources},
     twins, Call,
 };
@@ -18,35 +18,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tokio::{net::TcpListener, task::JoinHandle};
-
-fn container_only(name: &str, image: &str) -> Deployment {
-    Deployment {
-        metadata: String::new(),
-        workloads: vec![Workload {
-            name: name.into(),
-            spec: WorkloadSpec::Container {
-                image: image.into(),
-                cpu: 1,
-                memory: 32 * MIB,
-                rootfs_size: 32 * MIB,
-                entrypoint: "sleep 3600".into(),
-                env: vec![],
-                mounts: vec![],
-                networks: vec![],
-            },
-        }],
-    }
-}
-
-async fn last_reservation_id(client: &WsClient) -> u64 {
-    GridApiClient::reservations_by_owner(client, Pair::dev("Bob").public().to_string(), None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .max()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_image_reports_docker_error_and_other_nodes_work_is_ignored() {

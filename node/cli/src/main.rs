@@ -330,6 +330,8 @@ fn start_dev_agent(
     }
     let config = zos_agent::agent::AgentConfig {
         node_key: Pair::dev("Ferdie"),
+        // Its own node: the genesis hash it answers with is the one it runs.
+        genesis_hash: None,
         farm_id: 1,
         rpc: vec![format!("ws://{rpc_addr}")],
         data_dir,

@@ -8,11 +8,13 @@
 //! limit above the maximum is [`error_codes::INVALID_PARAMS`](crate::error_codes::INVALID_PARAMS).
 
 use crate::RpcResult;
-use gridchain_primitives::{block::BlockNumber, Hash};
+use gridchain_primitives::{block::BlockNumber, Hash, Header};
 use gridchain_runtime::{
-    reservations::{Reservation, ReservationId},
-    tfgrid::{Farm, FarmId, Node, NodeHealth, NodeId, NodeStatus, PricingPolicy, Resources},
+    reservations::{self, Reservation, ReservationId},
+    tfgrid::{self, Farm, FarmId, Node, NodeHealth, NodeId, NodeStatus, PricingPolicy, Resources},
+    timestamp,
     twins::{Twin, TwinId},
+    Context,
 };
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,55 @@ pub struct NodeSnapshot {
     pub timestamp_ms: u64,
     pub node: NodeInfo,
     pub reservations: Vec<Reservation>,
+}
+
+/// Node `id` with its live status, health and capacity, from `ctx`'s state.
+pub fn node_info(ctx: &Context, id: NodeId) -> Option<NodeInfo> {
+    let node = tfgrid::node(ctx, id)?;
+    let health = tfgrid::health(ctx, id);
+    let now = timestamp::now(ctx);
+    let status = tfgrid::effective_status(&health, now, tfgrid::config(ctx).capacity_period_ms);
+    let capacity = capacity_of(ctx, &node);
+    Some(NodeInfo {
+        node,
+        status,
+        health,
+        capacity,
+    })
+}
+
+pub fn capacity_of(ctx: &Context, node: &tfgrid::Node) -> NodeCapacity {
+    let reserved = tfgrid::used(ctx, node.id);
+    NodeCapacity {
+        total: node.resources,
+        system_reserve: tfgrid::system_reserve(&node.resources),
+        reserved,
+        free: tfgrid::usable_capacity(&node.resources).saturating_sub(&reserved),
+    }
+}
+
+/// The reservations of `ids` that exist in `ctx`'s state.
+pub fn reservations_of(ctx: &Context, ids: Vec<ReservationId>) -> Vec<Reservation> {
+    ids.into_iter()
+        .filter_map(|id| reservations::reservation(ctx, id))
+        .collect()
+}
+
+/// `grid_nodeSnapshot` of `node_id` from the state after `header`: the server answers with it,
+/// and the agent rebuilds it from proven state values to check the server's answer.
+pub fn build_node_snapshot(
+    ctx: &Context,
+    header: &Header,
+    node_id: NodeId,
+) -> Option<NodeSnapshot> {
+    let node = node_info(ctx, node_id)?;
+    Some(NodeSnapshot {
+        at: header.hash(),
+        number: header.number,
+        timestamp_ms: timestamp::now(ctx),
+        node,
+        reservations: reservations_of(ctx, reservations::by_node(ctx, node_id)),
+    })
 }
 
 #[rpc(server, client)]

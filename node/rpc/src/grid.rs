@@ -4,12 +4,12 @@
 use crate::{errors::invalid_params, internal, unknown_block, Node};
 use gridchain_primitives::{block::BlockNumber, Hash, Header, Overlay, StateRead};
 use gridchain_rpc_api::{
-    grid::MAX_PAGE, GridApiServer, NodeCapacity, NodeFilter, NodeInfo, NodeSnapshot, RpcResult,
+    grid::{build_node_snapshot, capacity_of, node_info, reservations_of, MAX_PAGE},
+    GridApiServer, NodeCapacity, NodeFilter, NodeInfo, NodeSnapshot, RpcResult,
 };
 use gridchain_runtime::{
     reservations::{self, Reservation, ReservationId},
     tfgrid::{self, Farm, FarmId, NodeId, PricingPolicy},
-    timestamp,
     twins::{self, Twin, TwinId},
     Context,
 };
@@ -43,36 +43,6 @@ fn page(start: Option<u32>, limit: Option<u32>, end: u32) -> RpcResult<std::ops:
     }
     let start = start.unwrap_or(1).max(1);
     Ok(start..end.min(start.saturating_add(limit)).max(start))
-}
-
-fn node_info(ctx: &Context, id: NodeId) -> Option<NodeInfo> {
-    let node = tfgrid::node(ctx, id)?;
-    let health = tfgrid::health(ctx, id);
-    let now = timestamp::now(ctx);
-    let status = tfgrid::effective_status(&health, now, tfgrid::config(ctx).capacity_period_ms);
-    let capacity = capacity_of(ctx, &node);
-    Some(NodeInfo {
-        node,
-        status,
-        health,
-        capacity,
-    })
-}
-
-fn capacity_of(ctx: &Context, node: &tfgrid::Node) -> NodeCapacity {
-    let reserved = tfgrid::used(ctx, node.id);
-    NodeCapacity {
-        total: node.resources,
-        system_reserve: tfgrid::system_reserve(&node.resources),
-        reserved,
-        free: tfgrid::usable_capacity(&node.resources).saturating_sub(&reserved),
-    }
-}
-
-fn reservations_of(ctx: &Context, ids: Vec<ReservationId>) -> Vec<Reservation> {
-    ids.into_iter()
-        .filter_map(|id| reservations::reservation(ctx, id))
-        .collect()
 }
 
 impl Node {
@@ -258,16 +228,7 @@ impl GridApiServer for Node {
         at: Option<Hash>,
     ) -> RpcResult<Option<NodeSnapshot>> {
         self.grid_query(at, move |ctx, header| {
-            let Some(node) = node_info(ctx, node_id) else {
-                return Ok(None);
-            };
-            Ok(Some(NodeSnapshot {
-                at: header.hash(),
-                number: header.number,
-                timestamp_ms: timestamp::now(ctx),
-                node,
-                reservations: reservations_of(ctx, reservations::by_node(ctx, node_id)),
-            }))
+            Ok(build_node_snapshot(ctx, header, node_id))
         })
         .await
     }

@@ -2,6 +2,8 @@
 //! calls, and cleanup of everything the agent created.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod lying_proxy;
+
 use gridchain_primitives::{
     seal::{self, SealContext, SealPurpose},
     AccountId, Bytes, ChainContext, Hash, Pair,
@@ -399,8 +401,13 @@ pub struct LocalGrid {
 }
 
 pub async fn local_grid(dir: &Path, tag: &str) -> LocalGrid {
+    local_grid_with_block_time(dir, tag, 250).await
+}
+
+/// [`local_grid`] with blocks every `block_time_ms`.
+pub async fn local_grid_with_block_time(dir: &Path, tag: &str, block_time_ms: u64) -> LocalGrid {
     ensure_image();
-    let node = DevNode::start(&dir.join("chain"), 250).await;
+    let node = DevNode::start(&dir.join("chain"), block_time_ms).await;
     let client = node.client().await;
     let chain = chain_context(&client).await;
     let node_uri = format!("//agent-{tag}-{}", std::process::id());
@@ -463,4 +470,35 @@ pub async fn start_agent(
     let node_id = wait_node_up(&grid.client, &grid.node_key, &mut cleanup, dir).await;
     let tag = cleanup.node_tag.clone().expect("set by wait_node_up");
     (cleanup, node_id, tag)
+}
+
+/// One container `name` running `image` (`sleep 3600`), nothing else.
+pub fn container_only(name: &str, image: &str) -> Deployment {
+    Deployment {
+        metadata: String::new(),
+        workloads: vec![Workload {
+            name: name.into(),
+            spec: WorkloadSpec::Container {
+                image: image.into(),
+                cpu: 1,
+                memory: 32 * MIB,
+                rootfs_size: 32 * MIB,
+                entrypoint: "sleep 3600".into(),
+                env: vec![],
+                mounts: vec![],
+                networks: vec![],
+            },
+        }],
+    }
+}
+
+/// Bob's newest reservation.
+pub async fn last_reservation_id(client: &WsClient) -> u64 {
+    GridApiClient::reservations_by_owner(client, Pair::dev("Bob").public().to_string(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .unwrap()
 }
