@@ -198,10 +198,19 @@ impl ConsensusHandle {
     /// Resolves when the application loop ends (an error there means the node must stop).
     pub async fn stopped(&mut self) -> anyhow::Result<()> {
         tokio::select! {
-            joined = &mut self.app => match joined {
-                Ok(result) => result,
-                Err(e) => Err(anyhow::anyhow!("consensus task failed: {e}")),
-            },
+            joined = &mut self.app => {
+                // The engine stops its actors on a safety failure, which ends the app too; the
+                // event saying why may still be on its way to the watcher.
+                if let Ok(Some(error)) =
+                    tokio::time::timeout(Duration::from_secs(2), self.fatal.recv()).await
+                {
+                    return Err(error);
+                }
+                match joined {
+                    Ok(result) => result,
+                    Err(e) => Err(anyhow::anyhow!("consensus task failed: {e}")),
+                }
+            }
             Some(error) = self.fatal.recv() => Err(error),
         }
     }
