@@ -7,6 +7,8 @@
 //! ```text
 //! RPC submit ─▶ pool ─▶ Network::broadcast ─▶ batch (≤ 512 KiB or 20 ms) ─▶ gossipsub publish
 //! gossipsub message ─▶ decode batch ─▶ on_transactions(the batch) ─▶ pool (signatures checked together)
+//!                     └─ verdict ─▶ forwarded to other peers only if Accept; Reject is a strike
+//!                        against the peer that sent it (3 strikes: banned 5 minutes)
 //!
 //! Network::request(peer, bytes) ─▶ request-response ─▶ peer's on_request(bytes) ─▶ reply bytes
 //! Network::ban(peer)             ─▶ disconnected, refused and not dialled until the ban ends
@@ -14,6 +16,12 @@
 //!
 //! The request payloads are opaque here: `gridchain-sync` defines them (block ranges with their
 //! commit certificates) and decides whom to ban.
+//!
+//! Gossip is validated before it is forwarded (gossipsub `validate_messages`): a node relays a
+//! batch only after its pool accepted something new from it, so garbage stops at the first
+//! honest node instead of costing every node its decoding and signature checks. At most
+//! [`MAX_PENDING_VALIDATIONS`] batches wait for validation; beyond that new batches are dropped
+//! unforwarded (`Ignore`), so a flood cannot grow the queue without bound.
 
 use anyhow::Context as _;
 use gridchain_primitives::{block::DECODE_DEPTH_LIMIT, hash::blake2_256, Hash};
@@ -48,6 +56,11 @@ const BATCH_DELAY: Duration = Duration::from_millis(20);
 const GOSSIP_SLOTS: usize = 8;
 /// Largest gossip message accepted (a full batch plus framing).
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// Gossip batches received and not yet validated (including those waiting for a slot).
+pub const MAX_PENDING_VALIDATIONS: usize = 64;
+/// Rejected batches after which the peer that sent them is banned for [`STRIKE_BAN`].
+const STRIKES: u32 = 3;
+const STRIKE_BAN: Duration = Duration::from_secs(300);
 /// How often configured peers that are not connected are dialled again (and bans expire).
 const REDIAL: Duration = Duration::from_secs(3);
 /// Largest request accepted.
@@ -69,8 +82,20 @@ pub struct NetworkConfig {
 }
 
 /// Receives each batch of transactions (SCALE bytes each) published by others, on a blocking
-/// thread (so it may check their signatures, together).
-pub type TransactionHandler = Arc<dyn Fn(Vec<Vec<u8>>) + Send + Sync>;
+/// thread (so it may check their signatures, together), and says what the batch was worth.
+pub type TransactionHandler = Arc<dyn Fn(Vec<Vec<u8>>) -> GossipVerdict + Send + Sync>;
+
+/// What a received gossip batch was worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Something new and valid: forward it.
+    Accept,
+    /// Nothing new, or nothing the sender could know was invalid (a stale nonce, a full pool):
+    /// drop it, no blame.
+    Ignore,
+    /// Garbage (undecodable, a bad signature): drop it and count a strike against the sender.
+    Reject,
+}
 /// Answers a peer's request (bytes in, bytes out), on a blocking thread (so it may read the
 /// database).
 pub type RequestHandler = Arc<dyn Fn(PeerId, Vec<u8>) -> Vec<u8> + Send + Sync>;
@@ -300,6 +325,7 @@ pub async fn start(
         .max_transmit_size(MAX_MESSAGE_BYTES)
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake2_256(&m.data)))
         .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
         .heartbeat_interval(Duration::from_millis(500))
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
@@ -372,6 +398,8 @@ pub async fn start(
             peer_count: peer_count.clone(),
             pending: HashMap::new(),
             banned: HashMap::new(),
+            validating: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            strikes: HashMap::new(),
         }
         .run(incoming, command_rx),
     );
@@ -397,7 +425,14 @@ struct SwarmLoop {
     peer_count: Arc<AtomicU64>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, RequestError>>>,
     banned: HashMap<PeerId, Instant>,
+    /// Gossip batches received and not yet validated.
+    validating: Arc<std::sync::atomic::AtomicUsize>,
+    /// Rejected batches per peer.
+    strikes: HashMap<PeerId, u32>,
 }
+
+/// A validation's outcome, back to the swarm loop.
+type Validated = (gossipsub::MessageId, PeerId, GossipVerdict);
 
 impl SwarmLoop {
     async fn run(
@@ -407,6 +442,7 @@ impl SwarmLoop {
     ) {
         let (answers_tx, mut answers) =
             mpsc::unbounded_channel::<(ResponseChannel<Vec<u8>>, Vec<u8>)>();
+        let (validated_tx, mut validated) = mpsc::unbounded_channel::<Validated>();
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0;
         let mut flush = tokio::time::interval(BATCH_DELAY);
@@ -444,7 +480,8 @@ impl SwarmLoop {
                     // The peer may have gone meanwhile; nothing to do then.
                     let _ = self.swarm.behaviour_mut().requests.send_response(channel, bytes);
                 }
-                event = self.swarm.select_next_some() => self.on_event(event, &answers_tx),
+                Some((id, source, verdict)) = validated.recv() => self.validated(&id, source, verdict),
+                event = self.swarm.select_next_some() => self.on_event(event, &answers_tx, &validated_tx),
             }
         }
     }
@@ -461,6 +498,31 @@ impl SwarmLoop {
             // Alone (a dev chain, or all peers down): the transactions stay in our own pool.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
             Err(e) => tracing::warn!(error = %e, "cannot publish transactions"),
+        }
+    }
+
+    /// Tells gossipsub what a batch was worth (it forwards only accepted ones) and counts a
+    /// strike against the peer that sent a rejected one.
+    fn validated(&mut self, id: &gossipsub::MessageId, source: PeerId, verdict: GossipVerdict) {
+        let acceptance = match verdict {
+            GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+            GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+            GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(id, &source, acceptance);
+        if verdict == GossipVerdict::Reject {
+            let strikes = self.strikes.entry(source).or_default();
+            *strikes += 1;
+            tracing::debug!(peer = %source, strikes = *strikes, "rejected gossip");
+            if *strikes >= STRIKES {
+                self.strikes.remove(&source);
+                tracing::warn!(peer = %source, secs = STRIKE_BAN.as_secs(), "banning peer: sent invalid transactions");
+                self.banned.insert(source, Instant::now() + STRIKE_BAN);
+                self.swarm.behaviour_mut().bans.block_peer(source);
+            }
         }
     }
 
@@ -489,27 +551,41 @@ impl SwarmLoop {
         &mut self,
         event: SwarmEvent<BehaviourEvent>,
         answers: &mpsc::UnboundedSender<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+        validated: &mpsc::UnboundedSender<Validated>,
     ) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
                 message,
-                ..
             })) => match Vec::<Vec<u8>>::decode_all_with_depth_limit(
                 DECODE_DEPTH_LIMIT,
                 &mut &message.data[..],
             ) {
                 Ok(txs) => {
+                    if self.validating.load(Ordering::Relaxed) >= MAX_PENDING_VALIDATIONS {
+                        self.validated(&message_id, propagation_source, GossipVerdict::Ignore);
+                        return;
+                    }
+                    self.validating.fetch_add(1, Ordering::Relaxed);
+                    let validating = self.validating.clone();
                     let on_transactions = self.on_transactions.clone();
                     let slots = self.gossip_slots.clone();
+                    let validated = validated.clone();
                     tokio::spawn(async move {
-                        let Ok(_slot) = slots.acquire_owned().await else {
-                            return;
+                        let verdict = match slots.acquire_owned().await {
+                            Ok(_slot) => tokio::task::spawn_blocking(move || on_transactions(txs))
+                                .await
+                                .unwrap_or(GossipVerdict::Ignore),
+                            Err(_) => GossipVerdict::Ignore,
                         };
-                        let _ = tokio::task::spawn_blocking(move || on_transactions(txs)).await;
+                        validating.fetch_sub(1, Ordering::Relaxed);
+                        let _ = validated.send((message_id, propagation_source, verdict));
                     });
                 }
                 Err(e) => {
-                    tracing::debug!(source = ?message.source, error = %e, "undecodable transaction batch")
+                    tracing::debug!(peer = %propagation_source, error = %e, "undecodable transaction batch");
+                    self.validated(&message_id, propagation_source, GossipVerdict::Reject);
                 }
             },
             SwarmEvent::Behaviour(BehaviourEvent::Requests(event)) => match event {
@@ -626,12 +702,13 @@ mod tests {
             1,
             port_a,
             &[(2, port_b)],
-            Arc::new(|_| {}),
+            Arc::new(|_| GossipVerdict::Accept),
             no_answer.clone(),
         )
         .await;
         let on_transactions: TransactionHandler = Arc::new(move |batch| {
             let _ = tx.send(batch);
+            GossipVerdict::Accept
         });
         let _b = swarm(2, port_b, &[(1, port_a)], on_transactions, no_answer).await;
         // Gossipsub needs the peers' subscriptions first; keep offering until one arrives.
@@ -656,7 +733,7 @@ mod tests {
             3,
             port_a,
             &[(4, port_b)],
-            Arc::new(|_| {}),
+            Arc::new(|_| GossipVerdict::Accept),
             Arc::new(|_, _| Vec::new()),
         )
         .await;
@@ -664,7 +741,7 @@ mod tests {
             request.reverse();
             request
         });
-        let _b = swarm(4, port_b, &[], Arc::new(|_| {}), reverse).await;
+        let _b = swarm(4, port_b, &[], Arc::new(|_| GossipVerdict::Accept), reverse).await;
         let b = peer_id(&[4; 32]).unwrap();
         wait_until(|| a.connected_peers().contains(&b)).await;
         assert_eq!(a.request(b, vec![1, 2, 3]).await.unwrap(), vec![3, 2, 1]);
@@ -678,6 +755,76 @@ mod tests {
         // After the ban the configured peer is dialled again.
         wait_until(|| a.connected_peers().contains(&b)).await;
         assert_eq!(a.request(b, vec![7, 8]).await.unwrap(), vec![8, 7]);
+    }
+
+    /// A line of three swarms, A — B — C (A and C not connected): B forwards what its pool
+    /// accepts, never what it rejects, and bans A after three rejected batches.
+    #[tokio::test]
+    async fn only_validated_gossip_is_forwarded_and_senders_of_garbage_are_banned() {
+        let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+        let no_answer: RequestHandler = Arc::new(|_, _| Vec::new());
+        let rejected = Arc::new(AtomicU64::new(0));
+        let on_b: TransactionHandler = {
+            let rejected = rejected.clone();
+            Arc::new(move |batch: Vec<Vec<u8>>| {
+                if batch.iter().any(|tx| tx.starts_with(b"bad")) {
+                    rejected.fetch_add(1, Ordering::Relaxed);
+                    GossipVerdict::Reject
+                } else {
+                    GossipVerdict::Accept
+                }
+            })
+        };
+        let (tx, mut at_c) = mpsc::unbounded_channel();
+        let on_c: TransactionHandler = Arc::new(move |batch| {
+            let _ = tx.send(batch);
+            GossipVerdict::Accept
+        });
+        let a = swarm(
+            5,
+            port_a,
+            &[(6, port_b)],
+            Arc::new(|_| GossipVerdict::Accept),
+            no_answer.clone(),
+        )
+        .await;
+        let b = swarm(
+            6,
+            port_b,
+            &[(5, port_a), (7, port_c)],
+            on_b,
+            no_answer.clone(),
+        )
+        .await;
+        let _c = swarm(7, port_c, &[(6, port_b)], on_c, no_answer).await;
+        // A valid batch from A reaches C through B (once the meshes have formed).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            a.broadcast(b"good-1".to_vec());
+            if let Ok(Some(t)) = tokio::time::timeout(Duration::from_millis(500), at_c.recv()).await
+            {
+                assert_eq!(t, vec![b"good-1".to_vec()]);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "good-1 never reached C"
+            );
+        }
+        // Garbage stops at B, and the third rejected batch gets A banned by B.
+        let peer_a = peer_id(&[5; 32]).unwrap();
+        for i in 0..3u8 {
+            a.broadcast(vec![b'b', b'a', b'd', i]);
+            let want = u64::from(i) + 1;
+            wait_until(|| rejected.load(Ordering::Relaxed) >= want).await;
+        }
+        wait_until(|| !b.connected_peers().contains(&peer_a)).await;
+        while let Ok(batch) = at_c.try_recv() {
+            assert!(
+                !batch.iter().any(|t| t.starts_with(b"bad")),
+                "B forwarded garbage"
+            );
+        }
     }
 
     async fn wait_until(condition: impl Fn() -> bool) {

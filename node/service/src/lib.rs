@@ -23,11 +23,11 @@ pub use metrics::Metrics;
 use anyhow::{bail, Context as _};
 use gridchain_chain_spec::ChainSpec;
 use gridchain_consensus::{ConsensusHandle, ConsensusSettings, ConsensusStatus};
-use gridchain_network::{Network, NetworkConfig};
+use gridchain_network::{GossipVerdict, Network, NetworkConfig};
 use gridchain_primitives::{ChainContext, Hash, Header, Pair};
 use gridchain_rpc::RpcContext;
 use gridchain_rpc_api::ChainProperties;
-use gridchain_runtime::{build_genesis, Extrinsic, SPEC_VERSION};
+use gridchain_runtime::{build_genesis, Extrinsic, InvalidTransaction, SPEC_VERSION};
 use gridchain_storage::Storage;
 use gridchain_txpool::{PoolLimits, TxPool};
 use parity_scale_codec::Encode;
@@ -338,31 +338,39 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 /// Pools a batch of transactions a peer gossiped, checked like RPC submissions (signatures
 /// together). Rejections are normal (a transaction arrives from several peers, or is already in
 /// a block) and only logged.
-fn pool_gossiped(storage: &Storage, pool: &TxPool, batch: Vec<Vec<u8>>) {
-    let txs: Vec<(Extrinsic, usize)> = batch
-        .iter()
-        .filter_map(|bytes| {
-            match gridchain_primitives::decode_untrusted("gossiped extrinsic", bytes) {
-                Ok(xt) => Some((xt, bytes.len())),
-                Err(e) => {
-                    tracing::debug!(error = %e, "undecodable gossiped transaction");
-                    None
-                }
+/// Pools a gossiped batch and says what it was worth: `Reject` if any transaction is garbage
+/// (undecodable, or a bad signature: nothing an honest relay forwards, since relays validate
+/// first), `Accept` if something new entered the pool (so it is forwarded), `Ignore` otherwise
+/// (already known, stale, pool full: nothing the sender can be blamed for).
+fn pool_gossiped(storage: &Storage, pool: &TxPool, batch: Vec<Vec<u8>>) -> GossipVerdict {
+    let mut txs = Vec::with_capacity(batch.len());
+    for bytes in &batch {
+        match gridchain_primitives::decode_untrusted::<Extrinsic>("gossiped extrinsic", bytes) {
+            Ok(xt) => txs.push((xt, bytes.len())),
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable gossiped transaction");
+                return GossipVerdict::Reject;
             }
-        })
-        .collect();
+        }
+    }
     let next = match storage.best_header() {
         Ok(best) => best.map_or(0, |h| h.number) + 1,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the best block; gossiped transactions dropped");
-            return;
+            return GossipVerdict::Ignore;
         }
     };
+    let mut verdict = GossipVerdict::Ignore;
     for result in pool.submit_many(storage, next, txs) {
-        if let Err(e) = result {
-            tracing::trace!(error = %e, "gossiped transaction not pooled");
+        match result {
+            Ok(_) => verdict = GossipVerdict::Accept,
+            Err(gridchain_txpool::PoolError::Invalid(InvalidTransaction::BadSignature)) => {
+                return GossipVerdict::Reject
+            }
+            Err(e) => tracing::trace!(error = %e, "gossiped transaction not pooled"),
         }
     }
+    verdict
 }
 
 /// Offers the pool's oldest ready transactions to peers again every few seconds: one sent while
