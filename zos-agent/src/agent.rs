@@ -207,7 +207,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         node_seed: config.node_key.seed(),
         genesis_hash,
         containers: Containers::new(docker.clone(), &node_tag),
-        volumes: Volumes::new(docker, &node_tag),
+        volumes: Volumes::new(docker, &node_tag, &config.data_dir.join("volumes")),
         networks: Networks::new(&node_tag, &config.data_dir.join("interfaces.json"))?,
         node_tag,
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),

@@ -441,14 +441,23 @@ impl Reconciler {
     ) -> Result<ResultData, String> {
         let name = self.container_name(r.id, &w.name);
         if let Some(mountpoint) = volumes.get(&name) {
+            // After a reboot the image is no longer mounted: mount it before any container
+            // binds the volume.
+            self.volumes
+                .ensure_mounted(&name)
+                .await
+                .map_err(|e| e.to_string())?;
             return Ok(ResultData::Volume {
                 path: mountpoint.clone(),
             });
         }
         let labels = BTreeMap::from([(LABEL_RESERVATION.to_string(), r.id.to_string())]);
+        let WorkloadSpec::Volume { size } = w.spec else {
+            return Err(format!("workload {} is not a volume", w.name));
+        };
         let v = self
             .volumes
-            .ensure(&name, &labels)
+            .ensure(&name, size, &labels)
             .await
             .map_err(|e| e.to_string())?;
         Ok(ResultData::Volume { path: v.mountpoint })

@@ -48,10 +48,11 @@ async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
         bridges: vec![],
     };
     let containers = Containers::new(docker(), &node.to_string());
-    let volumes = Volumes::new(docker(), &node.to_string());
+    let images = tempfile::tempdir().unwrap();
+    let volumes = Volumes::new(docker(), &node.to_string(), images.path());
 
     let vol = volumes
-        .ensure("gc-test-vol-900001", &BTreeMap::new())
+        .ensure("gc-test-vol-900001", 16 << 20, &BTreeMap::new())
         .await
         .unwrap();
     assert_eq!(volumes.list().await.unwrap().len(), 1);
@@ -326,4 +327,67 @@ async fn interface_names_are_allocated_and_foreign_interfaces_never_adopted() {
     assert!(![&a, &b, &c].contains(&&d));
     networks.ensure_bridge(&a).await.unwrap();
     networks.remove_bridge(&a).await.unwrap();
+}
+
+/// A volume is a filesystem of exactly its size: writing past it fails with ENOSPC inside the
+/// container, what was written survives the container, and the image goes with the volume.
+#[tokio::test]
+async fn a_volume_is_full_at_its_size_and_keeps_its_data() {
+    ensure_image();
+    let node = 900_004;
+    let _cleanup = Cleanup {
+        agent: None,
+        node_tag: Some(node.to_string()),
+        bridges: vec![],
+    };
+    let containers = Containers::new(docker(), &node.to_string());
+    let images = tempfile::tempdir().unwrap();
+    let volumes = Volumes::new(docker(), &node.to_string(), images.path());
+    let name = "gc-test-vol-900004";
+    let vol = volumes
+        .ensure(name, 8 << 20, &BTreeMap::new())
+        .await
+        .unwrap();
+    let image = images.path().join(format!("{name}.img"));
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 8 << 20);
+    // Idempotent: a second ensure neither reformats nor fails.
+    volumes
+        .ensure(name, 8 << 20, &BTreeMap::new())
+        .await
+        .unwrap();
+
+    let mut s = spec("gc-test-900004-a", 9);
+    s.mounts = vec![(vol.name.clone(), "/data".into())];
+    let (id, _) = containers.create_and_start(&s).await.unwrap();
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/data/big bs=1M count=16 2>&1; echo kept > /data/note",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(
+        exec(&id, "df -k /data | awk 'NR==2 {exit !($2 < 8192)}'"),
+        "the filesystem is 8 MiB"
+    );
+    containers.remove(&id).await.unwrap();
+
+    // Another container on the same volume sees the data.
+    let mut s = spec("gc-test-900004-b", 9);
+    s.mounts = vec![(vol.name.clone(), "/data".into())];
+    let (id, _) = containers.create_and_start(&s).await.unwrap();
+    assert!(exec(&id, "grep -q kept /data/note"));
+    containers.remove(&id).await.unwrap();
+
+    volumes.remove(name).await.unwrap();
+    assert!(!image.exists(), "the image goes with the volume");
+    assert!(volumes
+        .ensure("gc-test-vol-900004-tiny", 4096, &BTreeMap::new())
+        .await
+        .is_err());
 }

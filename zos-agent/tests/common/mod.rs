@@ -80,6 +80,14 @@ impl Drop for Cleanup {
                     .args(["volume", "rm", "-f", v])
                     .output();
             }
+            // Volume images the agent loop-mounted (`<data dir>/volumes/gc-<tag>-….mnt`).
+            let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for mount in table.lines().filter_map(|l| l.split_whitespace().nth(4)) {
+                let file = mount.rsplit('/').next().unwrap_or_default();
+                if file.starts_with(&format!("gc-{node}-")) && file.ends_with(".mnt") {
+                    let _ = Command::new("umount").args(["-d", mount]).output();
+                }
+            }
         }
         // Every interface the node's agent made carries its alias; the bridges listed by hand
         // are those a test made itself.
