@@ -60,6 +60,10 @@ pub const MAX_FUTURE_DRIFT_MS: u64 = 2_000;
 pub const MAX_PAST_DRIFT_MS: u64 = 30_000;
 /// Part streams being reassembled at once; the oldest is dropped beyond this.
 const MAX_OPEN_STREAMS: usize = 64;
+/// Part streams one publisher may have open at once (its proposal of this round and a few
+/// re-proposals); beyond this its own oldest is dropped, so one peer opening streams without end
+/// neither holds memory for them nor pushes out the streams of others.
+const MAX_STREAMS_PER_PUBLISHER: usize = 4;
 /// Largest stream accepted (a full block plus framing).
 const MAX_STREAM_BYTES: usize = gridchain_runtime::MAX_BLOCK_BYTES + 1024 * 1024;
 /// Most parts in one stream: a full block in `PART_BYTES` slices, `Init` and `Fin`.
@@ -242,6 +246,12 @@ fn frame_stream(
 }
 
 impl PartStreams {
+    /// Streams of `publisher` being reassembled.
+    #[cfg(test)]
+    pub fn open_count(&self, publisher: &PeerId) -> usize {
+        self.open.keys().filter(|(p, _)| p == publisher).count()
+    }
+
     /// Adds a part; returns the whole stream once every part up to its end arrived.
     pub fn insert(
         &mut self,
@@ -249,12 +259,20 @@ impl PartStreams {
         message: StreamMessage<ProposalPart>,
     ) -> Result<Option<CompleteStream>, String> {
         let key = (publisher, message.stream_id.clone());
-        if !self.open.contains_key(&key) && self.open.len() >= MAX_OPEN_STREAMS {
-            let oldest = self
-                .open
-                .iter()
-                .min_by_key(|(_, s)| s.arrival)
-                .map(|(k, _)| k.clone());
+        if !self.open.contains_key(&key) {
+            let own = self.open.keys().filter(|(p, _)| *p == publisher).count();
+            let full = own >= MAX_STREAMS_PER_PUBLISHER || self.open.len() >= MAX_OPEN_STREAMS;
+            // The publisher's own oldest stream goes first; another's only when the publisher
+            // has none open (then it is within its share).
+            let oldest = full
+                .then(|| {
+                    self.open
+                        .iter()
+                        .filter(|((p, _), _)| own == 0 || *p == publisher)
+                        .min_by_key(|(_, s)| s.arrival)
+                        .map(|(k, _)| k.clone())
+                })
+                .flatten();
             if let Some(oldest) = oldest {
                 self.open.remove(&oldest);
             }

@@ -553,6 +553,39 @@ mod streams {
         assert!(dropped, "an unbounded stream was kept");
     }
 
+    /// A peer that opens streams without end keeps at most a few open and cannot push out the
+    /// round proposer's stream: the honest stream still completes.
+    #[test]
+    fn one_publisher_cannot_crowd_out_the_others_streams() {
+        let key = Pair::dev("Alice");
+        let signer = GridSigner {
+            key,
+            genesis: Hash::ZERO,
+        };
+        let data = vec![7u8; 600_000];
+        let mut honest = proposal_stream(&signer, Hash::ZERO, 9, 0, -1, &data);
+        let last = honest.pop().expect("a stream has parts");
+        let mut streams = crate::app::PartStreams::default();
+        for part in honest {
+            assert!(streams.insert(peer_id(1), part).unwrap().is_none());
+        }
+        // The spammer opens 1,000 streams, one part each.
+        for n in 0..1_000u64 {
+            let id = malachitebft_app_channel::app::streaming::StreamId::new(bytes::Bytes::from(
+                (n, 0u32).encode(),
+            ));
+            let part =
+                StreamMessage::new(id, 1, StreamContent::Data(ProposalPart::Data(vec![0; 64])));
+            let _ = streams.insert(peer_id(3), part);
+            assert!(streams.open_count(&peer_id(3)) <= 4);
+        }
+        let complete = streams
+            .insert(peer_id(1), last)
+            .unwrap()
+            .expect("the honest stream survived the spam");
+        assert_eq!(complete.data, data);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         /// Parts arrive in any order (gossip does not keep it); the stream completes exactly
