@@ -234,9 +234,13 @@ async fn swarm(
         node_key: key,
         genesis,
     };
-    gridchain_network::start(config, Arc::new(|_| {}), on_request)
-        .await
-        .unwrap()
+    gridchain_network::start(
+        config,
+        Arc::new(|_| gridchain_network::GossipVerdict::Accept),
+        on_request,
+    )
+    .await
+    .unwrap()
 }
 
 /// An honest peer serves its chain; a liar claims a longer one and serves the same blocks with
