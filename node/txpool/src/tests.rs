@@ -15,11 +15,20 @@ fn chain() -> ChainContext {
 }
 
 fn state() -> State {
-    let names = ["Alice", "Bob", "Charlie", "Dave"];
+    state_of(&[
+        ("Alice", 1_000_000_000_000_000),
+        ("Bob", 1_000_000_000_000_000),
+        ("Charlie", 1_000_000_000_000_000),
+        ("Dave", 1_000_000_000_000_000),
+    ])
+}
+
+/// The genesis state with these (dev account, free balance) pairs.
+fn state_of(balances: &[(&str, u128)]) -> State {
     let config = GenesisConfig {
-        balances: names
+        balances: balances
             .iter()
-            .map(|n| (Pair::dev(n).public(), 1_000_000_000_000_000))
+            .map(|(n, free)| (Pair::dev(n).public(), *free))
             .collect(),
         ..Default::default()
     };
@@ -260,19 +269,6 @@ fn a_batch_gets_the_verdicts_one_by_one_submission_would() {
     );
 }
 
-/// A state where `who` has exactly `free` units.
-fn state_with(who: &str, free: u128) -> State {
-    let config = GenesisConfig {
-        balances: vec![(Pair::dev(who).public(), free)],
-        ..Default::default()
-    };
-    build_genesis(&config)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap()))
-        .collect()
-}
-
 /// Each transaction alone can pay its fee; together they cannot: the pool takes only what
 /// the balance covers (an account could otherwise fill every pool with transactions only the
 /// first of which would ever pay).
@@ -280,7 +276,7 @@ fn state_with(who: &str, free: u128) -> State {
 fn fees_of_one_sender_are_summed_against_its_balance() {
     let one = xt("Alice", 0, 0);
     let fee = gridchain_runtime::fee_for(one.encoded_size(), 0);
-    let s = state_with("Alice", fee * 2 + fee / 2);
+    let s = state_of(&[("Alice", fee * 2 + fee / 2)]);
     let pool = TxPool::new(chain(), PoolLimits::default());
     submit(&pool, &s, one).unwrap();
     submit(&pool, &s, xt("Alice", 1, 0)).unwrap();

@@ -172,6 +172,21 @@ fn run_blocks(ctx: &mut Ctx, from: u64, to: u64) {
     }
 }
 
+/// Block time in seconds, one block per second, with the node kept Up (a proof every 5 s).
+struct Clock(u64);
+
+impl Clock {
+    fn step(&mut self, ctx: &mut Ctx, blocks: u64) {
+        for _ in 0..blocks {
+            self.0 += 1;
+            if self.0 % 5 == 0 {
+                prove(ctx, self.0 * 1_000);
+            }
+            run_blocks(ctx, self.0, self.0);
+        }
+    }
+}
+
 fn billing_events(ctx: &Ctx) -> Vec<Event> {
     ctx.events()
         .iter()
@@ -242,17 +257,8 @@ fn out_of_funds_grace_refill_and_deletion() {
     setup(ctx, 3_000);
     let id = pallet_reservations::reserve(ctx, bob, 1, deployment()).unwrap();
     report(ctx, id, WorkloadState::Ok);
-    // Keep the node Up with a proof every 5 s.
-    let mut t = 1;
-    let mut step = |ctx: &mut Ctx, blocks: u64| {
-        for _ in 0..blocks {
-            t += 1;
-            if t % 5 == 0 {
-                prove(ctx, t * 1_000);
-            }
-            run_blocks(ctx, t, t);
-        }
-    };
+    let mut clock = Clock(1);
+    let mut step = |ctx: &mut Ctx, blocks: u64| clock.step(ctx, blocks);
     step(ctx, 10);
     // Bob had 3,000 units: the second settlement cannot pay 5,000 → grace.
     let events = billing_events(ctx);
@@ -551,16 +557,8 @@ fn the_deposit_pays_the_last_bill_and_the_rest_returns() {
     let id = pallet_reservations::reserve(ctx, bob, 1, deployment()).unwrap();
     assert_eq!((free(ctx, &bob), reserved(ctx, &bob)), (3_000, 20_000));
     report(ctx, id, WorkloadState::Ok);
-    let mut t = 1;
-    let mut step = |ctx: &mut Ctx, blocks: u64| {
-        for _ in 0..blocks {
-            t += 1;
-            if t % 5 == 0 {
-                prove(ctx, t * 1_000);
-            }
-            run_blocks(ctx, t, t);
-        }
-    };
+    let mut clock = Clock(1);
+    let mut step = |ctx: &mut Ctx, blocks: u64| clock.step(ctx, blocks);
     // 3,000 free pays the first settlement, not the second: grace, deposit untouched.
     step(ctx, 10);
     let r = pallet_reservations::reservation(ctx, id).unwrap();
@@ -600,16 +598,8 @@ fn grace_releases_capacity_and_refill_retakes_it_if_it_still_fits() {
     let held = pallet_tfgrid::used(ctx, 1);
     assert!(!held.is_zero());
     report(ctx, id, WorkloadState::Ok);
-    let mut t = 1;
-    let mut step = |ctx: &mut Ctx, blocks: u64| {
-        for _ in 0..blocks {
-            t += 1;
-            if t % 5 == 0 {
-                prove(ctx, t * 1_000);
-            }
-            run_blocks(ctx, t, t);
-        }
-    };
+    let mut clock = Clock(1);
+    let mut step = |ctx: &mut Ctx, blocks: u64| clock.step(ctx, blocks);
     step(ctx, 10);
     assert!(matches!(
         pallet_reservations::reservation(ctx, id).unwrap().state,
