@@ -63,6 +63,20 @@ pub fn check_signatures(
         if certificate.height != number || certificate.block_hash != hash {
             return Err(peer_fault(number, "the certificate is for another block"));
         }
+        // Before any signature is checked: no set has more members than the chain allows, and
+        // a signer signs once. The set itself (and so who may sign) is known only at import.
+        let signers = certificate.signatures.len();
+        if signers > gridchain_runtime::validators::MAX_VALIDATORS as usize {
+            return Err(peer_fault(
+                number,
+                format!("the certificate has {signers} signatures, more than any validator set"),
+            ));
+        }
+        let unique: std::collections::BTreeSet<_> =
+            certificate.signatures.iter().map(|(who, _)| who).collect();
+        if unique.len() != signers {
+            return Err(peer_fault(number, "the certificate names a signer twice"));
+        }
         checked.push(CheckedBlock {
             block,
             hash,

@@ -108,6 +108,23 @@ fn forged_signatures_are_caught_before_anything_executes() {
     let mut blocks = final_blocks(&source, 1, 1);
     blocks[0].certificate.block_hash = Hash::of(b"another block");
     assert!(check_signatures(target.chain, blocks).is_err());
+
+    // Oversized or repeated signer lists are refused before any signature is checked.
+    let mut blocks = final_blocks(&source, 1, 1);
+    let first = blocks[0].certificate.signatures[0];
+    blocks[0].certificate.signatures.push(first);
+    let err = check_signatures(target.chain, blocks).err().unwrap();
+    assert!(
+        matches!(&err, ImportError::Peer { reason, .. } if reason.contains("twice")),
+        "{err}"
+    );
+    let mut blocks = final_blocks(&source, 1, 1);
+    blocks[0].certificate.signatures = vec![first; 1_001];
+    let err = check_signatures(target.chain, blocks).err().unwrap();
+    assert!(
+        matches!(&err, ImportError::Peer { reason, .. } if reason.contains("more than any")),
+        "{err}"
+    );
     assert_eq!(best(&target), 0);
 }
 
