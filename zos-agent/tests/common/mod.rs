@@ -102,6 +102,9 @@ impl Drop for Cleanup {
                     .args(["-w", "-D", chain, "-i", b, "-o", b, "-j", "ACCEPT"])
                     .output();
             }
+            let _ = Command::new("iptables")
+                .args(["-w", "-D", "INPUT", "-i", b, "-j", "DROP"])
+                .output();
         }
     }
 }
