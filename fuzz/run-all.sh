@@ -42,7 +42,7 @@ for entry in "${fuzz_crates[@]}"; do
     if (cd "$dir/fuzz" && cargo fuzz run -O "$target" "$work/$target" "corpus/$target" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1) \
       >"$log" 2>&1; then
-      grep -E '^#[0-9]+ +DONE|^Done ' "$log" || true
+      grep -E "^#[0-9]+[[:space:]]+DONE|^Done " "$log" || true
     else
       tail -n 40 "$log"
       failed+=("$dir:$target")

@@ -8,6 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use zstor::codec::{ChunkDecoder, ChunkEncoder, ChunkLayout, CodecParams, MIN_CHUNK_SIZE};
 use zstor::crypto::FileKey;
 
@@ -21,7 +23,18 @@ fn u32_at(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
+thread_local! {
+    /// Encoders and decoders by `(k, m)`, reused across inputs as `put` and `get` reuse them
+    /// across chunks (building one per input costs a zstd context and a 64 KiB sample buffer).
+    static CODECS: RefCell<HashMap<(u16, u16), (ChunkEncoder, ChunkDecoder)>> =
+        RefCell::new(HashMap::new());
+}
+
 fuzz_target!(|data: &[u8]| {
+    CODECS.with_borrow_mut(|codecs| run(codecs, data));
+});
+
+fn run(codecs: &mut HashMap<(u16, u16), (ChunkEncoder, ChunkDecoder)>, data: &[u8]) {
     if data.len() < 4 {
         return;
     }
@@ -35,7 +48,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let total = usize::from(k + m);
     let key = FileKey::from_bytes([5; 32]);
-    let mut decoder = ChunkDecoder::new(params).expect("valid params");
+    let (encoder, decoder) = codecs.entry((k, m)).or_insert_with(|| {
+        (
+            ChunkEncoder::new(params).expect("valid params"),
+            ChunkDecoder::new(params).expect("valid params"),
+        )
+    });
     let mut out = Vec::new();
     if data[2] % 2 == 0 {
         let present = data[3];
@@ -66,7 +84,6 @@ fuzz_target!(|data: &[u8]| {
         let flip = data.get(4).copied().unwrap_or(0);
         let plaintext = data.get(5..).unwrap_or(&[]);
         let plaintext = &plaintext[..plaintext.len().min(MIN_CHUNK_SIZE as usize)];
-        let mut encoder = ChunkEncoder::new(params).expect("valid params");
         let chunk = encoder
             .encode(&key, FILE_ID, 1, plaintext)
             .expect("chunk within the size");
@@ -95,4 +112,4 @@ fuzz_target!(|data: &[u8]| {
             ),
         }
     }
-});
+}
