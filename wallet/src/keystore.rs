@@ -21,8 +21,6 @@ use std::{
 };
 
 const FORMAT_VERSION: u32 = 1;
-/// Permission bits that must be clear on the keystore file: any access by group or others.
-
 /// Where the keystore lives when neither `--keystore` nor `GRID_KEYSTORE` says:
 /// `$XDG_CONFIG_HOME/grid/keystore.json`, else `~/.config/grid/keystore.json`.
 pub fn default_path() -> Result<PathBuf> {
