@@ -323,20 +323,8 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let mut conn = redis::Client::open(format!("redis://{zdb}/"))
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let namespaces: BTreeSet<String> = zdb_namespaces(&zdb)
         .await
-        .unwrap();
-    redis::cmd("AUTH")
-        .arg("admin-pass")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    let namespaces: BTreeSet<String> = redis::cmd("NSLIST")
-        .query_async::<Vec<String>>(&mut conn)
-        .await
-        .unwrap()
         .into_iter()
         .filter(|n| n != "default")
         .collect();

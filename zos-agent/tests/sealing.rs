@@ -101,20 +101,6 @@ fn container_of(tag: &str, id: u64, workload: &str) -> String {
     ids[0].clone()
 }
 
-async fn zdb_namespaces(zdb_addr: &str) -> Vec<String> {
-    let mut conn = redis::Client::open(format!("redis://{zdb_addr}/"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("AUTH")
-        .arg("admin-pass")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    redis::cmd("NSLIST").query_async(&mut conn).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_secret_copied_into_another_owners_reservation_does_not_open() {
     ensure_image();

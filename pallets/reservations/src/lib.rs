@@ -919,6 +919,7 @@ fn adjust_deposit<E: From<pallet_balances::Event>>(
 /// Gives back what is left of a deleted reservation's deposit (the final settlement, once
 /// what it owed was paid).
 pub fn release_deposit<E: From<pallet_balances::Event>>(ctx: &mut Context<E>, r: &mut Reservation) {
+    // Lowering the deposit only gives back what this reservation holds: it cannot fail.
     let _ = adjust_deposit(ctx, r, 0);
 }
 
@@ -931,6 +932,7 @@ pub fn draw_deposit<E: From<pallet_balances::Event>>(
 ) -> Balance {
     let drawn = amount.min(r.billing.deposit);
     let target = r.billing.deposit - drawn;
+    // Lowering the deposit only gives back what this reservation holds: it cannot fail.
     let _ = adjust_deposit(ctx, r, target);
     drawn
 }

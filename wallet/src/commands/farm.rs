@@ -39,23 +39,20 @@ pub enum FarmCommand {
     /// List every farm.
     List,
     /// Farm owner: let the node whose key is ACCOUNT register on the farm (once).
-    AllowNode {
-        farm: FarmId,
-        /// The node's account: address, keystore name or secret URI.
-        account: String,
-        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
-        #[arg(long, value_name = "NAME|SECRET_URI")]
-        from: Option<String>,
-    },
+    AllowNode(NodeConsent),
     /// Farm owner: withdraw an allowance the node has not used yet.
-    DisallowNode {
-        farm: FarmId,
-        /// The node's account: address, keystore name or secret URI.
-        account: String,
-        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
-        #[arg(long, value_name = "NAME|SECRET_URI")]
-        from: Option<String>,
-    },
+    DisallowNode(NodeConsent),
+}
+
+/// Which farm, which node key, signed by whom.
+#[derive(Debug, clap::Args)]
+pub struct NodeConsent {
+    farm: FarmId,
+    /// The node's account: address or keystore name.
+    account: String,
+    /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
+    #[arg(long, value_name = "NAME|SECRET_URI")]
+    from: Option<String>,
 }
 
 #[allow(clippy::large_enum_variant)] // one per run
@@ -89,26 +86,17 @@ impl FarmRequest {
             },
             FarmCommand::Show { farm } => FarmRequest::Show(farm.trim().to_string()),
             FarmCommand::List => FarmRequest::List,
-            FarmCommand::AllowNode {
-                farm,
-                account,
-                from,
-            } => FarmRequest::Consent {
-                signer: resolve_signer(from.as_deref(), keystore)?,
-                farm,
-                account: resolve_account(&account, keystore)?,
-                allow: true,
-            },
-            FarmCommand::DisallowNode {
-                farm,
-                account,
-                from,
-            } => FarmRequest::Consent {
-                signer: resolve_signer(from.as_deref(), keystore)?,
-                farm,
-                account: resolve_account(&account, keystore)?,
-                allow: false,
-            },
+            FarmCommand::AllowNode(consent) => Self::consent(consent, true, keystore)?,
+            FarmCommand::DisallowNode(consent) => Self::consent(consent, false, keystore)?,
+        })
+    }
+
+    fn consent(consent: NodeConsent, allow: bool, keystore: &KeystoreLocation) -> Result<Self> {
+        Ok(FarmRequest::Consent {
+            signer: resolve_signer(consent.from.as_deref(), keystore)?,
+            farm: consent.farm,
+            account: resolve_account(&consent.account, keystore)?,
+            allow,
         })
     }
 

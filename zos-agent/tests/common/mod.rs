@@ -109,6 +109,21 @@ impl Drop for Cleanup {
     }
 }
 
+/// The namespaces of the agent's zdb at `zdb_addr` (admin password `admin-pass`).
+pub async fn zdb_namespaces(zdb_addr: &str) -> Vec<String> {
+    let mut conn = redis::Client::open(format!("redis://{zdb_addr}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("AUTH")
+        .arg("admin-pass")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("NSLIST").query_async(&mut conn).await.unwrap()
+}
+
 /// Names of the host's interfaces whose alias is `alias`.
 pub fn links_with_alias(alias: &str) -> Vec<String> {
     let out = Command::new("ip")
