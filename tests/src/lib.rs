@@ -40,11 +40,22 @@ pub fn free_port() -> u16 {
 /// Waits until a node at `url` answers `chain_getBlockHash(0)`; panics after 30 s, pointing at
 /// its `log`.
 async fn wait_for_rpc(url: &str, log: &Path) {
+    wait_for_rpc_of(url, log, None).await;
+}
+
+/// [`wait_for_rpc`], but false at once if `child` exits first (e.g. another process took one of
+/// its free ports between `free_port` and the bind).
+async fn wait_for_rpc_of(url: &str, log: &Path, mut child: Option<&mut Child>) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(client) = WsClientBuilder::default().build(url).await {
             if client.block_hash(Some(0)).await.is_ok() {
-                return;
+                return true;
+            }
+        }
+        if let Some(child) = child.as_deref_mut() {
+            if child.try_wait().ok().flatten().is_some() {
+                return false;
             }
         }
         assert!(
@@ -92,11 +103,23 @@ impl DevNode {
             block_time_ms,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
-        node.spawn().await;
-        node
+        // A port taken by another process between `free_port` and the bind makes gridnode
+        // exit at once: try again on other ports.
+        for _ in 0..3 {
+            if node.spawn().await {
+                return node;
+            }
+            node.rpc_port = free_port();
+            node.metrics_port = free_port();
+        }
+        panic!(
+            "gridnode exited at start three times; see {}",
+            node.base_path.with_extension("log").display()
+        );
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the process; false if it exited before its RPC answered.
+    async fn spawn(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,7 +137,8 @@ impl DevNode {
             .spawn()
             .expect("spawn gridnode");
         self.child = Some(child);
-        wait_for_rpc(&self.ws_url(), &self.base_path.with_extension("log")).await;
+        let (url, log) = (self.ws_url(), self.base_path.with_extension("log"));
+        wait_for_rpc_of(&url, &log, self.child.as_mut()).await
     }
 
     pub fn ws_url(&self) -> String {
@@ -152,7 +176,11 @@ impl DevNode {
     /// Starts the node again on the same base path and ports.
     pub async fn restart(&mut self) {
         self.kill9();
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "gridnode exited after a restart; see {}",
+            self.base_path.with_extension("log").display()
+        );
     }
 }
 
