@@ -1,9 +1,10 @@
 //! Checking, applying and executing extrinsics and blocks.
 
 use crate::{
-    balances, billing, capacity, reservations, system, tfgrid, timestamp, twins, validators, Block,
-    Call, Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE, MAX_BLOCK_BYTES,
-    MAX_EXTRINSIC_BYTES,
+    balances, billing, capacity, reservations, system, tfgrid, timestamp, twins, validators,
+    weight::{extrinsic_weight, Weight, MAX_EXTRINSICS_WEIGHT},
+    Block, Call, Context, EventRecord, Extrinsic, BASE_FEE, BYTE_FEE, MAX_BLOCK_BYTES,
+    MAX_EXTRINSIC_BYTES, WEIGHT_FEE,
 };
 use gridchain_primitives::{
     block::BlockNumber, signature, AccountId, Balance, ChainContext, Hash, Header, Overlay,
@@ -34,6 +35,8 @@ pub enum InvalidTransaction {
     Payment { needed: Balance, available: Balance },
     #[error("the block has no room left for this extrinsic")]
     ExhaustsResources,
+    #[error("extrinsic weighs {weight} ps, more than a block's extrinsics may weigh ({max} ps)")]
+    TooHeavy { weight: Weight, max: Weight },
 }
 
 /// What the pool needs to know about a transaction that may be included now or later.
@@ -44,16 +47,36 @@ pub struct ValidTransaction {
     pub account_nonce: u64,
     /// Fee plus tip the transaction will pay.
     pub fee: Balance,
+    /// Its weight ([`crate::weight`]).
+    pub weight: Weight,
     /// The signer's free balance in the checked state: what all its pooled transactions'
     /// fees together may use.
     pub available: Balance,
 }
 
-/// Fee for an extrinsic of `encoded_len` bytes with `tip`.
-pub fn fee_for(encoded_len: usize, tip: Balance) -> Balance {
+/// Fee for an extrinsic of `encoded_len` bytes and `weight` ([`crate::weight`]) with `tip`.
+pub fn fee_for(weight: Weight, encoded_len: usize, tip: Balance) -> Balance {
     BASE_FEE
         .saturating_add(BYTE_FEE.saturating_mul(encoded_len as u128))
+        .saturating_add(WEIGHT_FEE.saturating_mul(weight as u128))
         .saturating_add(tip)
+}
+
+/// The fee `xt` (`encoded_len` bytes long) pays if included, tip included.
+pub fn extrinsic_fee(xt: &Extrinsic, encoded_len: usize) -> Balance {
+    fee_for(extrinsic_weight(&xt.call, encoded_len), encoded_len, xt.tip)
+}
+
+/// Weight and fee of `xt` (`encoded_len` bytes long), refusing one heavier than any block holds.
+fn weigh(xt: &Extrinsic, encoded_len: usize) -> Result<(Weight, Balance), InvalidTransaction> {
+    let weight = extrinsic_weight(&xt.call, encoded_len);
+    if weight > MAX_EXTRINSICS_WEIGHT {
+        return Err(InvalidTransaction::TooHeavy {
+            weight,
+            max: MAX_EXTRINSICS_WEIGHT,
+        });
+    }
+    Ok((weight, fee_for(weight, encoded_len, xt.tip)))
 }
 
 /// Checks a transaction against `state` (the best block's) for inclusion in block `next_block`.
@@ -96,7 +119,7 @@ pub fn validate_transaction_except_signature(
             got: xt.nonce,
         });
     }
-    let fee = fee_for(encoded_len, xt.tip);
+    let (weight, fee) = weigh(xt, encoded_len)?;
     let available = balances::account(&ctx, &xt.signer).free;
     if available < fee {
         return Err(InvalidTransaction::Payment {
@@ -107,6 +130,7 @@ pub fn validate_transaction_except_signature(
     Ok(ValidTransaction {
         account_nonce,
         fee,
+        weight,
         available,
     })
 }
@@ -154,6 +178,7 @@ pub struct BlockBuilder<'a> {
     proposer: AccountId,
     extrinsics: Vec<Extrinsic>,
     block_bytes: usize,
+    block_weight: Weight,
 }
 
 /// A block whose execution is done but whose state root the node has yet to compute.
@@ -209,6 +234,7 @@ impl<'a> BlockBuilder<'a> {
             proposer,
             extrinsics: Vec::new(),
             block_bytes: 0,
+            block_weight: 0,
         })
     }
 
@@ -223,6 +249,11 @@ impl<'a> BlockBuilder<'a> {
     /// Bytes of extrinsics in the block so far.
     pub fn block_bytes(&self) -> usize {
         self.block_bytes
+    }
+
+    /// Weight of the extrinsics in the block so far.
+    pub fn block_weight(&self) -> Weight {
+        self.block_weight
     }
 
     /// Applies `xt` (of `encoded_len` bytes) and includes it. `Err` means it was not included and
@@ -242,6 +273,10 @@ impl<'a> BlockBuilder<'a> {
             });
         }
         if self.block_bytes + encoded_len > MAX_BLOCK_BYTES {
+            return Err(InvalidTransaction::ExhaustsResources);
+        }
+        let (weight, fee) = weigh(&xt, encoded_len)?;
+        if self.block_weight + weight > MAX_EXTRINSICS_WEIGHT {
             return Err(InvalidTransaction::ExhaustsResources);
         }
         check_mortality(&xt, self.number)?;
@@ -264,7 +299,6 @@ impl<'a> BlockBuilder<'a> {
         }
         let index = self.extrinsics.len() as u32;
         self.ctx.set_phase(Phase::ApplyExtrinsic(index));
-        let fee = fee_for(encoded_len, xt.tip);
         let signer = xt.signer;
         if let Err(balances::Error::InsufficientBalance { needed, available }) =
             balances::pay_fee(&mut self.ctx, signer, self.proposer, fee)
@@ -285,6 +319,7 @@ impl<'a> BlockBuilder<'a> {
             }),
         }
         self.block_bytes += encoded_len;
+        self.block_weight += weight;
         self.extrinsics.push(xt);
         Ok(outcome)
     }

@@ -16,8 +16,10 @@
 //!            └────────────────────────────────▶ StateChanges + events + extrinsics root ─────┘
 //! ```
 //!
-//! Fees ([`fee_for`]): `BASE_FEE + BYTE_FEE × encoded length`, plus the optional tip, all paid by
-//! the signer to the block's proposer before the call runs. A failed call still pays and still
+//! Fees ([`fee_for`]): `BASE_FEE + BYTE_FEE × encoded length + WEIGHT_FEE × weight`, plus the
+//! optional tip, all paid by the signer to the block's proposer before the call runs. A call's
+//! weight is its measured cost to every validator ([`weight`]); a block holds at most
+//! [`weight::MAX_EXTRINSICS_WEIGHT`] of it. A failed call still pays its whole weight and still
 //! uses its nonce; nothing else it did survives.
 //!
 //! The grid's per-block work is bounded: capacity checks at most `SWEEP_PER_BLOCK` nodes, and
@@ -33,9 +35,11 @@
 
 mod executive;
 mod genesis;
+pub mod weight;
+mod weights;
 
 pub use executive::{
-    execute_block, execute_block_with_verified, fee_for, validate_transaction,
+    execute_block, execute_block_with_verified, extrinsic_fee, fee_for, validate_transaction,
     validate_transaction_except_signature, verify_signatures, BlockBuilder, BlockError, BuiltBlock,
     InvalidTransaction, ValidTransaction,
 };
@@ -59,12 +63,18 @@ pub use pallet_validators as validators;
 
 /// Bumped whenever the meaning of a call or of state changes. Signed payloads include it.
 /// 2: the `validators` pallet (staking, validator set, block reward).
-pub const SPEC_VERSION: SpecVersion = 2;
+/// 3: fees by weight, a block weight limit.
+pub const SPEC_VERSION: SpecVersion = 3;
 
-/// Fee every extrinsic pays, in the smallest unit (the token has 12 decimals: 0.001 GRID).
+/// Fee every extrinsic pays, in the smallest unit (the token has 12 decimals: 0.001 GRID). It
+/// prices what the weight leaves out: the signature check and the transaction's trip through
+/// every pool.
 pub const BASE_FEE: u128 = 1_000_000_000;
-/// Fee per byte of the encoded extrinsic (0.000001 GRID).
+/// Fee per byte of the encoded extrinsic (0.000001 GRID): every node stores and sends it.
 pub const BYTE_FEE: u128 = 1_000_000;
+/// Fee per picosecond of weight: 100 units, so 10 µs of work costs 0.001 GRID and a block's
+/// whole extrinsic weight (1.5 s) 150 GRID.
+pub const WEIGHT_FEE: u128 = 100;
 /// Largest encoded extrinsic accepted.
 pub const MAX_EXTRINSIC_BYTES: usize = 64 * 1024;
 /// Largest sum of encoded extrinsics in one block.

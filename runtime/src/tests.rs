@@ -76,10 +76,10 @@ fn transfer_block_pays_fees_to_proposer_and_conserves_issuance() {
     let mut b = builder(&state);
     let xt = transfer(&alice, bob.public(), 5 * UNIT, 0);
     let len = xt.encoded_size();
+    let fee = extrinsic_fee(&xt, len);
     assert_eq!(b.push(xt, len, true).unwrap(), Ok(()));
     let built = b.finish();
     let state = apply(state, built.changes);
-    let fee = fee_for(len, 0);
     assert_eq!(free(&state, &alice.public()), 95 * UNIT - fee);
     assert_eq!(free(&state, &bob.public()), 15 * UNIT);
     assert_eq!(free(&state, &charlie.public()), fee);
@@ -97,11 +97,12 @@ fn failed_call_pays_fee_bumps_nonce_and_changes_nothing_else() {
     let mut b = builder(&state);
     let xt = transfer(&bob, Pair::dev("Alice").public(), 1_000 * UNIT, 0);
     let len = xt.encoded_size();
+    let fee = extrinsic_fee(&xt, len);
     let outcome = b.push(xt, len, true).unwrap();
     assert_eq!(outcome.unwrap_err().error, "InsufficientBalance");
     let built = b.finish();
     let state = apply(state, built.changes);
-    assert_eq!(free(&state, &bob.public()), 10 * UNIT - fee_for(len, 0));
+    assert_eq!(free(&state, &bob.public()), 10 * UNIT - fee);
     assert_eq!(free(&state, &Pair::dev("Alice").public()), 100 * UNIT);
     let ctx: Context = Context::new(gridchain_primitives::Overlay::new(&state));
     assert_eq!(system::nonce(&ctx, &bob.public()), 1);
@@ -223,7 +224,7 @@ fn validate_transaction_matches_pool_rules() {
     let xt = transfer(&alice, bob, 1, 3);
     let v = validate_transaction(&state, chain(), 1, &xt, xt.encoded_size()).unwrap();
     assert_eq!(v.account_nonce, 0);
-    assert_eq!(v.fee, fee_for(xt.encoded_size(), 0));
+    assert_eq!(v.fee, extrinsic_fee(&xt, xt.encoded_size()));
     let mut bad = xt.clone();
     bad.signature.0[0] ^= 1;
     assert_eq!(
@@ -509,4 +510,160 @@ proptest! {
         bytes.truncate(i);
         prop_assert!(decode_untrusted::<Extrinsic>("extrinsic", &bytes).is_err());
     }
+}
+
+// ---- weights and fees (issue #13 item 5) ----
+
+fn signed(call: Call, nonce: u64) -> Extrinsic {
+    Extrinsic::sign(&Pair::dev("Alice"), call, nonce, 100, 0, chain())
+}
+
+/// A remark padded to exactly `len` encoded bytes.
+fn remark_of_len(len: usize) -> Extrinsic {
+    let base = signed(
+        Call::System(system::Call::Remark {
+            data: gridchain_primitives::Bytes(vec![]),
+        }),
+        0,
+    )
+    .encoded_size();
+    // The data's compact length prefix grows from 1 to 2 bytes at 64 and 4 at 16,384.
+    let mut n = len - base;
+    loop {
+        let xt = signed(
+            Call::System(system::Call::Remark {
+                data: gridchain_primitives::Bytes(vec![0; n]),
+            }),
+            0,
+        );
+        match xt.encoded_size().cmp(&len) {
+            std::cmp::Ordering::Equal => return xt,
+            std::cmp::Ordering::Greater => n -= 1,
+            std::cmp::Ordering::Less => unreachable!("shrinking the data never undershoots"),
+        }
+    }
+}
+
+fn reserve_call(workloads: usize) -> Call {
+    use reservations::{Deployment, Workload, WorkloadSpec};
+    Call::Reservations(reservations::Call::Reserve {
+        node_id: 1,
+        deployment: Deployment {
+            metadata: String::new(),
+            workloads: (0..workloads)
+                .map(|i| Workload {
+                    name: format!("v{i}"),
+                    spec: WorkloadSpec::Volume { size: tfgrid::GIB },
+                })
+                .collect(),
+        },
+    })
+}
+
+#[test]
+fn the_weights_are_measured() {
+    // A weight of 0 would make the block weight limit and the weight fee meaningless: the
+    // bootstrap file had zeros, the benchmark writes real figures.
+    assert!(
+        weight::call_weight(&Call::Balances(balances::Call::Transfer {
+            dest: Pair::dev("Bob").public(),
+            amount: 1
+        }))
+        .compute
+            > 0
+    );
+    let one = signed(reserve_call(1), 0);
+    assert!(weight::call_weight(&one.call).per_byte > 0);
+}
+
+#[test]
+fn a_call_that_costs_more_work_pays_more_than_one_of_the_same_size() {
+    // On the old rule (base + bytes) both paid the same.
+    let reserve = signed(reserve_call(reservations::MAX_WORKLOADS), 0);
+    let len = reserve.encoded_size();
+    let remark = remark_of_len(len);
+    assert_eq!(remark.encoded_size(), len);
+    let reserve_weight = weight::extrinsic_weight(&reserve.call, len);
+    let remark_weight = weight::extrinsic_weight(&remark.call, len);
+    assert!(
+        reserve_weight > remark_weight,
+        "reserve {reserve_weight} ps, remark {remark_weight} ps"
+    );
+    assert!(extrinsic_fee(&reserve, len) > extrinsic_fee(&remark, len));
+    assert_eq!(
+        extrinsic_fee(&reserve, len),
+        BASE_FEE + BYTE_FEE * len as u128 + WEIGHT_FEE * reserve_weight as u128
+    );
+}
+
+#[test]
+fn every_call_at_the_largest_size_fits_in_a_block() {
+    // A call heavier than a block's budget could never be included: `TooHeavy` would refuse it
+    // at the pool. None of today's calls comes close, at the largest extrinsic.
+    let calls = [
+        reserve_call(reservations::MAX_WORKLOADS),
+        remark_of_len(MAX_EXTRINSIC_BYTES).call,
+        Call::Validators(validators::Call::Chill),
+    ];
+    for call in calls {
+        let weight = weight::extrinsic_weight(&call, MAX_EXTRINSIC_BYTES);
+        assert!(
+            weight < weight::MAX_EXTRINSICS_WEIGHT / 10,
+            "{call:?} weighs {weight}"
+        );
+    }
+}
+
+#[test]
+fn a_block_holds_extrinsics_up_to_its_weight_limit_and_no_further() {
+    let mut config = GenesisConfig {
+        balances: vec![(Pair::dev("Alice").public(), 1_000_000 * UNIT)],
+        ..Default::default()
+    };
+    config.balances.push((Pair::dev("Bob").public(), UNIT));
+    let state = apply(BTreeMap::new(), build_genesis(&config).unwrap());
+    let mut b = builder(&state);
+    let bob = Pair::dev("Bob").public();
+    let one = transfer(&Pair::dev("Alice"), bob, 1, 0);
+    let per_transfer = weight::extrinsic_weight(&one.call, one.encoded_size());
+    let fits = (weight::MAX_EXTRINSICS_WEIGHT / per_transfer) as u64;
+    // The byte limit is not what stops this block.
+    assert!(fits as usize * one.encoded_size() < MAX_BLOCK_BYTES);
+    let mut nonce = 0;
+    let refused = loop {
+        let xt = Extrinsic::sign(
+            &Pair::dev("Alice"),
+            one.call.clone(),
+            nonce,
+            100,
+            0,
+            chain(),
+        );
+        let len = xt.encoded_size();
+        match b.push(xt.clone(), len, false) {
+            Ok(outcome) => outcome.unwrap(),
+            Err(error) => break (xt, error),
+        }
+        nonce += 1;
+        assert!(nonce <= fits, "more transfers than the weight limit allows");
+    };
+    assert_eq!(refused.1, InvalidTransaction::ExhaustsResources);
+    assert_eq!(nonce, fits);
+    assert!(b.block_weight() <= weight::MAX_EXTRINSICS_WEIGHT);
+    assert!(b.block_weight() + per_transfer > weight::MAX_EXTRINSICS_WEIGHT);
+    // Nothing of the refused one entered the block; it is valid for the next.
+    assert_eq!(b.len() as u64, fits);
+    let built = b.finish();
+    let state = apply(state, built.changes);
+    let mut next = BlockBuilder::new(
+        &state,
+        chain(),
+        Hash::of(b"parent"),
+        2,
+        2_000,
+        Pair::dev("Charlie").public(),
+    )
+    .unwrap();
+    let len = refused.0.encoded_size();
+    assert_eq!(next.push(refused.0, len, false).unwrap(), Ok(()));
 }

@@ -44,7 +44,7 @@ pub mod error_codes {
     pub const INSUFFICIENT_FEE: i32 = 1006;
     /// Nonce too far ahead (only when a block is being built).
     pub const FUTURE_NONCE: i32 = 1007;
-    /// No room left in a block.
+    /// No room left in a block, or heavier than any block's extrinsics may weigh.
     pub const EXHAUSTS_RESOURCES: i32 = 1008;
     /// This exact transaction is already pooled.
     pub const ALREADY_IMPORTED: i32 = 1013;

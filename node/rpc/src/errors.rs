@@ -24,7 +24,9 @@ pub fn pool_error(e: PoolError) -> ErrorObjectOwned {
                 InvalidTransaction::Future { .. } => FUTURE_NONCE,
                 InvalidTransaction::Expired { .. } => EXPIRED,
                 InvalidTransaction::Payment { .. } => INSUFFICIENT_FEE,
-                InvalidTransaction::ExhaustsResources => EXHAUSTS_RESOURCES,
+                InvalidTransaction::ExhaustsResources | InvalidTransaction::TooHeavy { .. } => {
+                    EXHAUSTS_RESOURCES
+                }
             };
             ErrorObject::owned(code, message, Some(invalid))
         }

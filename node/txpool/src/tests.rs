@@ -275,7 +275,7 @@ fn a_batch_gets_the_verdicts_one_by_one_submission_would() {
 #[test]
 fn fees_of_one_sender_are_summed_against_its_balance() {
     let one = xt("Alice", 0, 0);
-    let fee = gridchain_runtime::fee_for(one.encoded_size(), 0);
+    let fee = gridchain_runtime::extrinsic_fee(&one, one.encoded_size());
     let s = state_of(&[("Alice", fee * 2 + fee / 2)]);
     let pool = TxPool::new(chain(), PoolLimits::default());
     submit(&pool, &s, one).unwrap();
