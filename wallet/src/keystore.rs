@@ -649,7 +649,10 @@ mod tests {
 
         let reopened = Keystore::open(&path).expect("reopen");
         assert!(reopened.is_encrypted());
-        let alice = reopened.get("alice", &recording).expect("get").expect("present");
+        let alice = reopened
+            .get("alice", &recording)
+            .expect("get")
+            .expect("present");
         assert_eq!(alice.account(), Pair::dev("Alice").public());
         assert!(reopened.get("bob", &never).expect("get").is_none());
         assert_eq!(
@@ -658,11 +661,18 @@ mod tests {
         );
 
         let mut store = reopened;
-        assert!(store.add("alice", "//Bob", &never).is_err(), "duplicate name");
+        assert!(
+            store.add("alice", "//Bob", &never).is_err(),
+            "duplicate name"
+        );
         store.add("bob", "//Bob", &recording).expect("add bob");
         assert_eq!(
             *asked.borrow(),
-            [PassphraseUse::New, PassphraseUse::Unlock, PassphraseUse::Unlock]
+            [
+                PassphraseUse::New,
+                PassphraseUse::Unlock,
+                PassphraseUse::Unlock
+            ]
         );
         assert_eq!(names(&store), ["alice", "bob"]);
         assert_eq!(
@@ -720,7 +730,9 @@ mod tests {
             err.to_string().starts_with("wrong keystore passphrase"),
             "{err}"
         );
-        let err = store.add("bob", "//Bob", &wrong).expect_err("wrong passphrase");
+        let err = store
+            .add("bob", "//Bob", &wrong)
+            .expect_err("wrong passphrase");
         assert!(
             err.to_string().starts_with("wrong keystore passphrase"),
             "{err}"
@@ -790,7 +802,10 @@ mod tests {
         store.add("bob", "//Bob", &recording).expect("add");
         assert_eq!(*asked.borrow(), [PassphraseUse::New]);
         let text = fs::read_to_string(&path).expect("read");
-        assert!(!text.contains("//Alice") && !text.contains("//Bob"), "{text}");
+        assert!(
+            !text.contains("//Alice") && !text.contains("//Bob"),
+            "{text}"
+        );
         assert_eq!(mode_of(&path), 0o600);
         let reopened = Keystore::open(&path).expect("reopen");
         assert!(reopened.is_encrypted());
@@ -810,7 +825,10 @@ mod tests {
         assert!(store.encrypt(&pass).expect("encrypt"));
         assert!(!store.encrypt(&never).expect("again"), "already encrypted");
         assert!(!fs::read_to_string(&path).expect("read").contains("//Alice"));
-        assert_eq!(names(&Keystore::open(&path).expect("reopen")), ["alice", "bob"]);
+        assert_eq!(
+            names(&Keystore::open(&path).expect("reopen")),
+            ["alice", "bob"]
+        );
 
         let path = dir.path().join("removed.json");
         write_private_file(&path, plain).expect("write");

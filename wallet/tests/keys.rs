@@ -177,7 +177,14 @@ fn grid_password_encrypts_the_keystore_and_unlocks_signing() {
     grid(&keystore, &transfer).assert_code(3);
     let shown = grid(
         &keystore,
-        &["key", "inspect", "alice", "--show-secret", "--output", "json"],
+        &[
+            "key",
+            "inspect",
+            "alice",
+            "--show-secret",
+            "--output",
+            "json",
+        ],
     );
     shown.assert_code(0);
     assert_eq!(
@@ -193,17 +200,24 @@ fn grid_password_encrypts_the_keystore_and_unlocks_signing() {
         "{}",
         wrong.stderr
     );
-    grid_with_password(&keystore, Some("guess"), &["key", "add", "bob", "//Bob"])
-        .assert_code(1);
+    grid_with_password(&keystore, Some("guess"), &["key", "add", "bob", "//Bob"]).assert_code(1);
     assert_eq!(fs::read_to_string(&keystore).expect("read"), on_disk);
 
     // No passphrase and no terminal: one line saying to set GRID_PASSWORD.
     let missing = grid_with_password(&keystore, None, &transfer);
     missing.assert_code(1);
-    assert!(missing.stderr.contains("set GRID_PASSWORD"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("set GRID_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
     let empty = grid_with_password(&keystore, Some(""), &transfer);
     empty.assert_code(1);
-    assert!(empty.stderr.contains("may not be empty"), "{}", empty.stderr);
+    assert!(
+        empty.stderr.contains("may not be empty"),
+        "{}",
+        empty.stderr
+    );
     let new_store = dir.path().join("new.json");
     grid_with_password(&new_store, None, &["key", "add", "alice", "//Alice"]).assert_code(1);
     assert!(!new_store.exists());

@@ -241,11 +241,7 @@ impl MasterKey {
 
     /// Reverses [`Self::seal_secret`]; `None` when authentication fails (wrong key, other
     /// associated data, or a modified ciphertext). The plaintext is wiped when dropped.
-    pub fn open_secret(
-        &self,
-        associated_data: &[u8],
-        sealed: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>> {
+    pub fn open_secret(&self, associated_data: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         self.open(SECRET_KEY_CONTEXT, associated_data, sealed)
     }
 }
@@ -321,7 +317,9 @@ mod tests {
         let sealed = key.seal_secret(b"name=a", b"//Alice").expect("seal");
         assert_eq!(sealed.len(), SECRET_NONCE_LEN + 7 + TAG_LEN);
         assert_eq!(
-            key.open_secret(b"name=a", &sealed).expect("open").as_slice(),
+            key.open_secret(b"name=a", &sealed)
+                .expect("open")
+                .as_slice(),
             b"//Alice"
         );
         assert!(key.open_secret(b"name=b", &sealed).is_none(), "other AD");
