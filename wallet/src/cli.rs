@@ -20,7 +20,12 @@ Exit codes:
 Keys come from secret URIs, derived as documented in gridchain-primitives
 (primitives/src/account.rs): `//Name` dev keys, BIP39 mnemonics with optional
 `//path` hard derivation, or `0x` + 64 hex raw ed25519 seeds. Addresses are
-SS58-style, prefix 42.";
+SS58-style, prefix 42.
+
+The keystore encrypts its secrets with a passphrase (Argon2id, XChaCha20-Poly1305):
+GRID_PASSWORD if set, else asked on the terminal. Only what needs a secret asks
+(signing with --from NAME, key add, key inspect --show-secret); names and addresses
+are readable without it.";
 
 const SECRET_URI_HELP: &str = "\
 Secret URIs (derivation in primitives/src/account.rs):
@@ -202,7 +207,8 @@ pub enum KeyCommand {
         #[arg(long)]
         show_secret: bool,
     },
-    /// Store a secret URI in the keystore under a name.
+    /// Store a secret URI in the keystore under a name, encrypted with the keystore passphrase
+    /// (GRID_PASSWORD, else asked on the terminal; twice for a new keystore).
     #[command(after_help = SECRET_URI_HELP)]
     Add {
         /// Key name: letters, digits, '-', '_', '.'.
@@ -212,13 +218,16 @@ pub enum KeyCommand {
         #[arg(env = "GRID_SECRET_URI", hide_env_values = true)]
         secret_uri: String,
     },
-    /// List the keystore's names and addresses (never secrets).
+    /// List the keystore's names and addresses (never secrets; needs no passphrase).
     List,
-    /// Delete a key from the keystore.
+    /// Delete a key from the keystore (an encrypted keystore needs no passphrase for this).
     Remove {
         /// Key name.
         name: String,
     },
+    /// Encrypt a version-1 (plain-text) keystore under a new passphrase. `key add`, `key remove`
+    /// and `key generate --save` do it too: plain text is never written.
+    Encrypt,
 }
 
 #[derive(Debug, Args)]

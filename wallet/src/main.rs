@@ -1,7 +1,7 @@
 //! `grid`, the gridchain wallet.
 //!
 //! Keys are secret URIs (derived as documented in `gridchain_primitives::account`), kept by name
-//! in a 0600 JSON keystore ([`keystore`]). Everything that reads the chain or sends a transaction
+//! in a 0600 JSON keystore, encrypted with a passphrase ([`keystore`], [`passphrase`]). Everything that reads the chain or sends a transaction
 //! goes through the typed JSON-RPC clients of `gridchain-rpc-api`, over WebSocket (transactions
 //! are watched until final) or HTTP (polled).
 //!
@@ -23,6 +23,7 @@ mod describe;
 mod failure;
 mod keystore;
 mod output;
+mod passphrase;
 mod rpc;
 
 use accounts::{resolve_account, KeystoreLocation};

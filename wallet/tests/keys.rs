@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::grid;
+use common::{grid, grid_with_password, TEST_PASSWORD};
 use gridchain_primitives::{hash::encode_hex, Pair};
 use std::{fs, os::unix::fs::PermissionsExt};
 
@@ -143,6 +143,120 @@ fn add_list_remove_keep_the_keystore_private() {
     assert!(refused.stderr.contains("chmod 600"), "{}", refused.stderr);
     let refused_signer = grid(&keystore, &["transfer", "fresh", "1", "--from", "fresh"]);
     refused_signer.assert_code(1);
+}
+
+/// An address nobody listens on: a command that gets this far resolved its signer.
+const NO_NODE: &str = "http://127.0.0.1:9";
+
+#[test]
+fn grid_password_encrypts_the_keystore_and_unlocks_signing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keystore = dir.path().join("keystore.json");
+    let bob = Pair::dev("Bob").public().to_string();
+    grid(&keystore, &["key", "add", "alice", "//Alice"]).assert_code(0);
+    let phrase = Pair::generate_mnemonic();
+    grid(&keystore, &["key", "add", "words", &phrase]).assert_code(0);
+    let on_disk = fs::read_to_string(&keystore).expect("read");
+    assert!(on_disk.contains("\"version\": 2"), "{on_disk}");
+    for secret in ["//Alice", phrase.as_str(), TEST_PASSWORD] {
+        assert!(!on_disk.contains(secret), "{secret:?} on disk:\n{on_disk}");
+    }
+
+    // Names and addresses need no passphrase.
+    let listed = grid_with_password(&keystore, None, &["key", "list", "--output", "json"]);
+    listed.assert_code(0);
+    assert_eq!(
+        listed.json()["keys"][0]["address"],
+        Pair::dev("Alice").public().to_string()
+    );
+    grid_with_password(&keystore, None, &["key", "inspect", "alice"]).assert_code(0);
+    grid_with_password(&keystore, None, &["balance", "alice", "--rpc", NO_NODE]).assert_code(3);
+
+    // Signing with a stored key: the right passphrase gets as far as the (absent) node.
+    let transfer = ["transfer", &bob, "1", "--from", "alice", "--rpc", NO_NODE];
+    grid(&keystore, &transfer).assert_code(3);
+    let shown = grid(
+        &keystore,
+        &[
+            "key",
+            "inspect",
+            "alice",
+            "--show-secret",
+            "--output",
+            "json",
+        ],
+    );
+    shown.assert_code(0);
+    assert_eq!(
+        shown.json()["secretSeed"],
+        encode_hex(&Pair::dev("Alice").seed())
+    );
+
+    // A wrong passphrase: one clear error, exit 1, nothing changed.
+    let wrong = grid_with_password(&keystore, Some("guess"), &transfer);
+    wrong.assert_code(1);
+    assert!(
+        wrong.stderr.contains("wrong keystore passphrase"),
+        "{}",
+        wrong.stderr
+    );
+    grid_with_password(&keystore, Some("guess"), &["key", "add", "bob", "//Bob"]).assert_code(1);
+    assert_eq!(fs::read_to_string(&keystore).expect("read"), on_disk);
+
+    // No passphrase and no terminal: one line saying to set GRID_PASSWORD.
+    let missing = grid_with_password(&keystore, None, &transfer);
+    missing.assert_code(1);
+    assert!(
+        missing.stderr.contains("set GRID_PASSWORD"),
+        "{}",
+        missing.stderr
+    );
+    let empty = grid_with_password(&keystore, Some(""), &transfer);
+    empty.assert_code(1);
+    assert!(
+        empty.stderr.contains("may not be empty"),
+        "{}",
+        empty.stderr
+    );
+    let new_store = dir.path().join("new.json");
+    grid_with_password(&new_store, None, &["key", "add", "alice", "//Alice"]).assert_code(1);
+    assert!(!new_store.exists());
+
+    // A secret URI on the command line needs no passphrase at all.
+    let direct = ["transfer", &bob, "1", "--from", "//Alice", "--rpc", NO_NODE];
+    grid_with_password(&keystore, None, &direct).assert_code(3);
+
+    // Removing from an encrypted keystore needs no passphrase.
+    grid_with_password(&keystore, None, &["key", "remove", "words"]).assert_code(0);
+}
+
+#[test]
+fn a_version_1_keystore_is_read_then_encrypted_by_the_first_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keystore = dir.path().join("keystore.json");
+    fs::write(
+        &keystore,
+        r#"{"version": 1, "keys": {"alice": {"secretUri": "//Alice"}}}"#,
+    )
+    .expect("write");
+    fs::set_permissions(&keystore, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let bob = Pair::dev("Bob").public().to_string();
+    let transfer = ["transfer", &bob, "1", "--from", "alice", "--rpc", NO_NODE];
+    grid_with_password(&keystore, None, &transfer).assert_code(3);
+    grid_with_password(&keystore, None, &["key", "list"]).assert_code(0);
+
+    grid_with_password(&keystore, None, &["key", "encrypt"]).assert_code(1);
+    let encrypted = grid(&keystore, &["key", "encrypt", "--output", "json"]);
+    encrypted.assert_code(0);
+    assert_eq!(encrypted.json()["encryptedNow"], true);
+    let on_disk = fs::read_to_string(&keystore).expect("read");
+    assert!(!on_disk.contains("//Alice"), "{on_disk}");
+    assert_eq!(mode_of(&keystore), 0o600);
+    grid_with_password(&keystore, None, &transfer).assert_code(1);
+    grid(&keystore, &transfer).assert_code(3);
+    let again = grid_with_password(&keystore, None, &["key", "encrypt", "--output", "json"]);
+    again.assert_code(0);
+    assert_eq!(again.json()["encryptedNow"], false);
 }
 
 #[test]

@@ -4,8 +4,12 @@
 //!   stretched with Argon2id (salt and cost parameters travel in the clear in the sealed
 //!   manifest's header, [`KdfParams`]); a raw key is used as is. Either gives the
 //!   [`MasterKey`].
-//! - The master key only seals manifests: XChaCha20-Poly1305 with a random 24-byte nonce under
-//!   `blake3::derive_key("gridchain zstor v1 manifest key", master)`.
+//! - In Zero-Store the master key only seals manifests: XChaCha20-Poly1305 with a random 24-byte
+//!   nonce under `blake3::derive_key("gridchain zstor v1 manifest key", master)`.
+//! - Other users of a passphrase (the wallet keystore) seal small secrets with
+//!   [`MasterKey::seal_secret`]: the same construction under a key derived with another context,
+//!   `"gridchain v1 passphrase-sealed secret key"`, so a sealed secret never opens as a manifest
+//!   and a manifest never opens as a secret.
 //! - Chunks are encrypted with a fresh random [`FileKey`] per stored file, kept inside the
 //!   manifest: ChaCha20-Poly1305, nonce = chunk index (unique, since the key is never reused
 //!   across files), associated data = file id, chunk index, compression flag and plaintext
@@ -22,7 +26,10 @@ use zeroize::Zeroizing;
 pub const TAG_LEN: usize = 16;
 /// Bytes of the XChaCha20 nonce in front of a sealed manifest.
 pub const MANIFEST_NONCE_LEN: usize = 24;
+/// Bytes of the XChaCha20 nonce in front of a sealed secret ([`MasterKey::seal_secret`]).
+pub const SECRET_NONCE_LEN: usize = 24;
 const MANIFEST_KEY_CONTEXT: &str = "gridchain zstor v1 manifest key";
+const SECRET_KEY_CONTEXT: &str = "gridchain v1 passphrase-sealed secret key";
 const CHUNK_AD_DOMAIN: &[u8] = b"zstor-chunk-v1";
 
 /// Where the master key comes from.
@@ -155,49 +162,87 @@ impl MasterKey {
         &self.params
     }
 
-    fn manifest_cipher(&self) -> XChaCha20Poly1305 {
-        let key = Zeroizing::new(blake3::derive_key(MANIFEST_KEY_CONTEXT, self.key.as_ref()));
+    /// XChaCha20-Poly1305 under `blake3::derive_key(context, master)`.
+    fn cipher(&self, context: &str) -> XChaCha20Poly1305 {
+        let key = Zeroizing::new(blake3::derive_key(context, self.key.as_ref()));
         XChaCha20Poly1305::new(key.as_ref().into())
     }
 
-    /// Encrypts `plaintext` with a random nonce; returns `nonce ++ ciphertext ++ tag`,
-    /// authenticating `header` as associated data.
-    pub fn seal_manifest(&self, header: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, ZstorError> {
+    /// `nonce ++ ciphertext ++ tag` under the key of `context`, with a random nonce.
+    fn seal(&self, context: &str, associated_data: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
         let mut nonce = [0u8; MANIFEST_NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let mut sealed = Vec::with_capacity(MANIFEST_NONCE_LEN + plaintext.len() + TAG_LEN);
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(plaintext);
         let tag = self
-            .manifest_cipher()
+            .cipher(context)
             .encrypt_in_place_detached(
                 XNonce::from_slice(&nonce),
-                header,
+                associated_data,
                 &mut sealed[MANIFEST_NONCE_LEN..],
             )
-            .map_err(|_| ZstorError::InvalidParams("manifest too large to encrypt".into()))?;
+            .ok()?;
         sealed.extend_from_slice(&tag);
-        Ok(sealed)
+        Some(sealed)
     }
 
-    /// Reverses [`Self::seal_manifest`]; `None` when authentication fails (wrong key, or a
-    /// modified header or body).
-    pub fn open_manifest(&self, header: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Reverses [`Self::seal`]; `None` when authentication fails.
+    fn open(
+        &self,
+        context: &str,
+        associated_data: &[u8],
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
         if sealed.len() < MANIFEST_NONCE_LEN + TAG_LEN {
             return None;
         }
         let (nonce, rest) = sealed.split_at(MANIFEST_NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut plaintext = ciphertext.to_vec();
-        self.manifest_cipher()
+        let mut plaintext = Zeroizing::new(ciphertext.to_vec());
+        self.cipher(context)
             .decrypt_in_place_detached(
                 XNonce::from_slice(nonce),
-                header,
+                associated_data,
                 &mut plaintext,
                 Tag::from_slice(tag),
             )
             .ok()?;
         Some(plaintext)
+    }
+
+    /// Encrypts `plaintext` with a random nonce; returns `nonce ++ ciphertext ++ tag`,
+    /// authenticating `header` as associated data.
+    pub fn seal_manifest(&self, header: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, ZstorError> {
+        self.seal(MANIFEST_KEY_CONTEXT, header, plaintext)
+            .ok_or_else(|| ZstorError::InvalidParams("manifest too large to encrypt".into()))
+    }
+
+    /// Reverses [`Self::seal_manifest`]; `None` when authentication fails (wrong key, or a
+    /// modified header or body).
+    pub fn open_manifest(&self, header: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        self.open(MANIFEST_KEY_CONTEXT, header, sealed)
+            .map(|plaintext| plaintext.to_vec())
+    }
+
+    /// Encrypts a small secret (a wallet keystore entry, say) with a random nonce; returns
+    /// `nonce ++ ciphertext ++ tag` ([`SECRET_NONCE_LEN`] + len + [`TAG_LEN`] bytes),
+    /// authenticating `associated_data`, which should say what the secret is (its name, the
+    /// file it belongs to) so that sealed secrets cannot be swapped. The key is derived from the
+    /// master key with a context of its own: secrets and manifests never open as each other.
+    pub fn seal_secret(
+        &self,
+        associated_data: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ZstorError> {
+        self.seal(SECRET_KEY_CONTEXT, associated_data, plaintext)
+            .ok_or_else(|| ZstorError::InvalidParams("secret too large to encrypt".into()))
+    }
+
+    /// Reverses [`Self::seal_secret`]; `None` when authentication fails (wrong key, other
+    /// associated data, or a modified ciphertext). The plaintext is wiped when dropped.
+    pub fn open_secret(&self, associated_data: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.open(SECRET_KEY_CONTEXT, associated_data, sealed)
     }
 }
 
@@ -251,5 +296,55 @@ impl ChunkBinding {
         ad[38] = u8::from(self.compressed);
         ad[39..43].copy_from_slice(&self.plain_len.to_le_bytes());
         ad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passphrase_key(passphrase: &str, params: &KdfParams) -> MasterKey {
+        KeySource::Passphrase(Zeroizing::new(passphrase.to_string()))
+            .master_key(params)
+            .expect("derive")
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key_and_associated_data() {
+        let source = KeySource::Passphrase(Zeroizing::new("pw".to_string()));
+        let params = source.fresh_kdf_params();
+        let key = passphrase_key("pw", &params);
+        let sealed = key.seal_secret(b"name=a", b"//Alice").expect("seal");
+        assert_eq!(sealed.len(), SECRET_NONCE_LEN + 7 + TAG_LEN);
+        assert_eq!(
+            key.open_secret(b"name=a", &sealed)
+                .expect("open")
+                .as_slice(),
+            b"//Alice"
+        );
+        assert!(key.open_secret(b"name=b", &sealed).is_none(), "other AD");
+        assert!(passphrase_key("wrong", &params)
+            .open_secret(b"name=a", &sealed)
+            .is_none());
+        let mut flipped = sealed.clone();
+        flipped[SECRET_NONCE_LEN] ^= 1;
+        assert!(key.open_secret(b"name=a", &flipped).is_none(), "modified");
+        assert!(key.open_secret(b"name=a", &sealed[..20]).is_none(), "short");
+    }
+
+    #[test]
+    fn secrets_and_manifests_use_separate_keys() {
+        let key = KeySource::raw_key_from_hex(&KeySource::generate_raw_key_hex())
+            .expect("key")
+            .master_key(&KdfParams::RawKey)
+            .expect("derive");
+        let secret = key.seal_secret(b"ad", b"payload").expect("seal");
+        assert!(key.open_manifest(b"ad", &secret).is_none());
+        let manifest = key.seal_manifest(b"ad", b"payload").expect("seal");
+        assert!(key.open_secret(b"ad", &manifest).is_none());
+        assert_eq!(
+            key.open_manifest(b"ad", &manifest).expect("open"),
+            b"payload"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! `grid key …`: generating, inspecting and storing keys. None of these talk to a node.
 
 use crate::{
-    accounts::KeystoreLocation, cli::KeyCommand, keystore::looks_like_secret_uri, output::Rendered,
+    accounts::KeystoreLocation,
+    cli::KeyCommand,
+    keystore::{looks_like_secret_uri, PassphraseUse},
+    output::Rendered,
 };
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use gridchain_primitives::{account::DEFAULT_ADDRESS_PREFIX, hash::encode_hex, AccountId, Pair};
 use serde_json::json;
 
@@ -14,7 +17,15 @@ pub fn run(command: KeyCommand, keystore: &KeystoreLocation) -> Result<Rendered>
         KeyCommand::Add { name, secret_uri } => add(&name, &secret_uri, keystore),
         KeyCommand::List => list(keystore),
         KeyCommand::Remove { name } => remove(&name, keystore),
+        KeyCommand::Encrypt => encrypt(keystore),
     }
+}
+
+/// The passphrase source of `keystore`'s commands.
+fn passphrase(
+    keystore: &KeystoreLocation,
+) -> impl Fn(&std::path::Path, PassphraseUse) -> Result<zeroize::Zeroizing<String>> + '_ {
+    |path, use_| keystore.passphrase(path, use_)
 }
 
 fn public_key_hex(account: &AccountId) -> String {
@@ -37,7 +48,7 @@ fn generate(save: Option<&str>, keystore: &KeystoreLocation) -> Result<Rendered>
     });
     if let Some(name) = save {
         let mut store = keystore.open()?;
-        store.add(name, &mnemonic)?;
+        store.add(name, &mnemonic, &passphrase(keystore))?;
         text.push_str(&format!(
             "saved as:   {name} in {}\n",
             store.path().display()
@@ -77,18 +88,30 @@ fn inspect(input: &str, show_secret: bool, keystore: &KeystoreLocation) -> Resul
         }
         Err(e) => e,
     };
-    match keystore.open()?.get(input)? {
+    let store = keystore.open()?;
+    let not_found =
+        || anyhow!("'{input}' is not a secret URI, an address ({address_error}) or a key name");
+    if !show_secret {
+        // The address is enough: no passphrase needed.
+        let account = store.account(input)?.ok_or_else(not_found)?;
+        return Ok(describe_account(&account, Some(input), None));
+    }
+    match store.get(input, &passphrase(keystore))? {
         Some(key) => Ok(describe_pair(&key.pair, Some(&key.name), show_secret)),
-        None => bail!("'{input}' is not a secret URI, an address ({address_error}) or a key name"),
+        None => Err(not_found()),
     }
 }
 
 fn describe_pair(pair: &Pair, name: Option<&str>, show_secret: bool) -> Rendered {
-    let account = pair.public();
+    let seed = show_secret.then(|| pair.seed());
+    describe_account(&pair.public(), name, seed.as_ref().map(|seed| &seed[..]))
+}
+
+fn describe_account(account: &AccountId, name: Option<&str>, seed: Option<&[u8]>) -> Rendered {
     let mut text = String::new();
     let mut json = json!({
         "address": account,
-        "publicKey": public_key_hex(&account),
+        "publicKey": public_key_hex(account),
     });
     if let Some(name) = name {
         text.push_str(&format!("name:        {name}\n"));
@@ -96,10 +119,10 @@ fn describe_pair(pair: &Pair, name: Option<&str>, show_secret: bool) -> Rendered
     }
     text.push_str(&format!(
         "address:     {account}\npublic key:  {}",
-        public_key_hex(&account)
+        public_key_hex(account)
     ));
-    if show_secret {
-        let seed = encode_hex(&pair.seed());
+    if let Some(seed) = seed {
+        let seed = encode_hex(seed);
         text.push_str(&format!("\nsecret seed: {seed}"));
         json["secretSeed"] = json!(seed);
     }
@@ -108,7 +131,7 @@ fn describe_pair(pair: &Pair, name: Option<&str>, show_secret: bool) -> Rendered
 
 fn add(name: &str, secret_uri: &str, keystore: &KeystoreLocation) -> Result<Rendered> {
     let mut store = keystore.open()?;
-    let key = store.add(name, secret_uri)?;
+    let key = store.add(name, secret_uri, &passphrase(keystore))?;
     let json = json!({
         "name": key.name,
         "address": key.account(),
@@ -125,20 +148,20 @@ fn add(name: &str, secret_uri: &str, keystore: &KeystoreLocation) -> Result<Rend
 
 fn list(keystore: &KeystoreLocation) -> Result<Rendered> {
     let store = keystore.open()?;
-    let keys = store.keys()?;
+    let keys = store.accounts()?;
     let json = json!({
         "keystore": store.path(),
         "keys": keys
             .iter()
-            .map(|key| json!({ "name": key.name, "address": key.account() }))
+            .map(|(name, account)| json!({ "name": name, "address": account }))
             .collect::<Vec<_>>(),
     });
     let text = if keys.is_empty() {
         format!("no keys in {}", store.path().display())
     } else {
-        let width = keys.iter().map(|k| k.name.len()).max().unwrap_or(0);
+        let width = keys.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
         keys.iter()
-            .map(|key| format!("{:width$}  {}", key.name, key.account()))
+            .map(|(name, account)| format!("{name:width$}  {account}"))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -147,8 +170,20 @@ fn list(keystore: &KeystoreLocation) -> Result<Rendered> {
 
 fn remove(name: &str, keystore: &KeystoreLocation) -> Result<Rendered> {
     let mut store = keystore.open()?;
-    let key = store.remove(name)?;
-    let json = json!({ "removed": key.name, "address": key.account() });
-    let text = format!("removed {} ({})", key.name, key.account());
+    let account = store.remove(name, &passphrase(keystore))?;
+    let json = json!({ "removed": name, "address": account });
+    let text = format!("removed {name} ({account})");
+    Ok(Rendered::new(json, text))
+}
+
+fn encrypt(keystore: &KeystoreLocation) -> Result<Rendered> {
+    let mut store = keystore.open()?;
+    let encrypted_now = store.encrypt(&passphrase(keystore))?;
+    let json = json!({ "keystore": store.path(), "encryptedNow": encrypted_now });
+    let text = if encrypted_now {
+        format!("encrypted {}", store.path().display())
+    } else {
+        format!("{} is encrypted already", store.path().display())
+    };
     Ok(Rendered::new(json, text))
 }

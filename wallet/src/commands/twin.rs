@@ -83,8 +83,7 @@ impl TwinRequest {
                         keystore
                             .open()
                             .ok()
-                            .and_then(|store| store.get(&text).ok().flatten())
-                            .map(|key| key.account())
+                            .and_then(|store| store.account(&text).ok().flatten())
                     };
                     TwinRequest::Show(TwinRef::Name(text, key_account))
                 }

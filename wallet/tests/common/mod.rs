@@ -42,16 +42,29 @@ impl GridRun {
     }
 }
 
-/// Runs `grid` with `args`, a keystore at `keystore`, and no inherited GRID_* settings.
+/// The keystore passphrase [`grid`] gives through `GRID_PASSWORD`.
+pub const TEST_PASSWORD: &str = "test keystore passphrase";
+
+/// Runs `grid` with `args`, a keystore at `keystore` whose passphrase is [`TEST_PASSWORD`]
+/// (`GRID_PASSWORD`), no terminal, and no other inherited GRID_* settings.
 pub fn grid(keystore: &Path, args: &[&str]) -> GridRun {
-    let output: Output = Command::new(env!("CARGO_BIN_EXE_grid"))
+    grid_with_password(keystore, Some(TEST_PASSWORD), args)
+}
+
+/// [`grid`] with another `GRID_PASSWORD`, or none (`None`: the variable is unset).
+pub fn grid_with_password(keystore: &Path, password: Option<&str>, args: &[&str]) -> GridRun {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_grid"));
+    command
         .args(args)
         .env_remove("GRID_RPC")
         .env_remove("GRID_SECRET_URI")
+        .env_remove("GRID_PASSWORD")
         .env("GRID_KEYSTORE", keystore)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run grid");
+        .stdin(Stdio::null());
+    if let Some(password) = password {
+        command.env("GRID_PASSWORD", password);
+    }
+    let output: Output = command.output().expect("run grid");
     GridRun {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
