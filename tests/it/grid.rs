@@ -22,6 +22,7 @@ use gridchain_runtime::{
     twins, Call,
 };
 use gridchain_tests::{chain_context, signed, DevNode};
+use parity_scale_codec::Encode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const UNIT: u128 = 1_000_000_000_000;
@@ -452,11 +453,27 @@ async fn reservation_lifecycle_with_billing_grace_and_refill() {
         .unwrap();
     assert!(r.billing.deposit > 4 * UNIT);
     assert_eq!(account.reserved, r.billing.deposit);
+    // The user keeps ~10 s of billing after this transfer's own fee (priced by its weight; an
+    // amount as large as the free balance encodes at least as long as the one sent).
+    let fee = {
+        let probe = gridchain_runtime::Extrinsic::sign(
+            &user,
+            Call::Balances(balances::Call::Transfer {
+                dest: alice.public(),
+                amount: account.free,
+            }),
+            0,
+            0,
+            0,
+            grid.chain,
+        );
+        gridchain_runtime::extrinsic_fee(&probe, probe.encoded_size())
+    };
     grid.ok(
         &user,
         Call::Balances(balances::Call::Transfer {
             dest: alice.public(),
-            amount: account.free - UNIT / 400 - UNIT / 500,
+            amount: account.free - UNIT / 400 - fee,
         }),
     )
     .await;
