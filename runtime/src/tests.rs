@@ -423,6 +423,7 @@ fn validator_set_changes_exactly_at_the_announced_height() {
     // chosen at the end of block 3 and signs from height 8 on.
     let mut announced = None;
     let mut seen = Vec::new();
+    let mut states = vec![state.clone()];
     for number in 1..=12u64 {
         // The node asks the state after block number - 1 which set signs `number`.
         seen.push(validators::validator_set_at(&state, number));
@@ -441,6 +442,7 @@ fn validator_set_changes_exactly_at_the_announced_height() {
         };
         let (after, built) = next_block(state, number, xts);
         state = after;
+        states.push(state.clone());
         assert!(built.events.iter().any(|r| r.event
             == Event::Validators(validators::Event::BlockRewarded {
                 proposer: Pair::dev("Charlie").public(),
@@ -470,6 +472,25 @@ fn validator_set_changes_exactly_at_the_announced_height() {
         let expected = if height < 8 { &old } else { &new };
         assert_eq!(set, expected, "set of height {height}");
     }
+    // What sync assumes before checking certificate signatures: from any state, the signers of
+    // every height up to the horizon are among the keys it names. Epoch ends 3 and 7: from the
+    // state after block 2 only the old set is known (to 7); after 3, old and new (to 11).
+    for (best, known_state) in states.iter().enumerate() {
+        let (horizon, keys) = validators::signers_known_until(known_state, best as u64);
+        let expected_horizon = (best as u64 + 1) / 4 * 4 + 7;
+        assert_eq!(horizon, expected_horizon, "horizon from block {best}");
+        for height in best as u64 + 1..=horizon.min(12) {
+            let set = validators::validator_set_at(&states[height as usize - 1], height);
+            for v in set {
+                assert!(
+                    keys.contains(&v.consensus_key),
+                    "from block {best}: signer of height {height} unknown"
+                );
+            }
+        }
+    }
+    let (_, keys_at_2) = validators::signers_known_until(&states[2], 2);
+    assert!(!keys_at_2.contains(&bob.public()));
     // The only new tokens are the block rewards.
     assert_eq!(issuance(&state), initial_issuance + 12 * reward);
     let ctx: Context = Context::new(gridchain_primitives::Overlay::new(&state));

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 use gridchain_sync::fixtures::{final_blocks, grow, importer, node};
-use gridchain_sync::import::check_signatures;
+use gridchain_sync::import::{check_signatures, KnownSigners};
 use std::time::Instant;
 
 const SEGMENT: u64 = 512;
@@ -42,7 +42,8 @@ fn main() {
         let last = (first + SEGMENT - 1).min(blocks);
         let segment = final_blocks(&source, first, last);
         let started = Instant::now();
-        let checked = check_signatures(target.chain, segment).unwrap();
+        let known = KnownSigners::at_best(&target.storage).unwrap();
+        let checked = check_signatures(target.chain, &known, segment).unwrap();
         stage1 += started.elapsed().as_secs_f64();
         let started = Instant::now();
         for block in checked {

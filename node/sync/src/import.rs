@@ -1,7 +1,9 @@
 //! Verifying and importing final blocks, in two stages so they can run on two cores at once:
 //!
-//! 1. [`check_signatures`] needs no chain state: each block's certificate signatures and every
-//!    transaction signature. Any thread, any order.
+//! 1. [`check_signatures`] needs no more chain state than [`KnownSigners`] (read once from the
+//!    best state): a certificate naming a signer that is no validator of its height is refused
+//!    before any cryptography; then each block's certificate signatures and every transaction
+//!    signature. Any thread, any order.
 //! 2. [`Importer::import`] runs in chain order on the best state: the block extends the best
 //!    block; the certificate's signers hold more than 2/3 of the power of the block's validator
 //!    set (read from the state, as consensus does); execution reproduces the header's
@@ -10,10 +12,15 @@
 //! Every failure that the block's bytes explain is an [`ImportError::Peer`]: the sender is at
 //! fault and nothing was written.
 
-use gridchain_primitives::{finality::CommitCertificate, signature, ChainContext, Hash, Header};
+use gridchain_primitives::{
+    block::BlockNumber, finality::CommitCertificate, signature, AccountId, ChainContext, Hash,
+    Header, StateRead,
+};
+use gridchain_runtime::validators;
 use gridchain_runtime::Block;
 use gridchain_storage::Storage;
 use gridchain_txpool::TxPool;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -49,11 +56,50 @@ impl CheckedBlock {
     }
 }
 
+/// The consensus keys that can sign a certificate of any height up to `horizon`, as far as a
+/// state before those heights tells. A certificate of a height in that range naming anyone else
+/// is forged; past it, only import can tell.
+#[derive(Debug, Clone)]
+pub struct KnownSigners {
+    horizon: BlockNumber,
+    keys: BTreeSet<AccountId>,
+}
+
+impl KnownSigners {
+    /// From the state after block `best` ([`validators::signers_known_until`]).
+    pub fn at(state: &dyn StateRead, best: BlockNumber) -> KnownSigners {
+        let (horizon, keys) = validators::signers_known_until(state, best);
+        KnownSigners { horizon, keys }
+    }
+
+    /// [`KnownSigners::at`] the best block of `storage`.
+    pub fn at_best(storage: &Storage) -> Result<KnownSigners, ImportError> {
+        let best = storage
+            .best_header()
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| anyhow::anyhow!("the database has no best block"))?;
+        Ok(KnownSigners::at(storage, best.number))
+    }
+
+    /// The first signer of `certificate` known not to be a validator of its height.
+    fn outsider(&self, certificate: &CommitCertificate) -> Option<AccountId> {
+        if certificate.height > self.horizon {
+            return None;
+        }
+        certificate
+            .signatures
+            .iter()
+            .map(|(who, _)| *who)
+            .find(|who| !self.keys.contains(who))
+    }
+}
+
 /// Stage 1: checks every signature of `blocks` on chain `chain` — certificates and
 /// transactions together, spread over the machine's cores (a segment may hold a few huge blocks
 /// among many empty ones), in batches that give the verdict of checking each alone (ZIP-215).
 pub fn check_signatures(
     chain: ChainContext,
+    known: &KnownSigners,
     blocks: Vec<FinalBlock>,
 ) -> Result<Vec<CheckedBlock>, ImportError> {
     let mut checked = Vec::with_capacity(blocks.len());
@@ -63,8 +109,9 @@ pub fn check_signatures(
         if certificate.height != number || certificate.block_hash != hash {
             return Err(peer_fault(number, "the certificate is for another block"));
         }
-        // Before any signature is checked: no set has more members than the chain allows, and
-        // a signer signs once. The set itself (and so who may sign) is known only at import.
+        // Before any signature is checked: no set has more members than the chain allows, a
+        // signer signs once, and within the known horizon every signer is a validator. The
+        // exact set (and the power it takes) is checked at import.
         let signers = certificate.signatures.len();
         if signers > gridchain_runtime::validators::MAX_VALIDATORS as usize {
             return Err(peer_fault(
@@ -76,6 +123,12 @@ pub fn check_signatures(
             certificate.signatures.iter().map(|(who, _)| who).collect();
         if unique.len() != signers {
             return Err(peer_fault(number, "the certificate names a signer twice"));
+        }
+        if let Some(outsider) = known.outsider(&certificate) {
+            return Err(peer_fault(
+                number,
+                format!("the certificate is signed by {outsider}, not a validator of that height"),
+            ));
         }
         checked.push(CheckedBlock {
             block,

@@ -34,7 +34,7 @@ pub mod protocol;
 mod tests;
 
 use gridchain_network::{Network, PeerId};
-use import::{check_signatures, CheckedBlock, ImportError, Importer};
+use import::{check_signatures, CheckedBlock, ImportError, Importer, KnownSigners};
 use parity_scale_codec::Encode;
 use protocol::{SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST};
 use std::collections::VecDeque;
@@ -265,6 +265,7 @@ async fn import_range(
             let last = (next + SEGMENT_BLOCKS - 1).min(to);
             in_flight.push_back(tokio::spawn(fetch_segment(
                 bans.clone(),
+                importer.storage.clone(),
                 importer.chain,
                 sources.clone(),
                 turn,
@@ -335,6 +336,7 @@ async fn import_range(
 /// checks the chunk's signatures.
 fn fetch_segment(
     bans: Bans,
+    storage: Arc<gridchain_storage::Storage>,
     chain: gridchain_primitives::ChainContext,
     sources: Arc<Vec<(PeerId, u64)>>,
     turn: usize,
@@ -363,6 +365,7 @@ fn fetch_segment(
             let rest = (got_last < last).then(|| {
                 tokio::spawn(fetch_segment(
                     bans.clone(),
+                    storage.clone(),
                     chain,
                     sources.clone(),
                     turn,
@@ -370,7 +373,12 @@ fn fetch_segment(
                     last,
                 ))
             });
-            match tokio::task::spawn_blocking(move || check_signatures(chain, blocks)).await {
+            let state = storage.clone();
+            let check = move || {
+                let known = KnownSigners::at_best(&state)?;
+                check_signatures(chain, &known, blocks)
+            };
+            match tokio::task::spawn_blocking(check).await {
                 Ok(Ok(blocks)) => return Ok(Chunk { peer, blocks, rest }),
                 Ok(Err(ImportError::Peer { number, reason })) => {
                     bans.ban(peer, &format!("block {number}: {reason}"))

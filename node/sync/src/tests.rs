@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::fixtures::{certificate, final_blocks, grow, importer, node, Node, VALIDATORS};
-use crate::import::{check_signatures, ImportError};
+use crate::import::{check_signatures, ImportError, KnownSigners};
 use crate::protocol::{
     serve, FinalBlock, Server, SyncRequest, SyncResponse, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_PEER,
 };
@@ -16,13 +16,17 @@ use std::time::Duration;
 
 fn import_all(target: &Node, blocks: Vec<FinalBlock>) -> Result<u64, ImportError> {
     let importer = importer(target);
-    let checked = check_signatures(target.chain, blocks)?;
+    let checked = check_signatures(target.chain, &known(target), blocks)?;
     let mut count = 0;
     for block in checked {
         importer.import(block)?;
         count += 1;
     }
     Ok(count)
+}
+
+fn known(node: &Node) -> KnownSigners {
+    KnownSigners::at_best(&node.storage).unwrap()
 }
 
 fn best(node: &Node) -> u64 {
@@ -90,7 +94,7 @@ fn forged_signatures_are_caught_before_anything_executes() {
     let mut blocks = final_blocks(&source, 1, 2);
     blocks[0].certificate.signatures[0].1 .0[0] ^= 1;
     assert!(matches!(
-        check_signatures(target.chain, blocks),
+        check_signatures(target.chain, &known(&target), blocks),
         Err(ImportError::Peer { number: 1, .. })
     ));
 
@@ -99,7 +103,9 @@ fn forged_signatures_are_caught_before_anything_executes() {
     // The certificate still names the original block: re-certify the tampered one, so only the
     // transaction signature is wrong.
     blocks[1].certificate = certificate(source.chain, &blocks[1].block, &VALIDATORS[..3]);
-    let err = check_signatures(target.chain, blocks).err().unwrap();
+    let err = check_signatures(target.chain, &known(&target), blocks)
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, ImportError::Peer { number: 2, reason } if reason.contains("bad signature")),
         "{err}"
@@ -107,22 +113,38 @@ fn forged_signatures_are_caught_before_anything_executes() {
 
     let mut blocks = final_blocks(&source, 1, 1);
     blocks[0].certificate.block_hash = Hash::of(b"another block");
-    assert!(check_signatures(target.chain, blocks).is_err());
+    assert!(check_signatures(target.chain, &known(&target), blocks).is_err());
 
     // Oversized or repeated signer lists are refused before any signature is checked.
     let mut blocks = final_blocks(&source, 1, 1);
     let first = blocks[0].certificate.signatures[0];
     blocks[0].certificate.signatures.push(first);
-    let err = check_signatures(target.chain, blocks).err().unwrap();
+    let err = check_signatures(target.chain, &known(&target), blocks)
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, ImportError::Peer { reason, .. } if reason.contains("twice")),
         "{err}"
     );
     let mut blocks = final_blocks(&source, 1, 1);
     blocks[0].certificate.signatures = vec![first; 1_001];
-    let err = check_signatures(target.chain, blocks).err().unwrap();
+    let err = check_signatures(target.chain, &known(&target), blocks)
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, ImportError::Peer { reason, .. } if reason.contains("more than any")),
+        "{err}"
+    );
+    // A signer outside every set the target knows for that height is refused before its
+    // signature is looked at (this one is garbage too: the verdict names the outsider).
+    let mut blocks = final_blocks(&source, 1, 1);
+    let outsider = gridchain_primitives::Pair::dev("Mallory").public();
+    blocks[0].certificate.signatures[0].0 = outsider;
+    let err = check_signatures(target.chain, &known(&target), blocks)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, ImportError::Peer { reason, .. } if reason.contains("not a validator") && reason.contains(&outsider.to_string())),
         "{err}"
     );
     assert_eq!(best(&target), 0);

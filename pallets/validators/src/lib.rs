@@ -419,6 +419,28 @@ pub fn scheduled_change(state: &dyn StateRead) -> Option<(BlockNumber, Vec<Valid
     scheduled_set(&ctx).map(|s| (s.since, s.validators))
 }
 
+/// What the state after block `best` tells about who signs later heights: every height up to
+/// the returned horizon is signed by the active or the scheduled set, whose consensus keys are
+/// returned. (A change is scheduled at the last block of an epoch and takes effect one whole
+/// epoch later, so the sets are known to the end of the epoch after the next epoch end.) Sync
+/// refuses a certificate of such a height naming anyone else before checking any signature.
+pub fn signers_known_until(
+    state: &dyn StateRead,
+    best: BlockNumber,
+) -> (BlockNumber, std::collections::BTreeSet<AccountId>) {
+    let ctx = Context::<()>::new(Overlay::new(state));
+    let epoch = config(&ctx).epoch_length.max(1);
+    let next_epoch_end = ((best + 1) / epoch + 1) * epoch - 1;
+    let mut keys: std::collections::BTreeSet<AccountId> = set_for_height(&ctx, best + 1)
+        .iter()
+        .map(|v| v.consensus_key)
+        .collect();
+    if let Some(next) = scheduled_set(&ctx) {
+        keys.extend(next.validators.iter().map(|v| v.consensus_key));
+    }
+    (next_epoch_end.saturating_add(epoch), keys)
+}
+
 /// The epoch of `height`.
 pub fn epoch_of(height: BlockNumber, epoch_length: u64) -> u64 {
     height / epoch_length.max(1)
