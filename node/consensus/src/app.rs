@@ -64,6 +64,13 @@ const MAX_OPEN_STREAMS: usize = 64;
 /// re-proposals); beyond this its own oldest is dropped, so one peer opening streams without end
 /// neither holds memory for them nor pushes out the streams of others.
 const MAX_STREAMS_PER_PUBLISHER: usize = 4;
+/// Heights ahead of ours whose proposal streams are reassembled (their blocks wait in
+/// `FutureProposals` until we get there).
+const MAX_HEIGHTS_AHEAD: u64 = 4;
+/// Rounds ahead of ours (at our height; of round 0 at later heights) whose proposal streams are
+/// reassembled: a validator may be a few rounds ahead of us after a timeout, but a stream for
+/// round 1,000 is someone filling our memory.
+const MAX_ROUNDS_AHEAD: u32 = 8;
 /// Largest stream accepted (a full block plus framing).
 const MAX_STREAM_BYTES: usize = gridchain_runtime::MAX_BLOCK_BYTES + 1024 * 1024;
 /// Most parts in one stream: a full block in `PART_BYTES` slices, `Init` and `Fin`.
@@ -157,6 +164,9 @@ pub(crate) struct CompleteStream {
 pub(crate) struct PartStreams {
     open: HashMap<(PeerId, StreamId), OpenStream>,
     next_arrival: u64,
+    /// Our (height, round) once consensus runs: streams outside the window it allows are
+    /// refused before anything is kept.
+    position: Option<(u64, u32)>,
 }
 
 struct OpenStream {
@@ -245,6 +255,32 @@ fn frame_stream(
     messages
 }
 
+/// The (height, round) a stream id names (`frame_stream` makes them so).
+fn stream_position(id: &StreamId) -> Option<(u64, u32)> {
+    let bytes = id.to_bytes();
+    let bytes: &[u8] = &bytes;
+    if bytes.len() != 12 {
+        return None;
+    }
+    let height = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+    let round = u32::from_le_bytes(bytes[8..].try_into().ok()?);
+    Some((height, round))
+}
+
+/// Whether a stream at `at` is worth reassembling from `position` (ours; `None` before
+/// consensus starts: everything is).
+fn within_window(position: Option<(u64, u32)>, at: (u64, u32)) -> bool {
+    let Some((height, round)) = position else {
+        return true;
+    };
+    let (h, r) = at;
+    if h < height || h > height + MAX_HEIGHTS_AHEAD {
+        return false;
+    }
+    let base = if h == height { round } else { 0 };
+    r <= base.saturating_add(MAX_ROUNDS_AHEAD)
+}
+
 impl PartStreams {
     /// Streams of `publisher` being reassembled.
     #[cfg(test)]
@@ -260,6 +296,15 @@ impl PartStreams {
     ) -> Result<Option<CompleteStream>, String> {
         let key = (publisher, message.stream_id.clone());
         if !self.open.contains_key(&key) {
+            let Some(at) = stream_position(&message.stream_id) else {
+                return Err("proposal stream id is not a (height, round)".into());
+            };
+            if !within_window(self.position, at) {
+                return Err(format!(
+                    "proposal stream for height {} round {} is outside our window ({:?})",
+                    at.0, at.1, self.position
+                ));
+            }
             let own = self.open.keys().filter(|(p, _)| *p == publisher).count();
             let full = own >= MAX_STREAMS_PER_PUBLISHER || self.open.len() >= MAX_OPEN_STREAMS;
             // The publisher's own oldest stream goes first; another's only when the publisher
@@ -330,12 +375,11 @@ impl PartStreams {
         Ok(Some(CompleteStream { init, data, fin }))
     }
 
-    fn forget_below(&mut self, _height: u64) {
-        // Stream ids start with the SCALE height, little endian.
+    /// Moves the window to our `(height, round)`, dropping the streams it no longer allows.
+    pub fn set_position(&mut self, height: u64, round: u32) {
+        self.position = Some((height, round));
         self.open.retain(|(_, id), _| {
-            let bytes = id.to_bytes();
-            bytes.len() >= 8
-                && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) >= _height
+            stream_position(id).is_some_and(|at| within_window(Some((height, round)), at))
         });
     }
 }
@@ -476,6 +520,8 @@ impl App {
                 tracing::debug!(%height, %round, %proposer, ?role, "round started");
                 self.current_height = height.0;
                 self.status.set_round(height.0, round.as_i64());
+                self.streams
+                    .set_position(height.0, round.as_u32().unwrap_or(0));
                 self.check_future_proposals()?;
                 let values = round
                     .as_u32()
@@ -709,7 +755,7 @@ impl App {
         }
         if height > self.current_height {
             let queued: usize = self.future.by_height.values().map(Vec::len).sum();
-            if queued < MAX_FUTURE_PROPOSALS && height <= self.current_height + 4 {
+            if queued < MAX_FUTURE_PROPOSALS && height <= self.current_height + MAX_HEIGHTS_AHEAD {
                 self.future
                     .by_height
                     .entry(height)
@@ -725,7 +771,6 @@ impl App {
     fn check_future_proposals(&mut self) -> anyhow::Result<()> {
         let current = self.current_height;
         self.future.by_height.retain(|h, _| *h >= current);
-        self.streams.forget_below(current);
         if let Some(streams) = self.future.by_height.remove(&current) {
             for stream in streams {
                 self.check_stream(stream)?;

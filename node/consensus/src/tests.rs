@@ -408,6 +408,9 @@ async fn n4f1_tampered_proposals_are_refused() {
             .enumerate()
         {
             let round = rounds_of_faulty[k + 1];
+            // Each in a round the faulty node proposes, as an honest node would be in it
+            // (streams far ahead of our round are not even reassembled).
+            n.start_round(1, round).await;
             let value = n.receive(from, signed(bad, round)).await.expect("complete");
             assert_eq!(value.validity, Validity::Invalid, "tampered block {k}");
         }
@@ -584,6 +587,52 @@ mod streams {
             .unwrap()
             .expect("the honest stream survived the spam");
         assert_eq!(complete.data, data);
+    }
+
+    /// Streams for heights behind ours, too far ahead, or rounds far ahead of ours are refused
+    /// before anything of them is kept; moving on drops the streams left behind.
+    #[test]
+    fn streams_outside_the_height_and_round_window_are_refused() {
+        let part_at = |height: u64, round: u32| {
+            let id = malachitebft_app_channel::app::streaming::StreamId::new(bytes::Bytes::from(
+                (height, round).encode(),
+            ));
+            StreamMessage::new(id, 1, StreamContent::Data(ProposalPart::Data(vec![0; 64])))
+        };
+        let mut streams = crate::app::PartStreams::default();
+        streams.set_position(10, 2);
+        for (height, round) in [(9, 0), (15, 0), (10, 11), (11, 9), (14, 1_000)] {
+            let refused = streams.insert(peer_id(3), part_at(height, round));
+            assert!(refused.is_err(), "({height}, {round}) was accepted");
+        }
+        assert_eq!(streams.open_count(&peer_id(3)), 0);
+        let garbage = StreamMessage::new(
+            malachitebft_app_channel::app::streaming::StreamId::new(bytes::Bytes::from_static(
+                b"not a position",
+            )),
+            1,
+            StreamContent::Data(ProposalPart::Data(vec![0; 8])),
+        );
+        assert!(streams.insert(peer_id(3), garbage).is_err());
+        for (height, round) in [(10, 2), (10, 10), (11, 8), (14, 0)] {
+            let kept = streams.insert(peer_id(4), part_at(height, round));
+            assert!(matches!(kept, Ok(None)), "({height}, {round}) was refused");
+        }
+        assert_eq!(streams.open_count(&peer_id(4)), 4);
+        // At height 11 the streams of height 10 are gone.
+        streams.set_position(11, 0);
+        assert_eq!(streams.open_count(&peer_id(4)), 2);
+        // An honest proposal of our height and round still completes.
+        let signer = GridSigner {
+            key: Pair::dev("Alice"),
+            genesis: Hash::ZERO,
+        };
+        let data = vec![5u8; 1_000];
+        let mut complete = None;
+        for part in proposal_stream(&signer, Hash::ZERO, 11, 0, -1, &data) {
+            complete = streams.insert(peer_id(1), part).unwrap();
+        }
+        assert_eq!(complete.expect("complete").data, data);
     }
 
     proptest! {
