@@ -65,8 +65,8 @@
 //! since they can seal any value to themselves anyway. A party that can sign as the owner can do
 //! anything the owner can.
 //!
-//! [`SealPurpose`] is extensible: new purposes (the next is registry credentials of a
-//! container) are appended as new variants, which keeps the SCALE index of the existing ones.
+//! [`SealPurpose`] is extensible: new purposes (registry credentials of a container were the
+//! third) are appended as new variants, which keeps the SCALE index of the existing ones.
 
 use crate::{AccountId, Hash};
 use hpke::{
@@ -99,6 +99,8 @@ pub enum SealPurpose {
     Env { name: String },
     /// The password of a zdb namespace workload.
     ZdbPassword,
+    /// `username:password` for the registry a container workload's image is pulled from.
+    RegistryAuth,
 }
 
 /// Where a sealed value belongs: it opens only in exactly this context. See the module docs.

@@ -210,6 +210,7 @@ fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment 
                         network: "net".into(),
                         ip: Some("10.1.0.10".into()),
                     }],
+                    registry_auth: None,
                 },
             },
         ],
@@ -227,6 +228,7 @@ fn all_ok(d: &Deployment) -> Vec<WorkloadResult> {
                 "app" => ResultData::Container {
                     container_id: "c-1".into(),
                     ips: vec!["10.1.0.10".into()],
+                    image_digest: String::new(),
                 },
                 "db" => ResultData::Zdb {
                     namespace: "ns-1".into(),

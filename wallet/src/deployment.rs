@@ -118,6 +118,7 @@ pub struct WorkloadFile {
     env: Option<Vec<(String, EnvEntry)>>,
     mounts: Option<Vec<MountFile>>,
     networks: Option<Vec<NetworkFile>>,
+    registry_auth: Option<RegistryAuthFile>,
     // zdb and volume
     size: Option<Size>,
     // zdb
@@ -133,6 +134,14 @@ pub struct WorkloadFile {
 enum ZdbModeFile {
     User,
     Seq,
+}
+
+/// Credentials for a private image's registry; sealed to the node, never sent in the clear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryAuthFile {
+    username: String,
+    password: Scalar,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,7 +464,12 @@ impl WorkloadFile {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 14] = [
+        let given: [(&str, bool, &[Kind]); 15] = [
+            (
+                "registryAuth",
+                self.registry_auth.is_some(),
+                &[Kind::Container],
+            ),
             ("image", self.image.is_some(), &[Kind::Container]),
             ("cpu", self.cpu.is_some(), &[Kind::Container]),
             ("memory", self.memory.is_some(), &[Kind::Container]),
@@ -485,6 +499,7 @@ impl WorkloadFile {
             let what = match &purpose {
                 SealPurpose::Env { name } => format!("env {name}"),
                 SealPurpose::ZdbPassword => "the password".into(),
+                SealPurpose::RegistryAuth => "the registry credentials".into(),
             };
             to.seal(name, purpose, plaintext.as_bytes())
                 .map(Bytes)
@@ -534,6 +549,19 @@ impl WorkloadFile {
                         ip: n.ip.clone(),
                     })
                     .collect(),
+                registry_auth: match &self.registry_auth {
+                    None => None,
+                    Some(auth) if auth.username.is_empty() || auth.username.contains(':') => {
+                        bail!(
+                            "{}: registryAuth.username must be non-empty, without ':'",
+                            context()
+                        )
+                    }
+                    Some(auth) => Some(sealed(
+                        SealPurpose::RegistryAuth,
+                        &format!("{}:{}", auth.username, auth.password.0),
+                    )?),
+                },
             },
             Kind::Zdb => WorkloadSpec::ZdbNamespace {
                 size: self.size.ok_or_else(|| required("size"))?.0,

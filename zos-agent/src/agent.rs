@@ -19,7 +19,9 @@ use crate::{
     capacity,
     chain::Chain,
     light::{self, LightClient, Refused},
-    provision::{container::Containers, network::Networks, volume::Volumes, zdb::ZdbAdmin},
+    provision::{
+        container::Containers, image::Images, network::Networks, volume::Volumes, zdb::ZdbAdmin,
+    },
     reconcile::{node_tag, Reconciler},
 };
 use anyhow::{bail, Context as _};
@@ -53,6 +55,11 @@ pub struct AgentConfig {
     pub zdb_share_percent: u64,
     pub capacity_period: Duration,
     pub reconcile_interval: Duration,
+    /// Pulled images no live workload used for this long are removed.
+    pub image_grace: Duration,
+    /// Pulled images together may take this many bytes; beyond it, unused ones are removed
+    /// before their grace time, least recently used first.
+    pub image_budget: u64,
 }
 
 /// The last final block the agent processed, persisted in `<data dir>/cursor.json`.
@@ -207,6 +214,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         node_seed: config.node_key.seed(),
         genesis_hash,
         containers: Containers::new(docker.clone(), &node_tag),
+        images: Images::new(docker.clone(), Some(config.data_dir.join("images.json"))),
+        image_grace: config.image_grace,
+        image_budget: config.image_budget,
         volumes: Volumes::new(docker, &node_tag, &config.data_dir.join("volumes")),
         networks: Networks::new(&node_tag, &config.data_dir.join("interfaces.json"))?,
         node_tag,
@@ -349,7 +359,9 @@ async fn follow(
                 );
             }
             let wanted = desired(&snap);
-            if wanted != last_state || last_pass.elapsed() >= config.reconcile_interval {
+            // A pull that ended (either way) changes what the node can run: pass at once.
+            let pulled = reconciler.images.take_settled();
+            if wanted != last_state || pulled || last_pass.elapsed() >= config.reconcile_interval {
                 let pass = Instant::now();
                 match reconciler.run(&snap, Some(chain)).await {
                     Ok(summary) => {

@@ -48,6 +48,12 @@ struct Cli {
     capacity_period_secs: Option<u64>,
     #[arg(long)]
     reconcile_interval_secs: Option<u64>,
+    /// Pulled images no live workload used for this long are removed [default: 3600].
+    #[arg(long)]
+    image_grace_secs: Option<u64>,
+    /// Bytes pulled images may take together; beyond it unused ones go first [default: 20 GiB].
+    #[arg(long)]
+    image_budget_bytes: Option<u64>,
     #[arg(long, default_value = "info")]
     log: String,
 }
@@ -66,6 +72,8 @@ struct FileConfig {
     zdb_share_percent: Option<u64>,
     capacity_period_secs: Option<u64>,
     reconcile_interval_secs: Option<u64>,
+    image_grace_secs: Option<u64>,
+    image_budget_bytes: Option<u64>,
 }
 
 fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
@@ -135,6 +143,15 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
                 .or(file.reconcile_interval_secs)
                 .unwrap_or(30),
         ),
+        image_grace: Duration::from_secs(
+            cli.image_grace_secs
+                .or(file.image_grace_secs)
+                .unwrap_or(3_600),
+        ),
+        image_budget: cli
+            .image_budget_bytes
+            .or(file.image_budget_bytes)
+            .unwrap_or(20 << 30),
     })
 }
 

@@ -9,7 +9,11 @@
 //!    adopting what already matches (same spec hash label), recreating what changed — and pauses
 //!    or resumes them with the grace period;
 //! 4. reports each reservation's per-workload results on chain when they differ from what the
-//!    chain already has for the current version.
+//!    chain already has for the current version;
+//! 5. removes pulled images no live workload uses (after a grace time, or over the disk budget).
+//!
+//! A container whose image is not on the node is reported `Pulling` while
+//! [`crate::provision::image`] pulls it in the background; the pass does not wait for it.
 //!
 //! Everything is named after the reservation (`gc-<node tag>-r<id>-<workload>`, namespace
 //! `r<id>-<workload>`), so a second pass finds the first pass's work and changes nothing.
@@ -21,6 +25,7 @@ use crate::{
             ActualContainer, ContainerSpec, ContainerState, Containers, LABEL_OWNER,
             LABEL_RESERVATION, LABEL_SPEC, LABEL_VERSION, LABEL_WORKLOAD,
         },
+        image::{ImageStatus, Images, RegistryAuth},
         network::Networks,
         volume::Volumes,
         zdb::{NamespaceSpec, ZdbAdmin},
@@ -70,6 +75,10 @@ pub struct Reconciler {
     /// Genesis hash of the chain followed: part of the context every secret is sealed in.
     pub genesis_hash: Hash,
     pub containers: Containers,
+    pub images: Images,
+    /// See `AgentConfig::image_grace` and `image_budget`.
+    pub image_grace: Duration,
+    pub image_budget: u64,
     pub volumes: Volumes,
     pub networks: Networks,
     pub zdb: ZdbAdmin,
@@ -124,9 +133,14 @@ pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
     cut(&mut result.message);
     match &mut result.data {
         ResultData::None => {}
-        ResultData::Container { container_id, ips } => {
+        ResultData::Container {
+            container_id,
+            ips,
+            image_digest,
+        } => {
             cut(container_id);
-            ips.truncate(63);
+            cut(image_digest);
+            ips.truncate(62);
             ips.iter_mut().for_each(cut);
         }
         ResultData::Zdb {
@@ -184,6 +198,7 @@ impl Reconciler {
         let what = match &purpose {
             SealPurpose::Env { name } => format!("sealed value for env {name}"),
             SealPurpose::ZdbPassword => "sealed zdb password".to_string(),
+            SealPurpose::RegistryAuth => "sealed registry credentials".to_string(),
         };
         let context = SealContext {
             genesis: self.genesis_hash,
@@ -217,6 +232,7 @@ impl Reconciler {
 
         // What is wanted, by name.
         let mut want_containers = BTreeSet::new();
+        let mut want_images = BTreeSet::new();
         let mut want_volumes = BTreeSet::new();
         let mut want_namespaces = BTreeSet::new();
         // One bridge per (owner, network name): reservations of one owner share their
@@ -227,7 +243,10 @@ impl Reconciler {
             for w in &r.deployment.workloads {
                 let name = self.container_name(r.id, &w.name);
                 match &w.spec {
-                    WorkloadSpec::Container { networks, .. } => {
+                    WorkloadSpec::Container {
+                        networks, image, ..
+                    } => {
+                        want_images.insert(image.clone());
                         for n in networks {
                             want_veths.insert((name.clone(), n.network.clone()));
                         }
@@ -310,6 +329,9 @@ impl Reconciler {
                 ));
             }
         }
+        self.images
+            .collect_garbage(&want_images, self.image_grace, self.image_budget)
+            .await;
         // All reports at once, so they land in the same block instead of one block each.
         if let Some(chain) = chain {
             let outcomes = futures::future::join_all(
@@ -372,9 +394,23 @@ impl Reconciler {
                     )
                     .await
                 }
-                WorkloadSpec::Container { .. } => {
-                    self.ensure_container(r, w, &networks, existing, summary, paused)
+                WorkloadSpec::Container { image, .. } => {
+                    match self
+                        .ensure_container(r, w, &networks, existing, summary, paused)
                         .await
+                    {
+                        Ok(Some(data)) => Ok(data),
+                        Ok(None) => {
+                            results.push(WorkloadResult {
+                                name: w.name.clone(),
+                                state: WorkloadState::Pulling,
+                                message: format!("pulling {image}"),
+                                data: ResultData::None,
+                            });
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             };
             let (state, message, data) = match outcome {
@@ -504,7 +540,7 @@ impl Reconciler {
         existing: &mut BTreeMap<String, ActualContainer>,
         summary: &mut PassSummary,
         paused: bool,
-    ) -> Result<ResultData, String> {
+    ) -> Result<Option<ResultData>, String> {
         let WorkloadSpec::Container {
             image,
             cpu,
@@ -513,6 +549,7 @@ impl Reconciler {
             env,
             mounts,
             networks: attachments,
+            registry_auth,
             ..
         } = &w.spec
         else {
@@ -581,8 +618,24 @@ impl Reconciler {
             .map(|(n, ip, _)| format!("{n}:{ip}"))
             .collect();
 
+        let auth = match registry_auth {
+            None => None,
+            Some(sealed) => {
+                let text = self.open_secret(r, w, SealPurpose::RegistryAuth, &sealed.0)?;
+                Some(RegistryAuth::parse(&text).ok_or(
+                    "the sealed registry credentials are not username:password".to_string(),
+                )?)
+            }
+        };
+        // Asked even for a container that runs already: it gives the digest, and a container
+        // that runs keeps running whatever the registry says now.
+        let image_status = self.images.ensure(image, auth.as_ref()).await;
         if let Some(c) = current {
             if c.labels.get(LABEL_SPEC) == Some(&spec_hash) {
+                let image_digest = match &image_status {
+                    ImageStatus::Ready { digest } => digest.clone(),
+                    _ => String::new(),
+                };
                 // Adopt: it is what the reservation asks for.
                 let id = c.id.clone();
                 match (c.state, paused) {
@@ -606,12 +659,20 @@ impl Reconciler {
                     }
                     _ => {}
                 }
-                return Ok(ResultData::Container {
+                return Ok(Some(ResultData::Container {
                     container_id: id,
                     ips,
-                });
+                    image_digest,
+                }));
             }
-            // The deployment changed: replace the container.
+        }
+        let image_digest = match image_status {
+            ImageStatus::Ready { digest } => digest,
+            ImageStatus::Pulling => return Ok(None),
+            ImageStatus::Failed(message) => return Err(message),
+        };
+        if let Some(c) = current {
+            // The deployment changed: replace the container (its new image is on the node).
             self.containers
                 .remove(&c.id)
                 .await
@@ -667,10 +728,11 @@ impl Reconciler {
                 state: ContainerState::Running,
             },
         );
-        Ok(ResultData::Container {
+        Ok(Some(ResultData::Container {
             container_id: id,
             ips,
-        })
+            image_digest,
+        }))
     }
 
     /// The lowest host address of `cidr` (after the first) not used on this owner's network.
@@ -728,7 +790,8 @@ mod tests {
             message: long.clone(),
             data: ResultData::Container {
                 container_id: "c".into(),
-                ips: vec![long; 100],
+                ips: vec![long.clone(); 100],
+                image_digest: long,
             },
         });
         assert!(result.message.len() <= reservations::MAX_TEXT_LEN);

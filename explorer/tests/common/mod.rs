@@ -232,6 +232,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     env: vec![],
                     mounts: vec![],
                     networks: vec![],
+                    registry_auth: None,
                 },
             },
         ],

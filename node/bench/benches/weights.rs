@@ -359,6 +359,7 @@ fn deployment(workloads: usize) -> Deployment {
                         path: "/data".into(),
                     }],
                     networks: vec![],
+                    registry_auth: None,
                 },
             });
         }
@@ -381,6 +382,7 @@ fn ok_results(deployment: &Deployment) -> Vec<WorkloadResult> {
                 WorkloadSpec::Container { .. } => ResultData::Container {
                     container_id: "0123456789abcdef".repeat(4),
                     ips: vec!["10.20.3.4".into()],
+                    image_digest: String::new(),
                 },
                 _ => ResultData::None,
             },

@@ -340,6 +340,8 @@ fn start_dev_agent(
         zdb_share_percent: 50,
         capacity_period: std::time::Duration::from_secs(5),
         reconcile_interval: std::time::Duration::from_secs(30),
+        image_grace: std::time::Duration::from_secs(3_600),
+        image_budget: 20 << 30,
     };
     tracing::info!(
         zdb_port,

@@ -140,6 +140,7 @@ fn deployment() -> Deployment {
                 env: vec![],
                 mounts: vec![],
                 networks: vec![],
+                registry_auth: None,
             },
         }],
     }

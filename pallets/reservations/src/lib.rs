@@ -91,6 +91,10 @@ pub enum WorkloadSpec {
         env: Vec<EnvVar>,
         mounts: Vec<Mount>,
         networks: Vec<NetworkAttachment>,
+        /// `username:password` for the image's registry, sealed to the node's key (for this
+        /// workload, purpose `RegistryAuth`); absent for public images.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registry_auth: Option<Bytes>,
     },
     #[serde(rename_all = "camelCase")]
     ZdbNamespace {
@@ -158,6 +162,8 @@ pub enum WorkloadState {
     Error,
     Paused,
     Deleted,
+    /// The node is pulling the workload's image (reported once, when the pull starts).
+    Pulling,
 }
 
 /// What a node reports about a workload it runs.
@@ -169,6 +175,9 @@ pub enum ResultData {
     Container {
         container_id: String,
         ips: Vec<String>,
+        /// `repository@sha256:…` of the image the container runs, whatever tag was asked for.
+        #[serde(default)]
+        image_digest: String,
     },
     #[serde(rename_all = "camelCase")]
     Zdb {
@@ -649,12 +658,19 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                 env,
                 mounts,
                 networks: attachments,
+                registry_auth,
             } => {
                 if *cpu == 0 || *memory == 0 || *rootfs_size == 0 {
                     return Err(Error::ZeroSize(w.name.clone()));
                 }
                 if image.is_empty() || !short_text(image) || !short_text(entrypoint) {
                     return Err(invalid(name, "image must be 1 to 1024 bytes"));
+                }
+                if let Some(sealed) = registry_auth {
+                    check_sealed(name, sealed)?;
+                    if sealed.0.len() > MAX_TEXT_LEN + SEAL_OVERHEAD {
+                        return Err(invalid(name, "registry credentials exceed 1024 bytes"));
+                    }
                 }
                 let mut env_names = BTreeSet::new();
                 for var in env {
@@ -1150,9 +1166,14 @@ pub fn on_initialize<E: From<Event>>(ctx: &mut Context<E>) {
 fn result_size_ok(result: &WorkloadResult) -> bool {
     let fields: Vec<&String> = match &result.data {
         ResultData::None => vec![],
-        ResultData::Container { container_id, ips } => {
-            std::iter::once(container_id).chain(ips).collect()
-        }
+        ResultData::Container {
+            container_id,
+            ips,
+            image_digest,
+        } => [container_id, image_digest]
+            .into_iter()
+            .chain(ips)
+            .collect(),
         ResultData::Zdb {
             namespace,
             endpoints,

@@ -127,6 +127,7 @@ fn container(name: &str, cpu: u32, memory: u64) -> Workload {
             env: vec![],
             mounts: vec![],
             networks: vec![],
+            registry_auth: None,
         },
     }
 }
@@ -200,6 +201,7 @@ fn full() -> Deployment {
                         network: "net".into(),
                         ip: Some("10.20.0.5".into()),
                     }],
+                    registry_auth: None,
                 },
             },
         ],
@@ -553,6 +555,7 @@ fn report_results_drives_the_state_and_the_rate() {
         app.data = ResultData::Container {
             container_id: "c1".into(),
             ips: vec!["10.20.0.5".into()],
+            image_digest: String::new(),
         };
         report(ctx, a.node, 1, vec![app]).unwrap();
         assert_eq!(

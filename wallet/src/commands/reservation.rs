@@ -322,6 +322,7 @@ fn workload_state_text(state: WorkloadState) -> &'static str {
         WorkloadState::Error => "error",
         WorkloadState::Paused => "paused",
         WorkloadState::Deleted => "deleted",
+        WorkloadState::Pulling => "pulling image",
     }
 }
 
@@ -377,8 +378,17 @@ fn spec_text(spec: &WorkloadSpec) -> String {
 fn data_text(data: &ResultData) -> String {
     match data {
         ResultData::None => String::new(),
-        ResultData::Container { container_id, ips } => {
-            format!(" [container {container_id}, IPs {}]", ips.join(", "))
+        ResultData::Container {
+            container_id,
+            ips,
+            image_digest,
+        } => {
+            let image = if image_digest.is_empty() {
+                String::new()
+            } else {
+                format!(", image {image_digest}")
+            };
+            format!(" [container {container_id}, IPs {}{image}]", ips.join(", "))
         }
         ResultData::Zdb {
             namespace,

@@ -538,7 +538,7 @@ async fn wait_all_ok<C: NodeClient>(
                     }
                     .into());
                 }
-                WorkloadState::Paused | WorkloadState::Deleted => {}
+                WorkloadState::Paused | WorkloadState::Deleted | WorkloadState::Pulling => {}
             }
         }
         let ready = done.iter().filter(|d| d.is_some()).count();

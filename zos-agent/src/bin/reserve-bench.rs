@@ -141,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 env: vec![],
                 mounts: vec![],
                 networks: vec![],
+                registry_auth: None,
             },
         }],
     };

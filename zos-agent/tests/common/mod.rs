@@ -302,6 +302,7 @@ pub fn deployment(
                         network: "net".into(),
                         ip: None,
                     }],
+                    registry_auth: None,
                 },
             },
         ],
@@ -513,6 +514,7 @@ pub fn container_only(name: &str, image: &str) -> Deployment {
                 env: vec![],
                 mounts: vec![],
                 networks: vec![],
+                registry_auth: None,
             },
         }],
     }
@@ -527,4 +529,140 @@ pub async fn last_reservation_id(client: &WsClient) -> u64 {
         .map(|r| r.id)
         .max()
         .unwrap()
+}
+
+/// Seals `user:password` as the wallet does for the registry credentials of `to.workload`.
+pub fn seal_registry_auth(to: SealFor, user: &str, password: &str) -> Bytes {
+    seal_for(
+        to,
+        SealPurpose::RegistryAuth,
+        format!("{user}:{password}").as_bytes(),
+    )
+}
+
+/// A real container registry (Debian's `docker-registry`) on loopback, removed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`: Docker pulls from loopback registries over plain HTTP.
+    pub addr: String,
+    credentials: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry; with `credentials`, it requires them (htpasswd, bcrypt).
+    pub fn start(credentials: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = credentials {
+            let htpasswd = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils) is installed");
+            assert!(htpasswd.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &htpasswd.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: gridchain-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("docker-registry (Debian package) is installed");
+        let registry = Registry {
+            child,
+            addr,
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    /// Pushes the local test image as `<addr>/<repository>:<tag>` (with the registry's
+    /// credentials if it has any), then forgets that name locally so the agent must pull it.
+    /// Returns the reference and the digest the registry gave it (`repo@sha256:…`).
+    pub async fn push(&self, repository: &str, tag: &str) -> (String, String) {
+        ensure_image();
+        let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+        let name = format!("{}/{repository}", self.addr);
+        let reference = format!("{name}:{tag}");
+        docker
+            .tag_image(
+                IMAGE,
+                Some(bollard::query_parameters::TagImageOptions {
+                    repo: Some(name.clone()),
+                    tag: Some(tag.into()),
+                }),
+            )
+            .await
+            .unwrap();
+        let credentials =
+            self.credentials
+                .as_ref()
+                .map(|(u, p)| bollard::auth::DockerCredentials {
+                    username: Some(u.clone()),
+                    password: Some(p.clone()),
+                    serveraddress: Some(self.addr.clone()),
+                    ..Default::default()
+                });
+        let mut push = docker.push_image(
+            &name,
+            Some(bollard::query_parameters::PushImageOptions {
+                tag: Some(tag.into()),
+                ..Default::default()
+            }),
+            credentials,
+        );
+        use futures::StreamExt;
+        while let Some(info) = push.next().await {
+            let info = info.expect("push");
+            assert!(info.error_detail.is_none(), "push failed: {info:?}");
+        }
+        let digests = docker
+            .inspect_image(&reference)
+            .await
+            .unwrap()
+            .repo_digests
+            .unwrap_or_default();
+        let digest = digests
+            .into_iter()
+            .find(|d| d.starts_with(&format!("{name}@")))
+            .expect("the push recorded a digest");
+        remove_image(&reference);
+        (reference, digest)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forgets a local image name (the layers stay while another name uses them).
+pub fn remove_image(reference: &str) {
+    let _ = Command::new("docker")
+        .args(["image", "rm", reference])
+        .output();
 }

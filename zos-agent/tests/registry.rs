@@ -1,0 +1,294 @@
+//! Images from a real registry (Debian's `docker-registry` on loopback) through the real Docker
+//! daemon: pulled when missing, shared, reported with their digest, failures in the registry's
+//! words, private images only with their own credentials, and unused images collected.
+//! Through the real agent on a dev chain: a private image pulled with credentials sealed in the
+//! reservation, and refused to another owner without them.
+
+mod common;
+
+use common::*;
+use gridchain_primitives::Pair;
+use gridchain_rpc_api::GridApiClient;
+use gridchain_runtime::{
+    reservations::{self, ReservationState, ResultData, WorkloadSpec, WorkloadState},
+    twins, Call,
+};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+use zos_agent::provision::image::{ImageStatus, Images, RegistryAuth};
+
+async fn cancel(
+    client: &gridchain_rpc_api::jsonrpsee::ws_client::WsClient,
+    chain: gridchain_primitives::ChainContext,
+    who: &Pair,
+    id: u64,
+) {
+    send(
+        client,
+        chain,
+        who,
+        Call::Reservations(reservations::Call::CancelReservation { id }),
+    )
+    .await;
+}
+
+fn docker() -> bollard::Docker {
+    bollard::Docker::connect_with_local_defaults().unwrap()
+}
+
+/// Asks until the answer is no longer `Pulling` (the pull runs in the background).
+async fn settle(images: &Images, image: &str, auth: Option<&RegistryAuth>) -> ImageStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = images.ensure(image, auth).await;
+        if status != ImageStatus::Pulling {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{image} still pulling after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
+    let registry = Registry::start(None);
+    let (reference, digest) = registry.push("grid/pull-once", "1").await;
+    let book = tempfile::tempdir().unwrap();
+    let images = Images::new(docker(), Some(book.path().join("images.json")));
+
+    // Two workloads asking at once share one pull.
+    assert_eq!(images.ensure(&reference, None).await, ImageStatus::Pulling);
+    assert_eq!(images.ensure(&reference, None).await, ImageStatus::Pulling);
+    let status = settle(&images, &reference, None).await;
+    assert_eq!(
+        status,
+        ImageStatus::Ready {
+            digest: digest.clone()
+        }
+    );
+    assert!(images.take_settled(), "the end of a pull is signalled");
+    // Pinned by that digest: the same image, ready.
+    assert_eq!(
+        settle(&images, &digest, None).await,
+        ImageStatus::Ready {
+            digest: digest.clone()
+        }
+    );
+    // The book survives a restart of the agent.
+    let again = Images::new(docker(), Some(book.path().join("images.json")));
+    assert_eq!(
+        again.ensure(&reference, None).await,
+        ImageStatus::Ready {
+            digest: digest.clone()
+        }
+    );
+
+    // Unused past its grace time: removed (the image built on the node is not ours to remove).
+    let removed = images
+        .collect_garbage(&BTreeSet::new(), Duration::ZERO, u64::MAX)
+        .await;
+    assert_eq!(removed, vec![reference.clone()]);
+    assert!(docker().inspect_image(&reference).await.is_err());
+    assert!(docker().inspect_image(IMAGE).await.is_ok());
+    remove_image(&digest);
+}
+
+#[tokio::test]
+async fn a_wrong_digest_or_an_unknown_image_fails_in_the_registrys_words() {
+    let registry = Registry::start(None);
+    let (reference, digest) = registry.push("grid/wrong-digest", "1").await;
+    let images = Images::new(docker(), None);
+    let repository = reference.rsplit_once(':').unwrap().0;
+    let wrong = format!("{repository}@sha256:{}", "0".repeat(64));
+    let ImageStatus::Failed(message) = settle(&images, &wrong, None).await else {
+        panic!("a digest the registry does not have was pulled");
+    };
+    assert!(
+        message.contains("manifest unknown") || message.contains("not found"),
+        "{message}"
+    );
+    // Failed pulls are not retried at once: the same answer, no new pull.
+    assert_eq!(
+        images.ensure(&wrong, None).await,
+        ImageStatus::Failed(message)
+    );
+    let unknown = format!("{}/grid/no-such-image:1", registry.addr);
+    let ImageStatus::Failed(message) = settle(&images, &unknown, None).await else {
+        panic!("an unknown image was pulled");
+    };
+    assert!(
+        message.contains("not found") || message.contains("unknown"),
+        "{message}"
+    );
+    remove_image(&digest);
+}
+
+#[tokio::test]
+async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_without() {
+    let registry = Registry::start(Some(("alice", "registry-s3cret")));
+    let (reference, digest) = registry.push("team/private", "1").await;
+    let images = Images::new(docker(), None);
+    let good = RegistryAuth::parse("alice:registry-s3cret").unwrap();
+    let wrong = RegistryAuth::parse("alice:guess").unwrap();
+
+    let ImageStatus::Failed(anonymous) = settle(&images, &reference, None).await else {
+        panic!("pulled a private image without credentials");
+    };
+    assert!(
+        anonymous.contains("no basic auth credentials") || anonymous.contains("unauthorized"),
+        "{anonymous}"
+    );
+    let ImageStatus::Failed(guessed) = settle(&images, &reference, Some(&wrong)).await else {
+        panic!("pulled a private image with wrong credentials");
+    };
+    assert!(guessed.contains("unauthorized"), "{guessed}");
+    assert_eq!(
+        settle(&images, &reference, Some(&good)).await,
+        ImageStatus::Ready {
+            digest: digest.clone()
+        }
+    );
+    // The image is on the node now, but a workload without the credentials (or with wrong
+    // ones) does not get it: the registry is asked again, and says no.
+    assert!(matches!(
+        settle(&images, &reference, None).await,
+        ImageStatus::Failed(_)
+    ));
+    let other = RegistryAuth::parse("mallory:guess").unwrap();
+    assert!(matches!(
+        settle(&images, &reference, Some(&other)).await,
+        ImageStatus::Failed(_)
+    ));
+    remove_image(&reference);
+    remove_image(&digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_only() {
+    let registry = Registry::start(Some(("bob", "bobs-registry-pass")));
+    let (reference, digest) = registry.push("bob/app", "2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "registry").await;
+    let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
+    let (_cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+
+    // Bob's reservation carries his credentials, sealed to the node for that workload.
+    let bob = Pair::dev("Bob");
+    let mut deployment = container_only("app", &reference);
+    let WorkloadSpec::Container { registry_auth, .. } = &mut deployment.workloads[0].spec else {
+        unreachable!()
+    };
+    *registry_auth = Some(seal_registry_auth(
+        SealFor {
+            chain,
+            owner: &bob.public(),
+            node: &node_key.public(),
+            workload: "app",
+        },
+        "bob",
+        "bobs-registry-pass",
+    ));
+    send(
+        client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: deployment.clone(),
+        }),
+    )
+    .await;
+    let id = last_reservation_id(client).await;
+    let r = wait_for(client, id, "Ok", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    let ResultData::Container { image_digest, .. } = &r.results[0].data else {
+        panic!("container data: {:?}", r.results[0]);
+    };
+    assert_eq!(image_digest, &digest, "the digest that runs is reported");
+    assert_eq!(docker_ps(&tag).len(), 1);
+    // The node has one core to give: Bob's reservation ends, the pulled image stays (its grace
+    // time is an hour), and each of Charlie's attempts below is cancelled once seen.
+    cancel(client, chain, &bob, id).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker_ps(&tag).is_empty() {
+        assert!(Instant::now() < deadline, "Bob's container was not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Charlie names the same image with Bob's sealed credentials copied from the chain: they
+    // do not open in his context, and without them the registry refuses him.
+    let charlie = Pair::dev("Charlie");
+    send(
+        client,
+        chain,
+        &charlie,
+        Call::Twins(twins::Call::CreateTwin {
+            name: "charlie".into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    send(
+        client,
+        chain,
+        &charlie,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment,
+        }),
+    )
+    .await;
+    let copied = GridApiClient::reservations_by_owner(client, charlie.public().to_string(), None)
+        .await
+        .unwrap()[0]
+        .id;
+    let r = wait_for(client, copied, "an error", |r| {
+        r.results.iter().any(|w| w.state == WorkloadState::Error)
+    })
+    .await;
+    assert!(
+        r.results[0].message.contains("does not open"),
+        "{}",
+        r.results[0].message
+    );
+    cancel(client, chain, &charlie, copied).await;
+    let mut without = container_only("app", &reference);
+    without.metadata = "no credentials".into();
+    send(
+        client,
+        chain,
+        &charlie,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: without,
+        }),
+    )
+    .await;
+    let bare = GridApiClient::reservations_by_owner(client, charlie.public().to_string(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .unwrap();
+    let r = wait_for(client, bare, "an error", |r| {
+        r.results.iter().any(|w| w.state == WorkloadState::Error)
+    })
+    .await;
+    let message = &r.results[0].message;
+    assert!(
+        message.contains("no basic auth credentials") || message.contains("unauthorized"),
+        "{message}"
+    );
+    assert!(docker_ps(&tag).is_empty(), "nothing of Charlie's runs");
+    remove_image(&reference);
+    remove_image(&digest);
+}
