@@ -775,6 +775,43 @@ workloads:
         assert_eq!(networks[0].ip, None);
     }
 
+    #[test]
+    fn registry_credentials_are_sealed_for_that_workload_only() {
+        let node = Pair::dev("GridNode1");
+        let to = target(&node);
+        let text = "workloads:\n  - {name: app, type: container, image: 127.0.0.1:5000/team/app:1, cpu: 1, memory: 64MiB, registryAuth: {username: bob, password: hunter2}}\n";
+        let d = DeploymentFile::parse(text, false)
+            .unwrap()
+            .to_deployment(&to)
+            .unwrap();
+        let WorkloadSpec::Container {
+            registry_auth: Some(sealed),
+            ..
+        } = &d.workloads[0].spec
+        else {
+            panic!("sealed credentials expected: {:?}", d.workloads[0]);
+        };
+        assert!(!parity_scale_codec::Encode::encode(&d)
+            .windows(b"hunter2".len())
+            .any(|w| w == b"hunter2"));
+        let context = to.context("app", SealPurpose::RegistryAuth);
+        assert_eq!(
+            seal::open(&node.seed(), &context, &sealed.0).unwrap(),
+            b"bob:hunter2"
+        );
+        let as_env = to.context(
+            "app",
+            SealPurpose::Env {
+                name: "REGISTRY".into(),
+            },
+        );
+        assert!(seal::open(&node.seed(), &as_env, &sealed.0).is_err());
+        let e = error_of("workloads:\n  - {name: app, type: container, image: x, cpu: 1, memory: 1GiB, registryAuth: {username: 'a:b', password: p}}\n");
+        assert!(e.contains("registryAuth.username"), "{e}");
+        let e = error_of("workloads:\n  - {name: v, type: volume, size: 1GiB, registryAuth: {username: a, password: p}}\n");
+        assert!(e.contains("has no field 'registryAuth'"), "{e}");
+    }
+
     fn error_of(text: &str) -> String {
         match DeploymentFile::parse(text, false) {
             Err(e) => format!("{e:#}"),
@@ -828,6 +865,10 @@ workloads:
             ),
             ("zdb.yaml", include_str!("../../examples/zdb.yaml")),
             ("local.yaml", include_str!("../../examples/local.yaml")),
+            (
+                "registry.yaml",
+                include_str!("../../examples/registry.yaml"),
+            ),
             ("full.yaml", include_str!("../../examples/full.yaml")),
         ] {
             let file = DeploymentFile::parse(text, false).unwrap_or_else(|e| panic!("{name}: {e}"));

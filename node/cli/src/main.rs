@@ -6,6 +6,7 @@
 //! gridnode build-spec --chain dev      # print a chain spec to start a new network from
 //! ```
 
+mod dev_registry;
 mod local_testnet;
 
 use anyhow::Context;
@@ -125,6 +126,16 @@ struct Cli {
     /// With --dev: port of the local node's zdb server.
     #[arg(long, default_value_t = 9900)]
     zdb_port: u16,
+
+    /// With --dev: also run a container registry (Debian's docker-registry) on 127.0.0.1,
+    /// holding the local test image as 127.0.0.1:<port>/gridchain/busybox:latest, so
+    /// deployments pull their image (examples/registry.yaml).
+    #[arg(long)]
+    registry: bool,
+
+    /// With --dev --registry: the registry's port.
+    #[arg(long, default_value_t = 5000)]
+    registry_port: u16,
 
     /// Most transactions the pool holds.
     #[arg(long, default_value_t = gridchain_txpool::PoolLimits::default().max_count)]
@@ -281,8 +292,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let dev_agent = (cli.dev && !cli.no_agent).then(|| (base_path.join("agent"), cli.zdb_port));
     let dev_explorer = (cli.dev && !cli.no_explorer)
         .then(|| (base_path.join("explorer.sqlite"), cli.explorer_port));
+    if cli.registry && !cli.dev {
+        anyhow::bail!("--registry runs with --dev only");
+    }
+    let dev_registry = cli
+        .registry
+        .then(|| (base_path.join("registry"), cli.registry_port));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        // Before the agent, so a deployment's first pull finds the image there.
+        let registry = match dev_registry {
+            Some((dir, port)) => Some(dev_registry::start(&dir, port).await?),
+            None => None,
+        };
         let mut node = gridchain_service::start(config).await?;
         tracing::info!(peer_id = %node.peer_id, "local node identity");
         let agent = match dev_agent {
@@ -305,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             explorer.stop().await;
         }
         node.stop().await;
+        drop(registry);
         match failure {
             Some(e) => Err(e),
             None => anyhow::Ok(()),

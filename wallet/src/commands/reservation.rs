@@ -383,12 +383,14 @@ fn data_text(data: &ResultData) -> String {
             ips,
             image_digest,
         } => {
-            let image = if image_digest.is_empty() {
-                String::new()
-            } else {
-                format!(", image {image_digest}")
-            };
-            format!(" [container {container_id}, IPs {}{image}]", ips.join(", "))
+            let mut text = format!(" [container {container_id}");
+            if !ips.is_empty() {
+                text.push_str(&format!(", IPs {}", ips.join(", ")));
+            }
+            if !image_digest.is_empty() {
+                text.push_str(&format!(", image {image_digest}"));
+            }
+            text + "]"
         }
         ResultData::Zdb {
             namespace,
