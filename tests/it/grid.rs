@@ -211,6 +211,7 @@ fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment 
                         ip: Some("10.1.0.10".into()),
                     }],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             },
         ],
@@ -229,6 +230,7 @@ fn all_ok(d: &Deployment) -> Vec<WorkloadResult> {
                     container_id: "c-1".into(),
                     ips: vec!["10.1.0.10".into()],
                     image_digest: String::new(),
+                    restarts: 0,
                 },
                 "db" => ResultData::Zdb {
                     namespace: "ns-1".into(),

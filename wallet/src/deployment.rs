@@ -21,8 +21,8 @@ use gridchain_primitives::{
 };
 use gridchain_runtime::{
     reservations::{
-        self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Workload, WorkloadSpec,
-        ZdbMode,
+        self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, RestartPolicy, Workload,
+        WorkloadSpec, ZdbMode,
     },
     tfgrid::Resources,
 };
@@ -119,6 +119,7 @@ pub struct WorkloadFile {
     mounts: Option<Vec<MountFile>>,
     networks: Option<Vec<NetworkFile>>,
     registry_auth: Option<RegistryAuthFile>,
+    restart: Option<String>,
     // zdb and volume
     size: Option<Size>,
     // zdb
@@ -464,7 +465,8 @@ impl WorkloadFile {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 15] = [
+        let given: [(&str, bool, &[Kind]); 16] = [
+            ("restart", self.restart.is_some(), &[Kind::Container]),
             (
                 "registryAuth",
                 self.registry_auth.is_some(),
@@ -549,6 +551,23 @@ impl WorkloadFile {
                         ip: n.ip.clone(),
                     })
                     .collect(),
+                restart: match self.restart.as_deref() {
+                    None | Some("always") => RestartPolicy::Always,
+                    Some("never") => RestartPolicy::Never,
+                    Some("on-failure") => RestartPolicy::OnFailure { max_retries: 0 },
+                    Some(other) => match other
+                        .strip_prefix("on-failure:")
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        Some(max_retries) if max_retries > 0 => {
+                            RestartPolicy::OnFailure { max_retries }
+                        }
+                        _ => bail!(
+                            "{}: restart is always, never, on-failure or on-failure:N (N ≥ 1), not {other:?}",
+                            context()
+                        ),
+                    },
+                },
                 registry_auth: match &self.registry_auth {
                     None => None,
                     Some(auth) if auth.username.is_empty() || auth.username.contains(':') => {
@@ -810,6 +829,38 @@ workloads:
         assert!(e.contains("registryAuth.username"), "{e}");
         let e = error_of("workloads:\n  - {name: v, type: volume, size: 1GiB, registryAuth: {username: a, password: p}}\n");
         assert!(e.contains("has no field 'registryAuth'"), "{e}");
+    }
+
+    #[test]
+    fn restart_policies_parse_and_bad_ones_are_refused() {
+        let node = target(&Pair::dev("N"));
+        let policy = |restart: &str| {
+            let text = format!("workloads:\n  - {{name: a, type: container, image: x, cpu: 1, memory: 1GiB, restart: '{restart}'}}\n");
+            let d = DeploymentFile::parse(&text, false)
+                .unwrap()
+                .to_deployment(&node)
+                .unwrap();
+            let WorkloadSpec::Container { restart, .. } = d.workloads[0].spec else {
+                unreachable!()
+            };
+            restart
+        };
+        assert_eq!(policy("always"), RestartPolicy::Always);
+        assert_eq!(policy("never"), RestartPolicy::Never);
+        assert_eq!(
+            policy("on-failure"),
+            RestartPolicy::OnFailure { max_retries: 0 }
+        );
+        assert_eq!(
+            policy("on-failure:3"),
+            RestartPolicy::OnFailure { max_retries: 3 }
+        );
+        for bad in ["sometimes", "on-failure:0", "on-failure:x"] {
+            let e = error_of(&format!("workloads:\n  - {{name: a, type: container, image: x, cpu: 1, memory: 1GiB, restart: '{bad}'}}\n"));
+            assert!(e.contains("restart is always, never"), "{bad}: {e}");
+        }
+        let e = error_of("workloads:\n  - {name: a, type: container, image: x, cpu: 1, memory: 1GiB, restart: 'on-failure:5000'}\n");
+        assert!(e.contains("at most 1,000 restarts"), "{e}");
     }
 
     fn error_of(text: &str) -> String {

@@ -224,6 +224,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         zdb_endpoint: config.zdb_listen.to_string(),
         report_backoff: Default::default(),
     };
+    // Stopped with the agent (also when its task is aborted, as `gridnode --dev` does).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _events = AbortOnDrop(reconciler.containers.watch_events());
     let capacity = capacity::report_loop(&chain, node_id, measured, config.capacity_period);
     let follow = follow(&chain, &light, &reconciler, &config);
     tokio::select! {
@@ -359,9 +367,15 @@ async fn follow(
                 );
             }
             let wanted = desired(&snap);
-            // A pull that ended (either way) changes what the node can run: pass at once.
+            // A pull that ended (either way) changes what the node can run, and a container
+            // that died, was OOM-killed or restarted changes what to report: pass at once.
             let pulled = reconciler.images.take_settled();
-            if wanted != last_state || pulled || last_pass.elapsed() >= config.reconcile_interval {
+            let container_event = reconciler.containers.take_changed();
+            if wanted != last_state
+                || pulled
+                || container_event
+                || last_pass.elapsed() >= config.reconcile_interval
+            {
                 let pass = Instant::now();
                 match reconciler.run(&snap, Some(chain)).await {
                     Ok(summary) => {

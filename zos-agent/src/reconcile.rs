@@ -39,8 +39,8 @@ use gridchain_primitives::{
 use gridchain_rpc_api::grid::NodeSnapshot;
 use gridchain_runtime::{
     reservations::{
-        self, EnvValue, Reservation, ReservationState, ResultData, Workload, WorkloadResult,
-        WorkloadSpec, WorkloadState, ZdbMode,
+        self, EnvValue, Reservation, ReservationState, RestartPolicy, ResultData, Workload,
+        WorkloadResult, WorkloadSpec, WorkloadState, ZdbMode,
     },
     tfgrid::Cidr,
     Call,
@@ -137,6 +137,7 @@ pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
             container_id,
             ips,
             image_digest,
+            ..
         } => {
             cut(container_id);
             cut(image_digest);
@@ -550,6 +551,7 @@ impl Reconciler {
             mounts,
             networks: attachments,
             registry_auth,
+            restart,
             ..
         } = &w.spec
         else {
@@ -649,20 +651,29 @@ impl Reconciler {
                         .resume(&id)
                         .await
                         .map_err(|e| e.to_string())?,
-                    (ContainerState::Stopped, _) => {
-                        let reason = self
-                            .containers
-                            .failure(&id)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        return Err(reason.unwrap_or_else(|| "container is not running".into()));
-                    }
                     _ => {}
+                }
+                // Docker restarts it by its policy; the chain hears of every exit (from the
+                // event stream, at the next block) with its cause, and of the restart count.
+                let life = self.containers.life(&id).await.map_err(|e| e.to_string())?;
+                if let Some(reason) = life.failure {
+                    let restarts = match life.restarts {
+                        0 => String::new(),
+                        n => format!(" (restarted {n} times)"),
+                    };
+                    return Err(match (c.state, restart) {
+                        (ContainerState::Restarting, _) => {
+                            format!("{reason}; restarting{restarts}")
+                        }
+                        (_, RestartPolicy::Never) => format!("{reason}{restarts}"),
+                        _ => format!("{reason}; not restarted again{restarts}"),
+                    });
                 }
                 return Ok(Some(ResultData::Container {
                     container_id: id,
                     ips,
                     image_digest,
+                    restarts: life.restarts,
                 }));
             }
         }
@@ -692,6 +703,7 @@ impl Reconciler {
                 .map(|m| (self.container_name(r.id, &m.volume), m.path.clone()))
                 .collect(),
             labels: labels.clone(),
+            restart: *restart,
         };
         let (id, pid) = self
             .containers
@@ -732,6 +744,7 @@ impl Reconciler {
             container_id: id,
             ips,
             image_digest,
+            restarts: 0,
         }))
     }
 
@@ -792,6 +805,7 @@ mod tests {
                 container_id: "c".into(),
                 ips: vec![long.clone(); 100],
                 image_digest: long,
+                restarts: 0,
             },
         });
         assert!(result.message.len() <= reservations::MAX_TEXT_LEN);

@@ -26,6 +26,7 @@ fn spec(name: &str, reservation: u64) -> ContainerSpec {
         env: vec!["GREETING=hello".into()],
         mounts: vec![],
         labels: BTreeMap::from([(LABEL_RESERVATION.to_string(), reservation.to_string())]),
+        restart: Default::default(),
     }
 }
 

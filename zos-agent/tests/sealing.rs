@@ -61,6 +61,7 @@ fn victim_deployment<'a>(to: impl Fn(&'a str) -> SealFor<'a>) -> Deployment {
                     mounts: vec![],
                     networks: vec![],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             },
         ],

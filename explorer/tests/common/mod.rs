@@ -233,6 +233,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     mounts: vec![],
                     networks: vec![],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             },
         ],

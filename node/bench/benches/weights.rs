@@ -360,6 +360,7 @@ fn deployment(workloads: usize) -> Deployment {
                     }],
                     networks: vec![],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             });
         }
@@ -383,6 +384,7 @@ fn ok_results(deployment: &Deployment) -> Vec<WorkloadResult> {
                     container_id: "0123456789abcdef".repeat(4),
                     ips: vec!["10.20.3.4".into()],
                     image_digest: String::new(),
+                    restarts: 0,
                 },
                 _ => ResultData::None,
             },

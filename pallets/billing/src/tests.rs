@@ -141,6 +141,7 @@ fn deployment() -> Deployment {
                 mounts: vec![],
                 networks: vec![],
                 registry_auth: None,
+                restart: Default::default(),
             },
         }],
     }

@@ -95,6 +95,9 @@ pub enum WorkloadSpec {
         /// workload, purpose `RegistryAuth`); absent for public images.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         registry_auth: Option<Bytes>,
+        /// What the node does when the container's process ends.
+        #[serde(default)]
+        restart: RestartPolicy,
     },
     #[serde(rename_all = "camelCase")]
     ZdbNamespace {
@@ -113,6 +116,20 @@ pub enum WorkloadSpec {
         /// Bytes.
         size: u64,
     },
+}
+
+/// When a container is started again after its process ended (by Docker, on the node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "policy")]
+pub enum RestartPolicy {
+    /// Always, whatever the exit code (the default: a service).
+    #[default]
+    Always,
+    /// After a non-zero exit, at most `max_retries` times (0: without limit).
+    #[serde(rename_all = "camelCase")]
+    OnFailure { max_retries: u32 },
+    /// Never: a job that ends stays ended, and is reported with its exit code.
+    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -178,6 +195,9 @@ pub enum ResultData {
         /// `repository@sha256:…` of the image the container runs, whatever tag was asked for.
         #[serde(default)]
         image_digest: String,
+        /// Times the node started the container again after its process ended.
+        #[serde(default)]
+        restarts: u32,
     },
     #[serde(rename_all = "camelCase")]
     Zdb {
@@ -659,7 +679,12 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                 mounts,
                 networks: attachments,
                 registry_auth,
+                restart,
             } => {
+                if matches!(restart, RestartPolicy::OnFailure { max_retries } if *max_retries > 1_000)
+                {
+                    return Err(invalid(name, "at most 1,000 restarts on failure"));
+                }
                 if *cpu == 0 || *memory == 0 || *rootfs_size == 0 {
                     return Err(Error::ZeroSize(w.name.clone()));
                 }
@@ -1170,6 +1195,7 @@ fn result_size_ok(result: &WorkloadResult) -> bool {
             container_id,
             ips,
             image_digest,
+            ..
         } => [container_id, image_digest]
             .into_iter()
             .chain(ips)

@@ -128,6 +128,7 @@ fn container(name: &str, cpu: u32, memory: u64) -> Workload {
             mounts: vec![],
             networks: vec![],
             registry_auth: None,
+            restart: Default::default(),
         },
     }
 }
@@ -202,6 +203,7 @@ fn full() -> Deployment {
                         ip: Some("10.20.0.5".into()),
                     }],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             },
         ],
@@ -556,6 +558,7 @@ fn report_results_drives_the_state_and_the_rate() {
             container_id: "c1".into(),
             ips: vec!["10.20.0.5".into()],
             image_digest: String::new(),
+            restarts: 0,
         };
         report(ctx, a.node, 1, vec![app]).unwrap();
         assert_eq!(

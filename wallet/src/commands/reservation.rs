@@ -382,8 +382,12 @@ fn data_text(data: &ResultData) -> String {
             container_id,
             ips,
             image_digest,
+            restarts,
         } => {
             let mut text = format!(" [container {container_id}");
+            if *restarts > 0 {
+                text.push_str(&format!(", restarted {restarts}×"));
+            }
             if !ips.is_empty() {
                 text.push_str(&format!(", IPs {}", ips.join(", ")));
             }

@@ -142,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 mounts: vec![],
                 networks: vec![],
                 registry_auth: None,
+                restart: Default::default(),
             },
         }],
     };

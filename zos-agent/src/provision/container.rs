@@ -15,14 +15,26 @@
 
 use bollard::{
     errors::Error as DockerError,
-    models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType},
+    models::{
+        ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
+        RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+    },
     query_parameters::{
-        CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+        CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
         RemoveContainerOptions, StartContainerOptions,
     },
     Docker,
 };
-use std::collections::{BTreeMap, HashMap};
+use futures::StreamExt;
+use gridchain_runtime::reservations::RestartPolicy;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 pub const LABEL_NODE: &str = "gridchain.node";
 pub const LABEL_RESERVATION: &str = "gridchain.reservation";
@@ -54,13 +66,17 @@ pub struct ContainerSpec {
     pub cpu: u32,
     /// Bytes; the container is killed past it.
     pub memory: u64,
-    /// Command split on whitespace; empty runs the image's default.
+    /// Command split into words as a POSIX shell does (quotes, no expansion); empty runs the
+    /// image's default.
     pub entrypoint: String,
     /// `NAME=value`, secrets already opened.
     pub env: Vec<String>,
     /// Docker volume name → path in the container.
     pub mounts: Vec<(String, String)>,
     pub labels: BTreeMap<String, String>,
+    /// Done by Docker itself, so a crash is followed by a restart at once; the agent reports
+    /// what happened from Docker's events ([`Containers::watch_events`]).
+    pub restart: RestartPolicy,
 }
 
 /// A container the agent finds on the node.
@@ -76,6 +92,8 @@ pub struct ActualContainer {
 pub enum ContainerState {
     Running,
     Paused,
+    /// Its process ended and Docker is about to start it again (restart policy).
+    Restarting,
     /// Created, exited, dead or anything else that is not running.
     Stopped,
 }
@@ -98,6 +116,18 @@ impl From<DockerError> for ContainerError {
 pub struct Containers {
     docker: Docker,
     node_label: String,
+    /// Set when Docker reports that one of this node's containers died, was OOM-killed,
+    /// started or restarted: the agent runs a pass at once.
+    changed: Arc<AtomicBool>,
+}
+
+/// What Docker says about a container's life so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLife {
+    /// Times Docker started it again under its restart policy.
+    pub restarts: u32,
+    /// Why it is not running (exit code, OOM, Docker's error); `None` while it runs.
+    pub failure: Option<String>,
 }
 
 impl Containers {
@@ -106,7 +136,62 @@ impl Containers {
         Containers {
             docker,
             node_label: node_tag.to_string(),
+            changed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Follows Docker's event stream for this node's containers (die, oom, start, restart) in
+    /// the background, for as long as the agent runs; reconnects when the stream ends.
+    pub fn watch_events(&self) -> tokio::task::JoinHandle<()> {
+        let (docker, changed) = (self.docker.clone(), self.changed.clone());
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_NODE}={}", self.node_label)],
+            ),
+            (
+                "event".to_string(),
+                ["die", "oom", "start", "restart"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ]);
+        tokio::spawn(async move {
+            loop {
+                let mut events = docker.events(Some(EventsOptions {
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }));
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(event) => {
+                            let actor = event.actor.unwrap_or_default();
+                            let attributes = actor.attributes.unwrap_or_default();
+                            tracing::info!(
+                                action = event.action.as_deref().unwrap_or(""),
+                                container = attributes.get("name").map_or("", String::as_str),
+                                exit_code = attributes.get("exitCode").map_or("", String::as_str),
+                                "container event"
+                            );
+                            changed.store(true, Ordering::Release);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Docker event stream failed");
+                            break;
+                        }
+                    }
+                }
+                // Whatever happened while the stream was down is found by the next pass.
+                changed.store(true, Ordering::Release);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    /// Whether a container event arrived since the last call.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel)
     }
 
     pub fn docker(&self) -> &Docker {
@@ -140,6 +225,7 @@ impl Containers {
                 state: match s.state {
                     Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
                     Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+                    Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
                     _ => ContainerState::Stopped,
                 },
             })
@@ -164,11 +250,14 @@ impl Containers {
                 ..Default::default()
             })
             .collect();
-        let entrypoint: Vec<String> = spec
-            .entrypoint
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
+        // Split as a POSIX shell splits words (quotes group, no expansion), so
+        // `sh -c 'sleep 1; exit 3'` is three words.
+        let entrypoint: Vec<String> = shlex::split(&spec.entrypoint).ok_or_else(|| {
+            ContainerError(format!(
+                "entrypoint has an unbalanced quote: {}",
+                spec.entrypoint
+            ))
+        })?;
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
@@ -195,6 +284,20 @@ impl Containers {
                 privileged: Some(false),
                 pids_limit: Some(4_096),
                 mounts: Some(mounts),
+                restart_policy: Some(match spec.restart {
+                    RestartPolicy::Always => DockerRestartPolicy {
+                        name: Some(RestartPolicyNameEnum::ALWAYS),
+                        maximum_retry_count: None,
+                    },
+                    RestartPolicy::OnFailure { max_retries } => DockerRestartPolicy {
+                        name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                        maximum_retry_count: Some(i64::from(max_retries)),
+                    },
+                    RestartPolicy::Never => DockerRestartPolicy {
+                        name: Some(RestartPolicyNameEnum::NO),
+                        maximum_retry_count: None,
+                    },
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -235,17 +338,20 @@ impl Containers {
         }
     }
 
-    /// Why a container is not running, in words a user can act on.
-    pub async fn failure(&self, id: &str) -> Result<Option<String>, ContainerError> {
+    /// How often Docker restarted a container, and why it is not running (if it is not).
+    pub async fn life(&self, id: &str) -> Result<ContainerLife, ContainerError> {
         let inspect = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await?;
+        let restarts = inspect
+            .restart_count
+            .unwrap_or(0)
+            .clamp(0, i64::from(u32::MAX)) as u32;
         let state = inspect.state.unwrap_or_default();
-        if state.running == Some(true) {
-            return Ok(None);
-        }
-        Ok(Some(Self::stopped_reason(&state)))
+        let failure = (state.running != Some(true) || state.restarting == Some(true))
+            .then(|| Self::stopped_reason(&state));
+        Ok(ContainerLife { restarts, failure })
     }
 
     fn stopped_reason(state: &bollard::models::ContainerState) -> String {

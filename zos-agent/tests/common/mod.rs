@@ -303,6 +303,7 @@ pub fn deployment(
                         ip: None,
                     }],
                     registry_auth: None,
+                    restart: Default::default(),
                 },
             },
         ],
@@ -515,6 +516,7 @@ pub fn container_only(name: &str, image: &str) -> Deployment {
                 mounts: vec![],
                 networks: vec![],
                 registry_auth: None,
+                restart: Default::default(),
             },
         }],
     }

@@ -1,0 +1,129 @@
+//! Restart policies through the real agent on a dev chain and the real Docker daemon: Docker
+//! restarts a container by its policy, the agent hears of each exit from Docker's event stream
+//! and reports it on chain with its cause and the restart count.
+
+mod common;
+
+use common::*;
+use gridchain_primitives::Pair;
+use gridchain_runtime::{
+    reservations::{self, Deployment, RestartPolicy, ResultData, WorkloadSpec, WorkloadState},
+    Call,
+};
+use std::time::{Duration, Instant};
+
+fn job(entrypoint: &str, restart: RestartPolicy) -> Deployment {
+    let mut d = container_only("job", IMAGE);
+    let WorkloadSpec::Container {
+        entrypoint: e,
+        restart: r,
+        ..
+    } = &mut d.workloads[0].spec
+    else {
+        unreachable!()
+    };
+    *e = entrypoint.into();
+    *r = restart;
+    d
+}
+
+fn restarts_of(r: &reservations::Reservation) -> Option<u32> {
+    match r.results.first().map(|w| (&w.state, &w.data)) {
+        Some((WorkloadState::Ok, ResultData::Container { restarts, .. })) => Some(*restarts),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "restarts").await;
+    let (client, chain) = (&grid.client, grid.chain);
+    let (_cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+    let bob = Pair::dev("Bob");
+    let reserve = |deployment: Deployment| {
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment,
+        })
+    };
+    let cancel = |id: u64| Call::Reservations(reservations::Call::CancelReservation { id });
+    let gone = |tag: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !docker_ps(&tag).is_empty() {
+            assert!(Instant::now() < deadline, "container not removed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    // A service that crashes every 2 s: Docker starts it again each time, the chain shows the
+    // count going up while it runs.
+    send(
+        client,
+        chain,
+        &bob,
+        reserve(job("sh -c 'sleep 2; exit 1'", RestartPolicy::Always)),
+    )
+    .await;
+    let id = last_reservation_id(client).await;
+    let r = wait_for(client, id, "running after two restarts", |r| {
+        restarts_of(r).is_some_and(|n| n >= 2)
+    })
+    .await;
+    assert_eq!(r.results[0].message, "");
+    send(client, chain, &bob, cancel(id)).await;
+    gone(tag.clone()).await;
+
+    // A job that fails: restarted twice on failure, then left down, its exit code on chain.
+    send(
+        client,
+        chain,
+        &bob,
+        reserve(job(
+            "sh -c 'sleep 1; exit 3'",
+            RestartPolicy::OnFailure { max_retries: 2 },
+        )),
+    )
+    .await;
+    let id = last_reservation_id(client).await;
+    let r = wait_for(client, id, "given up after two restarts", |r| {
+        r.results.first().is_some_and(|w| {
+            w.state == WorkloadState::Error && w.message.contains("not restarted again")
+        })
+    })
+    .await;
+    let message = &r.results[0].message;
+    assert!(
+        message.contains("exited with code 3") && message.contains("restarted 2 times"),
+        "{message}"
+    );
+    send(client, chain, &bob, cancel(id)).await;
+    gone(tag.clone()).await;
+
+    // Past its memory limit (32 MiB), with no restart: the kernel's OOM kill, in words.
+    send(
+        client,
+        chain,
+        &bob,
+        reserve(job(
+            "sh -c 'sleep 1; head -c 500m /dev/zero | tail'",
+            RestartPolicy::Never,
+        )),
+    )
+    .await;
+    let id = last_reservation_id(client).await;
+    let r = wait_for(client, id, "an OOM kill", |r| {
+        r.results
+            .first()
+            .is_some_and(|w| w.state == WorkloadState::Error)
+    })
+    .await;
+    assert!(
+        r.results[0].message.contains("out of memory"),
+        "{}",
+        r.results[0].message
+    );
+    send(client, chain, &bob, cancel(id)).await;
+    gone(tag).await;
+}
