@@ -212,6 +212,7 @@ fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment 
                     }],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             },
         ],

@@ -21,8 +21,8 @@ use gridchain_primitives::{
 };
 use gridchain_runtime::{
     reservations::{
-        self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, RestartPolicy, Workload,
-        WorkloadSpec, ZdbMode,
+        self, Deployment, EnvValue, EnvVar, HealthCheck, HealthProbe, Mount, NetworkAttachment,
+        RestartPolicy, Workload, WorkloadSpec, ZdbMode,
     },
     tfgrid::Resources,
 };
@@ -120,6 +120,7 @@ pub struct WorkloadFile {
     networks: Option<Vec<NetworkFile>>,
     registry_auth: Option<RegistryAuthFile>,
     restart: Option<String>,
+    health_check: Option<HealthCheckFile>,
     // zdb and volume
     size: Option<Size>,
     // zdb
@@ -135,6 +136,43 @@ pub struct WorkloadFile {
 enum ZdbModeFile {
     User,
     Seq,
+}
+
+/// `{command: …}`, `{http: {port, path}}` or `{tcp: port}`, with optional timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HealthCheckFile {
+    command: Option<String>,
+    http: Option<HttpProbeFile>,
+    tcp: Option<u16>,
+    #[serde(default = "default_interval")]
+    interval_secs: u32,
+    #[serde(default = "default_timeout")]
+    timeout_secs: u32,
+    #[serde(default = "default_retries")]
+    retries: u32,
+}
+
+fn default_interval() -> u32 {
+    10
+}
+fn default_timeout() -> u32 {
+    5
+}
+fn default_retries() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpProbeFile {
+    port: u16,
+    #[serde(default = "default_path")]
+    path: String,
+}
+
+fn default_path() -> String {
+    "/".into()
 }
 
 /// Credentials for a private image's registry; sealed to the node, never sent in the clear.
@@ -465,7 +503,12 @@ impl WorkloadFile {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 16] = [
+        let given: [(&str, bool, &[Kind]); 17] = [
+            (
+                "healthCheck",
+                self.health_check.is_some(),
+                &[Kind::Container],
+            ),
             ("restart", self.restart.is_some(), &[Kind::Container]),
             (
                 "registryAuth",
@@ -551,6 +594,31 @@ impl WorkloadFile {
                         ip: n.ip.clone(),
                     })
                     .collect(),
+                health_check: match &self.health_check {
+                    None => None,
+                    Some(h) => {
+                        let probe = match (&h.command, &h.http, h.tcp) {
+                            (Some(command), None, None) => HealthProbe::Command {
+                                command: command.clone(),
+                            },
+                            (None, Some(http), None) => HealthProbe::Http {
+                                port: http.port,
+                                path: http.path.clone(),
+                            },
+                            (None, None, Some(port)) => HealthProbe::Tcp { port },
+                            _ => bail!(
+                                "{}: healthCheck has exactly one of command, http, tcp",
+                                context()
+                            ),
+                        };
+                        Some(HealthCheck {
+                            probe,
+                            interval_secs: h.interval_secs,
+                            timeout_secs: h.timeout_secs,
+                            retries: h.retries,
+                        })
+                    }
+                },
                 restart: match self.restart.as_deref() {
                     None | Some("always") => RestartPolicy::Always,
                     Some("never") => RestartPolicy::Never,

@@ -158,6 +158,16 @@ pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
     result
 }
 
+/// Where a container workload stands after a pass.
+enum ContainerOutcome {
+    /// Running (and healthy, if it has a health check).
+    Running(ResultData),
+    /// Its image is being pulled.
+    Pulling,
+    /// Running, but its health check has not passed (yet).
+    Unhealthy { message: String, data: ResultData },
+}
+
 /// What one pass did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassSummary {
@@ -396,21 +406,39 @@ impl Reconciler {
                     .await
                 }
                 WorkloadSpec::Container { image, .. } => {
-                    match self
+                    let outcome = self
                         .ensure_container(r, w, &networks, existing, summary, paused)
-                        .await
-                    {
-                        Ok(Some(data)) => Ok(data),
-                        Ok(None) => {
+                        .await;
+                    let (state, message, data) = match outcome {
+                        Ok(ContainerOutcome::Running(data)) => {
+                            (WorkloadState::Ok, String::new(), data)
+                        }
+                        Ok(ContainerOutcome::Pulling) => (
+                            WorkloadState::Pulling,
+                            format!("pulling {image}"),
+                            ResultData::None,
+                        ),
+                        // Paused in grace: its probe cannot run; it is reported paused below.
+                        Ok(ContainerOutcome::Unhealthy { data, .. }) if paused => {
+                            (WorkloadState::Ok, String::new(), data)
+                        }
+                        Ok(ContainerOutcome::Unhealthy { message, data }) => {
+                            (WorkloadState::Unhealthy, message, data)
+                        }
+                        Err(e) => (WorkloadState::Error, e, ResultData::None),
+                    };
+                    match state {
+                        WorkloadState::Ok => Ok(data),
+                        WorkloadState::Error => Err(message),
+                        _ => {
                             results.push(WorkloadResult {
                                 name: w.name.clone(),
-                                state: WorkloadState::Pulling,
-                                message: format!("pulling {image}"),
-                                data: ResultData::None,
+                                state,
+                                message,
+                                data,
                             });
                             continue;
                         }
-                        Err(e) => Err(e),
                     }
                 }
             };
@@ -541,7 +569,7 @@ impl Reconciler {
         existing: &mut BTreeMap<String, ActualContainer>,
         summary: &mut PassSummary,
         paused: bool,
-    ) -> Result<Option<ResultData>, String> {
+    ) -> Result<ContainerOutcome, String> {
         let WorkloadSpec::Container {
             image,
             cpu,
@@ -552,6 +580,7 @@ impl Reconciler {
             networks: attachments,
             registry_auth,
             restart,
+            health_check,
             ..
         } = &w.spec
         else {
@@ -669,17 +698,21 @@ impl Reconciler {
                         _ => format!("{reason}; not restarted again{restarts}"),
                     });
                 }
-                return Ok(Some(ResultData::Container {
+                let data = ResultData::Container {
                     container_id: id,
                     ips,
                     image_digest,
                     restarts: life.restarts,
-                }));
+                };
+                return Ok(match life.unhealthy {
+                    Some(message) => ContainerOutcome::Unhealthy { message, data },
+                    None => ContainerOutcome::Running(data),
+                });
             }
         }
         let image_digest = match image_status {
             ImageStatus::Ready { digest } => digest,
-            ImageStatus::Pulling => return Ok(None),
+            ImageStatus::Pulling => return Ok(ContainerOutcome::Pulling),
             ImageStatus::Failed(message) => return Err(message),
         };
         if let Some(c) = current {
@@ -704,6 +737,7 @@ impl Reconciler {
                 .collect(),
             labels: labels.clone(),
             restart: *restart,
+            health_check: health_check.clone(),
         };
         let (id, pid) = self
             .containers
@@ -740,12 +774,20 @@ impl Reconciler {
                 state: ContainerState::Running,
             },
         );
-        Ok(Some(ResultData::Container {
+        let data = ResultData::Container {
             container_id: id,
             ips,
             image_digest,
             restarts: 0,
-        }))
+        };
+        // A fresh container with a health check has not passed it yet.
+        Ok(match health_check {
+            Some(_) => ContainerOutcome::Unhealthy {
+                message: "health check not run yet".into(),
+                data,
+            },
+            None => ContainerOutcome::Running(data),
+        })
     }
 
     /// The lowest host address of `cidr` (after the first) not used on this owner's network.

@@ -27,6 +27,7 @@ fn spec(name: &str, reservation: u64) -> ContainerSpec {
         mounts: vec![],
         labels: BTreeMap::from([(LABEL_RESERVATION.to_string(), reservation.to_string())]),
         restart: Default::default(),
+        health_check: None,
     }
 }
 

@@ -7,7 +7,10 @@ mod common;
 use common::*;
 use gridchain_primitives::Pair;
 use gridchain_runtime::{
-    reservations::{self, Deployment, RestartPolicy, ResultData, WorkloadSpec, WorkloadState},
+    reservations::{
+        self, Deployment, HealthCheck, HealthProbe, RestartPolicy, ResultData, WorkloadSpec,
+        WorkloadState,
+    },
     Call,
 };
 use std::time::{Duration, Instant};
@@ -126,4 +129,65 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
     );
     send(client, chain, &bob, cancel(id)).await;
     gone(tag).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_decides_when_the_workload_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "health").await;
+    let (client, chain) = (&grid.client, grid.chain);
+    let (_cleanup, node_id, _tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+    let bob = Pair::dev("Bob");
+    // Ready after 2 s, not ready any more 6 s later: Unhealthy, Ok, Unhealthy with the probe's
+    // words.
+    let mut deployment = job(
+        "sh -c 'sleep 2; echo yes > /tmp/ready; sleep 6; rm /tmp/ready; sleep 3600'",
+        RestartPolicy::Always,
+    );
+    let WorkloadSpec::Container { health_check, .. } = &mut deployment.workloads[0].spec else {
+        unreachable!()
+    };
+    *health_check = Some(HealthCheck {
+        probe: HealthProbe::Command {
+            command: "cat /tmp/ready".into(),
+        },
+        interval_secs: 1,
+        timeout_secs: 1,
+        retries: 1,
+    });
+    send(
+        client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment,
+        }),
+    )
+    .await;
+    let id = last_reservation_id(client).await;
+    let state = |r: &reservations::Reservation| r.results.first().map(|w| w.state);
+    let r = wait_for(client, id, "unhealthy at first", |r| {
+        state(r) == Some(WorkloadState::Unhealthy)
+    })
+    .await;
+    assert!(
+        r.results[0].message.contains("health check not"),
+        "{:?}",
+        r.results[0]
+    );
+    wait_for(client, id, "healthy", |r| {
+        state(r) == Some(WorkloadState::Ok)
+    })
+    .await;
+    let r = wait_for(client, id, "failing its health check", |r| {
+        state(r) == Some(WorkloadState::Unhealthy)
+    })
+    .await;
+    let message = &r.results[0].message;
+    assert!(
+        message.contains("health check failing") && message.contains("/tmp/ready"),
+        "{message}"
+    );
 }

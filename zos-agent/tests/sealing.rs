@@ -62,6 +62,7 @@ fn victim_deployment<'a>(to: impl Fn(&'a str) -> SealFor<'a>) -> Deployment {
                     networks: vec![],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             },
         ],

@@ -234,6 +234,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     networks: vec![],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             },
         ],

@@ -361,6 +361,7 @@ fn deployment(workloads: usize) -> Deployment {
                     networks: vec![],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             });
         }

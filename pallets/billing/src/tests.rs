@@ -142,6 +142,7 @@ fn deployment() -> Deployment {
                 networks: vec![],
                 registry_auth: None,
                 restart: Default::default(),
+                health_check: None,
             },
         }],
     }

@@ -98,6 +98,9 @@ pub enum WorkloadSpec {
         /// What the node does when the container's process ends.
         #[serde(default)]
         restart: RestartPolicy,
+        /// A probe the node runs in the container; the workload is `Ok` only while it passes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health_check: Option<HealthCheck>,
     },
     #[serde(rename_all = "camelCase")]
     ZdbNamespace {
@@ -116,6 +119,30 @@ pub enum WorkloadSpec {
         /// Bytes.
         size: u64,
     },
+}
+
+/// A health probe run inside the container every `interval_secs`; `retries` failures in a row
+/// (each failing or taking longer than `timeout_secs`) make the workload `Unhealthy`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    pub retries: u32,
+}
+
+/// What a health check runs, inside the container (the image must have `sh`, and `wget` for
+/// an HTTP probe or `nc` for a TCP one).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum HealthProbe {
+    /// A shell command; exit code 0 is healthy.
+    Command { command: String },
+    /// `GET http://127.0.0.1:<port><path>` answers 2xx.
+    Http { port: u16, path: String },
+    /// Something accepts connections on `127.0.0.1:<port>`.
+    Tcp { port: u16 },
 }
 
 /// When a container is started again after its process ended (by Docker, on the node).
@@ -181,6 +208,9 @@ pub enum WorkloadState {
     Deleted,
     /// The node is pulling the workload's image (reported once, when the pull starts).
     Pulling,
+    /// The container runs but its health check does not pass (yet); the message has the probe's
+    /// output.
+    Unhealthy,
 }
 
 /// What a node reports about a workload it runs.
@@ -680,7 +710,29 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                 networks: attachments,
                 registry_auth,
                 restart,
+                health_check,
             } => {
+                if let Some(check) = health_check {
+                    let probe_ok = match &check.probe {
+                        HealthProbe::Command { command } => {
+                            !command.is_empty() && short_text(command)
+                        }
+                        HealthProbe::Http { port, path } => {
+                            *port > 0 && path.starts_with('/') && short_text(path)
+                        }
+                        HealthProbe::Tcp { port } => *port > 0,
+                    };
+                    let timing_ok = (1..=3_600).contains(&check.interval_secs)
+                        && (1..=check.interval_secs).contains(&check.timeout_secs)
+                        && (1..=100).contains(&check.retries);
+                    if !probe_ok || !timing_ok {
+                        return Err(invalid(
+                            name,
+                            "health check: a command, a port (and a path starting with /), \
+                             interval 1-3600 s, timeout 1 s to the interval, 1-100 retries",
+                        ));
+                    }
+                }
                 if matches!(restart, RestartPolicy::OnFailure { max_retries } if *max_retries > 1_000)
                 {
                     return Err(invalid(name, "at most 1,000 restarts on failure"));

@@ -129,6 +129,7 @@ fn container(name: &str, cpu: u32, memory: u64) -> Workload {
             networks: vec![],
             registry_auth: None,
             restart: Default::default(),
+            health_check: None,
         },
     }
 }
@@ -204,6 +205,7 @@ fn full() -> Deployment {
                     }],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             },
         ],
@@ -319,6 +321,68 @@ fn reserve_rejections_change_nothing() {
             reserve(ctx, a.bob, 1, d),
             Err(Error::ZeroSize("web".into()))
         );
+        // Health checks with nothing to run or out-of-range timing; restarts beyond 1,000;
+        // registry credentials that are not sealed.
+        let check = |probe, interval_secs, timeout_secs, retries| HealthCheck {
+            probe,
+            interval_secs,
+            timeout_secs,
+            retries,
+        };
+        let command = |c: &str| HealthProbe::Command { command: c.into() };
+        for bad in [
+            check(command(""), 10, 5, 3),
+            check(
+                HealthProbe::Http {
+                    port: 80,
+                    path: "health".into(),
+                },
+                10,
+                5,
+                3,
+            ),
+            check(HealthProbe::Tcp { port: 0 }, 10, 5, 3),
+            check(command("true"), 0, 0, 3),
+            check(command("true"), 10, 11, 3),
+            check(command("true"), 10, 5, 0),
+            check(command("true"), 3_601, 5, 3),
+        ] {
+            let mut d = small();
+            let WorkloadSpec::Container { health_check, .. } = &mut d.workloads[0].spec else {
+                unreachable!()
+            };
+            *health_check = Some(bad.clone());
+            assert!(
+                matches!(
+                    reserve(ctx, a.bob, 1, d),
+                    Err(Error::InvalidWorkload { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut d = small();
+        let WorkloadSpec::Container { restart, .. } = &mut d.workloads[0].spec else {
+            unreachable!()
+        };
+        *restart = RestartPolicy::OnFailure { max_retries: 1_001 };
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d.clone()),
+            Err(Error::InvalidWorkload { .. })
+        ));
+        let WorkloadSpec::Container {
+            restart,
+            registry_auth,
+            ..
+        } = &mut d.workloads[0].spec
+        else {
+            unreachable!()
+        };
+        *restart = RestartPolicy::OnFailure { max_retries: 3 };
+        *registry_auth = Some(Bytes(b"bob:plain".to_vec()));
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidWorkload { .. })
+        ));
         let d = Deployment {
             metadata: String::new(),
             workloads: vec![Workload {

@@ -323,6 +323,7 @@ fn workload_state_text(state: WorkloadState) -> &'static str {
         WorkloadState::Paused => "paused",
         WorkloadState::Deleted => "deleted",
         WorkloadState::Pulling => "pulling image",
+        WorkloadState::Unhealthy => "unhealthy",
     }
 }
 

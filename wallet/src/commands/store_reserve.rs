@@ -538,7 +538,10 @@ async fn wait_all_ok<C: NodeClient>(
                     }
                     .into());
                 }
-                WorkloadState::Paused | WorkloadState::Deleted | WorkloadState::Pulling => {}
+                WorkloadState::Paused
+                | WorkloadState::Deleted
+                | WorkloadState::Pulling
+                | WorkloadState::Unhealthy => {}
             }
         }
         let ready = done.iter().filter(|d| d.is_some()).count();

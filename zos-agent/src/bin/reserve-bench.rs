@@ -143,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 networks: vec![],
                 registry_auth: None,
                 restart: Default::default(),
+                health_check: None,
             },
         }],
     };

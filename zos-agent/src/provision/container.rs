@@ -16,8 +16,8 @@
 use bollard::{
     errors::Error as DockerError,
     models::{
-        ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
-        RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+        ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HealthStatusEnum, HostConfig,
+        Mount, MountType, RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
     },
     query_parameters::{
         CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
@@ -26,7 +26,7 @@ use bollard::{
     Docker,
 };
 use futures::StreamExt;
-use gridchain_runtime::reservations::RestartPolicy;
+use gridchain_runtime::reservations::{HealthCheck, HealthProbe, RestartPolicy};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
@@ -77,6 +77,19 @@ pub struct ContainerSpec {
     /// Done by Docker itself, so a crash is followed by a restart at once; the agent reports
     /// what happened from Docker's events ([`Containers::watch_events`]).
     pub restart: RestartPolicy,
+    /// Run by Docker inside the container ([`health_command`]).
+    pub health_check: Option<HealthCheck>,
+}
+
+/// The shell command Docker runs for a health probe.
+pub fn health_command(probe: &HealthProbe) -> String {
+    match probe {
+        HealthProbe::Command { command } => command.clone(),
+        HealthProbe::Http { port, path } => {
+            format!("wget -q -O /dev/null 'http://127.0.0.1:{port}{path}'")
+        }
+        HealthProbe::Tcp { port } => format!("nc -z -w 2 127.0.0.1 {port}"),
+    }
 }
 
 /// A container the agent finds on the node.
@@ -128,6 +141,8 @@ pub struct ContainerLife {
     pub restarts: u32,
     /// Why it is not running (exit code, OOM, Docker's error); `None` while it runs.
     pub failure: Option<String>,
+    /// With a health check, while it has not passed (yet): what the last probe printed.
+    pub unhealthy: Option<String>,
 }
 
 impl Containers {
@@ -152,7 +167,7 @@ impl Containers {
             ),
             (
                 "event".to_string(),
-                ["die", "oom", "start", "restart"]
+                ["die", "oom", "start", "restart", "health_status"]
                     .map(String::from)
                     .to_vec(),
             ),
@@ -263,6 +278,16 @@ impl Containers {
             entrypoint: (!entrypoint.is_empty()).then_some(entrypoint),
             env: Some(spec.env.clone()),
             labels: Some(labels),
+            healthcheck: spec.health_check.as_ref().map(|h| {
+                let seconds = |s: u32| i64::from(s) * 1_000_000_000;
+                HealthConfig {
+                    test: Some(vec!["CMD-SHELL".into(), health_command(&h.probe)]),
+                    interval: Some(seconds(h.interval_secs)),
+                    timeout: Some(seconds(h.timeout_secs)),
+                    retries: Some(i64::from(h.retries)),
+                    ..Default::default()
+                }
+            }),
             host_config: Some(HostConfig {
                 nano_cpus: Some(i64::from(spec.cpu) * 1_000_000_000),
                 memory: Some(i64::try_from(spec.memory).unwrap_or(i64::MAX)),
@@ -351,7 +376,31 @@ impl Containers {
         let state = inspect.state.unwrap_or_default();
         let failure = (state.running != Some(true) || state.restarting == Some(true))
             .then(|| Self::stopped_reason(&state));
-        Ok(ContainerLife { restarts, failure })
+        let unhealthy = state.health.as_ref().and_then(|health| {
+            let last = health.log.as_ref().and_then(|log| log.last()).map(|probe| {
+                format!(
+                    "exit code {}: {}",
+                    probe.exit_code.unwrap_or(-1),
+                    probe.output.as_deref().unwrap_or("").trim()
+                )
+            });
+            match health.status {
+                Some(HealthStatusEnum::HEALTHY) | Some(HealthStatusEnum::NONE) | None => None,
+                Some(HealthStatusEnum::STARTING) => Some(match last {
+                    Some(last) => format!("health check not passed yet (last probe {last})"),
+                    None => "health check not run yet".to_string(),
+                }),
+                Some(_) => Some(format!(
+                    "health check failing (last probe {})",
+                    last.unwrap_or_default()
+                )),
+            }
+        });
+        Ok(ContainerLife {
+            restarts,
+            failure,
+            unhealthy,
+        })
     }
 
     fn stopped_reason(state: &bollard::models::ContainerState) -> String {

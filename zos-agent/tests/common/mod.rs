@@ -304,6 +304,7 @@ pub fn deployment(
                     }],
                     registry_auth: None,
                     restart: Default::default(),
+                    health_check: None,
                 },
             },
         ],
@@ -517,6 +518,7 @@ pub fn container_only(name: &str, image: &str) -> Deployment {
                 networks: vec![],
                 registry_auth: None,
                 restart: Default::default(),
+                health_check: None,
             },
         }],
     }
