@@ -8,31 +8,14 @@ mod common;
 
 use common::*;
 use gridchain_primitives::Pair;
-use gridchain_rpc_api::GridApiClient;
-use gridchain_runtime::{
-    reservations::{self, ReservationState, ResultData, WorkloadSpec, WorkloadState},
-    twins, Call,
+use gridchain_runtime::reservations::{
+    self, ReservationState, ResultData, WorkloadSpec, WorkloadState,
 };
 use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
 use zos_agent::provision::image::{ImageStatus, Images, RegistryAuth};
-
-async fn cancel(
-    client: &gridchain_rpc_api::jsonrpsee::ws_client::WsClient,
-    chain: gridchain_primitives::ChainContext,
-    who: &Pair,
-    id: u64,
-) {
-    send(
-        client,
-        chain,
-        who,
-        Call::Reservations(reservations::Call::CancelReservation { id }),
-    )
-    .await;
-}
 
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().unwrap()
@@ -194,17 +177,7 @@ async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_o
         "bob",
         "bobs-registry-pass",
     ));
-    send(
-        client,
-        chain,
-        &bob,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment: deployment.clone(),
-        }),
-    )
-    .await;
-    let id = last_reservation_id(client).await;
+    let id = reserve(&grid, &bob, node_id, deployment.clone()).await;
     let r = wait_for(client, id, "Ok", |r| {
         all_ok(r) && r.state == ReservationState::Deployed
     })
@@ -216,73 +189,26 @@ async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_o
     assert_eq!(docker_ps(&tag).len(), 1);
     // The node has one core to give: Bob's reservation ends, the pulled image stays (its grace
     // time is an hour), and each of Charlie's attempts below is cancelled once seen.
-    cancel(client, chain, &bob, id).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !docker_ps(&tag).is_empty() {
-        assert!(Instant::now() < deadline, "Bob's container was not removed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
 
     // Charlie names the same image with Bob's sealed credentials copied from the chain: they
     // do not open in his context, and without them the registry refuses him.
     let charlie = Pair::dev("Charlie");
-    send(
-        client,
-        chain,
-        &charlie,
-        Call::Twins(twins::Call::CreateTwin {
-            name: "charlie".into(),
-            endpoint: String::new(),
-        }),
-    )
-    .await;
-    send(
-        client,
-        chain,
-        &charlie,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment,
-        }),
-    )
-    .await;
-    let copied = GridApiClient::reservations_by_owner(client, charlie.public().to_string(), None)
-        .await
-        .unwrap()[0]
-        .id;
-    let r = wait_for(client, copied, "an error", |r| {
-        r.results.iter().any(|w| w.state == WorkloadState::Error)
-    })
-    .await;
+    create_twin(&grid, &charlie, "charlie").await;
+    let first_error =
+        |r: &reservations::Reservation| r.results.iter().any(|w| w.state == WorkloadState::Error);
+    let copied = reserve(&grid, &charlie, node_id, deployment).await;
+    let r = wait_for(client, copied, "an error", first_error).await;
     assert!(
         r.results[0].message.contains("does not open"),
         "{}",
         r.results[0].message
     );
-    cancel(client, chain, &charlie, copied).await;
+    cancel_and_wait_removed(&grid, &charlie, copied, &tag).await;
     let mut without = container_only("app", &reference);
     without.metadata = "no credentials".into();
-    send(
-        client,
-        chain,
-        &charlie,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment: without,
-        }),
-    )
-    .await;
-    let bare = GridApiClient::reservations_by_owner(client, charlie.public().to_string(), None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .max()
-        .unwrap();
-    let r = wait_for(client, bare, "an error", |r| {
-        r.results.iter().any(|w| w.state == WorkloadState::Error)
-    })
-    .await;
+    let bare = reserve(&grid, &charlie, node_id, without).await;
+    let r = wait_for(client, bare, "an error", first_error).await;
     let message = &r.results[0].message;
     assert!(
         message.contains("no basic auth credentials") || message.contains("unauthorized"),

@@ -6,14 +6,10 @@ mod common;
 
 use common::*;
 use gridchain_primitives::Pair;
-use gridchain_runtime::{
-    reservations::{
-        self, Deployment, HealthCheck, HealthProbe, RestartPolicy, ResultData, WorkloadSpec,
-        WorkloadState,
-    },
-    Call,
+use gridchain_runtime::reservations::{
+    self, Deployment, HealthCheck, HealthProbe, RestartPolicy, ResultData, WorkloadSpec,
+    WorkloadState,
 };
-use std::time::{Duration, Instant};
 
 fn job(entrypoint: &str, restart: RestartPolicy) -> Deployment {
     let mut d = container_only("job", IMAGE);
@@ -41,55 +37,38 @@ fn restarts_of(r: &reservations::Reservation) -> Option<u32> {
 async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause() {
     let dir = tempfile::tempdir().unwrap();
     let grid = local_grid(dir.path(), "restarts").await;
-    let (client, chain) = (&grid.client, grid.chain);
+    let client = &grid.client;
     let (_cleanup, node_id, tag) =
         start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     let bob = Pair::dev("Bob");
-    let reserve = |deployment: Deployment| {
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment,
-        })
-    };
-    let cancel = |id: u64| Call::Reservations(reservations::Call::CancelReservation { id });
-    let gone = |tag: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !docker_ps(&tag).is_empty() {
-            assert!(Instant::now() < deadline, "container not removed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
 
     // A service that crashes every 2 s: Docker starts it again each time, the chain shows the
     // count going up while it runs.
-    send(
-        client,
-        chain,
+    let id = reserve(
+        &grid,
         &bob,
-        reserve(job("sh -c 'sleep 2; exit 1'", RestartPolicy::Always)),
+        node_id,
+        job("sh -c 'sleep 2; exit 1'", RestartPolicy::Always),
     )
     .await;
-    let id = last_reservation_id(client).await;
     let r = wait_for(client, id, "running after two restarts", |r| {
         restarts_of(r).is_some_and(|n| n >= 2)
     })
     .await;
     assert_eq!(r.results[0].message, "");
-    send(client, chain, &bob, cancel(id)).await;
-    gone(tag.clone()).await;
+    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
 
     // A job that fails: restarted twice on failure, then left down, its exit code on chain.
-    send(
-        client,
-        chain,
+    let id = reserve(
+        &grid,
         &bob,
-        reserve(job(
+        node_id,
+        job(
             "sh -c 'sleep 1; exit 3'",
             RestartPolicy::OnFailure { max_retries: 2 },
-        )),
+        ),
     )
     .await;
-    let id = last_reservation_id(client).await;
     let r = wait_for(client, id, "given up after two restarts", |r| {
         r.results.first().is_some_and(|w| {
             w.state == WorkloadState::Error && w.message.contains("not restarted again")
@@ -101,21 +80,19 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
         message.contains("exited with code 3") && message.contains("restarted 2 times"),
         "{message}"
     );
-    send(client, chain, &bob, cancel(id)).await;
-    gone(tag.clone()).await;
+    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
 
     // Past its memory limit (32 MiB), with no restart: the kernel's OOM kill, in words.
-    send(
-        client,
-        chain,
+    let id = reserve(
+        &grid,
         &bob,
-        reserve(job(
+        node_id,
+        job(
             "sh -c 'sleep 1; head -c 500m /dev/zero | tail'",
             RestartPolicy::Never,
-        )),
+        ),
     )
     .await;
-    let id = last_reservation_id(client).await;
     let r = wait_for(client, id, "an OOM kill", |r| {
         r.results
             .first()
@@ -127,15 +104,14 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
         "{}",
         r.results[0].message
     );
-    send(client, chain, &bob, cancel(id)).await;
-    gone(tag).await;
+    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_decides_when_the_workload_is_ok() {
     let dir = tempfile::tempdir().unwrap();
     let grid = local_grid(dir.path(), "health").await;
-    let (client, chain) = (&grid.client, grid.chain);
+    let client = &grid.client;
     let (_cleanup, node_id, _tag) =
         start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     let bob = Pair::dev("Bob");
@@ -156,17 +132,7 @@ async fn a_health_check_decides_when_the_workload_is_ok() {
         timeout_secs: 1,
         retries: 1,
     });
-    send(
-        client,
-        chain,
-        &bob,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment,
-        }),
-    )
-    .await;
-    let id = last_reservation_id(client).await;
+    let id = reserve(&grid, &bob, node_id, deployment).await;
     let state = |r: &reservations::Reservation| r.results.first().map(|w| w.state);
     let r = wait_for(client, id, "unhealthy at first", |r| {
         state(r) == Some(WorkloadState::Unhealthy)

@@ -15,7 +15,7 @@ use gridchain_rpc_api::{
 use gridchain_runtime::{
     balances,
     reservations::{
-        Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Reservation, Workload,
+        self, Deployment, EnvValue, EnvVar, Mount, NetworkAttachment, Reservation, Workload,
         WorkloadSpec, WorkloadState, ZdbMode,
     },
     tfgrid::{self, NodeStatus},
@@ -669,4 +669,55 @@ pub fn remove_image(reference: &str) {
     let _ = Command::new("docker")
         .args(["image", "rm", reference])
         .output();
+}
+
+/// `who` reserves `deployment` on `node_id`; returns the id (their newest reservation).
+pub async fn reserve(grid: &LocalGrid, who: &Pair, node_id: u32, deployment: Deployment) -> u64 {
+    send(
+        &grid.client,
+        grid.chain,
+        who,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment,
+        }),
+    )
+    .await;
+    GridApiClient::reservations_by_owner(&grid.client, who.public().to_string(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .expect("the reservation exists")
+}
+
+/// `who` gets a twin named `name`.
+pub async fn create_twin(grid: &LocalGrid, who: &Pair, name: &str) {
+    send(
+        &grid.client,
+        grid.chain,
+        who,
+        Call::Twins(twins::Call::CreateTwin {
+            name: name.into(),
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+}
+
+/// `who` cancels reservation `id`; returns once node `tag` runs no container any more.
+pub async fn cancel_and_wait_removed(grid: &LocalGrid, who: &Pair, id: u64, tag: &str) {
+    send(
+        &grid.client,
+        grid.chain,
+        who,
+        Call::Reservations(reservations::Call::CancelReservation { id }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker_ps(tag).is_empty() {
+        assert!(Instant::now() < deadline, "containers of {tag} not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
