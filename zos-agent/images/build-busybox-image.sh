@@ -2,6 +2,7 @@
 # Builds the tiny local image `gridchain/busybox:latest` from Debian's busybox-static, with no
 # registry: a rootfs with the static busybox and its applets, imported with `docker import`.
 # Usage: zos-agent/images/build-busybox-image.sh [tag]
+# BLOB_MB=N adds /blob of N MiB of random bytes (an image of realistic size for pull benchmarks).
 set -euo pipefail
 tag="${1:-gridchain/busybox:latest}"
 busybox=/bin/busybox
@@ -18,6 +19,9 @@ for applet in $("$busybox" --list); do
 done
 echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"
 echo "root:x:0:" > "$rootfs/etc/group"
+if [ -n "${BLOB_MB:-}" ]; then
+  head -c "$((BLOB_MB * 1024 * 1024))" /dev/urandom > "$rootfs/blob"
+fi
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/bin:/sbin' \
   --change 'CMD ["/bin/sh"]' \

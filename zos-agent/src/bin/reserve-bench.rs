@@ -9,7 +9,8 @@
 //!    transaction being included and final);
 //! 3. cancel it, so the node's capacity is free for the next one.
 //!
-//! Prints p50/p99/max of each phase and of the total.
+//! Prints p50/p99/max of each phase and of the total. With `--fresh-pull`, the image is removed
+//! before each reservation, so each one includes the agent's pull from its registry.
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -41,6 +42,10 @@ struct Args {
     from: String,
     #[arg(long, default_value = "gridchain/busybox:latest")]
     image: String,
+    /// Remove `--image` from the local Docker before each reservation, so the agent pulls it
+    /// every time (compare with `docker pull` + `docker run` of the same image by hand).
+    #[arg(long)]
+    fresh_pull: bool,
     /// Instead: place this many reservations of a zdb namespace and a volume (16 per
     /// `reserve_many`), wait until all are Ok and print how long that took. Restarting the agent
     /// afterwards and reading its "start-up reconciliation done … ms" log line gives the
@@ -149,6 +154,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let (mut final_t, mut ok_t, mut total_t) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.count {
+        if args.fresh_pull {
+            // The previous run's container may still be going away: force the untag.
+            let removed = std::process::Command::new("docker")
+                .args(["image", "rm", "-f", &args.image])
+                .output()
+                .context("docker image rm")?;
+            if !removed.status.success() && i > 0 {
+                bail!(
+                    "cannot remove {}: {}",
+                    args.image,
+                    String::from_utf8_lossy(&removed.stderr).trim()
+                );
+            }
+        }
         let started = Instant::now();
         submit(
             &client,
