@@ -223,6 +223,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),
         report_backoff: Default::default(),
+        rootfs: Default::default(),
     };
     // Stopped with the agent (also when its task is aborted, as `gridnode --dev` does).
     struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -86,6 +86,52 @@ pub struct Reconciler {
     pub zdb_endpoint: String,
     /// Reports that failed, per (reservation, version): when to try again.
     pub report_backoff: ReportBackoff,
+    /// Root filesystem sizes (see [`RootfsGuard`]).
+    pub rootfs: RootfsGuard,
+}
+
+/// `rootfsSize`, enforced by the agent: the storage driver here (fuse-overlayfs) has no size
+/// option, so every [`RootfsGuard::EVERY`] the agent asks Docker how much each running
+/// container wrote to its root filesystem and stops one that wrote more than its size, for good
+/// (its workload is `Error` with the figures until the reservation is updated or cancelled).
+/// Between two checks a container can write past its size; volumes are hard limits, the
+/// rootfs only this.
+#[derive(Default)]
+pub struct RootfsGuard {
+    /// Container id → when its rootfs was last measured.
+    checked: std::sync::Mutex<BTreeMap<String, Instant>>,
+    /// Container id → why it was stopped.
+    stopped: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl RootfsGuard {
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    fn due(&self, id: &str) -> bool {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        match checked.get(id) {
+            Some(at) if at.elapsed() < Self::EVERY => false,
+            _ => {
+                checked.insert(id.to_string(), Instant::now());
+                true
+            }
+        }
+    }
+
+    fn stopped(&self, id: &str) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn record_stop(&self, id: &str, why: &str) {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), why.to_string());
+    }
 }
 
 /// A report that fails (the chain refuses it, or the endpoint is down) is retried after 2, 4,
@@ -581,6 +627,7 @@ impl Reconciler {
             registry_auth,
             restart,
             health_check,
+            rootfs_size,
             ..
         } = &w.spec
         else {
@@ -681,6 +728,25 @@ impl Reconciler {
                         .await
                         .map_err(|e| e.to_string())?,
                     _ => {}
+                }
+                if let Some(why) = self.rootfs.stopped(&id) {
+                    return Err(why);
+                }
+                if c.state == ContainerState::Running && self.rootfs.due(&id) {
+                    let written = self
+                        .containers
+                        .rootfs_written(&id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if written > *rootfs_size {
+                        let why = format!(
+                            "stopped: wrote {written} bytes to its root filesystem, more than \
+                             its rootfsSize of {rootfs_size} (use a volume for data)"
+                        );
+                        self.containers.stop(&id).await.map_err(|e| e.to_string())?;
+                        self.rootfs.record_stop(&id, &why);
+                        return Err(why);
+                    }
                 }
                 // Docker restarts it by its policy; the chain hears of every exit (from the
                 // event stream, at the next block) with its cause, and of the restart count.

@@ -157,3 +157,46 @@ async fn a_health_check_decides_when_the_workload_is_ok() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_writing_past_its_rootfs_size_is_stopped_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "rootfs").await;
+    let client = &grid.client;
+    let (_cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+    let bob = Pair::dev("Bob");
+    // 32 MiB of rootfs (container_only), 40 MiB written outside any volume.
+    let id = reserve(
+        &grid,
+        &bob,
+        node_id,
+        job(
+            "sh -c 'head -c 40m /dev/zero > /big; sleep 3600'",
+            RestartPolicy::Always,
+        ),
+    )
+    .await;
+    let r = wait_for(client, id, "stopped for its rootfs", |r| {
+        r.results
+            .first()
+            .is_some_and(|w| w.state == WorkloadState::Error)
+    })
+    .await;
+    let message = &r.results[0].message;
+    assert!(message.contains("more than its rootfsSize"), "{message}");
+    // Stopped for good: not restarted by its `always` policy.
+    let containers = docker_ps(&tag);
+    assert_eq!(containers.len(), 1);
+    let state = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            &containers[0],
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "exited 0");
+    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+}

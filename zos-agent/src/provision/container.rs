@@ -436,6 +436,30 @@ impl Containers {
         }
     }
 
+    /// Bytes the container wrote to its root filesystem (its writable layer; volumes are not in
+    /// it). Docker walks the layer to count them, so callers ask now and then, not every pass.
+    pub async fn rootfs_written(&self, id: &str) -> Result<u64, ContainerError> {
+        let inspect = self
+            .docker
+            .inspect_container(id, Some(InspectContainerOptions { size: true }))
+            .await?;
+        Ok(inspect.size_rw.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Stops a container for good: Docker does not restart a container stopped by request.
+    pub async fn stop(&self, id: &str) -> Result<(), ContainerError> {
+        Ok(self
+            .docker
+            .stop_container(
+                id,
+                Some(bollard::query_parameters::StopContainerOptions {
+                    t: Some(0),
+                    ..Default::default()
+                }),
+            )
+            .await?)
+    }
+
     pub async fn pause(&self, id: &str) -> Result<(), ContainerError> {
         Ok(self.docker.pause_container(id).await?)
     }
