@@ -126,6 +126,19 @@ impl RootfsGuard {
             .cloned()
     }
 
+    /// Forgets containers that no longer exist.
+    fn retain(&self, ids: &BTreeSet<&str>) {
+        let keep = |id: &String, _: &mut _| ids.contains(id.as_str());
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(keep);
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| ids.contains(id.as_str()));
+    }
+
     fn record_stop(&self, id: &str, why: &str) {
         self.stopped
             .lock()
@@ -367,6 +380,8 @@ impl Reconciler {
             .into_iter()
             .map(|c| (c.name.clone(), c))
             .collect();
+        self.rootfs
+            .retain(&existing.values().map(|c| c.id.as_str()).collect());
         let mut reports = Vec::new();
         for r in live {
             let results: Vec<WorkloadResult> = self
