@@ -155,11 +155,9 @@ async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_with
 async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_only() {
     let registry = Registry::start(Some(("bob", "bobs-registry-pass")));
     let (reference, digest) = registry.push("bob/app", "2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let grid = local_grid(dir.path(), "registry").await;
+    let agent = grid_with_agent("registry").await;
+    let (grid, node_id, tag) = (&agent.grid, agent.node_id, agent.tag.clone());
     let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
-    let (_cleanup, node_id, tag) =
-        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
 
     // Bob's reservation carries his credentials, sealed to the node for that workload.
     let bob = Pair::dev("Bob");
@@ -177,7 +175,7 @@ async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_o
         "bob",
         "bobs-registry-pass",
     ));
-    let id = reserve(&grid, &bob, node_id, deployment.clone()).await;
+    let id = reserve(grid, &bob, node_id, deployment.clone()).await;
     let r = wait_for(client, id, "Ok", |r| {
         all_ok(r) && r.state == ReservationState::Deployed
     })
@@ -189,25 +187,25 @@ async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_o
     assert_eq!(docker_ps(&tag).len(), 1);
     // The node has one core to give: Bob's reservation ends, the pulled image stays (its grace
     // time is an hour), and each of Charlie's attempts below is cancelled once seen.
-    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+    cancel_and_wait_removed(grid, &bob, id, &tag).await;
 
     // Charlie names the same image with Bob's sealed credentials copied from the chain: they
     // do not open in his context, and without them the registry refuses him.
     let charlie = Pair::dev("Charlie");
-    create_twin(&grid, &charlie, "charlie").await;
+    create_twin(grid, &charlie, "charlie").await;
     let first_error =
         |r: &reservations::Reservation| r.results.iter().any(|w| w.state == WorkloadState::Error);
-    let copied = reserve(&grid, &charlie, node_id, deployment).await;
+    let copied = reserve(grid, &charlie, node_id, deployment).await;
     let r = wait_for(client, copied, "an error", first_error).await;
     assert!(
         r.results[0].message.contains("does not open"),
         "{}",
         r.results[0].message
     );
-    cancel_and_wait_removed(&grid, &charlie, copied, &tag).await;
+    cancel_and_wait_removed(grid, &charlie, copied, &tag).await;
     let mut without = container_only("app", &reference);
     without.metadata = "no credentials".into();
-    let bare = reserve(&grid, &charlie, node_id, without).await;
+    let bare = reserve(grid, &charlie, node_id, without).await;
     let r = wait_for(client, bare, "an error", first_error).await;
     let message = &r.results[0].message;
     assert!(
@@ -215,6 +213,8 @@ async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_o
         "{message}"
     );
     assert!(docker_ps(&tag).is_empty(), "nothing of Charlie's runs");
+    // The agent first (it may still be retrying Charlie's pull), then its images.
+    drop(agent);
     remove_image(&reference);
     remove_image(&digest);
 }

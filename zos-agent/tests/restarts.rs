@@ -35,17 +35,15 @@ fn restarts_of(r: &reservations::Reservation) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = local_grid(dir.path(), "restarts").await;
+    let agent = grid_with_agent("restarts").await;
+    let (grid, node_id, tag) = (&agent.grid, agent.node_id, &agent.tag);
     let client = &grid.client;
-    let (_cleanup, node_id, tag) =
-        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     let bob = Pair::dev("Bob");
 
     // A service that crashes every 2 s: Docker starts it again each time, the chain shows the
     // count going up while it runs.
     let id = reserve(
-        &grid,
+        grid,
         &bob,
         node_id,
         job("sh -c 'sleep 2; exit 1'", RestartPolicy::Always),
@@ -56,11 +54,11 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
     })
     .await;
     assert_eq!(r.results[0].message, "");
-    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+    cancel_and_wait_removed(grid, &bob, id, tag).await;
 
     // A job that fails: restarted twice on failure, then left down, its exit code on chain.
     let id = reserve(
-        &grid,
+        grid,
         &bob,
         node_id,
         job(
@@ -80,11 +78,11 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
         message.contains("exited with code 3") && message.contains("restarted 2 times"),
         "{message}"
     );
-    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+    cancel_and_wait_removed(grid, &bob, id, tag).await;
 
     // Past its memory limit (32 MiB), with no restart: the kernel's OOM kill, in words.
     let id = reserve(
-        &grid,
+        grid,
         &bob,
         node_id,
         job(
@@ -104,16 +102,14 @@ async fn crashes_and_oom_are_restarted_by_policy_and_reported_with_their_cause()
         "{}",
         r.results[0].message
     );
-    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+    cancel_and_wait_removed(grid, &bob, id, tag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_decides_when_the_workload_is_ok() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = local_grid(dir.path(), "health").await;
+    let agent = grid_with_agent("health").await;
+    let (grid, node_id) = (&agent.grid, agent.node_id);
     let client = &grid.client;
-    let (_cleanup, node_id, _tag) =
-        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     let bob = Pair::dev("Bob");
     // Ready after 2 s, not ready any more 6 s later: Unhealthy, Ok, Unhealthy with the probe's
     // words.
@@ -132,7 +128,7 @@ async fn a_health_check_decides_when_the_workload_is_ok() {
         timeout_secs: 1,
         retries: 1,
     });
-    let id = reserve(&grid, &bob, node_id, deployment).await;
+    let id = reserve(grid, &bob, node_id, deployment).await;
     let state = |r: &reservations::Reservation| r.results.first().map(|w| w.state);
     let r = wait_for(client, id, "unhealthy at first", |r| {
         state(r) == Some(WorkloadState::Unhealthy)
@@ -160,15 +156,13 @@ async fn a_health_check_decides_when_the_workload_is_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_writing_past_its_rootfs_size_is_stopped_for_good() {
-    let dir = tempfile::tempdir().unwrap();
-    let grid = local_grid(dir.path(), "rootfs").await;
+    let agent = grid_with_agent("rootfs").await;
+    let (grid, node_id, tag) = (&agent.grid, agent.node_id, &agent.tag);
     let client = &grid.client;
-    let (_cleanup, node_id, tag) =
-        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
     let bob = Pair::dev("Bob");
     // 32 MiB of rootfs (container_only), 40 MiB written outside any volume.
     let id = reserve(
-        &grid,
+        grid,
         &bob,
         node_id,
         job(
@@ -186,7 +180,7 @@ async fn a_container_writing_past_its_rootfs_size_is_stopped_for_good() {
     let message = &r.results[0].message;
     assert!(message.contains("more than its rootfsSize"), "{message}");
     // Stopped for good: not restarted by its `always` policy.
-    let containers = docker_ps(&tag);
+    let containers = docker_ps(tag);
     assert_eq!(containers.len(), 1);
     let state = std::process::Command::new("docker")
         .args([
@@ -198,5 +192,5 @@ async fn a_container_writing_past_its_rootfs_size_is_stopped_for_good() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "exited 0");
-    cancel_and_wait_removed(&grid, &bob, id, &tag).await;
+    cancel_and_wait_removed(grid, &bob, id, tag).await;
 }

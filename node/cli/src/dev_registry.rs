@@ -46,6 +46,7 @@ pub async fn start(dir: &Path, port: u16) -> anyhow::Result<DevRegistry> {
         .spawn()
         .context("cannot start docker-registry (apt-get install docker-registry)")?;
     let mut registry = DevRegistry { child };
+    // From here a failure drops the guard, which stops the registry.
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(&addr).await.is_err() {
         if let Some(status) = registry.child.try_wait()? {
@@ -67,8 +68,6 @@ pub async fn start(dir: &Path, port: u16) -> anyhow::Result<DevRegistry> {
         image = %format!("{addr}/{SEED_IMAGE}"),
         "local container registry"
     );
-    // Keep it running: the caller holds the guard.
-    registry.child.try_wait()?;
     Ok(registry)
 }
 

@@ -77,18 +77,27 @@ pub struct ContainerSpec {
     /// Done by Docker itself, so a crash is followed by a restart at once; the agent reports
     /// what happened from Docker's events ([`Containers::watch_events`]).
     pub restart: RestartPolicy,
-    /// Run by Docker inside the container ([`health_command`]).
+    /// Run by Docker inside the container ([`health_test`]).
     pub health_check: Option<HealthCheck>,
 }
 
-/// The shell command Docker runs for a health probe.
-pub fn health_command(probe: &HealthProbe) -> String {
+/// Docker's `healthcheck.test` for a probe: the user's command through `sh`; HTTP and TCP
+/// probes as argument lists, so a path from the chain is never read by a shell.
+pub fn health_test(probe: &HealthProbe) -> Vec<String> {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match probe {
-        HealthProbe::Command { command } => command.clone(),
-        HealthProbe::Http { port, path } => {
-            format!("wget -q -O /dev/null 'http://127.0.0.1:{port}{path}'")
+        HealthProbe::Command { command } => words(&["CMD-SHELL", command]),
+        HealthProbe::Http { port, path } => words(&[
+            "CMD",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ]),
+        HealthProbe::Tcp { port } => {
+            words(&["CMD", "nc", "-z", "-w", "2", "127.0.0.1", &port.to_string()])
         }
-        HealthProbe::Tcp { port } => format!("nc -z -w 2 127.0.0.1 {port}"),
     }
 }
 
@@ -281,7 +290,7 @@ impl Containers {
             healthcheck: spec.health_check.as_ref().map(|h| {
                 let seconds = |s: u32| i64::from(s) * 1_000_000_000;
                 HealthConfig {
-                    test: Some(vec!["CMD-SHELL".into(), health_command(&h.probe)]),
+                    test: Some(health_test(&h.probe)),
                     interval: Some(seconds(h.interval_secs)),
                     timeout: Some(seconds(h.timeout_secs)),
                     retries: Some(i64::from(h.retries)),
@@ -466,5 +475,34 @@ impl Containers {
 
     pub async fn resume(&self, id: &str) -> Result<(), ContainerError> {
         Ok(self.docker.unpause_container(id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_users_own_command_goes_through_a_shell() {
+        let http = HealthProbe::Http {
+            port: 8080,
+            path: "/x'; rm -rf /; '".into(),
+        };
+        let test = health_test(&http);
+        assert_eq!(test[0], "CMD");
+        assert_eq!(
+            test.last().map(String::as_str),
+            Some("http://127.0.0.1:8080/x'; rm -rf /; '")
+        );
+        assert_eq!(
+            health_test(&HealthProbe::Tcp { port: 5432 }),
+            ["CMD", "nc", "-z", "-w", "2", "127.0.0.1", "5432"]
+        );
+        assert_eq!(
+            health_test(&HealthProbe::Command {
+                command: "cat /ready".into()
+            }),
+            ["CMD-SHELL", "cat /ready"]
+        );
     }
 }

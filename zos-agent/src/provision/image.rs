@@ -334,6 +334,11 @@ impl Images {
         let now = now_ms();
         let mut candidates: Vec<(u64, String)> = {
             let mut state = self.lock();
+            // Failed pulls of images no live workload names any more are forgotten, so
+            // reservations that come and go cannot grow this map.
+            state
+                .pulls
+                .retain(|(image, _), pull| matches!(pull, Pull::Running) || in_use.contains(image));
             for image in in_use {
                 if let Some(entry) = state.book.images.get_mut(image) {
                     entry.last_used_ms = now;

@@ -721,3 +721,28 @@ pub async fn cancel_and_wait_removed(grid: &LocalGrid, who: &Pair, id: u64, tag:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A dev chain with the real agent running node `node_id` (tagged `tag`) on it. Fields drop in
+/// order: the agent and what it made first, then the chain, then the directory.
+pub struct AgentGrid {
+    pub cleanup: Cleanup,
+    pub grid: LocalGrid,
+    pub node_id: u32,
+    pub tag: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// [`local_grid`] plus [`start_agent`] in a fresh directory.
+pub async fn grid_with_agent(name: &str) -> AgentGrid {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), name).await;
+    let (cleanup, node_id, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+    AgentGrid {
+        cleanup,
+        grid,
+        node_id,
+        tag,
+        dir,
+    }
+}
