@@ -95,7 +95,7 @@ pub enum Command {
     Node(crate::commands::node::NodeCommand),
     /// Reserve a deployment (YAML or JSON file) on a node; waits until final, prints its id.
     Reserve(crate::commands::reservation::ReserveArgs),
-    /// Reservations (list, show, watch, update, cancel).
+    /// Reservations (list, show, watch, update, cancel, logs, exec, events).
     #[command(subcommand)]
     Reservation(crate::commands::reservation::ReservationCommand),
     /// Staking: bond, unbond, withdraw, validate, chill, and the validator set.

@@ -38,6 +38,17 @@ pub enum Failure {
         summary: String,
         report: Box<Rendered>,
     },
+    /// A node's owner API refused the request (`code` is its refusal code).
+    #[error("node {node} refused ({code}): {message}")]
+    NodeRefused {
+        node: u32,
+        code: u8,
+        message: String,
+    },
+    /// `grid reservation exec`: the command ran and exited with this (non-zero) code, which is
+    /// `grid`'s own; nothing more is printed.
+    #[error("the command exited with code {code}")]
+    CommandExited { code: u8 },
     /// `grid store check` found lost or corrupt shards; `report` describes them.
     #[error("{summary}")]
     StoreUnhealthy {
@@ -50,7 +61,10 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Unreachable { .. } => EXIT_UNREACHABLE,
-            Failure::Rejected { .. } | Failure::Dropped { .. } => EXIT_REJECTED,
+            Failure::Rejected { .. } | Failure::Dropped { .. } | Failure::NodeRefused { .. } => {
+                EXIT_REJECTED
+            }
+            Failure::CommandExited { code } => *code,
             Failure::CallFailed { .. } | Failure::WorkloadFailed { .. } => EXIT_CALL_FAILED,
             Failure::StoreUnhealthy { .. } => EXIT_STORE_UNHEALTHY,
         }

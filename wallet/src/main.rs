@@ -7,8 +7,9 @@
 //!
 //! Every command prints one result on stdout: human text, or exactly one JSON document with
 //! `--output json`. Errors are one line on stderr with an exit code of their own
-//! ([`failure`]): 1 general, 2 usage, 3 node unreachable, 4 transaction rejected, 5 call failed
-//! on chain, 6 `store check` found lost or corrupt shards.
+//! ([`failure`]): 1 general, 2 usage, 3 node unreachable, 4 transaction rejected (or a node's
+//! owner API refused the request), 5 call failed on chain, 6 `store check` found lost or corrupt
+//! shards; `grid reservation exec` exits with the command's own code.
 //!
 //! `grid store …` ([`commands::store`]) stores files on zdb namespaces through the `zstor`
 //! library; it needs a backend config, not a node — except `grid store reserve`
@@ -142,6 +143,9 @@ fn grid_request(command: GridCommand, keystore: &KeystoreLocation) -> Result<Nod
 fn report_error(error: &anyhow::Error, format: OutputFormat) -> u8 {
     let failure = error.downcast_ref::<Failure>();
     let code = failure.map_or(EXIT_GENERAL, Failure::exit_code);
+    if let Some(Failure::CommandExited { code }) = failure {
+        return *code;
+    }
     let message = format!("{error:#}").replace('\n', " ");
     match failure {
         Some(

@@ -24,8 +24,16 @@ impl Rendered {
         }
     }
 
+    /// Nothing more to print: the command streamed its output as it came (logs, exec).
+    pub fn streamed() -> Self {
+        Rendered::new(serde_json::Value::Null, "")
+    }
+
     /// Prints to stdout; a closed stdout (`grid block | head -1`) is not an error.
     pub fn print(&self, format: OutputFormat) {
+        if self.json.is_null() && self.text.is_empty() {
+            return;
+        }
         let body = match format {
             OutputFormat::Text => self.text.trim_end().to_string(),
             OutputFormat::Json => {

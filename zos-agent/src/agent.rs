@@ -19,8 +19,13 @@ use crate::{
     capacity,
     chain::Chain,
     light::{self, LightClient, Refused},
+    owner::{events::EventLog, OwnerApi},
     provision::{
-        container::Containers, image::Images, network::Networks, volume::Volumes, zdb::ZdbAdmin,
+        container::Containers,
+        image::{Images, RegistryPolicy},
+        network::Networks,
+        volume::Volumes,
+        zdb::ZdbAdmin,
     },
     reconcile::{node_tag, Reconciler},
 };
@@ -36,8 +41,10 @@ use serde::{Deserialize, Serialize};
 use std::{
     net::SocketAddr,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
+use tokio::sync::watch;
 
 pub struct AgentConfig {
     pub node_key: Pair,
@@ -60,6 +67,16 @@ pub struct AgentConfig {
     /// Pulled images together may take this many bytes; beyond it, unused ones are removed
     /// before their grace time, least recently used first.
     pub image_budget: u64,
+    /// Which registry addresses image pulls may reach (private ones only on dev grids).
+    pub registries: RegistryPolicy,
+    /// The owner API (logs, exec, events); `None`: not served.
+    pub owner_api: Option<OwnerApiConfig>,
+}
+
+pub struct OwnerApiConfig {
+    pub listen: SocketAddr,
+    /// `host:port` clients dial, published as the node twin's endpoint.
+    pub endpoint: String,
 }
 
 /// The last final block the agent processed, persisted in `<data dir>/cursor.json`.
@@ -86,11 +103,13 @@ impl Cursor {
     }
 }
 
-/// Finds this key's node, registering it (and its twin) if needed. Returns the node id.
+/// Finds this key's node, registering it (and its twin, with `endpoint` where the owner API is
+/// reached) if needed; keeps the twin's endpoint current. Returns the node id.
 async fn ensure_registered(
     chain: &Chain,
     farm_id: u32,
     measured: Resources,
+    endpoint: &str,
 ) -> anyhow::Result<u32> {
     let address = chain.key().public().to_string();
     let twin = chain
@@ -99,15 +118,27 @@ async fn ensure_registered(
             async move { c.twin_by_account(a, None).await }
         })
         .await?;
-    if twin.is_none() {
-        let name = format!("node-{}", &address[..12].to_lowercase());
-        chain
-            .submit(Call::Twins(twins::Call::CreateTwin {
-                name,
-                endpoint: String::new(),
-            }))
-            .await?;
-        tracing::info!("created the node's twin");
+    match twin {
+        None => {
+            let name = format!("node-{}", &address[..12].to_lowercase());
+            chain
+                .submit(Call::Twins(twins::Call::CreateTwin {
+                    name,
+                    endpoint: endpoint.to_string(),
+                }))
+                .await?;
+            tracing::info!(endpoint, "created the node's twin");
+        }
+        Some(twin) if twin.endpoint != endpoint => {
+            chain
+                .submit(Call::Twins(twins::Call::UpdateTwin {
+                    name: twin.name,
+                    endpoint: endpoint.to_string(),
+                }))
+                .await?;
+            tracing::info!(endpoint, "updated the node twin's endpoint");
+        }
+        Some(_) => {}
     }
     let node = chain
         .call(|c| {
@@ -206,15 +237,34 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         })
         .await?;
     chain.pin_genesis(genesis_hash);
-    let node_id = ensure_registered(&chain, config.farm_id, measured).await?;
+    // Bound before registering, so the endpoint published is one that answers.
+    let owner_listener = match &config.owner_api {
+        Some(api) => Some(
+            tokio::net::TcpListener::bind(api.listen)
+                .await
+                .with_context(|| format!("cannot listen for the owner API on {}", api.listen))?,
+        ),
+        None => None,
+    };
+    let endpoint = config
+        .owner_api
+        .as_ref()
+        .map_or(String::new(), |api| api.endpoint.clone());
+    let node_id = ensure_registered(&chain, config.farm_id, measured, &endpoint).await?;
     let docker = bollard::Docker::connect_with_local_defaults().context("cannot reach Docker")?;
     let node_tag = node_tag(&genesis_hash, &config.node_key.public(), node_id);
+    let events = EventLog::open(&config.data_dir.join("events"))?;
+    let (published, latest) = watch::channel(None);
     let reconciler = Reconciler {
         node_id,
         node_seed: config.node_key.seed(),
         genesis_hash,
         containers: Containers::new(docker.clone(), &node_tag),
-        images: Images::new(docker.clone(), Some(config.data_dir.join("images.json"))),
+        images: Images::new(
+            docker.clone(),
+            Some(config.data_dir.join("images.json")),
+            config.registries,
+        ),
         image_grace: config.image_grace,
         image_budget: config.image_budget,
         volumes: Volumes::new(docker, &node_tag, &config.data_dir.join("volumes")),
@@ -223,7 +273,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),
         report_backoff: Default::default(),
+        report_pacer: Default::default(),
         rootfs: Default::default(),
+        events: events.clone(),
     };
     // Stopped with the agent (also when its task is aborted, as `gridnode --dev` does).
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -232,9 +284,30 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             self.0.abort();
         }
     }
-    let _events = AbortOnDrop(reconciler.containers.watch_events());
+    let docker_events = events.clone();
+    let _docker_events = AbortOnDrop(reconciler.containers.watch_events(move |event| {
+        docker_events.record(
+            event.reservation,
+            &event.workload,
+            &event.kind,
+            &event.message,
+        )
+    }));
+    let _owner_api = owner_listener.map(|listener| {
+        let api = Arc::new(OwnerApi::new(
+            &config.node_key,
+            genesis_hash,
+            node_id,
+            reconciler.node_tag.clone(),
+            reconciler.containers.docker().clone(),
+            latest,
+            events,
+        ));
+        tracing::info!(endpoint, "serving the owner API");
+        AbortOnDrop(tokio::spawn(api.serve(listener)))
+    });
     let capacity = capacity::report_loop(&chain, node_id, measured, config.capacity_period);
-    let follow = follow(&chain, &light, &reconciler, &config);
+    let follow = follow(&chain, &light, &reconciler, &config, &published);
     tokio::select! {
         () = capacity => bail!("capacity reporting stopped"),
         result = follow => result,
@@ -306,11 +379,15 @@ async fn snapshot(
         .await
 }
 
+/// The last verified snapshot, for the owner API.
+type Published = watch::Sender<Option<Arc<NodeSnapshot>>>;
+
 async fn follow(
     chain: &Chain,
     light: &LightClient,
     reconciler: &Reconciler,
     config: &AgentConfig,
+    published: &Published,
 ) -> anyhow::Result<()> {
     if let Some(cursor) = Cursor::load(&config.data_dir)? {
         tracing::info!(
@@ -320,6 +397,7 @@ async fn follow(
     }
     // Start-up pass against the latest final state.
     let (_, first) = snapshot(chain, light, reconciler.node_id, None).await?;
+    published.send_replace(Some(Arc::new(first.clone())));
     let pass = Instant::now();
     let summary = reconciler.run(&first, Some(chain)).await?;
     tracing::info!(
@@ -367,6 +445,7 @@ async fn follow(
                     "refused a final head from the subscription (not the certified header); resubscribing"
                 );
             }
+            published.send_replace(Some(Arc::new(snap.clone())));
             let wanted = desired(&snap);
             // A pull that ended (either way) changes what the node can run, and a container
             // that died, was OOM-killed or restarted changes what to report: pass at once.

@@ -15,6 +15,7 @@
 //!   the node's desired state by read proofs against the header's state root.
 //! - [`reconcile`]: desired vs actual state, idempotent convergence, results.
 //! - [`provision`]: one module per kind of workload.
+//! - [`owner`]: the owner API (logs, exec, events of a reservation, for its owner only).
 //! - [`capacity`]: measuring the node and periodic capacity proofs.
 //! - [`persist`]: the small files of the data dir, written durably.
 
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod capacity;
 pub mod chain;
 pub mod light;
+pub mod owner;
 pub mod persist;
 pub mod provision;
 pub mod reconcile;

@@ -10,7 +10,10 @@ use clap::Parser;
 use gridchain_primitives::{Hash, Pair};
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
-use zos_agent::agent::{run, AgentConfig};
+use zos_agent::{
+    agent::{run, AgentConfig, OwnerApiConfig},
+    provision::image::RegistryPolicy,
+};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +57,17 @@ struct Cli {
     /// Bytes pulled images may take together; beyond it unused ones go first [default: 20 GiB].
     #[arg(long)]
     image_budget_bytes: Option<u64>,
+    /// Serve the owner API (logs, exec, events for reservation owners) on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    owner_api_listen: Option<SocketAddr>,
+    /// Where clients reach the owner API (`host:port`), published as the node twin's endpoint
+    /// [default: the listen address, unless it is 0.0.0.0 or [::]].
+    #[arg(long, value_name = "HOST:PORT")]
+    owner_api_endpoint: Option<String>,
+    /// Let pulls reach registries on loopback or private addresses (a dev grid, tests). A real
+    /// node must not: tenants name the registry, and its errors are published on chain.
+    #[arg(long)]
+    allow_private_registries: bool,
     #[arg(long, default_value = "info")]
     log: String,
 }
@@ -74,6 +88,10 @@ struct FileConfig {
     reconcile_interval_secs: Option<u64>,
     image_grace_secs: Option<u64>,
     image_budget_bytes: Option<u64>,
+    #[serde(default)]
+    allow_private_registries: bool,
+    owner_api_listen: Option<SocketAddr>,
+    owner_api_endpoint: Option<String>,
 }
 
 fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
@@ -152,7 +170,40 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
             .image_budget_bytes
             .or(file.image_budget_bytes)
             .unwrap_or(20 << 30),
+        owner_api: owner_api(
+            cli.owner_api_listen.or(file.owner_api_listen),
+            cli.owner_api_endpoint.or(file.owner_api_endpoint),
+        )?,
+        registries: if cli.allow_private_registries || file.allow_private_registries {
+            RegistryPolicy::AllowPrivate
+        } else {
+            RegistryPolicy::PublicOnly
+        },
     })
+}
+
+fn owner_api(
+    listen: Option<SocketAddr>,
+    endpoint: Option<String>,
+) -> anyhow::Result<Option<OwnerApiConfig>> {
+    let Some(listen) = listen else {
+        anyhow::ensure!(
+            endpoint.is_none(),
+            "--owner-api-endpoint needs --owner-api-listen"
+        );
+        tracing::warn!(
+            "no --owner-api-listen: owners cannot read logs or run commands on this node"
+        );
+        return Ok(None);
+    };
+    let endpoint = match endpoint {
+        Some(e) => e,
+        None if listen.ip().is_unspecified() => anyhow::bail!(
+            "--owner-api-endpoint is required when the owner API listens on {listen} (clients need an address they can reach)"
+        ),
+        None => listen.to_string(),
+    };
+    Ok(Some(OwnerApiConfig { listen, endpoint }))
 }
 
 fn main() {

@@ -10,9 +10,14 @@ use std::{fs, io::Write, path::Path};
 /// Replaces `path` with `value` as JSON, durably.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_bytes(path, &bytes)
+}
+
+/// Replaces `path` with `bytes`, durably.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {

@@ -20,6 +20,7 @@
 
 use crate::{
     chain::Chain,
+    owner::events::EventLog,
     provision::{
         container::{
             ActualContainer, ContainerSpec, ContainerState, Containers, LABEL_OWNER,
@@ -86,8 +87,12 @@ pub struct Reconciler {
     pub zdb_endpoint: String,
     /// Reports that failed, per (reservation, version): when to try again.
     pub report_backoff: ReportBackoff,
+    /// How often one reservation version may be reported (see [`ReportPacer`]).
+    pub report_pacer: ReportPacer,
     /// Root filesystem sizes (see [`RootfsGuard`]).
     pub rootfs: RootfsGuard,
+    /// Each reservation's events, for its owner: the states reported are recorded here.
+    pub events: EventLog,
 }
 
 /// `rootfsSize`, enforced by the agent: the storage driver here (fuse-overlayfs) has no size
@@ -175,6 +180,42 @@ impl ReportBackoff {
     }
 }
 
+/// Reports of one reservation version are paced, so a workload that flaps (a crash loop under
+/// `restart: always`, a health check that comes and goes) cannot make the node pay a report fee
+/// per flap: each report spends a token, [`ReportPacer::BURST`] at most, one back every
+/// [`ReportPacer::REFILL`]; a change of data alone (restart count, digest) needs two, so one is
+/// always left for a change of state. What waits is sent by a later pass (at least every
+/// reconcile interval), with the state of that moment.
+#[derive(Default)]
+pub struct ReportPacer(std::sync::Mutex<BTreeMap<(u64, u32), (f64, Instant)>>);
+
+impl ReportPacer {
+    pub const BURST: f64 = 4.0;
+    pub const REFILL: Duration = Duration::from_secs(60);
+
+    /// Whether a report of (`id`, `version`) may go now; spends its tokens if so.
+    fn allow(&self, id: u64, version: u32, state_changed: bool, now: Instant) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = map.entry((id, version)).or_insert((Self::BURST, now));
+        let refilled =
+            now.saturating_duration_since(*at).as_secs_f64() / Self::REFILL.as_secs_f64();
+        *tokens = (*tokens + refilled).min(Self::BURST);
+        *at = now;
+        let needed = if state_changed { 1.0 } else { 2.0 };
+        if *tokens < needed {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
+    /// Forgets the versions not in `live`.
+    fn retain(&self, live: &BTreeSet<(u64, u32)>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|key, _| live.contains(key));
+    }
+}
+
 /// Cuts a result down to what the chain accepts (`reservations::MAX_TEXT_LEN` bytes per text,
 /// at a character boundary; at most 64 data fields), so a long Docker or registry error does
 /// not make the whole report fail on chain.
@@ -245,9 +286,14 @@ fn is_paused(r: &Reservation) -> bool {
     matches!(r.state, ReservationState::GracePeriod { .. })
 }
 
+/// The Docker name of workload `workload` of reservation `id` on the node tagged `node_tag`.
+pub fn container_name(node_tag: &str, id: u64, workload: &str) -> String {
+    format!("gc-{node_tag}-r{id}-{workload}")
+}
+
 impl Reconciler {
     pub fn container_name(&self, id: u64, workload: &str) -> String {
-        format!("gc-{}-r{id}-{workload}", self.node_tag)
+        container_name(&self.node_tag, id, workload)
     }
 
     pub fn namespace_name(id: u64, workload: &str) -> String {
@@ -383,14 +429,40 @@ impl Reconciler {
         self.rootfs
             .retain(&existing.values().map(|c| c.id.as_str()).collect());
         let mut reports = Vec::new();
-        for r in live {
+        for r in live.iter().copied() {
             let results: Vec<WorkloadResult> = self
                 .ensure_reservation(r, &mut existing, &volumes, &mut summary)
                 .await
                 .into_iter()
                 .map(fit_for_chain)
                 .collect();
-            if results != r.results && self.report_backoff.due(r.id, r.version) {
+            let changed_states: Vec<&WorkloadResult> = results
+                .iter()
+                .filter(|result| {
+                    r.results
+                        .iter()
+                        .find(|old| old.name == result.name)
+                        .is_none_or(|old| {
+                            (old.state, &old.message) != (result.state, &result.message)
+                        })
+                })
+                .collect();
+            if results != r.results
+                && self.report_backoff.due(r.id, r.version)
+                && self.report_pacer.allow(
+                    r.id,
+                    r.version,
+                    !changed_states.is_empty() || results.len() != r.results.len(),
+                    Instant::now(),
+                )
+            {
+                for result in changed_states {
+                    let message = match result.message.as_str() {
+                        "" => format!("{:?}", result.state),
+                        m => format!("{:?}: {m}", result.state),
+                    };
+                    self.events.record(r.id, &result.name, "state", &message);
+                }
                 reports.push((
                     (r.id, r.version),
                     Call::Reservations(reservations::Call::ReportResults {
@@ -404,6 +476,9 @@ impl Reconciler {
         self.images
             .collect_garbage(&want_images, self.image_grace, self.image_budget)
             .await;
+        self.events.retain(&live.iter().map(|r| r.id).collect());
+        self.report_pacer
+            .retain(&live.iter().map(|r| (r.id, r.version)).collect());
         // All reports at once, so they land in the same block instead of one block each.
         if let Some(chain) = chain {
             let outcomes = futures::future::join_all(
@@ -950,6 +1025,33 @@ mod tests {
         assert!(backoff.due(1, 2), "a new version is reported at once");
         backoff.succeeded(1, 1);
         assert!(backoff.due(1, 1));
+    }
+
+    #[test]
+    fn a_flapping_workload_is_reported_in_a_burst_then_once_a_minute() {
+        let pacer = ReportPacer::default();
+        let start = Instant::now();
+        // Four reports at once (a version's Pulling, Ok, then two changes).
+        for _ in 0..4 {
+            assert!(pacer.allow(1, 1, true, start));
+        }
+        assert!(!pacer.allow(1, 1, true, start), "a fifth at once");
+        // A minute later, one token: enough for a state change, not for data alone.
+        let later = start + ReportPacer::REFILL;
+        assert!(!pacer.allow(1, 1, false, later));
+        assert!(pacer.allow(1, 1, true, later));
+        assert!(!pacer.allow(1, 1, true, later));
+        // Another version or reservation has its own tokens.
+        assert!(pacer.allow(1, 2, true, later));
+        assert!(pacer.allow(2, 1, true, later));
+        // Long quiet: back to the burst, not beyond.
+        let much_later = later + 100 * ReportPacer::REFILL;
+        for _ in 0..4 {
+            assert!(pacer.allow(1, 1, true, much_later));
+        }
+        assert!(!pacer.allow(1, 1, true, much_later));
+        pacer.retain(&BTreeSet::new());
+        assert!(pacer.0.lock().unwrap().is_empty());
     }
 
     #[test]

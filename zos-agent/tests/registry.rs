@@ -15,7 +15,10 @@ use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
-use zos_agent::provision::image::{ImageStatus, Images, RegistryAuth};
+use zos_agent::provision::image::{
+    ImageStatus, Images, RegistryAuth,
+    RegistryPolicy::{AllowPrivate, PublicOnly},
+};
 
 fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().unwrap()
@@ -42,7 +45,11 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
     let registry = Registry::start(None);
     let (reference, digest) = registry.push("grid/pull-once", "1").await;
     let book = tempfile::tempdir().unwrap();
-    let images = Images::new(docker(), Some(book.path().join("images.json")));
+    let images = Images::new(
+        docker(),
+        Some(book.path().join("images.json")),
+        AllowPrivate,
+    );
 
     // Two workloads asking at once share one pull.
     assert_eq!(images.ensure(&reference, None).await, ImageStatus::Pulling);
@@ -63,7 +70,11 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
         }
     );
     // The book survives a restart of the agent.
-    let again = Images::new(docker(), Some(book.path().join("images.json")));
+    let again = Images::new(
+        docker(),
+        Some(book.path().join("images.json")),
+        AllowPrivate,
+    );
     assert_eq!(
         again.ensure(&reference, None).await,
         ImageStatus::Ready {
@@ -85,7 +96,7 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
 async fn a_wrong_digest_or_an_unknown_image_fails_in_the_registrys_words() {
     let registry = Registry::start(None);
     let (reference, digest) = registry.push("grid/wrong-digest", "1").await;
-    let images = Images::new(docker(), None);
+    let images = Images::new(docker(), None, AllowPrivate);
     let repository = reference.rsplit_once(':').unwrap().0;
     let wrong = format!("{repository}@sha256:{}", "0".repeat(64));
     let ImageStatus::Failed(message) = settle(&images, &wrong, None).await else {
@@ -112,10 +123,28 @@ async fn a_wrong_digest_or_an_unknown_image_fails_in_the_registrys_words() {
 }
 
 #[tokio::test]
+async fn a_real_node_refuses_registries_on_loopback_or_private_addresses() {
+    // A tenant names the registry; a node that pulled from anywhere would probe its own LAN
+    // and loopback for them and publish the answers on chain.
+    let registry = Registry::start(None);
+    let (reference, digest) = registry.push("grid/not-from-here", "1").await;
+    remove_image(&digest);
+    let images = Images::new(docker(), None, PublicOnly);
+    let ImageStatus::Failed(message) = settle(&images, &reference, None).await else {
+        panic!("pulled from a loopback registry");
+    };
+    assert!(
+        message.contains("non-public address (127.0.0.1)"),
+        "{message}"
+    );
+    assert!(docker().inspect_image(&reference).await.is_err());
+}
+
+#[tokio::test]
 async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_without() {
     let registry = Registry::start(Some(("alice", "registry-s3cret")));
     let (reference, digest) = registry.push("team/private", "1").await;
-    let images = Images::new(docker(), None);
+    let images = Images::new(docker(), None, AllowPrivate);
     let good = RegistryAuth::parse("alice:registry-s3cret").unwrap();
     let wrong = RegistryAuth::parse("alice:guess").unwrap();
 

@@ -127,6 +127,10 @@ struct Cli {
     #[arg(long, default_value_t = 9900)]
     zdb_port: u16,
 
+    /// With --dev: port of the local node's owner API (logs, exec, events; 127.0.0.1).
+    #[arg(long, default_value_t = 9955)]
+    owner_api_port: u16,
+
     /// With --dev: also run a container registry (Debian's docker-registry) on 127.0.0.1,
     /// holding the local test image as 127.0.0.1:<port>/gridchain/busybox:latest, so
     /// deployments pull their image (examples/registry.yaml).
@@ -289,7 +293,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(base_path = %base_path.display(), name = %cli.name, "starting gridnode");
 
-    let dev_agent = (cli.dev && !cli.no_agent).then(|| (base_path.join("agent"), cli.zdb_port));
+    let dev_agent = (cli.dev && !cli.no_agent)
+        .then(|| (base_path.join("agent"), cli.zdb_port, cli.owner_api_port));
     let dev_explorer = (cli.dev && !cli.no_explorer)
         .then(|| (base_path.join("explorer.sqlite"), cli.explorer_port));
     if cli.registry && !cli.dev {
@@ -308,7 +313,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let mut node = gridchain_service::start(config).await?;
         tracing::info!(peer_id = %node.peer_id, "local node identity");
         let agent = match dev_agent {
-            Some((data_dir, zdb_port)) => start_dev_agent(node.rpc_addr, data_dir, zdb_port),
+            Some((data_dir, zdb_port, owner_api_port)) => {
+                start_dev_agent(node.rpc_addr, data_dir, zdb_port, owner_api_port)
+            }
             None => None,
         };
         let explorer = match dev_explorer {
@@ -344,6 +351,7 @@ fn start_dev_agent(
     rpc_addr: SocketAddr,
     data_dir: PathBuf,
     zdb_port: u16,
+    owner_api_port: u16,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if !std::path::Path::new("/var/run/docker.sock").exists() {
         tracing::warn!(
@@ -365,6 +373,12 @@ fn start_dev_agent(
         reconcile_interval: std::time::Duration::from_secs(30),
         image_grace: std::time::Duration::from_secs(3_600),
         image_budget: 20 << 30,
+        // The dev grid's registry (`--registry`) is on loopback.
+        registries: zos_agent::provision::image::RegistryPolicy::AllowPrivate,
+        owner_api: Some(zos_agent::agent::OwnerApiConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), owner_api_port),
+            endpoint: format!("127.0.0.1:{owner_api_port}"),
+        }),
     };
     tracing::info!(
         zdb_port,

@@ -4,6 +4,7 @@ pub mod farm;
 pub mod grid;
 pub mod key;
 pub mod node;
+pub mod owner;
 pub mod query;
 pub mod reservation;
 pub mod staking;

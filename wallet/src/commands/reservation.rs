@@ -1,4 +1,5 @@
-//! `grid reserve` and `grid reservation list|show|watch|update|cancel`: workloads on 3Nodes.
+//! `grid reserve` and `grid reservation list|show|watch|update|cancel`: workloads on 3Nodes
+//! (`logs|exec|events` are in [`super::owner`]).
 //!
 //! Deployments come from a YAML or JSON file ([`crate::deployment`]); their secrets are sealed to
 //! the target node's account, read with `grid_getNode`, before the transaction is signed, each
@@ -32,7 +33,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::submit::{find_event, genesis_hash, submit_call, transaction_json};
+use super::{
+    owner::{OwnerRequest, What},
+    submit::{find_event, genesis_hash, submit_call, transaction_json},
+};
 
 /// How often `reservation watch` reads the reservation.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -103,6 +107,56 @@ pub enum ReservationCommand {
         #[arg(long, value_name = "NAME|SECRET_URI")]
         from: Option<String>,
     },
+    /// Print a container workload's output, from the node (owner only).
+    Logs {
+        /// Reservation id.
+        id: ReservationId,
+        /// Container workload [default: all of them, each line prefixed with its name].
+        workload: Option<String>,
+        /// Keep printing new output until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// Only output of the last SECONDS.
+        #[arg(long, value_name = "SECONDS")]
+        since: Option<u64>,
+        /// Signing key (the owner): key name or secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
+    /// Run a command in a container workload, on the node (owner only); exits with its code.
+    #[command(
+        after_help = "Examples:\n  grid reservation exec 7 web -- cat /etc/hostname\n  grid reservation exec 7 web -it -- sh"
+    )]
+    Exec {
+        /// Reservation id.
+        id: ReservationId,
+        /// Container workload.
+        workload: String,
+        /// Keep stdin open (always on; accepted for docker's spelling).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal (for a shell); stdin must be one.
+        #[arg(short, long)]
+        tty: bool,
+        /// Signing key (the owner): key name or secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// What happened to a reservation's workloads on its node: pulls, starts, exits, OOM kills,
+    /// restarts, health, reported states, commands run (owner only).
+    Events {
+        /// Reservation id.
+        id: ReservationId,
+        /// Signing key (the owner): key name or secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
 }
 
 pub enum ReservationRequest {
@@ -127,6 +181,8 @@ pub enum ReservationRequest {
         signer: Pair,
         id: ReservationId,
     },
+    /// Logs, exec, events: from the node, not the chain.
+    Owner(OwnerRequest),
 }
 
 impl ReservationRequest {
@@ -140,6 +196,10 @@ impl ReservationRequest {
     }
 
     pub fn prepare(command: ReservationCommand, keystore: &KeystoreLocation) -> Result<Self> {
+        let owner = |id, what, from: Option<String>| {
+            OwnerRequest::prepare(id, what, from.as_deref(), keystore)
+                .map(ReservationRequest::Owner)
+        };
         Ok(match command {
             ReservationCommand::List {
                 owner: Some(owner), ..
@@ -167,6 +227,36 @@ impl ReservationRequest {
                 signer: resolve_signer(from.as_deref(), keystore)?,
                 id,
             },
+            ReservationCommand::Logs {
+                id,
+                workload,
+                follow,
+                tail,
+                since,
+                from,
+            } => {
+                let since_secs = since.map(|s| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |now| now.as_secs().saturating_sub(s))
+                });
+                let what = What::Logs {
+                    workload,
+                    follow,
+                    tail,
+                    since_secs,
+                };
+                owner(id, what, from)?
+            }
+            ReservationCommand::Exec {
+                id,
+                workload,
+                interactive: _,
+                tty,
+                from,
+                cmd,
+            } => owner(id, What::Exec { workload, cmd, tty }, from)?,
+            ReservationCommand::Events { id, from } => owner(id, What::Events, from)?,
         })
     }
 
@@ -261,6 +351,7 @@ impl ReservationRequest {
                 });
                 Ok(Rendered::new(json, text))
             }
+            ReservationRequest::Owner(request) => request.execute(node).await,
             ReservationRequest::Cancel { signer, id } => {
                 let call = Call::Reservations(reservations::Call::CancelReservation { id });
                 let info = submit_call(node, &signer, call, &mut progress).await?;

@@ -125,6 +125,52 @@ pub enum ContainerState {
 #[error("{0}")]
 pub struct ContainerError(pub String);
 
+/// Something Docker reported about a reservation's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub reservation: u64,
+    pub workload: String,
+    /// `started`, `exited`, `oom`, `restarted`, `health`.
+    pub kind: String,
+    pub message: String,
+}
+
+impl ContainerEvent {
+    /// From a Docker event's action and its actor's attributes (the container's labels among
+    /// them); `None` for containers that are not a reservation's.
+    fn from_docker(action: &str, attributes: &HashMap<String, String>) -> Option<ContainerEvent> {
+        let reservation = attributes.get(LABEL_RESERVATION)?.parse().ok()?;
+        let workload = attributes.get(LABEL_WORKLOAD)?.clone();
+        let (kind, message) = match action {
+            "start" => ("started", String::new()),
+            "die" => (
+                "exited",
+                format!(
+                    "exit code {}",
+                    attributes.get("exitCode").map_or("?", String::as_str)
+                ),
+            ),
+            "oom" => ("oom", "killed: out of memory".to_string()),
+            "restart" => ("restarted", String::new()),
+            health if health.starts_with("health_status") => (
+                "health",
+                health
+                    .trim_start_matches("health_status")
+                    .trim_start_matches(':')
+                    .trim()
+                    .to_string(),
+            ),
+            _ => return None,
+        };
+        Some(ContainerEvent {
+            reservation,
+            workload,
+            kind: kind.to_string(),
+            message,
+        })
+    }
+}
+
 impl From<DockerError> for ContainerError {
     fn from(e: DockerError) -> Self {
         match e {
@@ -164,9 +210,13 @@ impl Containers {
         }
     }
 
-    /// Follows Docker's event stream for this node's containers (die, oom, start, restart) in
-    /// the background, for as long as the agent runs; reconnects when the stream ends.
-    pub fn watch_events(&self) -> tokio::task::JoinHandle<()> {
+    /// Follows Docker's event stream for this node's containers (die, oom, start, restart,
+    /// health) in the background, for as long as the agent runs; reconnects when the stream
+    /// ends. Each event of a reservation's container goes to `on_event`.
+    pub fn watch_events(
+        &self,
+        on_event: impl Fn(ContainerEvent) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let (docker, changed) = (self.docker.clone(), self.changed.clone());
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
@@ -192,12 +242,16 @@ impl Containers {
                         Ok(event) => {
                             let actor = event.actor.unwrap_or_default();
                             let attributes = actor.attributes.unwrap_or_default();
+                            let action = event.action.as_deref().unwrap_or("");
                             tracing::info!(
-                                action = event.action.as_deref().unwrap_or(""),
+                                action,
                                 container = attributes.get("name").map_or("", String::as_str),
                                 exit_code = attributes.get("exitCode").map_or("", String::as_str),
                                 "container event"
                             );
+                            if let Some(event) = ContainerEvent::from_docker(action, &attributes) {
+                                on_event(event);
+                            }
                             changed.store(true, Ordering::Release);
                         }
                         Err(e) => {

@@ -15,6 +15,16 @@
 //!   none), so the registry decides. Without this, any tenant could run another tenant's private
 //!   image by naming it. Images the agent did not pull (loaded by the farmer) are used as they
 //!   are.
+//! - **Where a pull may go.** The registry host is the tenant's choice, and its answer (or the
+//!   connection error) ends up on chain. Pulling from any host would let a tenant make every
+//!   node probe its own LAN (`10.0.0.5:22/x` → "connection refused" vs "timeout" in a public
+//!   result) or reach services on its loopback. So before a pull the host is resolved and the
+//!   pull is refused when any address is loopback, private, link-local, shared (CGNAT),
+//!   unspecified, multicast or reserved for documentation, unless the agent runs with
+//!   `--allow-private-registries` (dev grids and tests, whose registry is on loopback). What
+//!   this does not stop: Docker resolves the name again itself (a DNS answer that changes in
+//!   between), and a public registry may redirect blob downloads elsewhere; both would need the
+//!   daemon's own traffic confined, which is the farmer's firewall's job.
 //! - [`Images::collect_garbage`] removes pulled images that no live workload has used for a
 //!   grace time, and sooner (least recently used first) while the pulled images together take
 //!   more than the disk budget.
@@ -30,6 +40,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -125,6 +136,79 @@ pub struct Images {
     permits: Arc<Semaphore>,
     settled: Arc<AtomicBool>,
     book_path: Option<PathBuf>,
+    registries: RegistryPolicy,
+}
+
+/// Which registry addresses pulls may reach (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryPolicy {
+    /// Only hosts whose every address is public: a real node.
+    PublicOnly,
+    /// Any host, loopback and LAN included: dev grids and tests.
+    AllowPrivate,
+}
+
+/// Whether `ip` is an address a tenant's registry must not have: not globally routable.
+pub fn is_private_address(ip: IpAddr) -> bool {
+    fn v4(ip: Ipv4Addr) -> bool {
+        let [a, b, ..] = ip.octets();
+        ip.is_private()
+            || ip.is_loopback()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_multicast()
+            || ip.is_documentation()
+            || a == 0
+            // Shared address space (RFC 6598), benchmarking (RFC 2544), reserved (240/4).
+            || (a == 100 && (64..128).contains(&b))
+            || (a == 198 && (b == 18 || b == 19))
+            || a >= 240
+    }
+    fn v6(ip: Ipv6Addr) -> bool {
+        if let Some(mapped) = ip.to_ipv4_mapped() {
+            return v4(mapped);
+        }
+        let first = ip.segments()[0];
+        ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            // Unique local fc00::/7, link local fe80::/10, documentation 2001:db8::/32.
+            || (first & 0xfe00) == 0xfc00
+            || (first & 0xffc0) == 0xfe80
+            || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+    }
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => v6(ip),
+    }
+}
+
+/// Resolves the registry `host` (`name[:port]`, `[v6]:port`) and refuses it when any address is
+/// private. `docker.io` (the default registry) is public by definition and not resolved.
+pub async fn check_registry(host: &str, policy: RegistryPolicy) -> Result<(), String> {
+    if policy == RegistryPolicy::AllowPrivate || host == "docker.io" {
+        return Ok(());
+    }
+    // Docker's own default port for a registry named without one.
+    let target = match host.rsplit_once(':') {
+        Some((_, port)) if !host.ends_with(']') && port.parse::<u16>().is_ok() => host.to_string(),
+        _ => format!("{host}:443"),
+    };
+    let addresses: Vec<_> = tokio::net::lookup_host(&target)
+        .await
+        .map_err(|e| format!("registry {host} does not resolve: {e}"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("registry {host} does not resolve"));
+    }
+    if let Some(private) = addresses.iter().find(|a| is_private_address(a.ip())) {
+        return Err(format!(
+            "registry {host} resolves to a non-public address ({}): this node pulls only from public registries",
+            private.ip()
+        ));
+    }
+    Ok(())
 }
 
 fn now_ms() -> u64 {
@@ -155,8 +239,9 @@ fn repository_of(image: &str) -> &str {
 }
 
 impl Images {
-    /// Images on `docker`; the book is kept in `book_path` (none: in memory only).
-    pub fn new(docker: Docker, book_path: Option<PathBuf>) -> Images {
+    /// Images on `docker`; the book is kept in `book_path` (none: in memory only); pulls reach
+    /// the registries `registries` allows.
+    pub fn new(docker: Docker, book_path: Option<PathBuf>, registries: RegistryPolicy) -> Images {
         let book = book_path
             .as_deref()
             .and_then(|p| persist::read_json::<Book>(p).ok().flatten())
@@ -170,6 +255,7 @@ impl Images {
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_PULLS)),
             settled: Arc::new(AtomicBool::new(false)),
             book_path,
+            registries,
         }
     }
 
@@ -277,6 +363,7 @@ impl Images {
             .acquire()
             .await
             .map_err(|_| "the agent is stopping".to_string())?;
+        check_registry(registry_of(image), self.registries).await?;
         tracing::info!(image, "pulling image");
         let options = CreateImageOptions {
             from_image: Some(image.to_string()),
@@ -419,6 +506,65 @@ mod tests {
             "127.0.0.1:5000/busybox"
         );
         assert_eq!(repository_of("busybox:1.36"), "busybox");
+    }
+
+    #[test]
+    fn only_globally_routable_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.18.0.1",
+            "192.0.2.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private_address(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_private_address(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn registries_on_private_addresses_are_refused_without_contact() {
+        // Literal addresses resolve without DNS: nothing leaves the machine.
+        for host in [
+            "127.0.0.1:5000",
+            "10.0.0.5:22",
+            "[::1]:5000",
+            "localhost:5000",
+            "192.168.1.1",
+        ] {
+            let refused = check_registry(host, RegistryPolicy::PublicOnly)
+                .await
+                .unwrap_err();
+            assert!(refused.contains("non-public"), "{host}: {refused}");
+            check_registry(host, RegistryPolicy::AllowPrivate)
+                .await
+                .unwrap();
+        }
+        check_registry("docker.io", RegistryPolicy::PublicOnly)
+            .await
+            .unwrap();
     }
 
     #[test]

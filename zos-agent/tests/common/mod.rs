@@ -373,6 +373,10 @@ pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -
             "5",
             "--log",
             "info,zos_agent=debug",
+            // The tests' registry is on loopback.
+            "--allow-private-registries",
+            "--owner-api-listen",
+            &format!("127.0.0.1:{}", free_port()),
         ])
         .stdout(Stdio::null())
         .stderr(log)
@@ -720,6 +724,20 @@ pub async fn cancel_and_wait_removed(grid: &LocalGrid, who: &Pair, id: u64, tag:
         assert!(Instant::now() < deadline, "containers of {tag} not removed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Where node `node_id`'s owner API is, and the account key it must prove: from the chain.
+pub async fn owner_api_of(client: &WsClient, node_id: u32) -> (String, AccountId) {
+    let info = GridApiClient::node(client, node_id, None)
+        .await
+        .unwrap()
+        .expect("the node exists");
+    let twin = GridApiClient::twin(client, info.node.twin_id, None)
+        .await
+        .unwrap()
+        .expect("the node has a twin");
+    assert!(!twin.endpoint.is_empty(), "the agent published no endpoint");
+    (twin.endpoint, info.node.account)
 }
 
 /// A dev chain with the real agent running node `node_id` (tagged `tag`) on it. Fields drop in
