@@ -27,7 +27,7 @@ use crate::{
         volume::Volumes,
         zdb::ZdbAdmin,
     },
-    reconcile::{node_tag, Reconciler},
+    reconcile::{node_tag, Reconciler, ReportPacer},
 };
 use anyhow::{bail, Context as _};
 use gridchain_primitives::{Hash, Header, Pair};
@@ -69,6 +69,8 @@ pub struct AgentConfig {
     pub image_budget: u64,
     /// Which registry addresses image pulls may reach (private ones only on dev grids).
     pub registries: RegistryPolicy,
+    /// A paced report token comes back after this long (see [`ReportPacer`]).
+    pub report_refill: Duration,
     /// The owner API (logs, exec, events); `None`: not served.
     pub owner_api: Option<OwnerApiConfig>,
 }
@@ -273,7 +275,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
         zdb_endpoint: config.zdb_listen.to_string(),
         report_backoff: Default::default(),
-        report_pacer: Default::default(),
+        report_pacer: ReportPacer::new(config.report_refill),
         rootfs: Default::default(),
         events: events.clone(),
     };

@@ -57,6 +57,10 @@ struct Cli {
     /// Bytes pulled images may take together; beyond it unused ones go first [default: 20 GiB].
     #[arg(long)]
     image_budget_bytes: Option<u64>,
+    /// A reservation's results are reported at most 4 times at once, then once per this many
+    /// seconds, so a flapping workload cannot make the node pay a fee per flap [default: 60].
+    #[arg(long)]
+    report_refill_secs: Option<u64>,
     /// Serve the owner API (logs, exec, events for reservation owners) on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     owner_api_listen: Option<SocketAddr>,
@@ -92,6 +96,7 @@ struct FileConfig {
     allow_private_registries: bool,
     owner_api_listen: Option<SocketAddr>,
     owner_api_endpoint: Option<String>,
+    report_refill_secs: Option<u64>,
 }
 
 fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
@@ -170,6 +175,11 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
             .image_budget_bytes
             .or(file.image_budget_bytes)
             .unwrap_or(20 << 30),
+        report_refill: Duration::from_secs(
+            cli.report_refill_secs
+                .or(file.report_refill_secs)
+                .unwrap_or(60),
+        ),
         owner_api: owner_api(
             cli.owner_api_listen.or(file.owner_api_listen),
             cli.owner_api_endpoint.or(file.owner_api_endpoint),

@@ -183,22 +183,30 @@ impl ReportBackoff {
 /// Reports of one reservation version are paced, so a workload that flaps (a crash loop under
 /// `restart: always`, a health check that comes and goes) cannot make the node pay a report fee
 /// per flap: each report spends a token, [`ReportPacer::BURST`] at most, one back every
-/// [`ReportPacer::REFILL`]; a change of data alone (restart count, digest) needs two, so one is
-/// always left for a change of state. What waits is sent by a later pass (at least every
-/// reconcile interval), with the state of that moment.
-#[derive(Default)]
-pub struct ReportPacer(std::sync::Mutex<BTreeMap<(u64, u32), (f64, Instant)>>);
+/// `refill` (`--report-refill-secs`, 60 s); a change of data alone (restart count, digest)
+/// needs two, so one is always left for a change of state. What waits is sent by a later pass
+/// (at least every reconcile interval), with the state of that moment.
+pub struct ReportPacer {
+    refill: Duration,
+    tokens: std::sync::Mutex<BTreeMap<(u64, u32), (f64, Instant)>>,
+}
 
 impl ReportPacer {
     pub const BURST: f64 = 4.0;
-    pub const REFILL: Duration = Duration::from_secs(60);
+
+    pub fn new(refill: Duration) -> ReportPacer {
+        ReportPacer {
+            refill,
+            tokens: Default::default(),
+        }
+    }
 
     /// Whether a report of (`id`, `version`) may go now; spends its tokens if so.
     fn allow(&self, id: u64, version: u32, state_changed: bool, now: Instant) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, at) = map.entry((id, version)).or_insert((Self::BURST, now));
-        let refilled =
-            now.saturating_duration_since(*at).as_secs_f64() / Self::REFILL.as_secs_f64();
+        let refilled = now.saturating_duration_since(*at).as_secs_f64()
+            / self.refill.as_secs_f64().max(0.001);
         *tokens = (*tokens + refilled).min(Self::BURST);
         *at = now;
         let needed = if state_changed { 1.0 } else { 2.0 };
@@ -211,7 +219,7 @@ impl ReportPacer {
 
     /// Forgets the versions not in `live`.
     fn retain(&self, live: &BTreeSet<(u64, u32)>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|key, _| live.contains(key));
     }
 }
@@ -1029,7 +1037,8 @@ mod tests {
 
     #[test]
     fn a_flapping_workload_is_reported_in_a_burst_then_once_a_minute() {
-        let pacer = ReportPacer::default();
+        let refill = Duration::from_secs(60);
+        let pacer = ReportPacer::new(refill);
         let start = Instant::now();
         // Four reports at once (a version's Pulling, Ok, then two changes).
         for _ in 0..4 {
@@ -1037,7 +1046,7 @@ mod tests {
         }
         assert!(!pacer.allow(1, 1, true, start), "a fifth at once");
         // A minute later, one token: enough for a state change, not for data alone.
-        let later = start + ReportPacer::REFILL;
+        let later = start + refill;
         assert!(!pacer.allow(1, 1, false, later));
         assert!(pacer.allow(1, 1, true, later));
         assert!(!pacer.allow(1, 1, true, later));
@@ -1045,13 +1054,13 @@ mod tests {
         assert!(pacer.allow(1, 2, true, later));
         assert!(pacer.allow(2, 1, true, later));
         // Long quiet: back to the burst, not beyond.
-        let much_later = later + 100 * ReportPacer::REFILL;
+        let much_later = later + 100 * refill;
         for _ in 0..4 {
             assert!(pacer.allow(1, 1, true, much_later));
         }
         assert!(!pacer.allow(1, 1, true, much_later));
         pacer.retain(&BTreeSet::new());
-        assert!(pacer.0.lock().unwrap().is_empty());
+        assert!(pacer.tokens.lock().unwrap().is_empty());
     }
 
     #[test]

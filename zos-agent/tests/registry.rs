@@ -181,6 +181,46 @@ async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_with
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_in_the_middle_of_a_pull_converges_with_one_container() {
+    ensure_fat_image();
+    let registry = Registry::start(None);
+    let (reference, digest) = registry.push_image(FAT_IMAGE, "grid/fat", "1").await;
+    remove_image(&digest);
+    let mut agent = grid_with_agent("kill-pull").await;
+    let (grid, node_id, tag) = (&agent.grid, agent.node_id, agent.tag.clone());
+    let bob = Pair::dev("Bob");
+    let id = reserve(grid, &bob, node_id, container_only("app", &reference)).await;
+
+    // kill -9 as soon as the agent says the pull started.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !agent_log(agent.dir.path()).contains("pulling image") {
+        assert!(Instant::now() < deadline, "no pull started in 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut killed = agent.cleanup.agent.take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+
+    // Started again: the pull is finished (or done again), one container runs that digest.
+    agent.cleanup.agent = Some(spawn_agent(
+        agent.dir.path(),
+        &grid.node_uri,
+        &[grid.chain_node.ws_url()],
+        &zdb_addr(),
+    ));
+    let r = wait_for(&grid.client, id, "Ok after the kill", all_ok).await;
+    let ResultData::Container { image_digest, .. } = &r.results[0].data else {
+        panic!("container data: {:?}", r.results[0]);
+    };
+    assert_eq!(image_digest, &digest);
+    assert_eq!(docker_ps(&tag).len(), 1, "exactly one container");
+    cancel_and_wait_removed(grid, &bob, id, &tag).await;
+    drop(agent);
+    remove_image(&reference);
+    remove_image(&digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_pulls_a_private_image_with_sealed_credentials_for_its_owner_only() {
     let registry = Registry::start(Some(("bob", "bobs-registry-pass")));
     let (reference, digest) = registry.push("bob/app", "2").await;

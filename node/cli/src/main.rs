@@ -375,6 +375,7 @@ fn start_dev_agent(
         image_budget: 20 << 30,
         // The dev grid's registry (`--registry`) is on loopback.
         registries: zos_agent::provision::image::RegistryPolicy::AllowPrivate,
+        report_refill: std::time::Duration::from_secs(60),
         owner_api: Some(zos_agent::agent::OwnerApiConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), owner_api_port),
             endpoint: format!("127.0.0.1:{owner_api_port}"),

@@ -33,19 +33,34 @@ pub const IMAGE: &str = "gridchain/busybox:latest";
 pub const MIB: u64 = 1024 * 1024;
 
 pub fn ensure_image() {
+    build_image_once(IMAGE, 0);
+}
+
+/// The test image with `blob_mb` MiB of random bytes added (0: none), built as `tag` unless
+/// Docker has it.
+fn build_image_once(tag: &str, blob_mb: u32) {
     let present = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
+        .args(["image", "inspect", tag])
         .output()
         .unwrap()
         .status
         .success();
     if !present {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build-busybox-image.sh");
-        assert!(
-            Command::new("bash").arg(script).status().unwrap().success(),
-            "building the test image"
-        );
+        let mut build = Command::new("bash");
+        build.arg(script).arg(tag);
+        if blob_mb > 0 {
+            build.env("BLOB_MB", blob_mb.to_string());
+        }
+        assert!(build.status().unwrap().success(), "building {tag}");
     }
+}
+
+/// A test image of ~64 MiB, so a pull takes long enough to be interrupted.
+pub const FAT_IMAGE: &str = "gridchain/busybox-fat:test";
+
+pub fn ensure_fat_image() {
+    build_image_once(FAT_IMAGE, 64);
 }
 
 /// Kills the agent and removes whatever the node's agent created, even if the test failed.
@@ -377,6 +392,10 @@ pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -
             "--allow-private-registries",
             "--owner-api-listen",
             &format!("127.0.0.1:{}", free_port()),
+            // Tests watch restart counts and health flaps one by one: a token every 2 s
+            // (the pacing itself: reconcile.rs unit tests).
+            "--report-refill-secs",
+            "2",
         ])
         .stdout(Stdio::null())
         .stderr(log)
@@ -611,12 +630,17 @@ impl Registry {
     /// Returns the reference and the digest the registry gave it (`repo@sha256:…`).
     pub async fn push(&self, repository: &str, tag: &str) -> (String, String) {
         ensure_image();
+        self.push_image(IMAGE, repository, tag).await
+    }
+
+    /// [`Registry::push`] of any local image `source`.
+    pub async fn push_image(&self, source: &str, repository: &str, tag: &str) -> (String, String) {
         let docker = bollard::Docker::connect_with_local_defaults().unwrap();
         let name = format!("{}/{repository}", self.addr);
         let reference = format!("{name}:{tag}");
         docker
             .tag_image(
-                IMAGE,
+                source,
                 Some(bollard::query_parameters::TagImageOptions {
                     repo: Some(name.clone()),
                     tag: Some(tag.into()),
