@@ -27,6 +27,7 @@ fuzz_crates=(
   "zdb resp"
   "wallet deployment"
   "zstor manifest shards"
+  "zos-agent/owner-api frames"
 )
 
 failed=()

@@ -205,8 +205,8 @@ impl ReportPacer {
     fn allow(&self, id: u64, version: u32, state_changed: bool, now: Instant) -> bool {
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, at) = map.entry((id, version)).or_insert((Self::BURST, now));
-        let refilled = now.saturating_duration_since(*at).as_secs_f64()
-            / self.refill.as_secs_f64().max(0.001);
+        let refilled =
+            now.saturating_duration_since(*at).as_secs_f64() / self.refill.as_secs_f64().max(0.001);
         *tokens = (*tokens + refilled).min(Self::BURST);
         *at = now;
         let needed = if state_changed { 1.0 } else { 2.0 };
@@ -805,11 +805,15 @@ impl Reconciler {
         };
         // Asked even for a container that runs already: it gives the digest, and a container
         // that runs keeps running whatever the registry says now.
-        let image_status = self.images.ensure(image, auth.as_ref()).await;
+        let image_status = self.images.ensure(image, auth.as_ref(), *rootfs_size).await;
+        let image_size = match &image_status {
+            ImageStatus::Ready { size, .. } => *size,
+            _ => 0,
+        };
         if let Some(c) = current {
             if c.labels.get(LABEL_SPEC) == Some(&spec_hash) {
                 let image_digest = match &image_status {
-                    ImageStatus::Ready { digest } => digest.clone(),
+                    ImageStatus::Ready { digest, .. } => digest.clone(),
                     _ => String::new(),
                 };
                 // Adopt: it is what the reservation asks for.
@@ -836,10 +840,11 @@ impl Reconciler {
                         .rootfs_written(&id)
                         .await
                         .map_err(|e| e.to_string())?;
-                    if written > *rootfs_size {
+                    if written.saturating_add(image_size) > *rootfs_size {
                         let why = format!(
-                            "stopped: wrote {written} bytes to its root filesystem, more than \
-                             its rootfsSize of {rootfs_size} (use a volume for data)"
+                            "stopped: its image ({image_size} bytes) and what it wrote to its \
+                             root filesystem ({written} bytes) take more than its rootfsSize of \
+                             {rootfs_size} (use a volume for data)"
                         );
                         self.containers.stop(&id).await.map_err(|e| e.to_string())?;
                         self.rootfs.record_stop(&id, &why);
@@ -875,7 +880,13 @@ impl Reconciler {
             }
         }
         let image_digest = match image_status {
-            ImageStatus::Ready { digest } => digest,
+            ImageStatus::Ready { digest, size } if size > *rootfs_size => {
+                return Err(format!(
+                    "image {image} ({digest}) takes {size} bytes, more than the workload's \
+                     rootfsSize of {rootfs_size}; the image counts against it"
+                ))
+            }
+            ImageStatus::Ready { digest, .. } => digest,
             ImageStatus::Pulling => return Ok(ContainerOutcome::Pulling),
             ImageStatus::Failed(message) => return Err(message),
         };

@@ -24,11 +24,33 @@ fn docker() -> bollard::Docker {
     bollard::Docker::connect_with_local_defaults().unwrap()
 }
 
+/// What Docker says `image` takes on disk.
+fn image_size(image: &str) -> u64 {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Size}}", image])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("an image size")
+}
+
 /// Asks until the answer is no longer `Pulling` (the pull runs in the background).
 async fn settle(images: &Images, image: &str, auth: Option<&RegistryAuth>) -> ImageStatus {
+    settle_within(images, image, auth, u64::MAX).await
+}
+
+/// [`settle`] for a workload whose root filesystem may take `max_bytes`.
+async fn settle_within(
+    images: &Images,
+    image: &str,
+    auth: Option<&RegistryAuth>,
+    max_bytes: u64,
+) -> ImageStatus {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = images.ensure(image, auth).await;
+        let status = images.ensure(image, auth, max_bytes).await;
         if status != ImageStatus::Pulling {
             return status;
         }
@@ -52,13 +74,20 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
     );
 
     // Two workloads asking at once share one pull.
-    assert_eq!(images.ensure(&reference, None).await, ImageStatus::Pulling);
-    assert_eq!(images.ensure(&reference, None).await, ImageStatus::Pulling);
+    assert_eq!(
+        images.ensure(&reference, None, u64::MAX).await,
+        ImageStatus::Pulling
+    );
+    assert_eq!(
+        images.ensure(&reference, None, u64::MAX).await,
+        ImageStatus::Pulling
+    );
     let status = settle(&images, &reference, None).await;
     assert_eq!(
         status,
         ImageStatus::Ready {
-            digest: digest.clone()
+            digest: digest.clone(),
+            size: image_size(&digest)
         }
     );
     assert!(images.take_settled(), "the end of a pull is signalled");
@@ -66,7 +95,8 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
     assert_eq!(
         settle(&images, &digest, None).await,
         ImageStatus::Ready {
-            digest: digest.clone()
+            digest: digest.clone(),
+            size: image_size(&digest)
         }
     );
     // The book survives a restart of the agent.
@@ -76,9 +106,10 @@ async fn a_missing_image_is_pulled_once_and_runs_by_digest() {
         AllowPrivate,
     );
     assert_eq!(
-        again.ensure(&reference, None).await,
+        again.ensure(&reference, None, u64::MAX).await,
         ImageStatus::Ready {
-            digest: digest.clone()
+            digest: digest.clone(),
+            size: image_size(&digest)
         }
     );
 
@@ -108,7 +139,7 @@ async fn a_wrong_digest_or_an_unknown_image_fails_in_the_registrys_words() {
     );
     // Failed pulls are not retried at once: the same answer, no new pull.
     assert_eq!(
-        images.ensure(&wrong, None).await,
+        images.ensure(&wrong, None, u64::MAX).await,
         ImageStatus::Failed(message)
     );
     let unknown = format!("{}/grid/no-such-image:1", registry.addr);
@@ -162,7 +193,8 @@ async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_with
     assert_eq!(
         settle(&images, &reference, Some(&good)).await,
         ImageStatus::Ready {
-            digest: digest.clone()
+            digest: digest.clone(),
+            size: image_size(&digest)
         }
     );
     // The image is on the node now, but a workload without the credentials (or with wrong
@@ -180,16 +212,75 @@ async fn a_private_image_is_pulled_only_with_its_credentials_and_not_reused_with
     remove_image(&digest);
 }
 
+#[tokio::test]
+async fn an_image_whose_pull_the_agent_did_not_see_end_is_not_taken_for_the_farmers() {
+    // The agent starts a pull and dies; Docker finishes it. The restarted agent must not take
+    // the image for one the farmer loaded (anyone may run those): it was in the book before
+    // the pull began, with no access proven, so each access is asked of the registry again.
+    let registry = Registry::start(None);
+    let (reference, digest) = registry.push("grid/died-mid-pull", "1").await;
+    let book = tempfile::tempdir().unwrap();
+    let path = book.path().join("images.json");
+    let before_crash = Images::new(docker(), Some(path.clone()), AllowPrivate);
+    assert_eq!(before_crash.ensure(&reference, None, u64::MAX).await, ImageStatus::Pulling);
+    // The book as the crash left it (read before the pull's end is recorded).
+    let after_restart = Images::new(docker(), Some(path), AllowPrivate);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while docker().inspect_image(&reference).await.is_err() {
+        assert!(Instant::now() < deadline, "the pull did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let someone = RegistryAuth::parse("someone:else").unwrap();
+    assert_eq!(
+        after_restart.ensure(&reference, Some(&someone), u64::MAX).await,
+        ImageStatus::Pulling,
+        "an image on the node with no proven access was handed out"
+    );
+    settle(&after_restart, &reference, Some(&someone)).await;
+    remove_image(&reference);
+    remove_image(&digest);
+}
+
+#[tokio::test]
+async fn a_pull_stops_once_the_image_is_known_to_exceed_the_root_filesystem() {
+    // A tenant pays for its rootfsSize; the image counts against it, so a 64 MiB image cannot
+    // land on the node for a workload of 16 MiB.
+    let registry = Registry::start(None);
+    let (reference, _) = registry.push_blob_image("grid/too-fat", "1", 64).await;
+    let images = Images::new(docker(), None, AllowPrivate);
+    let ImageStatus::Failed(message) = settle_within(&images, &reference, None, 16 * MIB).await
+    else {
+        panic!("a 64 MiB image was pulled for 16 MiB");
+    };
+    assert!(
+        message.contains("larger than the workload's rootfsSize"),
+        "{message}"
+    );
+    assert!(
+        docker().inspect_image(&reference).await.is_err(),
+        "nothing of it stays"
+    );
+}
+
+/// `image` for workload `name` with a root filesystem of `rootfs` bytes.
+fn container_with_rootfs(name: &str, image: &str, rootfs: u64) -> reservations::Deployment {
+    let mut d = container_only(name, image);
+    let WorkloadSpec::Container { rootfs_size, .. } = &mut d.workloads[0].spec else {
+        unreachable!()
+    };
+    *rootfs_size = rootfs;
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_in_the_middle_of_a_pull_converges_with_one_container() {
-    ensure_fat_image();
     let registry = Registry::start(None);
-    let (reference, digest) = registry.push_image(FAT_IMAGE, "grid/fat", "1").await;
-    remove_image(&digest);
+    let (reference, digest) = registry.push_blob_image("grid/fat", "1", 64).await;
     let mut agent = grid_with_agent("kill-pull").await;
     let (grid, node_id, tag) = (&agent.grid, agent.node_id, agent.tag.clone());
     let bob = Pair::dev("Bob");
-    let id = reserve(grid, &bob, node_id, container_only("app", &reference)).await;
+    let app = container_with_rootfs("app", &reference, 256 * MIB);
+    let id = reserve(grid, &bob, node_id, app).await;
 
     // kill -9 as soon as the agent says the pull started.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -215,6 +306,30 @@ async fn an_agent_killed_in_the_middle_of_a_pull_converges_with_one_container() 
     assert_eq!(image_digest, &digest);
     assert_eq!(docker_ps(&tag).len(), 1, "exactly one container");
     cancel_and_wait_removed(grid, &bob, id, &tag).await;
+
+    // The image on the node now, asked for by a workload whose root filesystem it overfills.
+    let small = reserve(
+        grid,
+        &bob,
+        node_id,
+        container_with_rootfs("app", &reference, 32 * MIB),
+    )
+    .await;
+    let r = wait_for(&grid.client, small, "an error", |r| {
+        r.results
+            .first()
+            .is_some_and(|w| w.state == WorkloadState::Error)
+    })
+    .await;
+    assert!(
+        r.results[0]
+            .message
+            .contains("more than the workload's rootfsSize"),
+        "{}",
+        r.results[0].message
+    );
+    assert!(docker_ps(&tag).is_empty());
+    cancel_and_wait_removed(grid, &bob, small, &tag).await;
     drop(agent);
     remove_image(&reference);
     remove_image(&digest);

@@ -14,7 +14,13 @@
 //!   access is among them; otherwise the agent pulls again with the workload's credentials (or
 //!   none), so the registry decides. Without this, any tenant could run another tenant's private
 //!   image by naming it. Images the agent did not pull (loaded by the farmer) are used as they
-//!   are.
+//!   are; an image enters the book *before* its pull starts, so one whose pull the agent did not
+//!   see end (killed, Docker finished it) is never taken for the farmer's.
+//! - **Sizes.** An image counts against its workload's `rootfsSize` (what the tenant pays for):
+//!   a pull stops as soon as the layers announced so far exceed it, and whatever Docker still
+//!   brings in is removed once the stream ends; an image on the node that is larger does not
+//!   run. Layer sizes are compressed sizes: an image that grows when unpacked is caught by the
+//!   size check after the pull and by the root filesystem guard, not during the pull.
 //! - **Where a pull may go.** The registry host is the tenant's choice, and its answer (or the
 //!   connection error) ends up on chain. Pulling from any host would let a tenant make every
 //!   node probe its own LAN (`10.0.0.5:22/x` → "connection refused" vs "timeout" in a public
@@ -93,8 +99,9 @@ impl RegistryAuth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageStatus {
     /// On the node and allowed: `digest` is `repository@sha256:…` (or the image id for an
-    /// image built on the node).
-    Ready { digest: String },
+    /// image built on the node); `size` is what its layers take on disk, which counts against
+    /// the workload's `rootfsSize`.
+    Ready { digest: String, size: u64 },
     /// Being pulled; ask again later.
     Pulling,
     /// The last pull failed (the registry's or Docker's words); retried after a back-off.
@@ -268,8 +275,16 @@ impl Images {
         self.settled.swap(false, Ordering::AcqRel)
     }
 
-    /// `image` for a workload with `auth` (none for a public image): ready, pulling or failed.
-    pub async fn ensure(&self, image: &str, auth: Option<&RegistryAuth>) -> ImageStatus {
+    /// `image` for a workload with `auth` (none for a public image) that may take `max_bytes`:
+    /// ready, pulling or failed. A pull stops as soon as the image's layers are known to exceed
+    /// `max_bytes` (their compressed sizes as the registry announces them: a tenant cannot fill
+    /// the node's disk with an image larger than the root filesystem it pays for).
+    pub async fn ensure(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        max_bytes: u64,
+    ) -> ImageStatus {
         let access = auth.map_or_else(|| PUBLIC.to_string(), |a| a.access_key(image));
         let local = match self.docker.inspect_image(image).await {
             Ok(info) => Some(info),
@@ -299,7 +314,8 @@ impl Images {
                     .find(|d| d.split_once('@').is_some_and(|(r, _)| r == repository))
                     .or(info.id)
                     .unwrap_or_default();
-                return ImageStatus::Ready { digest };
+                let size = info.size.unwrap_or(0).max(0) as u64;
+                return ImageStatus::Ready { digest, size };
             }
         }
         let attempts = match state.pulls.get(&key) {
@@ -311,6 +327,19 @@ impl Images {
             None => 0,
         };
         state.pulls.insert(key.clone(), Pull::Running);
+        // In the book before the pull starts: if the agent dies mid-pull and Docker finishes it,
+        // the image is not taken for one the farmer loaded (which anyone may run); only the
+        // accesses a finished pull proves are added.
+        if !state.book.images.contains_key(image) {
+            state.book.images.insert(
+                image.to_string(),
+                BookEntry {
+                    accesses: BTreeSet::new(),
+                    last_used_ms: now_ms(),
+                },
+            );
+            self.save(&state.book);
+        }
         drop(state);
         let this = self.clone();
         let credentials = auth.map(|a| DockerCredentials {
@@ -320,7 +349,7 @@ impl Images {
             ..Default::default()
         });
         tokio::spawn(async move {
-            let outcome = this.pull(&key.0, credentials).await;
+            let outcome = this.pull(&key.0, credentials, max_bytes).await;
             let mut state = this.lock();
             match outcome {
                 Ok(()) => {
@@ -353,10 +382,13 @@ impl Images {
     }
 
     /// Pulls `image`, logging progress now and then; the error is the registry's or Docker's.
+    /// Stops (dropping the stream cancels Docker's pull) once the layers known so far add up to
+    /// more than `max_bytes`.
     async fn pull(
         &self,
         image: &str,
         credentials: Option<DockerCredentials>,
+        max_bytes: u64,
     ) -> Result<(), String> {
         let _permit = self
             .permits
@@ -371,11 +403,28 @@ impl Images {
         };
         let mut stream = self.docker.create_image(Some(options), None, credentials);
         let mut last_log = Instant::now();
+        // Layer id → its size, as each layer's download starts.
+        let mut layers: HashMap<String, u64> = HashMap::new();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
                     if let Some(error) = info.error_detail.and_then(|d| d.message) {
                         return Err(format!("pulling {image}: {error}"));
+                    }
+                    if let (Some(layer), Some(total)) = (
+                        info.id.as_ref(),
+                        info.progress_detail.as_ref().and_then(|d| d.total),
+                    ) {
+                        if info.status.as_deref() == Some("Downloading") {
+                            layers.insert(layer.clone(), total.max(0) as u64);
+                            let known: u64 = layers.values().sum();
+                            if known > max_bytes {
+                                self.discard(image, stream);
+                                return Err(format!(
+                                    "{image} is larger than the workload's rootfsSize of {max_bytes} bytes (its layers take at least {known}); the image counts against it"
+                                ));
+                            }
+                        }
                     }
                     if last_log.elapsed() >= Duration::from_secs(2) {
                         last_log = Instant::now();
@@ -399,6 +448,25 @@ impl Images {
             }
         }
         Ok(())
+    }
+
+    /// After a pull stopped for size: Docker may finish it anyway (closing the stream does not
+    /// always cancel it), so the rest of the stream is read in the background and whatever
+    /// arrived is removed. The pull's permit is free meanwhile.
+    fn discard(&self, image: &str, mut stream: impl futures::Stream + Send + Unpin + 'static) {
+        let (docker, image) = (self.docker.clone(), image.to_string());
+        tokio::spawn(async move {
+            while stream.next().await.is_some() {}
+            match docker
+                .remove_image(&image, None::<RemoveImageOptions>, None)
+                .await
+            {
+                Ok(_) => tracing::info!(image, "removed an image pulled past its size limit"),
+                Err(e) => {
+                    tracing::debug!(image, error = %e, "nothing to remove after a stopped pull")
+                }
+            }
+        });
     }
 
     fn save(&self, book: &Book) {

@@ -56,11 +56,12 @@ fn build_image_once(tag: &str, blob_mb: u32) {
     }
 }
 
-/// A test image of ~64 MiB, so a pull takes long enough to be interrupted.
-pub const FAT_IMAGE: &str = "gridchain/busybox-fat:test";
-
-pub fn ensure_fat_image() {
-    build_image_once(FAT_IMAGE, 64);
+/// A test image with `blob_mb` MiB of random bytes, new each time (`unique` names it).
+pub fn build_blob_image(unique: &str, blob_mb: u32) -> String {
+    let tag = format!("gridchain/busybox-blob:{unique}-{}", std::process::id());
+    remove_image(&tag);
+    build_image_once(&tag, blob_mb);
+    tag
 }
 
 /// Kills the agent and removes whatever the node's agent created, even if the test failed.
@@ -631,6 +632,21 @@ impl Registry {
     pub async fn push(&self, repository: &str, tag: &str) -> (String, String) {
         ensure_image();
         self.push_image(IMAGE, repository, tag).await
+    }
+
+    /// Pushes a new image with `blob_mb` MiB of random bytes and removes it locally, layers
+    /// included, so a pull downloads all of it. Returns (reference, digest) as [`Registry::push`].
+    pub async fn push_blob_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        blob_mb: u32,
+    ) -> (String, String) {
+        let source = build_blob_image(&repository.replace('/', "-"), blob_mb);
+        let pushed = self.push_image(&source, repository, tag).await;
+        remove_image(&source);
+        remove_image(&pushed.1);
+        pushed
     }
 
     /// [`Registry::push`] of any local image `source`.
