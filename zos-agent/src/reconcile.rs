@@ -53,6 +53,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Suffix of the container that replaces a running one during an update (see
+/// [`Reconciler::replace_running`]).
+pub const NEXT_SUFFIX: &str = ".next";
+
 /// Label holding a container's address on one of its networks: `gridchain.ip.<network>`.
 const LABEL_IP_PREFIX: &str = "gridchain.ip.";
 
@@ -391,7 +395,13 @@ impl Reconciler {
 
         // Remove what nobody wants. Containers first: they hold volumes and veths.
         let actual = self.containers.list().await?;
-        for c in actual.iter().filter(|c| !want_containers.contains(&c.name)) {
+        let wanted = |name: &str| {
+            want_containers.contains(name)
+                || name
+                    .strip_suffix(NEXT_SUFFIX)
+                    .is_some_and(|n| want_containers.contains(n))
+        };
+        for c in actual.iter().filter(|c| !wanted(&c.name)) {
             self.containers.remove(&c.id).await?;
             summary.removed += 1;
         }
@@ -747,6 +757,24 @@ impl Reconciler {
             };
             env_plain.push(format!("{}={value}", var.name));
         }
+        // A switch the agent did not finish (it died between removing the previous container
+        // and renaming its replacement): the replacement is the container.
+        let next_name = format!("{name}{NEXT_SUFFIX}");
+        if !existing.contains_key(&name) {
+            if let Some(next) = existing.remove(&next_name) {
+                self.containers
+                    .rename(&next.id, &name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                existing.insert(
+                    name.clone(),
+                    ActualContainer {
+                        name: name.clone(),
+                        ..next
+                    },
+                );
+            }
+        }
         // Addresses: asked for, kept from the running container, or the first free one.
         let current = existing.get(&name);
         let mut addresses = Vec::new();
@@ -890,15 +918,9 @@ impl Reconciler {
             ImageStatus::Pulling => return Ok(ContainerOutcome::Pulling),
             ImageStatus::Failed(message) => return Err(message),
         };
-        if let Some(c) = current {
-            // The deployment changed: replace the container (its new image is on the node).
-            self.containers
-                .remove(&c.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            existing.remove(&name);
-            summary.removed += 1;
-        }
+        let running = current
+            .filter(|c| c.state == ContainerState::Running && !paused)
+            .map(|c| c.id.clone());
         let spec = ContainerSpec {
             name: name.clone(),
             image: image.clone(),
@@ -914,25 +936,36 @@ impl Reconciler {
             restart: *restart,
             health_check: health_check.clone(),
         };
+        if let Some(previous) = running {
+            // The deployment changed and the container serves: replace it without downtime.
+            let data = ResultData::Container {
+                container_id: previous.clone(),
+                ips,
+                image_digest,
+                restarts: 0,
+            };
+            return self
+                .replace_running(r, previous, spec, &addresses, data, existing, summary)
+                .await;
+        }
+        if let Some(c) = existing.remove(&name) {
+            // The deployment changed and the container does not run: replace it.
+            self.containers
+                .remove(&c.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            summary.removed += 1;
+        }
         let (id, pid) = self
             .containers
             .create_and_start(&spec)
             .await
             .map_err(|e| e.to_string())?;
         summary.created += 1;
-        for (i, (network, ip, prefix)) in addresses.iter().enumerate() {
-            let attached = async {
-                let bridge = self.networks.bridge_for(&r.owner, network).await?;
-                let host_if = self.networks.veth_for(&name, network).await?;
-                self.networks
-                    .attach(&bridge, pid, &host_if, &format!("eth{i}"), *ip, *prefix)
-                    .await
-            };
-            if let Err(e) = attached.await {
-                // A half-connected container is no use: remove it and report why.
-                let _ = self.containers.remove(&id).await;
-                return Err(e.to_string());
-            }
+        if let Err(e) = self.attach_networks(r, &name, pid, &addresses).await {
+            // A half-connected container is no use: remove it and report why.
+            let _ = self.containers.remove(&id).await;
+            return Err(e);
         }
         if paused {
             self.containers
@@ -963,6 +996,156 @@ impl Reconciler {
             },
             None => ContainerOutcome::Running(data),
         })
+    }
+
+    /// Connects the container `name` (init `pid`) to its networks at `addresses`. Attaching
+    /// replaces the host end of an earlier container of the same name, which cuts that one off.
+    async fn attach_networks(
+        &self,
+        r: &Reservation,
+        name: &str,
+        pid: u32,
+        addresses: &[(String, Ipv4Addr, u8)],
+    ) -> Result<(), String> {
+        for (i, (network, ip, prefix)) in addresses.iter().enumerate() {
+            let bridge = self
+                .networks
+                .bridge_for(&r.owner, network)
+                .await
+                .map_err(|e| e.to_string())?;
+            let host_if = self
+                .networks
+                .veth_for(name, network)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.networks
+                .attach(&bridge, pid, &host_if, &format!("eth{i}"), *ip, *prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// An update of a running container, without downtime: the new container (`<name>.next`)
+    /// starts beside the old one, off the networks; once it runs (and passes its health check,
+    /// if it has one) it takes over the old one's interfaces (same addresses, same MAC
+    /// addresses, so peers' ARP caches stay right), the old one is removed and the new one
+    /// renamed. Until then the old one serves and the workload is `Unhealthy` saying so; a new
+    /// container that does not run leaves the old one running and the result says why. Each
+    /// step is found again by the next pass, so the agent may die anywhere in between.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace_running(
+        &self,
+        r: &Reservation,
+        previous: String,
+        spec: ContainerSpec,
+        addresses: &[(String, Ipv4Addr, u8)],
+        previous_data: ResultData,
+        existing: &mut BTreeMap<String, ActualContainer>,
+        summary: &mut PassSummary,
+    ) -> Result<ContainerOutcome, String> {
+        let name = spec.name.clone();
+        let next_name = format!("{name}{NEXT_SUFFIX}");
+        let wanted_spec = spec.labels.get(LABEL_SPEC).cloned();
+        // A replacement made for an earlier version of the deployment is no use.
+        if let Some(stale) = existing
+            .get(&next_name)
+            .filter(|n| n.labels.get(LABEL_SPEC) != wanted_spec.as_ref())
+        {
+            self.containers
+                .remove(&stale.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            existing.remove(&next_name);
+            summary.removed += 1;
+        }
+        let next_id = match existing.get(&next_name) {
+            Some(next) => next.id.clone(),
+            None => {
+                let next_spec = ContainerSpec {
+                    name: next_name.clone(),
+                    ..spec.clone()
+                };
+                let (id, _) = self
+                    .containers
+                    .create_and_start(&next_spec)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "the new version cannot start ({e}); the previous one keeps running"
+                        )
+                    })?;
+                summary.created += 1;
+                existing.insert(
+                    next_name.clone(),
+                    ActualContainer {
+                        id: id.clone(),
+                        name: next_name.clone(),
+                        labels: spec.labels.clone(),
+                        state: ContainerState::Running,
+                    },
+                );
+                id
+            }
+        };
+        let life = self
+            .containers
+            .life(&next_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(reason) = life.failure {
+            return Err(format!(
+                "the new version does not run ({reason}); the previous one keeps running"
+            ));
+        }
+        if let Some(probe) = life.unhealthy {
+            return Ok(ContainerOutcome::Unhealthy {
+                message: format!(
+                    "the new version is not healthy yet ({probe}); the previous one keeps serving"
+                ),
+                data: previous_data,
+            });
+        }
+        // The switch: interfaces first (the old container is cut off as its host ends are
+        // replaced), then the old container goes and the new one takes its name.
+        let pid = self
+            .containers
+            .pid(&next_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.attach_networks(r, &name, pid, addresses).await?;
+        self.containers
+            .remove(&previous)
+            .await
+            .map_err(|e| e.to_string())?;
+        existing.remove(&name);
+        summary.removed += 1;
+        self.containers
+            .rename(&next_id, &name)
+            .await
+            .map_err(|e| e.to_string())?;
+        existing.remove(&next_name);
+        existing.insert(
+            name.clone(),
+            ActualContainer {
+                id: next_id.clone(),
+                name,
+                labels: spec.labels.clone(),
+                state: ContainerState::Running,
+            },
+        );
+        let ResultData::Container {
+            ips, image_digest, ..
+        } = previous_data
+        else {
+            return Err("internal: container data expected".into());
+        };
+        Ok(ContainerOutcome::Running(ResultData::Container {
+            container_id: next_id,
+            ips,
+            image_digest,
+            restarts: 0,
+        }))
     }
 
     /// The lowest host address of `cidr` (after the first) not used on this owner's network.

@@ -310,6 +310,40 @@ fn cli(agent: &AgentGrid, id: u64) {
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.lines().all(|l| l.starts_with("tick-")), "{out}");
 
+    // --follow until the reader goes away (`| head -1`): grid ends with it.
+    let mut follow = Command::new(&grid_bin)
+        .args([
+            "--rpc",
+            &rpc,
+            "reservation",
+            "logs",
+            &id,
+            "--follow",
+            "--tail",
+            "1",
+        ])
+        .args(["--from", "//Bob"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"tick-");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "logs --follow kept going with no reader"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let (code, out, _) = run(&[
         "exec",
         &id,
@@ -372,15 +406,14 @@ fn cli(agent: &AgentGrid, id: u64) {
         }
     });
     // The shell's prompt, then a command typed as keys (the sum is computed in the container).
-    let wait_for_text = |text: &str| {
+    // Everything the terminal showed so far (each message is the whole of it).
+    let mut screen = String::new();
+    let mut wait_for_text = |text: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let seen = rx
+        while !screen.contains(text) {
+            screen = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no {text:?} on the terminal in 30 s"));
-            if seen.contains(text) {
-                return;
-            }
+                .unwrap_or_else(|_| panic!("no {text:?} on the terminal in 30 s: {screen:?}"));
         }
     };
     wait_for_text("# ");

@@ -68,13 +68,13 @@ async fn containers_have_limits_labels_volumes_and_report_docker_errors() {
     ));
 
     let inspect = Command::new("docker")
-        .args(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.NetworkMode}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Privileged}}", &id])
+        .args(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.NetworkMode}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Privileged}} {{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .HostConfig.LogConfig.Config \"max-file\"}}", &id])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert_eq!(
         text.trim(),
-        "1000000000 67108864 none [no-new-privileges] false"
+        "1000000000 67108864 none [no-new-privileges] false json-file 10m 3"
     );
 
     let listed = containers.list().await.unwrap();

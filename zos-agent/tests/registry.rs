@@ -222,7 +222,10 @@ async fn an_image_whose_pull_the_agent_did_not_see_end_is_not_taken_for_the_farm
     let book = tempfile::tempdir().unwrap();
     let path = book.path().join("images.json");
     let before_crash = Images::new(docker(), Some(path.clone()), AllowPrivate);
-    assert_eq!(before_crash.ensure(&reference, None, u64::MAX).await, ImageStatus::Pulling);
+    assert_eq!(
+        before_crash.ensure(&reference, None, u64::MAX).await,
+        ImageStatus::Pulling
+    );
     // The book as the crash left it (read before the pull's end is recorded).
     let after_restart = Images::new(docker(), Some(path), AllowPrivate);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -232,7 +235,9 @@ async fn an_image_whose_pull_the_agent_did_not_see_end_is_not_taken_for_the_farm
     }
     let someone = RegistryAuth::parse("someone:else").unwrap();
     assert_eq!(
-        after_restart.ensure(&reference, Some(&someone), u64::MAX).await,
+        after_restart
+            .ensure(&reference, Some(&someone), u64::MAX)
+            .await,
         ImageStatus::Pulling,
         "an image on the node with no proven access was handed out"
     );

@@ -180,9 +180,10 @@ fn unexpected(node_id: u32, frame: Result<ServerFrame, ClientError>) -> anyhow::
     }
 }
 
-fn write_output(stream: OutputStream, data: &[u8]) {
-    // A closed stdout (`grid reservation logs 7 | head`) ends nothing but our writing.
-    let _ = match stream {
+/// Writes a chunk of output where it came from; false once stdout is closed
+/// (`grid reservation logs 7 --follow | head -1`): there is no one left to read.
+fn write_output(stream: OutputStream, data: &[u8]) -> bool {
+    let written = match stream {
         OutputStream::Stdout => {
             let mut out = std::io::stdout().lock();
             out.write_all(data).and_then(|()| out.flush())
@@ -192,6 +193,7 @@ fn write_output(stream: OutputStream, data: &[u8]) {
             err.write_all(data).and_then(|()| err.flush())
         }
     };
+    !matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 async fn print_logs(mut session: Session, prefixed: bool, node_id: u32) -> Result<()> {
@@ -202,12 +204,15 @@ async fn print_logs(mut session: Session, prefixed: bool, node_id: u32) -> Resul
                 stream,
                 data,
             }) => {
-                if prefixed {
+                let open = if prefixed {
                     let mut line = format!("{workload} | ").into_bytes();
                     line.extend_from_slice(&data);
-                    write_output(stream, &line);
+                    write_output(stream, &line)
                 } else {
-                    write_output(stream, &data);
+                    write_output(stream, &data)
+                };
+                if !open {
+                    return Ok(());
                 }
             }
             Ok(ServerFrame::End) => return Ok(()),
@@ -277,7 +282,9 @@ async fn exec(session: Session, tty: bool, node_id: u32) -> Result<i64> {
     let receive = async {
         loop {
             match reader.recv().await {
-                Ok(ServerFrame::Output { stream, data, .. }) => write_output(stream, &data),
+                Ok(ServerFrame::Output { stream, data, .. }) => {
+                    write_output(stream, &data);
+                }
                 Ok(ServerFrame::Exited { code }) => return Ok(code),
                 other => return Err(unexpected(node_id, other)),
             }

@@ -17,11 +17,12 @@ use bollard::{
     errors::Error as DockerError,
     models::{
         ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HealthStatusEnum, HostConfig,
-        Mount, MountType, RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+        HostConfigLogConfig, Mount, MountType, RestartPolicy as DockerRestartPolicy,
+        RestartPolicyNameEnum,
     },
     query_parameters::{
         CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-        RemoveContainerOptions, StartContainerOptions,
+        RemoveContainerOptions, RenameContainerOptions, StartContainerOptions,
     },
     Docker,
 };
@@ -371,6 +372,15 @@ impl Containers {
                 ])),
                 privileged: Some(false),
                 pids_limit: Some(4_096),
+                // Whatever the daemon's defaults: a workload's output cannot fill the node's
+                // disk (at most 3 files of 10 MiB; `grid reservation logs` reads them).
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".into()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), "10m".to_string()),
+                        ("max-file".to_string(), "3".to_string()),
+                    ])),
+                }),
                 mounts: Some(mounts),
                 restart_policy: Some(match spec.restart {
                     RestartPolicy::Always => DockerRestartPolicy {
@@ -411,6 +421,19 @@ impl Containers {
         }
         let pid = self.pid(&created.id).await?;
         Ok((created.id, pid))
+    }
+
+    /// Gives container `id` the name `name` (an update's replacement taking over).
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), ContainerError> {
+        self.docker
+            .rename_container(
+                id,
+                RenameContainerOptions {
+                    name: name.to_string(),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     /// The init pid of a running container (its network namespace is `/proc/<pid>/ns/net`).

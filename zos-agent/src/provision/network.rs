@@ -296,6 +296,15 @@ impl Networks {
 
     /// Connects the container whose init process is `pid` to `bridge`: a veth pair, host end
     /// `host_if` on the bridge, container end named `container_if` with `ip/prefix`.
+    /// The container-side MAC address behind host interface `host_if`: the same for every
+    /// container attached there, so a container that replaces another (an update) answers at
+    /// the address its peers' ARP caches already hold. Locally administered, unicast.
+    fn mac_for(&self, host_if: &str) -> [u8; 6] {
+        let digest =
+            gridchain_primitives::hash::blake2_256(format!("{}/{host_if}", self.alias).as_bytes());
+        [0x02, digest[0], digest[1], digest[2], digest[3], digest[4]]
+    }
+
     pub async fn attach(
         &self,
         bridge: &str,
@@ -346,6 +355,7 @@ impl Networks {
             .link()
             .set(
                 LinkUnspec::new_with_index(peer_index)
+                    .address(self.mac_for(host_if).to_vec())
                     .setns_by_pid(pid)
                     .build(),
             )
