@@ -1,7 +1,7 @@
 //! Updates without downtime, through the real agent, Docker and netlink: a web server on a
 //! private network is updated while a client on that network requests it in a loop; not one
-//! request fails, the client is untouched, and a new version that does not start leaves the old
-//! one serving.
+//! request fails, the client is untouched, a new version that does not start leaves the old
+//! one serving, and an agent killed (`kill -9`) mid-update finishes it when started again.
 
 mod common;
 
@@ -45,8 +45,13 @@ fn container(
 /// once) and a client requesting it every 50 ms, counting failures in /tmp/fail. (Debian's
 /// static busybox wget crashes with `-T`, hence `timeout`.)
 fn site(version: &str) -> Deployment {
+    site_starting_in(version, 1)
+}
+
+/// [`site`] with a server that takes `secs` to start.
+fn site_starting_in(version: &str, secs: u32) -> Deployment {
     let server = format!(
-        "sh -c 'mkdir -p /www && echo {version} > /www/index.html && sleep 1 && httpd -f -p 8080 -h /www'"
+        "sh -c 'mkdir -p /www && echo {version} > /www/index.html && sleep {secs} && httpd -f -p 8080 -h /www'"
     );
     let client = format!(
         "sh -c 'while true; do timeout 5 wget -q -O /tmp/last http://{SERVER_IP}:8080/ && cat /tmp/last >> /tmp/seen || echo x >> /tmp/fail; sleep 0.05; done'"
@@ -86,8 +91,10 @@ fn site(version: &str) -> Deployment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() {
-    let agent = grid_with_agent("updates").await;
-    let (grid, node_id, tag) = (&agent.grid, agent.node_id, &agent.tag);
+    let mut agent = grid_with_agent("updates").await;
+    let (node_id, tag) = (agent.node_id, agent.tag.clone());
+    let tag = &tag;
+    let grid = &agent.grid;
     let bob = Pair::dev("Bob");
     let id = reserve(grid, &bob, node_id, site("v1")).await;
     wait_for(&grid.client, id, "Ok", all_ok).await;
@@ -183,6 +190,56 @@ async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served(), "v2");
+
+    // kill -9 in the middle of an update (the replacement exists, not yet healthy): started
+    // again, the agent finishes it; one server, one client, no request lost.
+    let failed_before = failures();
+    send(
+        &grid.client,
+        grid.chain,
+        &bob,
+        Call::Reservations(reservations::Call::UpdateReservation {
+            id,
+            deployment: site_starting_in("v4", 4),
+        }),
+    )
+    .await;
+    let next = format!("gc-{tag}-r{id}-web.next");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while docker_id(&next).is_empty() {
+        assert!(Instant::now() < deadline, "no replacement started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut killed = agent.cleanup.agent.take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let grid = &agent.grid;
+    agent.cleanup.agent = Some(spawn_agent(
+        agent.dir.path(),
+        &grid.node_uri,
+        &[grid.chain_node.ws_url()],
+        &zdb_addr(),
+    ));
+    wait_for(&grid.client, id, "v4 Ok after the kill", |r| {
+        r.version == 4 && all_ok(r)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served() != "v4" {
+        assert!(Instant::now() < deadline, "the client never got v4");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(failures(), failed_before, "requests failed across the kill");
+    let mut names = docker_names(tag);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("gc-{tag}-r{id}-client"),
+            format!("gc-{tag}-r{id}-web")
+        ],
+        "no replacement left over, nothing twice"
+    );
     cancel_and_wait_removed(grid, &bob, id, tag).await;
 }
 
