@@ -887,12 +887,10 @@ impl Reconciler {
                         0 => String::new(),
                         n => format!(" (restarted {n} times)"),
                     };
-                    return Err(match (c.state, restart) {
-                        (ContainerState::Restarting, _) => {
-                            format!("{reason}; restarting{restarts}")
-                        }
-                        (_, RestartPolicy::Never) => format!("{reason}{restarts}"),
-                        _ => format!("{reason}; not restarted again{restarts}"),
+                    return Err(match (life.will_restart, restart) {
+                        (true, _) => format!("{reason}; restarting{restarts}"),
+                        (false, RestartPolicy::Never) => format!("{reason}{restarts}"),
+                        (false, _) => format!("{reason}; not restarted again{restarts}"),
                     });
                 }
                 let data = ResultData::Container {

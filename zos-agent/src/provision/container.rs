@@ -197,6 +197,8 @@ pub struct ContainerLife {
     pub restarts: u32,
     /// Why it is not running (exit code, OOM, Docker's error); `None` while it runs.
     pub failure: Option<String>,
+    /// Not running, and Docker will start it again by its restart policy.
+    pub will_restart: bool,
     /// With a health check, while it has not passed (yet): what the last probe printed.
     pub unhealthy: Option<String>,
 }
@@ -462,6 +464,22 @@ impl Containers {
         let state = inspect.state.unwrap_or_default();
         let failure = (state.running != Some(true) || state.restarting == Some(true))
             .then(|| Self::stopped_reason(&state));
+        // Whether Docker will start it again by its policy (it may sit `exited` for a moment
+        // before its restart delay makes it `restarting`).
+        let policy = inspect.host_config.and_then(|h| h.restart_policy);
+        let will_restart = state.restarting == Some(true)
+            || match policy.as_ref().and_then(|p| p.name) {
+                Some(RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED) => true,
+                Some(RestartPolicyNameEnum::ON_FAILURE) => {
+                    state.exit_code.is_some_and(|code| code != 0)
+                        && i64::from(restarts)
+                            < policy
+                                .as_ref()
+                                .and_then(|p| p.maximum_retry_count)
+                                .unwrap_or(0)
+                }
+                _ => false,
+            };
         let unhealthy = state.health.as_ref().and_then(|health| {
             let last = health.log.as_ref().and_then(|log| log.last()).map(|probe| {
                 format!(
@@ -485,6 +503,7 @@ impl Containers {
         Ok(ContainerLife {
             restarts,
             failure,
+            will_restart,
             unhealthy,
         })
     }
