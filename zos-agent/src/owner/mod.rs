@@ -26,7 +26,7 @@ use bollard::{
 };
 use check::{ReplayGuard, Target};
 use events::EventLog;
-use futures::{AsyncReadExt, StreamExt};
+use futures::{AsyncReadExt, FutureExt, StreamExt};
 use gridchain_primitives::{AccountId, Hash, Pair};
 use gridchain_rpc_api::grid::NodeSnapshot;
 use std::{
@@ -264,24 +264,52 @@ impl OwnerApi {
             let mut byte = [0u8; 1];
             let _ = reader.read(&mut byte).await;
         });
+        // Output that is ready at once goes out together, up to a chunk per frame (Docker
+        // hands over one line at a time; a frame and a flush per line would cost more than the
+        // line). Nothing waits: the batch is sent as soon as nothing more is ready.
+        let mut batch: Option<(String, OutputStream, Vec<u8>)> = None;
         loop {
-            let next = tokio::select! {
-                next = merged.next() => next,
-                () = &mut hung_up => return Err(Ended::ClientGone),
+            let next = match merged.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if let Some((workload, stream, data)) = batch.take() {
+                        send_output(writer, &workload, stream, &data).await?;
+                    }
+                    tokio::select! {
+                        next = merged.next() => next,
+                        () = &mut hung_up => return Err(Ended::ClientGone),
+                    }
+                }
             };
             let Some((workload, item)) = next else { break };
-            match item {
-                Ok(output) => {
-                    let (stream, data) = split_output(output);
-                    send_output(writer, &workload, stream, &data).await?;
-                }
+            let output = match item {
+                Ok(output) => output,
                 Err(e) => {
+                    if let Some((workload, stream, data)) = batch.take() {
+                        send_output(writer, &workload, stream, &data).await?;
+                    }
                     return Err(Ended::Failed(format!(
                         "logs of {workload}: {}",
                         docker_words(&e)
-                    )))
+                    )));
+                }
+            };
+            let (stream, data) = split_output(output);
+            match &mut batch {
+                Some((w, s, buffer))
+                    if *w == workload && *s == stream && buffer.len() + data.len() <= CHUNK =>
+                {
+                    buffer.extend_from_slice(&data)
+                }
+                _ => {
+                    if let Some((w, s, buffer)) = batch.replace((workload, stream, data.to_vec())) {
+                        send_output(writer, &w, s, &buffer).await?;
+                    }
                 }
             }
+        }
+        if let Some((workload, stream, data)) = batch.take() {
+            send_output(writer, &workload, stream, &data).await?;
         }
         send(writer, &ServerFrame::End).await
     }
