@@ -293,23 +293,7 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let names: Vec<String> = Command::new("docker")
-            .args([
-                "ps",
-                "-a",
-                "--format",
-                "{{.Names}}",
-                "--filter",
-                &format!("label=gridchain.node={tag}"),
-            ])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap();
+        let names = docker_names(&tag);
         let expected: BTreeSet<String> = live
             .iter()
             .map(|id| format!("gc-{tag}-r{id}-web"))

@@ -112,16 +112,7 @@ async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() 
     let failed_before = failures();
 
     // v2 under the request loop: every request answered, by v1 then v2.
-    send(
-        &grid.client,
-        grid.chain,
-        &bob,
-        Call::Reservations(reservations::Call::UpdateReservation {
-            id,
-            deployment: site("v2"),
-        }),
-    )
-    .await;
+    update(grid, &bob, id, site("v2")).await;
     let r = wait_for(&grid.client, id, "v2 Ok", |r| r.version == 2 && all_ok(r)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while served() != "v2" {
@@ -159,16 +150,7 @@ async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() 
         unreachable!()
     };
     *entrypoint = "sh -c 'exit 4'".into();
-    send(
-        &grid.client,
-        grid.chain,
-        &bob,
-        Call::Reservations(reservations::Call::UpdateReservation {
-            id,
-            deployment: broken,
-        }),
-    )
-    .await;
+    update(grid, &bob, id, broken).await;
     let r = wait_for(&grid.client, id, "v3 reported", |r| {
         r.version == 3
             && r.results.iter().any(|w| {
@@ -194,16 +176,7 @@ async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() 
     // kill -9 in the middle of an update (the replacement exists, not yet healthy): started
     // again, the agent finishes it; one server, one client, no request lost.
     let failed_before = failures();
-    send(
-        &grid.client,
-        grid.chain,
-        &bob,
-        Call::Reservations(reservations::Call::UpdateReservation {
-            id,
-            deployment: site_starting_in("v4", 4),
-        }),
-    )
-    .await;
+    update(grid, &bob, id, site_starting_in("v4", 4)).await;
     let next = format!("gc-{tag}-r{id}-web.next");
     let deadline = Instant::now() + Duration::from_secs(60);
     while docker_id(&next).is_empty() {
@@ -243,28 +216,21 @@ async fn an_update_under_load_loses_no_request_and_a_broken_one_keeps_the_old() 
     cancel_and_wait_removed(grid, &bob, id, tag).await;
 }
 
+/// `who` replaces reservation `id`'s deployment.
+async fn update(grid: &LocalGrid, who: &Pair, id: u64, deployment: Deployment) {
+    send(
+        &grid.client,
+        grid.chain,
+        who,
+        Call::Reservations(reservations::Call::UpdateReservation { id, deployment }),
+    )
+    .await;
+}
+
 fn docker_id(name: &str) -> String {
     let out = std::process::Command::new("docker")
         .args(["inspect", "-f", "{{.Id}}", name])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn docker_names(tag: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("label=gridchain.node={tag}"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }

@@ -1,8 +1,8 @@
 //! The owner API's server: logs, exec and events of a reservation, for its owner only.
 //!
 //! The protocol, the signed request and the Noise channel are in `zos-owner-api`; here:
-//! - [`OwnerApi::serve`]: accepts TCP connections (at most [`MAX_CONNECTIONS`] at once, the
-//!   rest are closed at once), runs the Noise handshake as the node's account key, reads one
+//! - [`OwnerApi::serve`]: accepts TCP connections (at most [`MAX_CONNECTIONS`] at once and
+//!   [`MAX_CONNECTIONS_PER_SOURCE`] per source address; the rest are closed at once), runs the Noise handshake as the node's account key, reads one
 //!   request (handshake and request within [`REQUEST_DEADLINE`], ≤ 16 KiB), checks it
 //!   ([`check`]), and answers.
 //! - Logs and exec streams count against the owner ([`MAX_STREAMS_PER_OWNER`] at once), so one
@@ -31,6 +31,8 @@ use gridchain_primitives::{AccountId, Hash, Pair};
 use gridchain_rpc_api::grid::NodeSnapshot;
 use std::{
     collections::HashMap,
+    hash::Hash as StdHash,
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,6 +47,9 @@ use zos_owner_api::{
 
 /// Connections served at once; more are closed on arrival.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections one source address may hold at once (of [`MAX_CONNECTIONS`]): one address
+/// cannot take every slot with connections that never finish their handshake.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 16;
 /// Logs and exec streams one owner may hold open at once.
 pub const MAX_STREAMS_PER_OWNER: usize = 8;
 /// From accept to a complete request.
@@ -64,22 +69,52 @@ pub struct OwnerApi {
     events: EventLog,
     replay: ReplayGuard,
     connections: Arc<Semaphore>,
-    streams: Mutex<HashMap<AccountId, usize>>,
+    /// Connections per source address (held for the connection's life).
+    sources: Arc<Counted<IpAddr>>,
+    /// Logs and exec streams per owner.
+    streams: Arc<Counted<AccountId>>,
 }
 
-/// An open logs or exec stream of an owner; released when dropped.
-struct StreamSlot<'a> {
-    api: &'a OwnerApi,
-    owner: AccountId,
+/// At most `max` holders per key at once; a [`Slot`] is released when dropped.
+struct Counted<K: Eq + StdHash + Clone> {
+    max: usize,
+    held: Mutex<HashMap<K, usize>>,
 }
 
-impl Drop for StreamSlot<'_> {
+struct Slot<K: Eq + StdHash + Clone> {
+    counted: Arc<Counted<K>>,
+    key: K,
+}
+
+impl<K: Eq + StdHash + Clone> Counted<K> {
+    fn new(max: usize) -> Arc<Counted<K>> {
+        Arc::new(Counted {
+            max,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn take(self: &Arc<Self>, key: K) -> Option<Slot<K>> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(key.clone()).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            counted: self.clone(),
+            key,
+        })
+    }
+}
+
+impl<K: Eq + StdHash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
-        let mut streams = self.api.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = streams.get_mut(&self.owner) {
+        let mut held = self.counted.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                streams.remove(&self.owner);
+                held.remove(&self.key);
             }
         }
     }
@@ -105,7 +140,8 @@ impl OwnerApi {
             events,
             replay: ReplayGuard::default(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            streams: Mutex::new(HashMap::new()),
+            sources: Counted::new(MAX_CONNECTIONS_PER_SOURCE),
+            streams: Counted::new(MAX_STREAMS_PER_OWNER),
         }
     }
 
@@ -124,10 +160,14 @@ impl OwnerApi {
                 tracing::debug!(%peer, "owner API: too many connections; closed");
                 continue;
             };
+            let Some(source) = self.sources.take(peer.ip()) else {
+                tracing::debug!(%peer, "owner API: too many connections from this address; closed");
+                continue;
+            };
             socket.set_nodelay(true).ok();
             let api = self.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _held = (permit, source);
                 api.connection(socket, peer).await;
             });
         }
@@ -180,7 +220,7 @@ impl OwnerApi {
         let action = request.request.action;
         let _slot = match &action {
             Action::Events => None,
-            Action::Logs(_) | Action::Exec(_) => match self.take_stream_slot(target.owner) {
+            Action::Logs(_) | Action::Exec(_) => match self.streams.take(target.owner) {
                 Some(slot) => Some(slot),
                 None => {
                     let _ = refuse(
@@ -214,16 +254,6 @@ impl OwnerApi {
                 let _ = wire::write_frame(&mut writer, &ServerFrame::Failed { message }).await;
             }
         }
-    }
-
-    fn take_stream_slot(&self, owner: AccountId) -> Option<StreamSlot<'_>> {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let n = streams.entry(owner).or_default();
-        if *n >= MAX_STREAMS_PER_OWNER {
-            return None;
-        }
-        *n += 1;
-        Some(StreamSlot { api: self, owner })
     }
 
     fn container(&self, target: &Target, workload: &str) -> String {

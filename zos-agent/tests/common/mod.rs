@@ -349,6 +349,25 @@ pub fn docker_ps(node: &str) -> Vec<String> {
         .collect()
 }
 
+/// Names of every container of node `tag`, running or not.
+pub fn docker_names(tag: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=gridchain.node={tag}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn exec(container: &str, cmd: &str) -> String {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", cmd])
