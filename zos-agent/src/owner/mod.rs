@@ -557,3 +557,26 @@ async fn refuse(
 ) -> Result<(), FrameError> {
     wire::write_frame(channel, &ServerFrame::Refused { code, message }).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_holds_at_most_max_slots_and_gets_them_back_when_dropped() {
+        let sources = Counted::<IpAddr>::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = sources.take(a).unwrap();
+        let _second = sources.take(a).unwrap();
+        assert!(sources.take(a).is_none(), "a third slot for one key");
+        let _other = sources.take(b).unwrap();
+        drop(first);
+        let _again = sources.take(a).expect("a dropped slot comes back");
+        drop((_second, _other, _again));
+        assert!(
+            sources.held.lock().unwrap().is_empty(),
+            "no key left behind"
+        );
+    }
+}
