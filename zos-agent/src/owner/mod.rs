@@ -212,7 +212,8 @@ impl OwnerApi {
         ) {
             Ok(target) => target,
             Err(refusal) => {
-                tracing::info!(%peer, signer = %request.signer, reservation = request.request.reservation, code = ?refusal.code, message = %refusal.message, "owner API: refused");
+                // Debug, not info: anyone who completes a handshake can cause one.
+                tracing::debug!(%peer, signer = %request.signer, reservation = request.request.reservation, code = ?refusal.code, message = %refusal.message, "owner API: refused");
                 let _ = refuse(&mut channel, refusal.code, refusal.message).await;
                 return;
             }
