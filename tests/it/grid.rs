@@ -169,6 +169,7 @@ fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment 
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
                     ip_range: "10.1.0.0/16".into(),
+                    egress: false,
                 },
             },
             Workload {
@@ -232,6 +233,7 @@ fn all_ok(d: &Deployment) -> Vec<WorkloadResult> {
                     ips: vec!["10.1.0.10".into()],
                     image_digest: String::new(),
                     restarts: 0,
+                    limits: Default::default(),
                 },
                 "db" => ResultData::Zdb {
                     namespace: "ns-1".into(),
@@ -239,6 +241,7 @@ fn all_ok(d: &Deployment) -> Vec<WorkloadResult> {
                 },
                 "net" => ResultData::Network {
                     subnet: "10.1.3.0/24".into(),
+                    gateway: None,
                 },
                 _ => ResultData::Volume {
                     path: "/mnt/data".into(),

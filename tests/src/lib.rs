@@ -469,6 +469,72 @@ impl Namespaces {
         ns
     }
 
+    /// The namespace of host `i` (for `ip netns exec`).
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// Host `i`'s address on the test LAN.
+    pub fn ip(&self, i: usize) -> &str {
+        &self.ips[i]
+    }
+
+    /// The address this machine has on the test LAN (a service listening on all addresses of
+    /// this machine, such as `gridnode --rpc-external`, is reached there from the hosts).
+    pub fn lan_gateway(&self) -> &str {
+        &self.gateway
+    }
+
+    /// Makes host `router` "the internet": it holds `public` (an address outside every
+    /// private range, e.g. from TEST-NET-2, 198.51.100.0/24), and every
+    /// other host routes its default through it. Nothing leaves the machine: the hosts have no
+    /// other route, and the internet host has none at all beyond the LAN.
+    pub fn internet(&self, router: usize, public: &str) {
+        let ns = &self.names[router];
+        // On its loopback: this kernel has no dummy interfaces.
+        run(
+            "ip",
+            &[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{public}/32"),
+                "dev",
+                "lo",
+            ],
+        );
+        for other in self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != router)
+            .map(|(_, n)| n)
+        {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    other,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &self.ips[router],
+                ],
+            );
+        }
+    }
+
+    /// Runs `program` with `args` in host `i`'s namespace; its output, whatever its status.
+    pub fn exec(&self, i: usize, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.names[i], program])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {program}: {e}"))
+    }
+
     /// Drops all traffic between the two groups (node indexes).
     pub fn partition(&self, a: &[usize], b: &[usize]) {
         for (x, y) in a.iter().flat_map(|x| b.iter().map(move |y| (*x, *y))) {

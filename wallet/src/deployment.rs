@@ -129,6 +129,7 @@ pub struct WorkloadFile {
     public: Option<bool>,
     // network
     ip_range: Option<String>,
+    egress: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -503,7 +504,7 @@ impl WorkloadFile {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 17] = [
+        let given: [(&str, bool, &[Kind]); 18] = [
             (
                 "healthCheck",
                 self.health_check.is_some(),
@@ -528,6 +529,7 @@ impl WorkloadFile {
             ("password", self.password.is_some(), &[Kind::Zdb]),
             ("public", self.public.is_some(), &[Kind::Zdb]),
             ("ipRange", self.ip_range.is_some(), &[Kind::Network]),
+            ("egress", self.egress.is_some(), &[Kind::Network]),
             (
                 "name",
                 true,
@@ -665,6 +667,7 @@ impl WorkloadFile {
             },
             Kind::Network => WorkloadSpec::Network {
                 ip_range: self.ip_range.clone().ok_or_else(|| required("ipRange"))?,
+                egress: self.egress.unwrap_or(false),
             },
             Kind::Volume => WorkloadSpec::Volume {
                 size: self.size.ok_or_else(|| required("size"))?.0,
@@ -989,6 +992,7 @@ workloads:
                 include_str!("../../examples/registry.yaml"),
             ),
             ("full.yaml", include_str!("../../examples/full.yaml")),
+            ("egress.yaml", include_str!("../../examples/egress.yaml")),
         ] {
             let file = DeploymentFile::parse(text, false).unwrap_or_else(|e| panic!("{name}: {e}"));
             file.to_deployment(&node)

@@ -18,10 +18,15 @@
 use crate::{
     capacity,
     chain::Chain,
+    kinds::{
+        container::ContainerKind, network::NetworkKind, volume::VolumeKind, zdb::ZdbKind, Kinds,
+        Secrets,
+    },
     light::{self, LightClient, Refused},
     owner::{events::EventLog, OwnerApi},
     provision::{
         container::Containers,
+        egress::Egress,
         image::{Images, RegistryPolicy},
         network::Networks,
         volume::Volumes,
@@ -71,6 +76,8 @@ pub struct AgentConfig {
     pub registries: RegistryPolicy,
     /// A paced report token comes back after this long (see [`ReportPacer`]).
     pub report_refill: Duration,
+    /// Destinations networks with egress never reach (see [`crate::provision::egress`]).
+    pub egress_deny: Vec<String>,
     /// The owner API (logs, exec, events); `None`: not served.
     pub owner_api: Option<OwnerApiConfig>,
 }
@@ -257,26 +264,48 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let node_tag = node_tag(&genesis_hash, &config.node_key.public(), node_id);
     let events = EventLog::open(&config.data_dir.join("events"))?;
     let (published, latest) = watch::channel(None);
-    let reconciler = Reconciler {
-        node_id,
+    let containers = Containers::new(docker.clone(), &node_tag);
+    let networks = Networks::new(&node_tag, &config.data_dir.join("interfaces.json"))?;
+    let secrets = Secrets {
         node_seed: config.node_key.seed(),
         genesis_hash,
-        containers: Containers::new(docker.clone(), &node_tag),
-        images: Images::new(
-            docker.clone(),
-            Some(config.data_dir.join("images.json")),
-            config.registries,
-        ),
-        image_grace: config.image_grace,
-        image_budget: config.image_budget,
-        volumes: Volumes::new(docker, &node_tag, &config.data_dir.join("volumes")),
-        networks: Networks::new(&node_tag, &config.data_dir.join("interfaces.json"))?,
+    };
+    let kinds = Kinds::new(vec![
+        Box::new(NetworkKind::new(
+            networks.clone(),
+            Egress::new(&node_tag, config.egress_deny.clone()),
+        )),
+        Box::new(VolumeKind::new(
+            Volumes::new(docker.clone(), &node_tag, &config.data_dir.join("volumes")),
+            &node_tag,
+        )),
+        Box::new(ZdbKind::new(
+            ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
+            config.zdb_listen.to_string(),
+            secrets.clone(),
+        )),
+        Box::new(ContainerKind {
+            containers: containers.clone(),
+            images: Images::new(
+                docker,
+                Some(config.data_dir.join("images.json")),
+                config.registries,
+            ),
+            image_grace: config.image_grace,
+            image_budget: config.image_budget,
+            networks,
+            secrets,
+            node_tag: node_tag.clone(),
+            rootfs: Default::default(),
+            existing: Default::default(),
+        }),
+    ]);
+    let reconciler = Reconciler {
+        node_id,
         node_tag,
-        zdb: ZdbAdmin::new(&config.zdb_listen.to_string(), &config.zdb_admin_password),
-        zdb_endpoint: config.zdb_listen.to_string(),
+        kinds,
         report_backoff: Default::default(),
         report_pacer: ReportPacer::new(config.report_refill),
-        rootfs: Default::default(),
         events: events.clone(),
     };
     // Stopped with the agent (also when its task is aborted, as `gridnode --dev` does).
@@ -287,7 +316,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         }
     }
     let docker_events = events.clone();
-    let _docker_events = AbortOnDrop(reconciler.containers.watch_events(move |event| {
+    let _docker_events = AbortOnDrop(containers.watch_events(move |event| {
         docker_events.record(
             event.reservation,
             &event.workload,
@@ -301,7 +330,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             genesis_hash,
             node_id,
             reconciler.node_tag.clone(),
-            reconciler.containers.docker().clone(),
+            containers.docker().clone(),
             latest,
             events,
         ));
@@ -449,15 +478,10 @@ async fn follow(
             }
             published.send_replace(Some(Arc::new(snap.clone())));
             let wanted = desired(&snap);
-            // A pull that ended (either way) changes what the node can run, and a container
-            // that died, was OOM-killed or restarted changes what to report: pass at once.
-            let pulled = reconciler.images.take_settled();
-            let container_event = reconciler.containers.take_changed();
-            if wanted != last_state
-                || pulled
-                || container_event
-                || last_pass.elapsed() >= config.reconcile_interval
-            {
+            // Something a kind saw change outside a pass (a pull ended, a container died, was
+            // OOM-killed or restarted) changes what to run or report: pass at once.
+            let changed = reconciler.kinds.take_changed();
+            if wanted != last_state || changed || last_pass.elapsed() >= config.reconcile_interval {
                 let pass = Instant::now();
                 match reconciler.run(&snap, Some(chain)).await {
                     Ok(summary) => {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use zos_agent::{
     agent::{run, AgentConfig, OwnerApiConfig},
-    provision::image::RegistryPolicy,
+    provision::{egress, image::RegistryPolicy},
 };
 
 #[derive(Parser)]
@@ -72,6 +72,11 @@ struct Cli {
     /// node must not: tenants name the registry, and its errors are published on chain.
     #[arg(long)]
     allow_private_registries: bool,
+    /// Destinations (IPv4 CIDRs) no network with egress may reach, instead of the default list
+    /// (every private, shared, link-local, loopback and multicast range); repeat or separate by
+    /// commas. Give `none` to deny nothing.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    egress_deny: Vec<String>,
     #[arg(long, default_value = "info")]
     log: String,
 }
@@ -97,6 +102,7 @@ struct FileConfig {
     owner_api_listen: Option<SocketAddr>,
     owner_api_endpoint: Option<String>,
     report_refill_secs: Option<u64>,
+    egress_deny: Option<Vec<String>>,
 }
 
 fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
@@ -189,7 +195,28 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
         } else {
             RegistryPolicy::PublicOnly
         },
+        egress_deny: egress_deny(match cli.egress_deny.is_empty() {
+            true => file.egress_deny,
+            false => Some(cli.egress_deny),
+        })?,
     })
+}
+
+/// The deny list for egress: given (checked), or the default.
+fn egress_deny(given: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let Some(given) = given else {
+        return Ok(egress::DEFAULT_DENY.iter().map(|s| s.to_string()).collect());
+    };
+    if given == ["none"] {
+        return Ok(Vec::new());
+    }
+    for range in &given {
+        anyhow::ensure!(
+            gridchain_runtime::tfgrid::Cidr::parse(range).is_some_and(|c| c.addr.is_ipv4()),
+            "--egress-deny: {range} is not an IPv4 CIDR"
+        );
+    }
+    Ok(given)
 }
 
 fn owner_api(

@@ -88,7 +88,46 @@ async fn reserve_update_cancel_through_the_agent() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    assert!(r.results.iter().any(|w| matches!(&w.data, reservations::ResultData::Container { container_id, .. } if *container_id == first)));
+    // The result names the container and the limits Docker applies to it, as `docker
+    // inspect` shows them.
+    let Some(reservations::ResultData::Container {
+        container_id,
+        limits,
+        ..
+    }) = r
+        .results
+        .iter()
+        .map(|w| &w.data)
+        .find(|d| matches!(d, reservations::ResultData::Container { .. }))
+    else {
+        panic!("no container result: {:?}", r.results)
+    };
+    assert_eq!(container_id, &first);
+    let inspected = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            &first,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&inspected.stdout).trim(),
+        format!(
+            "{} {} {}",
+            u64::from(limits.cpu_millicores) * 1_000_000,
+            limits.memory,
+            limits.pids
+        )
+    );
+    assert_eq!(limits.memory, 64 * MIB);
+    assert!(limits.pids > 0 && limits.cpu_millicores >= 1000);
+    assert_eq!(
+        limits.rootfs_enforcement,
+        reservations::RootfsEnforcement::Measured { every_secs: 10 }
+    );
+    assert!(limits.rootfs > 0);
 
     // Update: the container is recreated, version 2 is Ok.
     send(

@@ -176,8 +176,8 @@ async fn same_network_connects_other_owners_network_does_not() {
                 pid,
                 &format!("gcvtest{i}"),
                 "eth0",
-                Ipv4Addr::from(ip),
-                24,
+                (Ipv4Addr::from(ip), 24),
+                None,
             )
             .await
             .unwrap();

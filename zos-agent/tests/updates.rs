@@ -63,6 +63,7 @@ fn site_starting_in(version: &str, secs: u32) -> Deployment {
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
                     ip_range: "10.41.0.0/24".into(),
+                    egress: false,
                 },
             },
             Workload {

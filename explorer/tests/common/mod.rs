@@ -219,6 +219,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
                     ip_range: "10.9.0.0/16".into(),
+                    egress: false,
                 },
             },
             Workload {
@@ -261,6 +262,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     message: "bridge up".into(),
                     data: ResultData::Network {
                         subnet: "10.9.1.0/24".into(),
+                        gateway: None,
                     },
                 },
                 WorkloadResult {

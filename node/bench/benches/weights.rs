@@ -386,6 +386,7 @@ fn ok_results(deployment: &Deployment) -> Vec<WorkloadResult> {
                     ips: vec!["10.20.3.4".into()],
                     image_digest: String::new(),
                     restarts: 0,
+                    limits: Default::default(),
                 },
                 _ => ResultData::None,
             },

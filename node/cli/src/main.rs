@@ -375,6 +375,10 @@ fn start_dev_agent(
         image_budget: 20 << 30,
         // The dev grid's registry (`--registry`) is on loopback.
         registries: zos_agent::provision::image::RegistryPolicy::AllowPrivate,
+        egress_deny: zos_agent::provision::egress::DEFAULT_DENY
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         report_refill: std::time::Duration::from_secs(60),
         owner_api: Some(zos_agent::agent::OwnerApiConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), owner_api_port),

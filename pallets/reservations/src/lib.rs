@@ -112,13 +112,32 @@ pub enum WorkloadSpec {
         public: bool,
     },
     /// A private network for the owner's workloads; the workload's name is the network's name.
+    /// Its first host address is its gateway (never a container's).
     #[serde(rename_all = "camelCase")]
-    Network { ip_range: String },
+    Network {
+        ip_range: String,
+        /// A way out: the node routes the network's traffic to anywhere but private ranges
+        /// through its uplink, NATed to the node's address. Off by default.
+        #[serde(default)]
+        egress: bool,
+    },
     #[serde(rename_all = "camelCase")]
     Volume {
         /// Bytes.
         size: u64,
     },
+}
+
+impl WorkloadSpec {
+    /// The kind's name: the `type` of the workload in a deployment file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkloadSpec::Container { .. } => "container",
+            WorkloadSpec::ZdbNamespace { .. } => "zdbNamespace",
+            WorkloadSpec::Network { .. } => "network",
+            WorkloadSpec::Volume { .. } => "volume",
+        }
+    }
 }
 
 /// A health probe run inside the container every `interval_secs`; `retries` failures in a row
@@ -228,6 +247,9 @@ pub enum ResultData {
         /// Times the node started the container again after its process ended.
         #[serde(default)]
         restarts: u32,
+        /// The limits the container runs under, as the node's container runtime reports them.
+        #[serde(default)]
+        limits: ContainerLimits,
     },
     #[serde(rename_all = "camelCase")]
     Zdb {
@@ -237,11 +259,44 @@ pub enum ResultData {
     #[serde(rename_all = "camelCase")]
     Network {
         subnet: String,
+        /// With egress: the gateway containers route through (the range's first host address).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     Volume {
         path: String,
     },
+}
+
+/// The limits a container runs under, read back from the node's container runtime (not echoed
+/// from the spec): what the owner can check they got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerLimits {
+    /// CPU time, in thousandths of a core.
+    pub cpu_millicores: u32,
+    /// Bytes of memory; memory plus swap is the same (no swap).
+    pub memory: u64,
+    /// Processes and threads at once.
+    pub pids: u32,
+    /// Bytes the image and the container's writes may take together.
+    pub rootfs: u64,
+    pub rootfs_enforcement: RootfsEnforcement,
+}
+
+/// How a node holds a container to its `rootfsSize`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "by")]
+pub enum RootfsEnforcement {
+    /// Not reported (a result from before limits were reported).
+    #[default]
+    Unknown,
+    /// The storage driver's size option: a write past it fails.
+    StorageDriver,
+    /// The node measures what the container wrote every `every_secs` and stops it for good
+    /// once past its size: it can write past it until the next check.
+    Measured { every_secs: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -652,6 +707,20 @@ fn check_sealed(workload: &str, sealed: &Bytes) -> Result<(), Error> {
 /// A private network's range: IPv4, prefix 8..=30.
 /// A workload network's range: IPv4, /8 to /30, and inside one private range of RFC 1918
 /// (10/8, 172.16/12, 192.168/16), so it can never stand for public addresses.
+/// Whether `ip` (inside `range`) may be a container's: not the network's own address, not its
+/// gateway (the first host address), not its broadcast address.
+fn usable_host(range: &Cidr, ip: &str) -> bool {
+    let (Ok(ip), std::net::IpAddr::V4(base)) = (ip.parse::<std::net::Ipv4Addr>(), range.addr)
+    else {
+        return false;
+    };
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(range.prefix))
+        .unwrap_or(0);
+    let (first, last) = (u32::from(base) & mask, u32::from(base) | !mask);
+    (first.saturating_add(2)..last).contains(&u32::from(ip))
+}
+
 fn network_range(workload: &str, ip_range: &str) -> Result<Cidr, Error> {
     let private = |c: &Cidr| {
         ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
@@ -689,7 +758,7 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
             WorkloadSpec::Volume { .. } => {
                 volumes.insert(w.name.as_str());
             }
-            WorkloadSpec::Network { ip_range } => {
+            WorkloadSpec::Network { ip_range, .. } => {
                 networks.insert(w.name.as_str(), network_range(&w.name, ip_range)?);
             }
             _ => {}
@@ -799,6 +868,13 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                             return Err(invalid(
                                 name,
                                 "fixed IP is not inside the network's range",
+                            ));
+                        }
+                        if !usable_host(range, ip) {
+                            return Err(invalid(
+                                name,
+                                "fixed IP is the network's own address, its gateway (the \
+                                 first host address) or its broadcast address",
                             ));
                         }
                     }
@@ -1256,7 +1332,7 @@ fn result_size_ok(result: &WorkloadResult) -> bool {
             namespace,
             endpoints,
         } => std::iter::once(namespace).chain(endpoints).collect(),
-        ResultData::Network { subnet } => vec![subnet],
+        ResultData::Network { subnet, gateway } => std::iter::once(subnet).chain(gateway).collect(),
         ResultData::Volume { path } => vec![path],
     };
     short_text(&result.message) && fields.len() <= 64 && fields.iter().all(|f| short_text(f))

@@ -162,6 +162,7 @@ fn full() -> Deployment {
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
                     ip_range: "10.20.0.0/16".into(),
+                    egress: false,
                 },
             },
             Workload {
@@ -394,6 +395,7 @@ fn reserve_rejections_change_nothing() {
         let mut d = full();
         d.workloads[0].spec = WorkloadSpec::Network {
             ip_range: "10.20.0.0/33".into(),
+            egress: false,
         };
         assert_eq!(
             reserve(ctx, a.bob, 1, d),
@@ -413,6 +415,7 @@ fn reserve_rejections_change_nothing() {
             let mut d = full();
             d.workloads[0].spec = WorkloadSpec::Network {
                 ip_range: range.into(),
+                egress: false,
             };
             assert_eq!(
                 reserve(ctx, a.bob, 1, d),
@@ -449,14 +452,33 @@ fn reserve_rejections_change_nothing() {
             reserve(ctx, a.bob, 1, d),
             Err(Error::InvalidWorkload { .. })
         ));
-        let mut d = full();
-        if let WorkloadSpec::Container { networks, .. } = &mut d.workloads[3].spec {
-            networks[0].ip = Some("192.168.1.1".into());
+        // Outside the range; the network's own address, its gateway, its broadcast address.
+        let range = match &full().workloads[0].spec {
+            WorkloadSpec::Network { ip_range, .. } => Cidr::parse(ip_range).unwrap(),
+            _ => unreachable!("the network comes first"),
+        };
+        let std::net::IpAddr::V4(base) = range.addr else {
+            unreachable!("IPv4")
+        };
+        let last = u32::from(base) | (u32::MAX >> range.prefix);
+        for ip in [
+            "192.168.1.1".to_string(),
+            base.to_string(),
+            std::net::Ipv4Addr::from(u32::from(base) + 1).to_string(),
+            std::net::Ipv4Addr::from(last).to_string(),
+        ] {
+            let mut d = full();
+            if let WorkloadSpec::Container { networks, .. } = &mut d.workloads[3].spec {
+                networks[0].ip = Some(ip.clone());
+            }
+            assert!(
+                matches!(
+                    reserve(ctx, a.bob, 1, d),
+                    Err(Error::InvalidWorkload { .. })
+                ),
+                "{ip}"
+            );
         }
-        assert!(matches!(
-            reserve(ctx, a.bob, 1, d),
-            Err(Error::InvalidWorkload { .. })
-        ));
         assert_eq!(
             dispatch(ctx, a.bob, Call::ReserveMany { requests: vec![] }),
             Err(Error::BatchSize)
@@ -623,6 +645,7 @@ fn report_results_drives_the_state_and_the_rate() {
             ips: vec!["10.20.0.5".into()],
             image_digest: String::new(),
             restarts: 0,
+            limits: Default::default(),
         };
         report(ctx, a.node, 1, vec![app]).unwrap();
         assert_eq!(
@@ -786,6 +809,7 @@ fn network_only(i: usize) -> Deployment {
             name: "net".into(),
             spec: WorkloadSpec::Network {
                 ip_range: "10.20.0.0/16".into(),
+                egress: false,
             },
         }],
     }

@@ -21,7 +21,7 @@ use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
     reservations::{
         self, DeletionReason, EnvValue, Reservation, ReservationId, ReservationState, ResultData,
-        WorkloadResult, WorkloadSpec, WorkloadState, ZdbMode,
+        RootfsEnforcement, WorkloadResult, WorkloadSpec, WorkloadState, ZdbMode,
     },
     tfgrid::NodeId,
     Call, Event,
@@ -462,7 +462,10 @@ fn spec_text(spec: &WorkloadSpec) -> String {
             },
             if *public { ", public" } else { "" }
         ),
-        WorkloadSpec::Network { ip_range } => format!("network {ip_range}"),
+        WorkloadSpec::Network { ip_range, egress } => match egress {
+            true => format!("network {ip_range} with egress"),
+            false => format!("network {ip_range}"),
+        },
         WorkloadSpec::Volume { size } => format!("volume {}", format_size(*size)),
     }
 }
@@ -475,6 +478,7 @@ fn data_text(data: &ResultData) -> String {
             ips,
             image_digest,
             restarts,
+            limits,
         } => {
             let mut text = format!(" [container {container_id}");
             if *restarts > 0 {
@@ -486,13 +490,33 @@ fn data_text(data: &ResultData) -> String {
             if !image_digest.is_empty() {
                 text.push_str(&format!(", image {image_digest}"));
             }
+            if limits.memory > 0 {
+                text.push_str(&format!(
+                    ", limits {}.{:03} cpu, {} memory, {} pids, {} rootfs{}",
+                    limits.cpu_millicores / 1000,
+                    limits.cpu_millicores % 1000,
+                    format_size(limits.memory),
+                    limits.pids,
+                    format_size(limits.rootfs),
+                    match limits.rootfs_enforcement {
+                        RootfsEnforcement::Measured { every_secs } => {
+                            format!(" (measured every {every_secs} s)")
+                        }
+                        RootfsEnforcement::StorageDriver => " (storage driver)".to_string(),
+                        RootfsEnforcement::Unknown => String::new(),
+                    }
+                ));
+            }
             text + "]"
         }
         ResultData::Zdb {
             namespace,
             endpoints,
         } => format!(" [namespace {namespace} at {}]", endpoints.join(", ")),
-        ResultData::Network { subnet } => format!(" [subnet {subnet}]"),
+        ResultData::Network { subnet, gateway } => match gateway {
+            Some(gateway) => format!(" [subnet {subnet}, egress through {gateway}]"),
+            None => format!(" [subnet {subnet}]"),
+        },
         ResultData::Volume { path } => format!(" [{path}]"),
     }
 }

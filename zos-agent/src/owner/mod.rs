@@ -258,7 +258,7 @@ impl OwnerApi {
     }
 
     fn container(&self, target: &Target, workload: &str) -> String {
-        crate::reconcile::container_name(&self.node_tag, target.reservation, workload)
+        crate::kinds::container_name(&self.node_tag, target.reservation, workload)
     }
 
     async fn logs(

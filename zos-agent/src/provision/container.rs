@@ -27,7 +27,7 @@ use bollard::{
     Docker,
 };
 use futures::StreamExt;
-use gridchain_runtime::reservations::{HealthCheck, HealthProbe, RestartPolicy};
+use gridchain_runtime::reservations::{ContainerLimits, HealthCheck, HealthProbe, RestartPolicy};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
@@ -505,6 +505,24 @@ impl Containers {
             failure,
             will_restart,
             unhealthy,
+        })
+    }
+
+    /// The CPU, memory and pids limits Docker applies to a container (its rootfs is the
+    /// agent's to report).
+    pub async fn limits(&self, id: &str) -> Result<ContainerLimits, ContainerError> {
+        let host = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?
+            .host_config
+            .unwrap_or_default();
+        let clamp = |v: Option<i64>, max: u64| v.unwrap_or(0).clamp(0, max as i64) as u64;
+        Ok(ContainerLimits {
+            cpu_millicores: clamp(host.nano_cpus.map(|n| n / 1_000_000), u32::MAX.into()) as u32,
+            memory: clamp(host.memory, i64::MAX as u64),
+            pids: clamp(host.pids_limit, u32::MAX.into()) as u32,
+            ..Default::default()
         })
     }
 

@@ -2,6 +2,7 @@
 //! in the words of the system that failed (Docker, zdb, netlink).
 
 pub mod container;
+pub mod egress;
 pub mod image;
 pub mod network;
 pub mod volume;

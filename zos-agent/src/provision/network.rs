@@ -195,6 +195,34 @@ impl Networks {
             .await
     }
 
+    /// The link net (see [`super::egress`]) of `bridge`'s router: the lowest index no other
+    /// bridge of this node has, kept in the book until the bridge is removed.
+    pub async fn link_net_for(&self, bridge: &str) -> Result<u16, NetworkError> {
+        let key = format!("linknet/{bridge}");
+        let mut book = self.book.lock().await;
+        if let Some(index) = book.names.get(&key).and_then(|v| v.parse().ok()) {
+            return Ok(index);
+        }
+        let used: std::collections::BTreeSet<u16> = book
+            .names
+            .iter()
+            .filter(|(k, _)| k.starts_with("linknet/"))
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect();
+        let index = (0..=u16::MAX)
+            .find(|i| !used.contains(i))
+            .ok_or_else(|| NetworkError("link nets exhausted".into()))?;
+        book.names.insert(key, index.to_string());
+        book.save()?;
+        Ok(index)
+    }
+
+    /// The link net `bridge` has in the book, if any.
+    pub async fn link_net_of(&self, bridge: &str) -> Option<u16> {
+        let book = self.book.lock().await;
+        book.names.get(&format!("linknet/{bridge}"))?.parse().ok()
+    }
+
     /// Forgets the veth names of attachments not in `keep` (`(container, network)`): their
     /// containers are gone, and the kernel removed the veths with them.
     pub async fn retain_veths(
@@ -287,7 +315,8 @@ impl Networks {
         }
         let mut book = self.book.lock().await;
         let before = book.names.len();
-        book.names.retain(|_, v| v != name);
+        let link_key = format!("linknet/{name}");
+        book.names.retain(|k, v| v != name && *k != link_key);
         if book.names.len() != before {
             book.save()?;
         }
@@ -311,8 +340,8 @@ impl Networks {
         pid: u32,
         host_if: &str,
         container_if: &str,
-        ip: Ipv4Addr,
-        prefix: u8,
+        (ip, prefix): (Ipv4Addr, u8),
+        gateway: Option<Ipv4Addr>,
     ) -> Result<(), NetworkError> {
         let bridge_index = index_of(&self.handle, bridge)
             .await?
@@ -363,7 +392,7 @@ impl Networks {
             .await?;
         let (peer, container_if) = (peer.clone(), container_if.to_string());
         tokio::task::spawn_blocking(move || {
-            configure_in_netns(pid, &peer, &container_if, ip, prefix)
+            configure_in_netns(pid, &peer, &container_if, (ip, prefix), gateway)
         })
         .await
         .map_err(|e| NetworkError(e.to_string()))?
@@ -371,14 +400,14 @@ impl Networks {
 }
 
 /// Inside the container's network namespace: rename the interface, address it, bring it and
-/// loopback up. Runs on its own thread, because `setns` changes the calling thread's namespace
+/// loopback up, and route the default through `gateway` if the network has a way out. Runs on its own thread, because `setns` changes the calling thread's namespace
 /// and the netlink socket must be opened after it.
 fn configure_in_netns(
     pid: u32,
     peer: &str,
     name: &str,
-    ip: Ipv4Addr,
-    prefix: u8,
+    (ip, prefix): (Ipv4Addr, u8),
+    gateway: Option<Ipv4Addr>,
 ) -> Result<(), NetworkError> {
     let peer = peer.to_string();
     let name = name.to_string();
@@ -414,6 +443,18 @@ fn configure_in_netns(
                 handle
                     .link()
                     .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await?;
+            }
+            if let Some(gateway) = gateway {
+                handle
+                    .route()
+                    .add(
+                        rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                            .output_interface(index)
+                            .gateway(gateway)
+                            .build(),
+                    )
                     .execute()
                     .await?;
             }

@@ -105,6 +105,17 @@ impl Drop for Cleanup {
                 }
             }
         }
+        // Egress routers: namespaces named after the node.
+        if let Some(node) = &self.node_tag {
+            let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+            for ns in String::from_utf8_lossy(&list.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|ns| ns.starts_with(&format!("gc-{node}-")))
+            {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            }
+        }
         // Every interface the node's agent made carries its alias; the bridges listed by hand
         // are those a test made itself.
         let mut bridges = self.bridges.clone();
@@ -277,6 +288,7 @@ pub fn deployment(
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
                     ip_range: "10.240.0.0/24".into(),
+                    egress: false,
                 },
             },
             Workload {
@@ -378,6 +390,18 @@ pub fn exec(container: &str, cmd: &str) -> String {
 
 /// Writes the node key file and starts the agent binary for `node_uri` against `rpc`.
 pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -> Child {
+    spawn_agent_in(None, dir, node_uri, rpc, zdb_addr, &[])
+}
+
+/// [`spawn_agent`] in network namespace `netns` (a test host), with `extra` arguments.
+pub fn spawn_agent_in(
+    netns: Option<&str>,
+    dir: &Path,
+    node_uri: &str,
+    rpc: &[String],
+    zdb_addr: &str,
+    extra: &[&str],
+) -> Child {
     let key_file = dir.join("node.key");
     std::fs::write(&key_file, node_uri).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -386,7 +410,15 @@ pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -
         .append(true)
         .open(dir.join("agent.log"))
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zos-agent"));
+    let mut cmd = match netns {
+        // `ip netns exec` execs the agent: the child's pid is the agent's.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zos-agent")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_zos-agent")),
+    };
     cmd.arg("--key-file")
         .arg(&key_file)
         .args(["--farm-id", "1"]);
@@ -417,6 +449,7 @@ pub fn spawn_agent(dir: &Path, node_uri: &str, rpc: &[String], zdb_addr: &str) -
             "--report-refill-secs",
             "2",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -478,8 +511,18 @@ pub async fn local_grid(dir: &Path, tag: &str) -> LocalGrid {
 
 /// [`local_grid`] with blocks every `block_time_ms`.
 pub async fn local_grid_with_block_time(dir: &Path, tag: &str, block_time_ms: u64) -> LocalGrid {
+    local_grid_with(dir, tag, block_time_ms, &[]).await
+}
+
+/// [`local_grid`] with blocks every `block_time_ms` and more `gridnode` arguments.
+pub async fn local_grid_with(
+    dir: &Path,
+    tag: &str,
+    block_time_ms: u64,
+    gridnode_args: &[&str],
+) -> LocalGrid {
     ensure_image();
-    let node = DevNode::start(&dir.join("chain"), block_time_ms).await;
+    let node = DevNode::start_with(&dir.join("chain"), block_time_ms, gridnode_args).await;
     let client = node.client().await;
     let chain = chain_context(&client).await;
     let node_uri = format!("//agent-{tag}-{}", std::process::id());

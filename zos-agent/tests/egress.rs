@@ -1,0 +1,252 @@
+//! A way out for a private network, across real hosts: the node is its own network namespace
+//! on a test LAN, running its own agent; another namespace plays "the internet" (a web server
+//! on a public address, 198.51.100.1). A container on a network with `egress: true` reaches
+//! it, NATed to the node's address; private destinations (the LAN) and a network without
+//! egress stay unreachable; cancel removes the router and every rule.
+
+mod common;
+
+use common::*;
+use gridchain_primitives::Pair;
+use gridchain_rpc_api::GridApiClient;
+use gridchain_runtime::{
+    reservations::{
+        self, Deployment, NetworkAttachment, ReservationState, ResultData, Workload, WorkloadSpec,
+    },
+    Call,
+};
+use gridchain_tests::{free_port, Namespaces};
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const PUBLIC: &str = "198.51.100.1";
+
+fn container(name: &str, network: &str) -> Workload {
+    Workload {
+        name: name.into(),
+        spec: WorkloadSpec::Container {
+            image: IMAGE.into(),
+            cpu: 1,
+            memory: 32 * MIB,
+            rootfs_size: 32 * MIB,
+            entrypoint: "sleep 3600".into(),
+            env: vec![],
+            mounts: vec![],
+            networks: vec![NetworkAttachment {
+                network: network.into(),
+                ip: None,
+            }],
+            registry_auth: None,
+            restart: Default::default(),
+            health_check: None,
+        },
+    }
+}
+
+fn network(name: &str, range: &str, egress: bool) -> Workload {
+    Workload {
+        name: name.into(),
+        spec: WorkloadSpec::Network {
+            ip_range: range.into(),
+            egress,
+        },
+    }
+}
+
+/// A web server in the internet namespace on every address it has, logging each client.
+struct WebServer(Child, std::path::PathBuf);
+
+impl WebServer {
+    fn start(hosts: &Namespaces, internet: usize, dir: &std::path::Path, port: u16) -> Self {
+        let root = dir.join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("hello"), "hello from the internet\n").unwrap();
+        let log = dir.join("www.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", hosts.name(internet), "python3", "-m"])
+            .args(["http.server", &port.to_string(), "--bind", "0.0.0.0"])
+            .arg("--directory")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Up once it answers inside its own namespace.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("http://{PUBLIC}:{port}/hello");
+        while !hosts
+            .exec(internet, "busybox", &["wget", "-q", "-O", "-", &url])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "web server not up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        WebServer(child, log)
+    }
+
+    fn clients(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What `wget` in `container` gets from `url` (at most 5 s), or `None`.
+fn fetch(container: &str, url: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "exec", container, "timeout", "5", "wget", "-q", "-O", "-", url,
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn container_of(tag: &str, id: u64, workload: &str) -> String {
+    format!("gc-{tag}-r{id}-{workload}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
+    ensure_image();
+    let dir = tempfile::tempdir().unwrap();
+    // Host 0: the 3Node. Host 1: the internet.
+    let hosts = Namespaces::create(2);
+    hosts.internet(1, PUBLIC);
+    let port = free_port();
+    let web = WebServer::start(&hosts, 1, dir.path(), port);
+
+    let grid = local_grid_with(dir.path(), "egress", 250, &["--rpc-external"]).await;
+    let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
+    let rpc = format!("ws://{}:{}", hosts.lan_gateway(), grid.chain_node.rpc_port);
+    let zdb_addr = zdb_addr();
+    let agent = spawn_agent_in(
+        Some(hosts.name(0)),
+        dir.path(),
+        &grid.node_uri,
+        &[rpc],
+        &zdb_addr,
+        &[],
+    );
+    let mut cleanup = Cleanup {
+        agent: Some(agent),
+        node_tag: None,
+        bridges: vec![],
+    };
+    let node_id = wait_node_up(client, node_key, &mut cleanup, dir.path()).await;
+    let tag = cleanup.node_tag.clone().unwrap();
+
+    let bob = Pair::dev("Bob");
+    send(
+        client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: Deployment {
+                metadata: String::new(),
+                workloads: vec![
+                    network("out", "10.77.0.0/24", true),
+                    network("closed", "10.78.0.0/24", false),
+                    container("app", "out"),
+                    container("shut", "closed"),
+                ],
+            },
+        }),
+    )
+    .await;
+    let id = GridApiClient::reservations_by_owner(client, bob.public().to_string(), None)
+        .await
+        .unwrap()[0]
+        .id;
+    let r = wait_for(client, id, "all Ok", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    // The result says it has a way out, and through what.
+    let gateways: Vec<_> = r
+        .results
+        .iter()
+        .filter_map(|w| match &w.data {
+            ResultData::Network { gateway, .. } => Some((w.name.as_str(), gateway.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gateways,
+        [("out", Some("10.77.0.1".to_string())), ("closed", None)]
+    );
+
+    let app = container_of(&tag, id, "app");
+    let public_url = format!("http://{PUBLIC}:{port}/hello");
+    assert_eq!(
+        fetch(&app, &public_url).as_deref(),
+        Some("hello from the internet\n"),
+        "egress reaches the internet"
+    );
+    // The internet saw the node's own address (NAT), not the container's.
+    let seen = web.clients();
+    assert!(
+        seen.lines()
+            .any(|l| l.starts_with(&format!("{} ", hosts.ip(0)))),
+        "the server saw {seen:?}, not the node's address {}",
+        hosts.ip(0)
+    );
+    assert!(
+        !seen.contains("10.77.0."),
+        "a private address leaked: {seen}"
+    );
+    // Private destinations are not reachable: the same server at its LAN address, and the
+    // machine's own address on the LAN.
+    let lan_url = format!("http://{}:{port}/hello", hosts.ip(1));
+    assert_eq!(fetch(&app, &lan_url), None, "the LAN is reachable");
+    let host_url = format!(
+        "http://{}:{}/",
+        hosts.lan_gateway(),
+        grid.chain_node.rpc_port
+    );
+    assert_eq!(fetch(&app, &host_url), None, "this machine is reachable");
+    // A network without egress has no way out.
+    let shut = container_of(&tag, id, "shut");
+    assert_eq!(fetch(&shut, &public_url), None, "no egress, yet out");
+
+    // Cancel: the router namespace and every rule of it go.
+    send(
+        client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::CancelReservation { id }),
+    )
+    .await;
+    let router_prefix = format!("gc-{tag}-");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let routers = String::from_utf8_lossy(&list.stdout).contains(&router_prefix);
+        let nat = hosts.exec(0, "iptables", &["-w", "-t", "nat", "-S"]);
+        let filter = hosts.exec(0, "iptables", &["-w", "-S"]);
+        let rules = [nat.stdout, filter.stdout]
+            .iter()
+            .any(|out| String::from_utf8_lossy(out).contains("gce"));
+        let links = hosts.exec(0, "ip", &["-o", "link"]);
+        let links = String::from_utf8_lossy(&links.stdout).contains("gce");
+        if !routers && !rules && !links && docker_ps(&tag).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after cancel: routers {routers}, rules {rules}, links {links}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
