@@ -10,9 +10,7 @@ use common::*;
 use gridchain_primitives::Pair;
 use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
-    reservations::{
-        self, Deployment, NetworkAttachment, ReservationState, ResultData, Workload, WorkloadSpec,
-    },
+    reservations::{self, Deployment, ReservationState, ResultData, Workload, WorkloadSpec},
     Call,
 };
 use gridchain_tests::{free_port, Namespaces};
@@ -22,28 +20,6 @@ use std::{
 };
 
 const PUBLIC: &str = "198.51.100.1";
-
-fn container(name: &str, network: &str) -> Workload {
-    Workload {
-        name: name.into(),
-        spec: WorkloadSpec::Container {
-            image: IMAGE.into(),
-            cpu: 1,
-            memory: 32 * MIB,
-            rootfs_size: 32 * MIB,
-            entrypoint: "sleep 3600".into(),
-            env: vec![],
-            mounts: vec![],
-            networks: vec![NetworkAttachment {
-                network: network.into(),
-                ip: None,
-            }],
-            registry_auth: None,
-            restart: Default::default(),
-            health_check: None,
-        },
-    }
-}
 
 fn network(name: &str, range: &str, egress: bool) -> Workload {
     Workload {
@@ -158,8 +134,8 @@ async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
                 workloads: vec![
                     network("out", "10.77.0.0/24", true),
                     network("closed", "10.78.0.0/24", false),
-                    container("app", "out"),
-                    container("shut", "closed"),
+                    sleeper("app", IMAGE, &["out"]),
+                    sleeper("shut", IMAGE, &["closed"]),
                 ],
             },
         }),

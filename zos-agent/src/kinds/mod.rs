@@ -34,6 +34,24 @@ pub fn container_name(node_tag: &str, id: u64, workload: &str) -> String {
     format!("gc-{node_tag}-r{id}-{workload}")
 }
 
+/// The names `name` gives the workloads of kind `kind` of the `live` reservations.
+pub fn wanted_names(
+    live: &[&Reservation],
+    kind: &str,
+    name: impl Fn(&Reservation, &Workload) -> String,
+) -> std::collections::BTreeSet<String> {
+    live.iter()
+        .flat_map(|r| {
+            r.deployment
+                .workloads
+                .iter()
+                .filter(|w| w.spec.kind() == kind)
+                .map(|w| name(r, w))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Where one workload stands after [`WorkloadKind::ensure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

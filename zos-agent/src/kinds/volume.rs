@@ -2,14 +2,11 @@
 //! and agent restarts and removed only with its reservation (see [`crate::provision::volume`]).
 //! Containers mount it by naming it.
 
-use super::{container_name, Outcome, ReservationPass, WorkloadKind};
+use super::{container_name, wanted_names, Outcome, ReservationPass, WorkloadKind};
 use crate::provision::{container::LABEL_RESERVATION, volume::Volumes};
 use async_trait::async_trait;
 use gridchain_runtime::reservations::{Reservation, ResultData, Workload, WorkloadSpec};
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Mutex,
-};
+use std::{collections::BTreeMap, sync::Mutex};
 
 pub struct VolumeKind {
     volumes: Volumes,
@@ -65,16 +62,9 @@ impl WorkloadKind for VolumeKind {
     }
 
     async fn remove_unwanted(&self, live: &[&Reservation]) -> anyhow::Result<usize> {
-        let wanted: BTreeSet<String> = live
-            .iter()
-            .flat_map(|r| {
-                r.deployment
-                    .workloads
-                    .iter()
-                    .filter(|w| w.spec.kind() == self.kind())
-                    .map(|w| container_name(&self.node_tag, r.id, &w.name))
-            })
-            .collect();
+        let wanted = wanted_names(live, self.kind(), |r, w| {
+            container_name(&self.node_tag, r.id, &w.name)
+        });
         let mut kept = BTreeMap::new();
         let mut removed = 0;
         for v in self.volumes.list().await? {

@@ -2,12 +2,11 @@
 //! opened from the deployment only in its own context; locked while the reservation is in its
 //! grace period (see [`crate::provision::zdb`]).
 
-use super::{Outcome, ReservationPass, Secrets, WorkloadKind};
+use super::{wanted_names, Outcome, ReservationPass, Secrets, WorkloadKind};
 use crate::provision::zdb::{NamespaceSpec, ZdbAdmin};
 use async_trait::async_trait;
 use gridchain_primitives::seal::SealPurpose;
 use gridchain_runtime::reservations::{Reservation, ResultData, Workload, WorkloadSpec, ZdbMode};
-use std::collections::BTreeSet;
 
 pub struct ZdbKind {
     zdb: ZdbAdmin,
@@ -83,16 +82,9 @@ impl WorkloadKind for ZdbKind {
     }
 
     async fn remove_unwanted(&self, live: &[&Reservation]) -> anyhow::Result<usize> {
-        let wanted: BTreeSet<String> = live
-            .iter()
-            .flat_map(|r| {
-                r.deployment
-                    .workloads
-                    .iter()
-                    .filter(|w| w.spec.kind() == self.kind())
-                    .map(|w| Self::namespace_name(r.id, &w.name))
-            })
-            .collect();
+        let wanted = wanted_names(live, self.kind(), |r, w| {
+            Self::namespace_name(r.id, &w.name)
+        });
         let mut removed = 0;
         for ns in self.zdb.list().await? {
             if is_ours(&ns) && !wanted.contains(&ns) {

@@ -32,7 +32,7 @@
 //! (iproute2), as a farmer would by hand; every step is idempotent, so an agent killed half-way
 //! finishes the job on its next pass, and a router whose bridge is gone is removed.
 
-use super::network::{NetworkError, BRIDGE_PREFIX};
+use super::network::{disable_ipv6, iptables, rule, NetworkError, BRIDGE_PREFIX};
 use gridchain_runtime::tfgrid::Cidr;
 use std::{net::Ipv4Addr, process::Command};
 
@@ -343,22 +343,6 @@ fn link_alias(name: &str) -> Option<String> {
         .map(|rest| rest.trim().trim_end_matches('\\').trim().to_string())
 }
 
-fn disable_ipv6(interface: &str) {
-    let _ = std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"),
-        "1",
-    );
-}
-
-fn rule(chain: &str, rule: &[&str], present: bool) -> Result<(), NetworkError> {
-    let exists = iptables(&[&["-C", chain][..], rule].concat()).is_ok();
-    match (present, exists) {
-        (true, false) => iptables(&[&["-I", chain][..], rule].concat()),
-        (false, true) => iptables(&[&["-D", chain][..], rule].concat()),
-        _ => Ok(()),
-    }
-}
-
 fn nat_rule(rule: &[&str], present: bool) -> Result<(), NetworkError> {
     let exists = iptables(&[&["-t", "nat", "-C", "POSTROUTING"][..], rule].concat()).is_ok();
     match (present, exists) {
@@ -366,10 +350,6 @@ fn nat_rule(rule: &[&str], present: bool) -> Result<(), NetworkError> {
         (false, true) => iptables(&[&["-t", "nat", "-D", "POSTROUTING"][..], rule].concat()),
         _ => Ok(()),
     }
-}
-
-fn iptables(args: &[&str]) -> Result<(), NetworkError> {
-    run("iptables", &[&["-w"][..], args].concat()).map(drop)
 }
 
 /// Runs a command; its stdout, or its stderr as the error.

@@ -466,7 +466,7 @@ fn configure_in_netns(
 }
 
 /// Turns IPv6 off on a host interface (nothing to do where the host has no IPv6).
-fn disable_ipv6(interface: &str) {
+pub(crate) fn disable_ipv6(interface: &str) {
     let _ = std::fs::write(
         format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"),
         "1",
@@ -489,8 +489,8 @@ fn firewall(bridge: &str, present: bool) -> Result<(), NetworkError> {
     rule("INPUT", &["-i", bridge, "-j", "DROP"], present)
 }
 
-/// Makes `rule` present in (or absent from) `chain`.
-fn rule(chain: &str, rule: &[&str], present: bool) -> Result<(), NetworkError> {
+/// Makes `rule` present in (or absent from) `chain` (inserted first).
+pub(crate) fn rule(chain: &str, rule: &[&str], present: bool) -> Result<(), NetworkError> {
     let exists = iptables(&[&["-C", chain][..], rule].concat()).is_ok();
     match (present, exists) {
         (true, false) => iptables(&[&["-I", chain][..], rule].concat()),
@@ -499,7 +499,7 @@ fn rule(chain: &str, rule: &[&str], present: bool) -> Result<(), NetworkError> {
     }
 }
 
-fn iptables(args: &[&str]) -> Result<(), NetworkError> {
+pub(crate) fn iptables(args: &[&str]) -> Result<(), NetworkError> {
     let out = Command::new("iptables")
         .arg("-w")
         .args(args)

@@ -591,22 +591,34 @@ pub async fn start_agent(
 pub fn container_only(name: &str, image: &str) -> Deployment {
     Deployment {
         metadata: String::new(),
-        workloads: vec![Workload {
-            name: name.into(),
-            spec: WorkloadSpec::Container {
-                image: image.into(),
-                cpu: 1,
-                memory: 32 * MIB,
-                rootfs_size: 32 * MIB,
-                entrypoint: "sleep 3600".into(),
-                env: vec![],
-                mounts: vec![],
-                networks: vec![],
-                registry_auth: None,
-                restart: Default::default(),
-                health_check: None,
-            },
-        }],
+        workloads: vec![sleeper(name, image, &[])],
+    }
+}
+
+/// A container workload `name` running `image` (`sleep 3600`) on `networks` (addresses picked
+/// by the node).
+pub fn sleeper(name: &str, image: &str, networks: &[&str]) -> Workload {
+    Workload {
+        name: name.into(),
+        spec: WorkloadSpec::Container {
+            image: image.into(),
+            cpu: 1,
+            memory: 32 * MIB,
+            rootfs_size: 32 * MIB,
+            entrypoint: "sleep 3600".into(),
+            env: vec![],
+            mounts: vec![],
+            networks: networks
+                .iter()
+                .map(|n| NetworkAttachment {
+                    network: n.to_string(),
+                    ip: None,
+                })
+                .collect(),
+            registry_auth: None,
+            restart: Default::default(),
+            health_check: None,
+        },
     }
 }
 
