@@ -103,24 +103,11 @@ async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
     let web = WebServer::start(&hosts, 1, dir.path(), port);
 
     let grid = local_grid_with(dir.path(), "egress", 250, &["--rpc-external"]).await;
-    let (client, chain, node_key) = (&grid.client, grid.chain, &grid.node_key);
+    let (client, chain) = (&grid.client, grid.chain);
     let rpc = format!("ws://{}:{}", hosts.lan_gateway(), grid.chain_node.rpc_port);
     let zdb_addr = zdb_addr();
-    let agent = spawn_agent_in(
-        Some(hosts.name(0)),
-        dir.path(),
-        &grid.node_uri,
-        &[rpc],
-        &zdb_addr,
-        &[],
-    );
-    let mut cleanup = Cleanup {
-        agent: Some(agent),
-        node_tag: None,
-        bridges: vec![],
-    };
-    let node_id = wait_node_up(client, node_key, &mut cleanup, dir.path()).await;
-    let tag = cleanup.node_tag.clone().unwrap();
+    let (_cleanup, node_id, tag) =
+        start_agent_in(Some(hosts.name(0)), &grid, dir.path(), &[rpc], &zdb_addr).await;
 
     let bob = Pair::dev("Bob");
     send(

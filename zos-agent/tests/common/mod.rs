@@ -576,7 +576,18 @@ pub async fn start_agent(
     rpc: &[String],
     zdb: &str,
 ) -> (Cleanup, u32, String) {
-    let agent = spawn_agent(dir, &grid.node_uri, rpc, zdb);
+    start_agent_in(None, grid, dir, rpc, zdb).await
+}
+
+/// [`start_agent`] in network namespace `netns` (a test host).
+pub async fn start_agent_in(
+    netns: Option<&str>,
+    grid: &LocalGrid,
+    dir: &Path,
+    rpc: &[String],
+    zdb: &str,
+) -> (Cleanup, u32, String) {
+    let agent = spawn_agent_in(netns, dir, &grid.node_uri, rpc, zdb, &[]);
     let mut cleanup = Cleanup {
         agent: Some(agent),
         node_tag: None,
