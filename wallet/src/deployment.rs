@@ -88,6 +88,8 @@ pub enum Kind {
     Zdb,
     Network,
     Volume,
+    #[serde(rename = "publicIp")]
+    PublicIp,
 }
 
 impl fmt::Display for Kind {
@@ -97,6 +99,7 @@ impl fmt::Display for Kind {
             Kind::Zdb => "zdb",
             Kind::Network => "network",
             Kind::Volume => "volume",
+            Kind::PublicIp => "publicIp",
         })
     }
 }
@@ -130,6 +133,8 @@ pub struct WorkloadFile {
     // network
     ip_range: Option<String>,
     egress: Option<bool>,
+    // publicIp
+    container: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -504,7 +509,7 @@ impl WorkloadFile {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 18] = [
+        let given: [(&str, bool, &[Kind]); 19] = [
             (
                 "healthCheck",
                 self.health_check.is_some(),
@@ -530,10 +535,17 @@ impl WorkloadFile {
             ("public", self.public.is_some(), &[Kind::Zdb]),
             ("ipRange", self.ip_range.is_some(), &[Kind::Network]),
             ("egress", self.egress.is_some(), &[Kind::Network]),
+            ("container", self.container.is_some(), &[Kind::PublicIp]),
             (
                 "name",
                 true,
-                &[Kind::Container, Kind::Zdb, Kind::Network, Kind::Volume],
+                &[
+                    Kind::Container,
+                    Kind::Zdb,
+                    Kind::Network,
+                    Kind::Volume,
+                    Kind::PublicIp,
+                ],
             ),
         ];
         for (field, present, kinds) in given {
@@ -668,6 +680,9 @@ impl WorkloadFile {
             Kind::Network => WorkloadSpec::Network {
                 ip_range: self.ip_range.clone().ok_or_else(|| required("ipRange"))?,
                 egress: self.egress.unwrap_or(false),
+            },
+            Kind::PublicIp => WorkloadSpec::PublicIp {
+                container: self.container.clone().ok_or_else(|| required("container"))?,
             },
             Kind::Volume => WorkloadSpec::Volume {
                 size: self.size.ok_or_else(|| required("size"))?.0,

@@ -174,6 +174,10 @@ pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
             gateway.iter_mut().for_each(cut);
         }
         ResultData::Volume { path } => cut(path),
+        ResultData::PublicIp { ip, container } => {
+            cut(ip);
+            cut(container);
+        }
     }
     result
 }

@@ -126,6 +126,11 @@ pub enum WorkloadSpec {
         /// Bytes.
         size: u64,
     },
+    /// A public IPv4 address of the node's farm for container `container` of the deployment:
+    /// assigned by the chain at reserve (see [`Reservation::public_ips`]), billed per hour
+    /// (`ipuPerHour`) while Ok, freed in the block the reservation ends.
+    #[serde(rename_all = "camelCase")]
+    PublicIp { container: String },
 }
 
 impl WorkloadSpec {
@@ -136,6 +141,7 @@ impl WorkloadSpec {
             WorkloadSpec::ZdbNamespace { .. } => "zdbNamespace",
             WorkloadSpec::Network { .. } => "network",
             WorkloadSpec::Volume { .. } => "volume",
+            WorkloadSpec::PublicIp { .. } => "publicIp",
         }
     }
 }
@@ -267,6 +273,12 @@ pub enum ResultData {
     Volume {
         path: String,
     },
+    /// A public IP the node routes to its container.
+    #[serde(rename_all = "camelCase")]
+    PublicIp {
+        ip: String,
+        container: String,
+    },
 }
 
 /// The limits a container runs under, read back from the node's container runtime (not echoed
@@ -379,6 +391,20 @@ pub struct Reservation {
     pub results: Vec<WorkloadResult>,
     pub created_at: BlockNumber,
     pub billing: BillingAccount,
+    /// The farm's public IPs the chain assigned to this reservation's `publicIp` workloads.
+    #[serde(default)]
+    pub public_ips: Vec<AssignedIp>,
+}
+
+/// A public IP of the node's farm, held by one `publicIp` workload of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedIp {
+    pub workload: String,
+    /// `a.b.c.d/prefix`, as the farm lists it.
+    pub ip: String,
+    /// The farm's gateway for it.
+    pub gateway: String,
 }
 
 impl Reservation {
@@ -542,6 +568,8 @@ pub enum Error {
     TooManyForOwner(u32),
     #[error("reservation {0} is in its grace period: pay what it owes first")]
     InGracePeriod(ReservationId),
+    #[error("farm {0} has no free public IP")]
+    NoFreeIp(pallet_tfgrid::FarmId),
 }
 
 impl PalletError for Error {
@@ -575,6 +603,7 @@ impl PalletError for Error {
             Error::InsufficientDeposit { .. } => "InsufficientDeposit",
             Error::TooManyForOwner(_) => "TooManyForOwner",
             Error::InGracePeriod(_) => "InGracePeriod",
+            Error::NoFreeIp(_) => "NoFreeIp",
         }
     }
 }
@@ -765,6 +794,7 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
         }
     }
     let mut total = Resources::default();
+    let mut public_ip_containers = BTreeSet::new();
     for w in &deployment.workloads {
         let name = w.name.as_str();
         let needs = match &w.spec {
@@ -899,6 +929,18 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                 }
             }
             WorkloadSpec::Network { .. } => Resources::default(),
+            WorkloadSpec::PublicIp { container } => {
+                let is_container = deployment.workloads.iter().any(|c| {
+                    c.name == *container && matches!(c.spec, WorkloadSpec::Container { .. })
+                });
+                if !is_container {
+                    return Err(invalid(name, "container is not a container of the deployment"));
+                }
+                if !public_ip_containers.insert(container.as_str()) {
+                    return Err(invalid(name, "a container has at most one public IP"));
+                }
+                Resources::default()
+            }
             WorkloadSpec::Volume { size } => {
                 if *size == 0 {
                     return Err(Error::ZeroSize(w.name.clone()));
@@ -934,7 +976,7 @@ pub fn workload_resources(spec: &WorkloadSpec) -> Resources {
             hru: *size,
             ..Default::default()
         },
-        WorkloadSpec::Network { .. } => Resources::default(),
+        WorkloadSpec::Network { .. } | WorkloadSpec::PublicIp { .. } => Resources::default(),
         WorkloadSpec::Volume { size } => Resources {
             sru: *size,
             ..Default::default()
@@ -1013,6 +1055,7 @@ pub fn current_rate<E>(ctx: &Context<E>, r: &Reservation) -> Balance {
     };
     let mut ok = Resources::default();
     let mut ok_workloads = 0;
+    let mut ok_ips = 0;
     for result in r.results.iter().filter(|x| x.state == WorkloadState::Ok) {
         if let Some(w) = r
             .deployment
@@ -1022,23 +1065,84 @@ pub fn current_rate<E>(ctx: &Context<E>, r: &Reservation) -> Balance {
         {
             ok = ok.checked_add(&workload_resources(&w.spec)).unwrap_or(ok);
             ok_workloads += 1;
+            ok_ips += usize::from(matches!(w.spec, WorkloadSpec::PublicIp { .. }));
         }
     }
-    price_per_hour(ctx, &policy, &ok, ok_workloads)
+    price_per_hour(ctx, &policy, &ok, ok_workloads, ok_ips)
 }
 
-/// What `workloads` workloads holding `resources` cost per hour: the farm's price, but at least
-/// the chain's minimum per workload.
+/// What `workloads` workloads holding `resources` and `ips` public IPs cost per hour: the
+/// farm's price, but at least the chain's minimum per workload.
 fn price_per_hour<E>(
     ctx: &Context<E>,
     policy: &pallet_tfgrid::PricingPolicy,
     resources: &Resources,
     workloads: usize,
+    ips: usize,
 ) -> Balance {
     let floor = config(ctx)
         .min_price_per_workload_hour
         .saturating_mul(workloads as u128);
-    policy.price_per_hour(resources).max(floor)
+    policy
+        .price_per_hour(resources)
+        .saturating_add(policy.ipu_per_hour.saturating_mul(ips as u128))
+        .max(floor)
+}
+
+/// How many public IPs `deployment` asks for.
+fn public_ips_asked(deployment: &Deployment) -> usize {
+    deployment
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.spec, WorkloadSpec::PublicIp { .. }))
+        .count()
+}
+
+/// The farm of `node_id`.
+fn farm_of<E>(ctx: &Context<E>, node_id: NodeId) -> Option<pallet_tfgrid::FarmId> {
+    pallet_tfgrid::node(ctx, node_id).map(|n| n.farm_id)
+}
+
+/// Brings `r`'s assigned public IPs to what its deployment asks: keeps those of `publicIp`
+/// workloads still there, frees the others, assigns a free one of the farm to each new one.
+fn assign_public_ips<E>(ctx: &mut Context<E>, r: &mut Reservation) -> Result<(), Error> {
+    let farm_id = farm_of(ctx, r.node_id).ok_or(Error::UnknownNode(r.node_id))?;
+    let wanted: Vec<&str> = r
+        .deployment
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.spec, WorkloadSpec::PublicIp { .. }))
+        .map(|w| w.name.as_str())
+        .collect();
+    let (kept, freed): (Vec<_>, Vec<_>) = std::mem::take(&mut r.public_ips)
+        .into_iter()
+        .partition(|a| wanted.contains(&a.workload.as_str()));
+    for a in freed {
+        pallet_tfgrid::release_ip(ctx, farm_id, &a.ip, r.id);
+    }
+    r.public_ips = kept;
+    for workload in wanted {
+        if r.public_ips.iter().any(|a| a.workload == workload) {
+            continue;
+        }
+        let ip = pallet_tfgrid::assign_ip(ctx, farm_id, r.id).ok_or(Error::NoFreeIp(farm_id))?;
+        r.public_ips.push(AssignedIp {
+            workload: workload.to_string(),
+            ip: ip.ip,
+            gateway: ip.gateway,
+        });
+    }
+    Ok(())
+}
+
+/// Frees every public IP `r` holds.
+fn release_public_ips<E>(ctx: &mut Context<E>, r: &mut Reservation) {
+    let Some(farm_id) = farm_of(ctx, r.node_id) else {
+        return;
+    };
+    for a in std::mem::take(&mut r.public_ips) {
+        pallet_tfgrid::release_ip(ctx, farm_id, &a.ip, r.id);
+    }
 }
 
 /// The deposit a deployment holding `resources` on `node_id` needs (see [`BillingAccount`]).
@@ -1054,7 +1158,13 @@ pub fn deposit_for<E>(
         .and_then(|n| pallet_tfgrid::farm(ctx, n.farm_id))
         .and_then(|f| pallet_tfgrid::pricing_policy(ctx, f.pricing_policy_id))
         .map_or(0, |policy| {
-            price_per_hour(ctx, &policy, resources, workloads)
+            price_per_hour(
+                ctx,
+                &policy,
+                resources,
+                workloads,
+                public_ips_asked(deployment),
+            )
         });
     config
         .deposit_per_workload
@@ -1168,7 +1278,9 @@ pub fn reserve<E: From<Event> + From<pallet_balances::Event>>(
             bucket: bucket_index,
             ..Default::default()
         },
+        public_ips: vec![],
     };
+    assign_public_ips(ctx, &mut reservation)?;
     // Last of the checks (the caller's transaction undoes the writes above if it fails).
     adjust_deposit(ctx, &mut reservation, deposit)?;
     put_reservation(ctx, &reservation);
@@ -1232,6 +1344,7 @@ fn update<E: From<Event> + From<pallet_balances::Event>>(
     r.version += 1;
     r.deployment = deployment;
     r.resources = resources;
+    assign_public_ips(ctx, &mut r)?;
     r.results.clear();
     r.state = ReservationState::Created;
     refresh_rate(ctx, &mut r);
@@ -1263,6 +1376,7 @@ pub fn delete<E: From<Event>>(ctx: &mut Context<E>, r: &mut Reservation, reason:
     if held_capacity {
         release_capacity(ctx, r);
     }
+    release_public_ips(ctx, r);
     let live = live_count(ctx, &r.owner);
     set_live_count(ctx, &r.owner, live.saturating_sub(1));
     node_set(r.node_id).remove(ctx, &r.id);
@@ -1334,6 +1448,7 @@ fn result_size_ok(result: &WorkloadResult) -> bool {
         } => std::iter::once(namespace).chain(endpoints).collect(),
         ResultData::Network { subnet, gateway } => std::iter::once(subnet).chain(gateway).collect(),
         ResultData::Volume { path } => vec![path],
+        ResultData::PublicIp { ip, container } => vec![ip, container],
     };
     short_text(&result.message) && fields.len() <= 64 && fields.iter().all(|f| short_text(f))
 }

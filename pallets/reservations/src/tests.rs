@@ -92,7 +92,7 @@ fn setup(ctx: &mut Ctx) -> Accounts {
             cu_per_hour: 3_600_000,
             su_per_hour: 0,
             nu_per_gb: 0,
-            ipu_per_hour: 0,
+            ipu_per_hour: 5_000_000,
         },
     );
     pallet_tfgrid::create_farm(ctx, accounts.alice, "farm".into(), 1).unwrap();
@@ -971,4 +971,170 @@ fn tiny_workloads_pay_the_minimum_price_and_owners_are_capped() {
         assert_eq!(live_count(ctx, &a.bob), 1);
         reserve(ctx, a.bob, 1, network_only(3)).unwrap();
     });
+}
+
+/// `small()` plus a public IP for its container.
+fn with_public_ip() -> Deployment {
+    let mut d = small();
+    d.workloads.push(Workload {
+        name: "ip".into(),
+        spec: WorkloadSpec::PublicIp {
+            container: "web".into(),
+        },
+    });
+    d
+}
+
+fn farm_ips(ctx: &Ctx) -> Vec<(String, Option<u64>)> {
+    pallet_tfgrid::farm(ctx, 1)
+        .unwrap()
+        .public_ips
+        .into_iter()
+        .map(|p| (p.ip, p.reservation))
+        .collect()
+}
+
+#[test]
+fn public_ips_are_assigned_once_billed_while_ok_and_freed_in_the_block_the_reservation_ends() {
+    with_grid(|ctx, a| {
+        let pool = ["198.51.100.10/24", "198.51.100.11/24"];
+        for ip in pool {
+            dispatch_tfgrid(ctx, a.alice, ip);
+        }
+        // Bad input: a public IP for something that is not a container, two for one container.
+        let mut d = with_public_ip();
+        d.workloads[1].spec = WorkloadSpec::PublicIp {
+            container: "nope".into(),
+        };
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidWorkload { .. })
+        ));
+        let mut d = with_public_ip();
+        d.workloads.push(Workload {
+            name: "ip2".into(),
+            spec: WorkloadSpec::PublicIp {
+                container: "web".into(),
+            },
+        });
+        assert!(matches!(
+            reserve(ctx, a.bob, 1, d),
+            Err(Error::InvalidWorkload { .. })
+        ));
+        // Two reservations take the two IPs; a third finds none and changes nothing.
+        let first = reserve(ctx, a.bob, 1, with_public_ip()).unwrap();
+        let second = reserve(ctx, a.alice, 1, with_public_ip()).unwrap();
+        assert_eq!(
+            farm_ips(ctx),
+            [
+                (pool[0].to_string(), Some(first)),
+                (pool[1].to_string(), Some(second))
+            ]
+        );
+        let r = reservation(ctx, first).unwrap();
+        assert_eq!(
+            r.public_ips,
+            [AssignedIp {
+                workload: "ip".into(),
+                ip: pool[0].into(),
+                gateway: "198.51.100.1".into(),
+            }]
+        );
+        let next = next_id(ctx);
+        assert_eq!(
+            ctx.transactional(|ctx| reserve(ctx, a.bob, 1, with_public_ip())),
+            Err(Error::NoFreeIp(1))
+        );
+        assert_eq!(next_id(ctx), next);
+        // The farmer cannot take back an IP in use.
+        assert_eq!(
+            pallet_tfgrid::dispatch(
+                ctx,
+                a.alice,
+                pallet_tfgrid::Call::RemoveFarmIp {
+                    farm_id: 1,
+                    ip: pool[0].into(),
+                },
+            ),
+            Err(pallet_tfgrid::Error::IpInUse {
+                ip: pool[0].into(),
+                reservation: first
+            })
+        );
+        // Billed per hour while Ok: the IP's price (setup: 5,000,000) on top of the container's.
+        dispatch(
+            ctx,
+            a.node,
+            Call::ReportResults {
+                id: first,
+                version: 1,
+                results: vec![ok("web")],
+            },
+        )
+        .unwrap();
+        let container_rate = reservation(ctx, first).unwrap().billing.rate_per_hour;
+        dispatch(
+            ctx,
+            a.node,
+            Call::ReportResults {
+                id: first,
+                version: 1,
+                results: vec![ok("web"), ok("ip")],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            reservation(ctx, first).unwrap().billing.rate_per_hour,
+            container_rate + 5_000_000
+        );
+        // An update without the public IP frees it at once; with it again, it takes a free one.
+        dispatch(
+            ctx,
+            a.bob,
+            Call::UpdateReservation {
+                id: first,
+                deployment: small(),
+            },
+        )
+        .unwrap();
+        assert!(reservation(ctx, first).unwrap().public_ips.is_empty());
+        assert_eq!(farm_ips(ctx)[0], (pool[0].to_string(), None));
+        dispatch(
+            ctx,
+            a.bob,
+            Call::UpdateReservation {
+                id: first,
+                deployment: with_public_ip(),
+            },
+        )
+        .unwrap();
+        assert_eq!(farm_ips(ctx)[0], (pool[0].to_string(), Some(first)));
+        // Cancel frees it in the same block.
+        dispatch(ctx, a.bob, Call::CancelReservation { id: first }).unwrap();
+        assert_eq!(farm_ips(ctx)[0], (pool[0].to_string(), None));
+        assert!(reservation(ctx, first).unwrap().public_ips.is_empty());
+        // And the farmer may remove it now.
+        pallet_tfgrid::dispatch(
+            ctx,
+            a.alice,
+            pallet_tfgrid::Call::RemoveFarmIp {
+                farm_id: 1,
+                ip: pool[0].into(),
+            },
+        )
+        .unwrap();
+    });
+}
+
+fn dispatch_tfgrid(ctx: &mut Ctx, farmer: AccountId, ip: &str) {
+    pallet_tfgrid::dispatch(
+        ctx,
+        farmer,
+        pallet_tfgrid::Call::AddFarmIp {
+            farm_id: 1,
+            ip: ip.into(),
+            gateway: "198.51.100.1".into(),
+        },
+    )
+    .unwrap();
 }

@@ -156,6 +156,10 @@ pub struct PublicIp {
     /// `a.b.c.d/prefix`
     pub ip: String,
     pub gateway: String,
+    /// The reservation it is assigned to (by `pallet_reservations`, for one of its `publicIp`
+    /// workloads); free when `None`.
+    #[serde(default)]
+    pub reservation: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -461,6 +465,8 @@ pub enum Error {
     UnknownIp(String),
     #[error("a farm lists at most {MAX_FARM_IPS} public IPs")]
     TooManyIps,
+    #[error("{ip} is assigned to reservation {reservation}; it is freed when that ends")]
+    IpInUse { ip: String, reservation: u64 },
     #[error("this key already registered node {0}")]
     AlreadyRegistered(NodeId),
     #[error("no node {0}")]
@@ -498,6 +504,7 @@ impl PalletError for Error {
             Error::InvalidIp => "InvalidIp",
             Error::IpExists(_) => "IpExists",
             Error::UnknownIp(_) => "UnknownIp",
+            Error::IpInUse { .. } => "IpInUse",
             Error::TooManyIps => "TooManyIps",
             Error::AlreadyRegistered(_) => "AlreadyRegistered",
             Error::UnknownNode(_) => "UnknownNode",
@@ -786,6 +793,7 @@ fn add_farm_ip<E: From<Event>>(
     farm.public_ips.push(PublicIp {
         ip: ip.clone(),
         gateway,
+        reservation: None,
     });
     ctx.overlay.put_encoded(farm_key(farm_id), &farm);
     ctx.deposit_event(Event::FarmIpAdded { farm_id, ip });
@@ -799,6 +807,14 @@ fn remove_farm_ip<E: From<Event>>(
     ip: String,
 ) -> Result<(), Error> {
     let mut farm = owned_farm(ctx, &who, farm_id)?;
+    if let Some(id) = farm
+        .public_ips
+        .iter()
+        .find(|p| p.ip == ip)
+        .and_then(|p| p.reservation)
+    {
+        return Err(Error::IpInUse { ip, reservation: id });
+    }
     let before = farm.public_ips.len();
     farm.public_ips.retain(|p| p.ip != ip);
     if farm.public_ips.len() == before {
@@ -807,6 +823,32 @@ fn remove_farm_ip<E: From<Event>>(
     ctx.overlay.put_encoded(farm_key(farm_id), &farm);
     ctx.deposit_event(Event::FarmIpRemoved { farm_id, ip });
     Ok(())
+}
+
+/// Assigns the first free public IP of farm `farm_id` to `reservation`; `None` if every one
+/// is taken (or there is no such farm).
+pub fn assign_ip<E>(ctx: &mut Context<E>, farm_id: FarmId, reservation: u64) -> Option<PublicIp> {
+    let mut farm = farm(ctx, farm_id)?;
+    let free = farm.public_ips.iter_mut().find(|p| p.reservation.is_none())?;
+    free.reservation = Some(reservation);
+    let assigned = free.clone();
+    ctx.overlay.put_encoded(farm_key(farm_id), &farm);
+    Some(assigned)
+}
+
+/// Frees public IP `ip` of farm `farm_id` if `reservation` holds it.
+pub fn release_ip<E>(ctx: &mut Context<E>, farm_id: FarmId, ip: &str, reservation: u64) {
+    let Some(mut farm) = farm(ctx, farm_id) else {
+        return;
+    };
+    if let Some(p) = farm
+        .public_ips
+        .iter_mut()
+        .find(|p| p.ip == ip && p.reservation == Some(reservation))
+    {
+        p.reservation = None;
+        ctx.overlay.put_encoded(farm_key(farm_id), &farm);
+    }
 }
 
 /// Genesis or [`Call::AllowNode`]: the farm's consent for one node key.

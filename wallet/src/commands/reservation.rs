@@ -467,6 +467,7 @@ fn spec_text(spec: &WorkloadSpec) -> String {
             false => format!("network {ip_range}"),
         },
         WorkloadSpec::Volume { size } => format!("volume {}", format_size(*size)),
+        WorkloadSpec::PublicIp { container } => format!("public IP for {container}"),
     }
 }
 
@@ -518,6 +519,7 @@ fn data_text(data: &ResultData) -> String {
             None => format!(" [subnet {subnet}]"),
         },
         ResultData::Volume { path } => format!(" [{path}]"),
+        ResultData::PublicIp { ip, container } => format!(" [{ip} → {container}]"),
     }
 }
 
