@@ -399,6 +399,8 @@ pub struct Namespaces {
     bridge: String,
     names: Vec<String>,
     ips: Vec<String>,
+    /// Each host's interface on the LAN.
+    ifs: Vec<String>,
     gateway: String,
 }
 
@@ -413,6 +415,7 @@ impl Namespaces {
         let ns = Namespaces {
             names: (0..count).map(|i| format!("gc{tag}n{i}")).collect(),
             ips: (0..count).map(|i| format!("{subnet}.{}", i + 1)).collect(),
+            ifs: (0..count).map(|i| format!("gcn{tag}{i}")).collect(),
             gateway: format!("{subnet}.254"),
             bridge,
         };
@@ -440,7 +443,7 @@ impl Namespaces {
         );
         for (i, name) in ns.names.iter().enumerate() {
             let host_if = format!("gch{tag}{i}");
-            let ns_if = format!("gcn{tag}{i}");
+            let ns_if = ns.ifs[i].clone();
             let _ = Command::new("ip").args(["netns", "del", name]).output();
             run("ip", &["netns", "add", name]);
             run(
@@ -524,6 +527,23 @@ impl Namespaces {
                 ],
             );
         }
+    }
+
+    /// Gives host `i` one more address on the LAN (`a.b.c.d/prefix`), e.g. the internet's
+    /// router address for a farm's public IP block.
+    pub fn add_lan_address(&self, i: usize, cidr: &str) {
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.names[i],
+                "addr",
+                "add",
+                cidr,
+                "dev",
+                &self.ifs[i],
+            ],
+        );
     }
 
     /// Runs `program` with `args` in host `i`'s namespace; its output, whatever its status.

@@ -19,8 +19,8 @@ use crate::{
     capacity,
     chain::Chain,
     kinds::{
-        container::ContainerKind, network::NetworkKind, volume::VolumeKind, zdb::ZdbKind, Kinds,
-        Secrets,
+        container::ContainerKind, network::NetworkKind, public_ip::PublicIpKind,
+        volume::VolumeKind, zdb::ZdbKind, Kinds, Secrets,
     },
     light::{self, LightClient, Refused},
     owner::{events::EventLog, OwnerApi},
@@ -29,6 +29,7 @@ use crate::{
         egress::Egress,
         image::{Images, RegistryPolicy},
         network::Networks,
+        public_ip::PublicIps,
         volume::Volumes,
         zdb::ZdbAdmin,
     },
@@ -270,6 +271,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         node_seed: config.node_key.seed(),
         genesis_hash,
     };
+    let public_ips = PublicIpKind::new(
+        containers.clone(),
+        networks.clone(),
+        PublicIps::new(&node_tag, config.egress_deny.clone()),
+    );
     let kinds = Kinds::new(vec![
         Box::new(NetworkKind::new(
             networks.clone(),
@@ -299,6 +305,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             rootfs: Default::default(),
             existing: Default::default(),
         }),
+        Box::new(public_ips),
     ]);
     let reconciler = Reconciler {
         node_id,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::*;
+use common::{internet::*, *};
 use gridchain_primitives::Pair;
 use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
@@ -15,11 +15,9 @@ use gridchain_runtime::{
 };
 use gridchain_tests::{free_port, Namespaces};
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
-
-const PUBLIC: &str = "198.51.100.1";
 
 fn network(name: &str, range: &str, egress: bool) -> Workload {
     Workload {
@@ -29,67 +27,6 @@ fn network(name: &str, range: &str, egress: bool) -> Workload {
             egress,
         },
     }
-}
-
-/// A web server in the internet namespace on every address it has, logging each client.
-struct WebServer(Child, std::path::PathBuf);
-
-impl WebServer {
-    fn start(hosts: &Namespaces, internet: usize, dir: &std::path::Path, port: u16) -> Self {
-        let root = dir.join("www");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("hello"), "hello from the internet\n").unwrap();
-        let log = dir.join("www.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", hosts.name(internet), "python3", "-m"])
-            .args(["http.server", &port.to_string(), "--bind", "0.0.0.0"])
-            .arg("--directory")
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        // Up once it answers inside its own namespace.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let url = format!("http://{PUBLIC}:{port}/hello");
-        while !hosts
-            .exec(internet, "busybox", &["wget", "-q", "-O", "-", &url])
-            .status
-            .success()
-        {
-            assert!(Instant::now() < deadline, "web server not up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        WebServer(child, log)
-    }
-
-    fn clients(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// What `wget` in `container` gets from `url` (at most 5 s), or `None`.
-fn fetch(container: &str, url: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args([
-            "exec", container, "timeout", "5", "wget", "-q", "-O", "-", url,
-        ])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn container_of(tag: &str, id: u64, workload: &str) -> String {
-    format!("gc-{tag}-r{id}-{workload}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -934,7 +934,10 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
                     c.name == *container && matches!(c.spec, WorkloadSpec::Container { .. })
                 });
                 if !is_container {
-                    return Err(invalid(name, "container is not a container of the deployment"));
+                    return Err(invalid(
+                        name,
+                        "container is not a container of the deployment",
+                    ));
                 }
                 if !public_ip_containers.insert(container.as_str()) {
                     return Err(invalid(name, "a container has at most one public IP"));

@@ -813,7 +813,10 @@ fn remove_farm_ip<E: From<Event>>(
         .find(|p| p.ip == ip)
         .and_then(|p| p.reservation)
     {
-        return Err(Error::IpInUse { ip, reservation: id });
+        return Err(Error::IpInUse {
+            ip,
+            reservation: id,
+        });
     }
     let before = farm.public_ips.len();
     farm.public_ips.retain(|p| p.ip != ip);
@@ -829,7 +832,10 @@ fn remove_farm_ip<E: From<Event>>(
 /// is taken (or there is no such farm).
 pub fn assign_ip<E>(ctx: &mut Context<E>, farm_id: FarmId, reservation: u64) -> Option<PublicIp> {
     let mut farm = farm(ctx, farm_id)?;
-    let free = farm.public_ips.iter_mut().find(|p| p.reservation.is_none())?;
+    let free = farm
+        .public_ips
+        .iter_mut()
+        .find(|p| p.reservation.is_none())?;
     free.reservation = Some(reservation);
     let assigned = free.clone();
     ctx.overlay.put_encoded(farm_key(farm_id), &farm);

@@ -15,6 +15,7 @@
 
 pub mod container;
 pub mod network;
+pub mod public_ip;
 pub mod volume;
 pub mod zdb;
 

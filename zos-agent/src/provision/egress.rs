@@ -258,50 +258,13 @@ impl Egress {
         self.node_rules(&host, &format!("{host_ip}/30"), true)
     }
 
-    /// The node's side: its filter chain for the link, the jumps to it, NAT out of the uplink.
+    /// The node's side: its filter chain for the link and NAT out of the uplink.
     fn node_rules(&self, host: &str, link_net: &str, present: bool) -> Result<(), NetworkError> {
-        let forward = if iptables(&["-n", "-L", "DOCKER-USER"]).is_ok() {
-            "DOCKER-USER"
-        } else {
-            "FORWARD"
-        };
-        let chain = host.to_string();
-        if present {
-            // Rebuilt whole every time: the deny list may have changed.
-            if iptables(&["-n", "-L", &chain]).is_err() {
-                iptables(&["-N", &chain])?;
-            }
-            iptables(&["-F", &chain])?;
-            for range in &self.deny {
-                iptables(&["-A", &chain, "-d", range, "-j", "DROP"])?;
-            }
-            iptables(&["-A", &chain, "-j", "ACCEPT"])?;
-        }
-        rule(forward, &["-i", host, "-j", &chain], present)?;
-        rule(
-            forward,
-            &[
-                "-o",
-                host,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-            present,
-        )?;
-        rule("INPUT", &["-i", host, "-j", "DROP"], present)?;
+        link_chain(host, &self.deny, false, present)?;
         nat_rule(
             &["-s", link_net, "!", "-o", host, "-j", "MASQUERADE"],
             present,
-        )?;
-        if !present && iptables(&["-n", "-L", &chain]).is_ok() {
-            iptables(&["-F", &chain])?;
-            iptables(&["-X", &chain])?;
-        }
-        Ok(())
+        )
     }
 
     /// Removes `bridge`'s router (namespace, links, rules); missing parts are fine. `link` is
@@ -332,11 +295,60 @@ impl Egress {
     }
 }
 
+/// Makes the node's filter rules for a link to workloads (host end `host`) present or absent:
+/// a chain named after the link that drops the `deny` destinations and accepts the rest, for
+/// what comes from the workloads; replies back to them (and, if `inbound`, anything new);
+/// nothing from the workloads to the node itself.
+pub(crate) fn link_chain(
+    host: &str,
+    deny: &[String],
+    inbound: bool,
+    present: bool,
+) -> Result<(), NetworkError> {
+    let forward = if iptables(&["-n", "-L", "DOCKER-USER"]).is_ok() {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    };
+    let chain = host.to_string();
+    if present {
+        // Rebuilt whole every time: the deny list may have changed.
+        if iptables(&["-n", "-L", &chain]).is_err() {
+            iptables(&["-N", &chain])?;
+        }
+        iptables(&["-F", &chain])?;
+        for range in deny {
+            iptables(&["-A", &chain, "-d", range, "-j", "DROP"])?;
+        }
+        iptables(&["-A", &chain, "-j", "ACCEPT"])?;
+    }
+    rule(forward, &["-i", host, "-j", &chain], present)?;
+    let replies = [
+        "-o",
+        host,
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "ESTABLISHED,RELATED",
+        "-j",
+        "ACCEPT",
+    ];
+    let open = ["-o", host, "-j", "ACCEPT"];
+    rule(forward, if inbound { &open } else { &replies }, present)?;
+    rule("INPUT", &["-i", host, "-j", "DROP"], present)?;
+    if !present && iptables(&["-n", "-L", &chain]).is_ok() {
+        iptables(&["-F", &chain])?;
+        iptables(&["-X", &chain])?;
+    }
+    Ok(())
+}
+
 fn link_exists(name: &str) -> bool {
     run("ip", &["link", "show", "dev", name]).is_ok()
 }
 
-fn link_alias(name: &str) -> Option<String> {
+/// The alias of interface `name`, if it exists and has one.
+pub(crate) fn link_alias(name: &str) -> Option<String> {
     let out = run("ip", &["-o", "link", "show", "dev", name]).ok()?;
     out.split(" alias ")
         .nth(1)
@@ -353,7 +365,7 @@ fn nat_rule(rule: &[&str], present: bool) -> Result<(), NetworkError> {
 }
 
 /// Runs a command; its stdout, or its stderr as the error.
-fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
     let out = Command::new(program)
         .args(args)
         .output()

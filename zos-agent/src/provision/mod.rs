@@ -5,5 +5,6 @@ pub mod container;
 pub mod egress;
 pub mod image;
 pub mod network;
+pub mod public_ip;
 pub mod volume;
 pub mod zdb;

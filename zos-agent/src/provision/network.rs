@@ -38,6 +38,7 @@ use std::{net::Ipv4Addr, os::fd::AsFd, process::Command};
 /// Interface names start with these, so the agent can tell its own links.
 pub const BRIDGE_PREFIX: &str = "gcbr";
 pub const VETH_PREFIX: &str = "gcv";
+pub const PUBLIC_PREFIX: &str = "gcp";
 
 #[derive(Debug, thiserror::Error)]
 #[error("network: {0}")]
@@ -193,6 +194,31 @@ impl Networks {
     pub async fn veth_for(&self, container: &str, network: &str) -> Result<String, NetworkError> {
         self.name_for(veth_key(container, network), VETH_PREFIX, 14)
             .await
+    }
+
+    /// The host end of the veth that carries public IP `ip` to its container (allocated on
+    /// first use; see [`super::public_ip`]).
+    pub async fn public_if_for(&self, ip: std::net::Ipv4Addr) -> Result<String, NetworkError> {
+        self.name_for(format!("pubip/{ip}"), PUBLIC_PREFIX, 15)
+            .await
+    }
+
+    /// Every public IP the book has a host interface for, with that interface.
+    pub async fn public_ifs(&self) -> Vec<(std::net::Ipv4Addr, String)> {
+        let book = self.book.lock().await;
+        book.names
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("pubip/")?.parse().ok()?, v.clone())))
+            .collect()
+    }
+
+    /// Forgets the host interface of public IP `ip`.
+    pub async fn forget_public_if(&self, ip: std::net::Ipv4Addr) -> Result<(), NetworkError> {
+        let mut book = self.book.lock().await;
+        if book.names.remove(&format!("pubip/{ip}")).is_some() {
+            book.save()?;
+        }
+        Ok(())
     }
 
     /// The link net (see [`super::egress`]) of `bridge`'s router: the lowest index no other

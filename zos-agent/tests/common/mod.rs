@@ -2,6 +2,7 @@
 //! calls, and cleanup of everything the agent created.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod internet;
 pub mod lying_proxy;
 
 use gridchain_primitives::{
