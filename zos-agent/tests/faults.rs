@@ -248,6 +248,7 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
     let bob = Pair::dev("Bob");
 
     let mut live = BTreeSet::new();
+    let mut marks: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
     for round in 0..20u64 {
         // Change the desired state: cancel the oldest when two are live (the node has two
         // cores), then reserve a new one.
@@ -278,6 +279,23 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
             }),
         )
         .await;
+        // Data written to the volumes of the earlier reservations must survive every kill.
+        for id in &live {
+            let c = format!("gc-{tag}-r{id}-web");
+            let written = Command::new("docker")
+                .args([
+                    "exec",
+                    &c,
+                    "sh",
+                    "-c",
+                    &format!("echo {round} >> /data/marks"),
+                ])
+                .output()
+                .unwrap();
+            if written.status.success() {
+                marks.entry(*id).or_insert_with(Vec::new).push(round);
+            }
+        }
         live.insert(last_reservation_id(&client).await);
         // Let the agent get into the middle of it, then kill -9 and start again.
         tokio::time::sleep(Duration::from_millis(100 + (round * 137) % 900)).await;
@@ -317,5 +335,74 @@ async fn kill9_during_provisioning_twenty_times_leaves_no_orphans_or_duplicates(
     assert_eq!(
         namespaces, expected,
         "namespaces match the live reservations"
+    );
+    // Volumes: exactly the live ones on disk (no half-made image left by a kill), and every
+    // line written to them before a kill is there.
+    let on_disk: BTreeSet<String> = std::fs::read_dir(dir.path().join("agent/volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let expected: BTreeSet<String> = live
+        .iter()
+        .flat_map(|id| ["img", "mnt"].map(|ext| format!("gc-{tag}-r{id}-data.{ext}")))
+        .collect();
+    assert_eq!(
+        on_disk, expected,
+        "volume files match the live reservations"
+    );
+    for (id, rounds) in marks.iter().filter(|(id, _)| live.contains(id)) {
+        let kept = exec(&format!("gc-{tag}-r{id}-web"), "cat /data/marks");
+        let expected: Vec<String> = rounds.iter().map(u64::to_string).collect();
+        assert_eq!(kept, expected.join("\n"), "volume data of reservation {id}");
+    }
+}
+
+/// What an agent killed half-way through making a volume leaves (an unfinished image, or a
+/// whole one Docker never got, mounted), for a reservation that then ended: the next agent
+/// removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_files_left_by_a_killed_agent_for_an_ended_reservation_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = local_grid(dir.path(), "volorphan").await;
+    let (_cleanup, _, tag) =
+        start_agent(&grid, dir.path(), &[grid.chain_node.ws_url()], &zdb_addr()).await;
+    let volumes = dir.path().join("agent/volumes");
+    std::fs::create_dir_all(&volumes).unwrap();
+    let unfinished = volumes.join(format!("gc-{tag}-r900-data.img.tmp"));
+    std::fs::write(&unfinished, b"half an image").unwrap();
+    // A whole image, loop-mounted at its mount point, that Docker never heard of.
+    let image = volumes.join(format!("gc-{tag}-r901-data.img"));
+    let mount = volumes.join(format!("gc-{tag}-r901-data.mnt"));
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(4 * MIB)
+        .unwrap();
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir_all(&mount).unwrap();
+    assert!(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mount)
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unfinished.exists() || image.exists() || mount.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "left: {:?}",
+            std::fs::read_dir(&volumes).unwrap().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !table.contains(&mount.display().to_string()),
+        "still mounted"
     );
 }

@@ -236,7 +236,10 @@ fn farm_text(farm: &Farm, nodes: Option<&[u32]>) -> String {
         } else {
             farm.public_ips
                 .iter()
-                .map(|ip| format!("{} (gw {})", ip.ip, ip.gateway))
+                .map(|ip| match ip.reservation {
+                    Some(id) => format!("{} (gw {}, reservation {id})", ip.ip, ip.gateway),
+                    None => format!("{} (gw {}, free)", ip.ip, ip.gateway),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         }

@@ -555,8 +555,12 @@ fn reservation_text(r: &Reservation) -> String {
     );
     for w in &r.deployment.workloads {
         let result = r.results.iter().find(|res| res.name == w.name);
+        let assigned = match r.public_ips.iter().find(|a| a.workload == w.name) {
+            Some(a) => format!(" {} (gw {})", a.ip, a.gateway),
+            None => String::new(),
+        };
         text.push_str(&format!(
-            "\n  {:<16} {}\n  {:<16} └ {}",
+            "\n  {:<16} {}{assigned}\n  {:<16} └ {}",
             w.name,
             spec_text(&w.spec),
             "",

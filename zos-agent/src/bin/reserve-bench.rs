@@ -10,7 +10,12 @@
 //! 3. cancel it, so the node's capacity is free for the next one.
 //!
 //! Prints p50/p99/max of each phase and of the total. With `--fresh-pull`, the image is removed
-//! before each reservation, so each one includes the agent's pull from its registry.
+//! before each reservation, so each one includes the agent's pull from its registry. With
+//! `--crash`, once a reservation is Ok its container's process is killed (`docker kill -s
+//! KILL`): timed are Docker's restart (until `docker inspect` shows it running again with a
+//! restart count) and the restart being reported on chain (until a final head shows the
+//! workload Ok with `restarts` ≥ 1); each run uses a new reservation, so report pacing never
+//! holds a report back.
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -46,6 +51,10 @@ struct Args {
     /// every time (compare with `docker pull` + `docker run` of the same image by hand).
     #[arg(long)]
     fresh_pull: bool,
+    /// Also time a crash: kill the container's process once it is Ok, until Docker restarted
+    /// it and until the chain shows the restart.
+    #[arg(long)]
+    crash: bool,
     /// Instead: place this many reservations of a zdb namespace and a volume (16 per
     /// `reserve_many`), wait until all are Ok and print how long that took. Restarting the agent
     /// afterwards and reading its "start-up reconciliation done … ms" log line gives the
@@ -153,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
         }],
     };
     let (mut final_t, mut ok_t, mut total_t) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut restarted_t, mut reported_t) = (Vec::new(), Vec::new());
     for i in 0..args.count {
         if args.fresh_pull {
             // The previous run's container may still be going away: force the untag.
@@ -188,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
             .max()
             .context("reservation not found")?;
         let mut heads = client.subscribe_finalized_heads().await?;
-        loop {
+        let ok = loop {
             let r = client
                 .reservation(id, None)
                 .await?
@@ -197,11 +207,16 @@ async fn main() -> anyhow::Result<()> {
                 bail!("reservation {id} failed: {}", bad.message);
             }
             if !r.results.is_empty() && r.results.iter().all(|w| w.state == WorkloadState::Ok) {
-                break;
+                break r;
             }
             heads.next().await.context("head subscription ended")??;
-        }
+        };
         let total = started.elapsed();
+        if args.crash {
+            let (restarted, reported) = crash(&client, &ok).await?;
+            restarted_t.push(restarted);
+            reported_t.push(reported);
+        }
         final_t.push(reserved);
         ok_t.push(total - reserved);
         total_t.push(total);
@@ -225,7 +240,73 @@ async fn main() -> anyhow::Result<()> {
     stats("submit → reserve final", final_t);
     stats("reserve final → Ok result final", ok_t);
     stats("submit → Ok result final (total)", total_t);
+    if args.crash {
+        stats("kill → Docker restarted it", restarted_t);
+        stats("kill → restart reported, final", reported_t);
+    }
     Ok(())
+}
+
+/// Kills the process of reservation `r`'s container; how long until Docker runs it again, and
+/// until a final head shows the workload Ok with its restart counted.
+async fn crash(
+    client: &WsClient,
+    r: &reservations::Reservation,
+) -> anyhow::Result<(Duration, Duration)> {
+    let container = r
+        .results
+        .iter()
+        .find_map(|w| match &w.data {
+            reservations::ResultData::Container { container_id, .. } => Some(container_id.clone()),
+            _ => None,
+        })
+        .context("no container in the result")?;
+    let docker = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("docker").args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let mut heads = client.subscribe_finalized_heads().await?;
+    let killed = Instant::now();
+    docker(&["kill", "--signal", "KILL", &container])?;
+    let mut restarted = None;
+    loop {
+        if restarted.is_none() {
+            let state = docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{.RestartCount}}",
+                &container,
+            ])?;
+            if state != "true 0" && state.starts_with("true") {
+                restarted = Some(killed.elapsed());
+            }
+        }
+        let now = client
+            .reservation(r.id, None)
+            .await?
+            .context("reservation vanished")?;
+        let counted = now.results.iter().any(|w| {
+            w.state == WorkloadState::Ok
+                && matches!(w.data, reservations::ResultData::Container { restarts, .. } if restarts >= 1)
+        });
+        if counted {
+            let reported = killed.elapsed();
+            return Ok((restarted.unwrap_or(reported), reported));
+        }
+        if restarted.is_none() {
+            // Docker restarts within tens of milliseconds: look again soon, not per block.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        } else {
+            heads.next().await.context("head subscription ended")??;
+        }
+    }
 }
 
 /// Places `count` zdb + volume reservations and waits until every one is Ok.

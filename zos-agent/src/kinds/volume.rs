@@ -75,6 +75,13 @@ impl WorkloadKind for VolumeKind {
                 removed += 1;
             }
         }
+        // Files of volumes Docker never got (an agent killed half-way through a creation).
+        for name in self.volumes.names_on_disk() {
+            if !wanted.contains(&name) {
+                self.volumes.remove(&name).await?;
+                removed += 1;
+            }
+        }
         *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = kept;
         Ok(removed)
     }

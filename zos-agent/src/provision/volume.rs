@@ -126,6 +126,28 @@ impl Volumes {
         Ok(image)
     }
 
+    /// Volumes of this node that have files in the images dir (image, unfinished image, mount
+    /// point), whether or not Docker has them: an agent killed between formatting an image and
+    /// creating its Docker volume leaves files only.
+    pub fn names_on_disk(&self) -> Vec<String> {
+        let prefix = format!("gc-{}-", self.node_label);
+        let Ok(entries) = std::fs::read_dir(&self.images) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|f| f.starts_with(&prefix))
+            .filter_map(|f| {
+                [".img.tmp", ".img", ".mnt"]
+                    .iter()
+                    .find_map(|ext| f.strip_suffix(ext).map(str::to_string))
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Every volume labelled as this node's.
     pub async fn list(&self) -> Result<Vec<ActualVolume>, ContainerError> {
         let filters = HashMap::from([(
@@ -208,6 +230,7 @@ impl Volumes {
                 run("umount", &["-d", &dir.display().to_string()])?;
             }
             let _ = std::fs::remove_dir(&dir);
+            let _ = std::fs::remove_file(image.with_extension("img.tmp"));
             match std::fs::remove_file(&image) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(format!("cannot delete its image: {e}"))
