@@ -269,6 +269,54 @@ async fn twins_farms_nodes_and_reservations() {
         "{}",
         allowed.stdout
     );
+    // Public IPs: the owner lists one (a gateway outside its network, a second listing and a
+    // stranger are refused by the chain), `farm show` says it is free, and it can go again.
+    let add_ip = |gateway: &'static str, from: &'static str| {
+        a(&[
+            "farm",
+            "add-ip",
+            &farm_text,
+            "198.51.100.70/26",
+            "--gateway",
+            gateway,
+            "--from",
+            from,
+        ])
+    };
+    run(ks, add_ip("198.51.100.1", "//Bob"))
+        .await
+        .assert_code(5);
+    run(ks, add_ip("198.51.100.65", "//Charlie"))
+        .await
+        .assert_code(5);
+    run(ks, add_ip("198.51.100.65", "//Bob"))
+        .await
+        .assert_code(0);
+    run(ks, add_ip("198.51.100.65", "//Bob"))
+        .await
+        .assert_code(5);
+    let shown = run(ks, a(&["farm", "show", &farm_text])).await;
+    shown.assert_code(0);
+    assert!(
+        shown
+            .stdout
+            .contains("198.51.100.70/26 (gw 198.51.100.65, free)"),
+        "{}",
+        shown.stdout
+    );
+    run(
+        ks,
+        a(&[
+            "farm",
+            "remove-ip",
+            &farm_text,
+            "198.51.100.70/26",
+            "--from",
+            "//Bob",
+        ]),
+    )
+    .await
+    .assert_code(0);
     chain
         .as_node(
             &node_key,

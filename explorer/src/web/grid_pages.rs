@@ -75,7 +75,7 @@ pub fn farms(rows: &[FarmRow]) -> Markup {
                                 td { (f.nodes_up) span.muted { " / " (f.nodes) } }
                                 td.hide-narrow { (account_link(&f.farm.owner.to_string())) }
                                 td.hide-narrow { (account_link(&f.farm.payout.to_string())) }
-                                td { (f.farm.public_ips.len()) }
+                                td { (f.farm.public_ips.iter().filter(|ip| ip.reservation.is_none()).count()) span.muted { " free / " (f.farm.public_ips.len()) } }
                                 td.hide-narrow { "policy " (f.farm.pricing_policy_id) }
                             }
                         }
@@ -367,6 +367,10 @@ pub fn reservation(r: &Reservation) -> Markup {
                 dt { "Metadata" } dd { (r.deployment.metadata) }
                 dt { "Resources" } dd { (r.resources.cru) " cores · " (bytes(r.resources.mru)) " memory · " (bytes(r.resources.sru)) " SSD · " (bytes(r.resources.hru)) " HDD" }
                 dt { "Billing" } dd { (json_value(&serde_json::to_value(&r.billing).unwrap_or_default())) }
+                @if !r.public_ips.is_empty() {
+                    dt { "Public IPs" }
+                    dd { @for a in &r.public_ips { span.mono { (a.ip) } " (" (a.workload) ", gateway " (a.gateway) ") " } }
+                }
             }
             h2 { "Workloads" }
             div.table-wrap {

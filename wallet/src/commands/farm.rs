@@ -1,4 +1,4 @@
-//! `grid farm create|show|list|allow-node|disallow-node`: farms, which group 3Nodes under a
+//! `grid farm create|show|list|allow-node|disallow-node|add-ip|remove-ip`: farms, which group 3Nodes under a
 //! pricing policy and a payout account. A node registers on a farm only after the farm's owner
 //! allowed its key (`allow-node`).
 
@@ -42,6 +42,28 @@ pub enum FarmCommand {
     AllowNode(NodeConsent),
     /// Farm owner: withdraw an allowance the node has not used yet.
     DisallowNode(NodeConsent),
+    /// Farm owner: list a public IPv4 address the farm's nodes may give to `publicIp`
+    /// workloads (the chain assigns it at reserve).
+    AddIp {
+        farm: FarmId,
+        /// `a.b.c.d/prefix`: the address and its network's length.
+        ip: String,
+        /// The farm's router for it, inside that network.
+        #[arg(long)]
+        gateway: String,
+        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
+    /// Farm owner: take a public IP off the list (refused while a reservation holds it).
+    RemoveIp {
+        farm: FarmId,
+        /// As listed: `a.b.c.d/prefix`.
+        ip: String,
+        /// Signing key (the farm's owner): name of a key in the keystore, or a secret URI.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
 }
 
 /// Which farm, which node key, signed by whom.
@@ -70,6 +92,13 @@ pub enum FarmRequest {
         account: AccountId,
         allow: bool,
     },
+    /// Adds (`gateway` given) or removes a public IP.
+    Ip {
+        signer: Pair,
+        farm: FarmId,
+        ip: String,
+        gateway: Option<String>,
+    },
 }
 
 impl FarmRequest {
@@ -88,6 +117,23 @@ impl FarmRequest {
             FarmCommand::List => FarmRequest::List,
             FarmCommand::AllowNode(consent) => Self::consent(consent, true, keystore)?,
             FarmCommand::DisallowNode(consent) => Self::consent(consent, false, keystore)?,
+            FarmCommand::AddIp {
+                farm,
+                ip,
+                gateway,
+                from,
+            } => FarmRequest::Ip {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                farm,
+                ip,
+                gateway: Some(gateway),
+            },
+            FarmCommand::RemoveIp { farm, ip, from } => FarmRequest::Ip {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                farm,
+                ip,
+                gateway: None,
+            },
         })
     }
 
@@ -166,6 +212,41 @@ impl FarmRequest {
                 let text = farm_text(&farm, Some(&nodes));
                 let mut json = serde_json::to_value(&farm)?;
                 json["nodes"] = json!(nodes);
+                Ok(Rendered::new(json, text))
+            }
+            FarmRequest::Ip {
+                signer,
+                farm,
+                ip,
+                gateway,
+            } => {
+                let (call, verb) = match gateway {
+                    Some(gateway) => (
+                        tfgrid::Call::AddFarmIp {
+                            farm_id: farm,
+                            ip: ip.clone(),
+                            gateway,
+                        },
+                        "listed on",
+                    ),
+                    None => (
+                        tfgrid::Call::RemoveFarmIp {
+                            farm_id: farm,
+                            ip: ip.clone(),
+                        },
+                        "removed from",
+                    ),
+                };
+                let info = submit_call(node, &signer, Call::Tfgrid(call), &mut progress).await?;
+                let text = format!(
+                    "public IP {ip} {verb} farm {farm}\ntransaction {} in block #{}",
+                    info.hash, info.block_number
+                );
+                let json = json!({
+                    "farm": farm,
+                    "ip": ip,
+                    "transaction": transaction_json(&info),
+                });
                 Ok(Rendered::new(json, text))
             }
             FarmRequest::Consent {
