@@ -120,6 +120,81 @@ async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
     let shut = container_of(&tag, id, "shut");
     assert_eq!(fetch(&shut, &public_url), None, "no egress, yet out");
 
+    // Another owner with the same range and the same container address: each gets its own
+    // replies (one routing table per network; a shared one would send one owner's replies to
+    // the other's bridge).
+    // (The node has two cores: Bob's second container goes first; `app` is untouched.)
+    send(
+        client,
+        chain,
+        &bob,
+        Call::Reservations(reservations::Call::UpdateReservation {
+            id,
+            deployment: Deployment {
+                metadata: String::new(),
+                workloads: vec![
+                    network("out", "10.77.0.0/24", true),
+                    sleeper("app", IMAGE, &["out"]),
+                ],
+            },
+        }),
+    )
+    .await;
+    wait_for(client, id, "version 2 Ok", |r| r.version == 2 && all_ok(r)).await;
+    let alice = Pair::dev("Alice");
+    send(
+        client,
+        chain,
+        &alice,
+        Call::Reservations(reservations::Call::Reserve {
+            node_id,
+            deployment: Deployment {
+                metadata: String::new(),
+                workloads: vec![
+                    network("out", "10.77.0.0/24", true),
+                    sleeper("app", IMAGE, &["out"]),
+                ],
+            },
+        }),
+    )
+    .await;
+    let other = GridApiClient::reservations_by_owner(client, alice.public().to_string(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .max()
+        .unwrap();
+    wait_for(client, other, "the other owner's Ok", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    let other_app = container_of(&tag, other, "app");
+    assert_eq!(
+        exec(
+            &other_app,
+            "ip -4 -o addr show eth0 | grep -o '10.77.0.[0-9]*'"
+        ),
+        exec(&app, "ip -4 -o addr show eth0 | grep -o '10.77.0.[0-9]*'"),
+        "both containers have the same address"
+    );
+    for _ in 0..3 {
+        for c in [&app, &other_app] {
+            assert_eq!(
+                fetch(c, &public_url).as_deref(),
+                Some("hello from the internet\n"),
+                "{c}"
+            );
+        }
+    }
+    send(
+        client,
+        chain,
+        &alice,
+        Call::Reservations(reservations::Call::CancelReservation { id: other }),
+    )
+    .await;
+
     // Cancel: the router namespace and every rule of it go.
     send(
         client,
