@@ -46,7 +46,15 @@ async fn grid_pages_and_api() {
         (charlie["nodes"].as_u64(), charlie["nodesUp"].as_u64()),
         (Some(1), Some(1))
     );
-    assert!(get(addr, "/farms").await.body.contains("charlie-farm"));
+    let farms_page = get(addr, "/farms").await.body;
+    assert!(farms_page.contains("charlie-farm"));
+    // Its one public IP is taken by the reservation below.
+    assert_eq!(
+        charlie["farm"]["publicIps"][0]["reservation"].as_u64(),
+        Some(1),
+        "{charlie}"
+    );
+    assert!(farms_page.contains("0<span class=\"muted\"> free / 1</span>"));
 
     // Nodes: filters and sorting.
     for (query, expected) in [
@@ -130,6 +138,7 @@ async fn grid_pages_and_api() {
     assert_eq!(r["results"][1]["state"].as_str(), Some("error"));
     let page = get(addr, "/reservation/1").await.body;
     assert!(page.contains("image pull failed: manifest unknown") && page.contains("bridge up"));
+    assert!(page.contains("198.51.100.70/26") && page.contains("web-ip, gateway 198.51.100.65"));
     assert!(get(addr, "/reservations")
         .await
         .body

@@ -175,6 +175,16 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
     ok(
         &client,
         &farmer,
+        Call::Tfgrid(tfgrid::Call::AddFarmIp {
+            farm_id: 2,
+            ip: "198.51.100.70/26".into(),
+            gateway: "198.51.100.65".into(),
+        }),
+    )
+    .await;
+    ok(
+        &client,
+        &farmer,
         Call::Tfgrid(tfgrid::Call::AllowNode {
             farm_id: 2,
             account: node_key.public(),
@@ -236,6 +246,12 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     registry_auth: None,
                     restart: Default::default(),
                     health_check: None,
+                },
+            },
+            Workload {
+                name: "web-ip".into(),
+                spec: WorkloadSpec::PublicIp {
+                    container: "web".into(),
                 },
             },
         ],
