@@ -231,6 +231,10 @@ impl Session {
             let args = match request {
                 Request::Command(args) if !args.is_empty() => args,
                 Request::Command(_) => continue,
+                Request::Empty => {
+                    reply::zdb_error(out, "Missing arguments");
+                    continue;
+                }
                 Request::TooLarge => {
                     reply::error(
                         out,

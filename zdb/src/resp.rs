@@ -38,7 +38,8 @@ pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_args: 4096,
+            // 0-db's: no command takes more than a few arguments.
+            max_args: 1024,
             max_arg_len: MAX_PAYLOAD,
             // a SET with a full payload plus key and command name
             max_request_len: MAX_PAYLOAD + 64 * 1024,
@@ -54,6 +55,8 @@ pub enum Request {
     Command(Vec<Bytes>),
     /// A well-framed request with an argument over the limits; its bytes were discarded.
     TooLarge,
+    /// `*0`: a request without a command. 0-db answers `-Missing arguments` and goes on.
+    Empty,
 }
 
 /// A client sent bytes that cannot be framed as RESP; the connection must close.
@@ -65,7 +68,8 @@ pub enum ProtocolError {
     BadArrayLength,
     #[error("invalid bulk length")]
     BadBulkLength,
-    #[error("too many arguments in one request (max {0})")]
+    /// 0-db's words, which its clients match.
+    #[error("Too many arguments")]
     TooManyArgs(usize),
     #[error("header line too long")]
     HeaderTooLong,
@@ -150,8 +154,11 @@ impl RequestParser {
                     let Some(n) = header_line(buf)? else {
                         return Ok(None);
                     };
-                    if n <= 0 {
-                        // `*0` and `*-1` are valid but empty: redis ignores them
+                    if n == 0 {
+                        return Ok(Some(Request::Empty));
+                    }
+                    if n < 0 {
+                        // `*-1` is a null array: nothing to run, nothing to answer
                         continue;
                     }
                     let n = usize::try_from(n).map_err(|_| ProtocolError::BadArrayLength)?;
@@ -340,6 +347,12 @@ pub mod reply {
     /// `-ERR <message>`; CR and LF in the message are replaced so the frame stays valid.
     pub fn error(out: &mut BytesMut, message: &str) {
         out.put_slice(b"-ERR ");
+        put_line_safe(out, message.as_bytes());
+    }
+
+    /// `-<message>` exactly, as 0-db words its errors (clients match its texts).
+    pub fn zdb_error(out: &mut BytesMut, message: &str) {
+        out.put_u8(b'-');
         put_line_safe(out, message.as_bytes());
     }
 

@@ -35,7 +35,7 @@ use crate::auth_limit::Source;
 use crate::commands::{Deferred, Session, Shared};
 use crate::config::{Durability, ZdbConfig, MAX_DATASIZE};
 use crate::error::StoreError;
-use crate::resp::{reply, Limits, RequestParser};
+use crate::resp::{reply, Limits, ProtocolError, RequestParser};
 use crate::storage::{EngineConfig, Namespace, Store};
 
 /// Replies are sent once this much is queued, even mid-batch, so a pipeline
@@ -385,7 +385,10 @@ where
         }
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
-            reply::error(&mut output, &format!("Protocol error: {e}"));
+            match e {
+                ProtocolError::TooManyArgs(_) => reply::zdb_error(&mut output, &e.to_string()),
+                e => reply::error(&mut output, &format!("Protocol error: {e}")),
+            }
             send(stream, &output, write_limit).await?;
             return Ok(());
         }

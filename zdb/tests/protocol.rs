@@ -669,3 +669,40 @@ fn password_change_ends_access_given_by_the_old_password() {
     assert!(qerr(&mut open, &[b"GET", b"d"]).contains("Namespace protected and private"));
     assert!(qerr(&mut open, &[b"SET", b"d", b"2"]).contains("Namespace protected and private"));
 }
+
+/// Multibulk headers 0-db refuses at once, in its words: `*0` (`-Missing arguments`, and the
+/// connection goes on) and more than 1,024 arguments (`-Too many arguments`, and the
+/// connection closes: the arguments that follow cannot be told from new requests).
+#[test]
+fn empty_and_oversized_multibulk_headers_are_answered_as_0_db_does() {
+    use std::io::{Read, Write};
+    let s = InProcess::start();
+    let mut raw = std::net::TcpStream::connect(s.addr).expect("connect");
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    raw.write_all(b"*0\r\n*1\r\n$4\r\nPING\r\n").expect("send");
+    let want = "-Missing arguments\r\n+PONG\r\n";
+    let mut got = vec![0u8; want.len()];
+    raw.read_exact(&mut got).expect("replies");
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    // 1,024 arguments are taken (and answered: no command takes that many) …
+    let mut wire = b"*1024\r\n".to_vec();
+    for _ in 0..1024 {
+        wire.extend_from_slice(b"$1\r\nx\r\n");
+    }
+    raw.write_all(&wire).expect("send");
+    let mut first = [0u8; 1];
+    raw.read_exact(&mut first).expect("a reply");
+    assert_eq!(first[0], b'-', "an error reply for an unknown command");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        raw.read_exact(&mut byte).expect("reply line");
+        line.push(byte[0]);
+    }
+    // … 1,025 are not.
+    raw.write_all(b"*1025\r\n").expect("send");
+    let mut rest = Vec::new();
+    raw.read_to_end(&mut rest).expect("reply, then the connection closes");
+    assert_eq!(String::from_utf8_lossy(&rest), "-Too many arguments\r\n");
+}

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
                     let total: usize = args.iter().map(|a| a.len()).sum();
                     assert!(total <= limits.max_request_len.max(limits.max_inline_len));
                 }
-                Ok(Some(Request::TooLarge)) => {}
+                Ok(Some(Request::TooLarge | Request::Empty)) => {}
                 Ok(None) => break,
                 Err(_) => return, // the server closes the connection
             }
