@@ -703,6 +703,7 @@ fn empty_and_oversized_multibulk_headers_are_answered_as_0_db_does() {
     // … 1,025 are not.
     raw.write_all(b"*1025\r\n").expect("send");
     let mut rest = Vec::new();
-    raw.read_to_end(&mut rest).expect("reply, then the connection closes");
+    raw.read_to_end(&mut rest)
+        .expect("reply, then the connection closes");
     assert_eq!(String::from_utf8_lossy(&rest), "-Too many arguments\r\n");
 }

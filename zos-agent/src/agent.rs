@@ -303,6 +303,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             secrets,
             node_tag: node_tag.clone(),
             rootfs: Default::default(),
+            stopped_since: Default::default(),
             existing: Default::default(),
         }),
         Box::new(public_ips),

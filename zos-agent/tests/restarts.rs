@@ -194,3 +194,77 @@ async fn a_container_writing_past_its_rootfs_size_is_stopped_for_good() {
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "exited 0");
     cancel_and_wait_removed(grid, &bob, id, tag).await;
 }
+
+/// A restart gives the container a new network namespace: the agent puts its interfaces back,
+/// after a crash (Docker restarts it) and after a `docker stop` by hand (Docker never would:
+/// the agent starts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_container_gets_its_network_back_and_one_stopped_by_hand_runs_again() {
+    let agent = grid_with_agent("renet").await;
+    let (grid, node_id, tag) = (&agent.grid, agent.node_id, &agent.tag);
+    let client = &grid.client;
+    let bob = Pair::dev("Bob");
+    let d = Deployment {
+        metadata: String::new(),
+        workloads: vec![
+            reservations::Workload {
+                name: "net".into(),
+                spec: WorkloadSpec::Network {
+                    ip_range: "10.81.0.0/24".into(),
+                    egress: false,
+                },
+            },
+            sleeper("app", IMAGE, &["net"]),
+        ],
+    };
+    let id = reserve(grid, &bob, node_id, d).await;
+    wait_for(client, id, "Ok", all_ok).await;
+    let app = format!("gc-{tag}-r{id}-app");
+    let has_address = || exec(&app, "ip -4 -o addr show eth0").contains("10.81.0.2/24");
+    assert!(has_address());
+
+    // A crash: its process killed from outside (not by Docker).
+    let pid = docker_inspect(&app, "{{.State.Pid}}");
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(client, id, "Ok after the crash, restart counted", |r| {
+        all_ok(r)
+            && r.results
+                .iter()
+                .any(|w| matches!(w.data, ResultData::Container { restarts, .. } if restarts >= 1))
+    })
+    .await;
+    wait_until("its address back after the restart", has_address).await;
+
+    // Stopped by hand: Docker leaves it stopped; the agent starts it, with its network.
+    assert!(std::process::Command::new("docker")
+        .args(["stop", "-t", "0", &app])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("running again after a manual stop", || {
+        docker_inspect(&app, "{{.State.Running}}") == "true" && has_address()
+    })
+    .await;
+    wait_for(client, id, "Ok again", all_ok).await;
+    cancel_and_wait_removed(grid, &bob, id, tag).await;
+}
+
+fn docker_inspect(container: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", format, container])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

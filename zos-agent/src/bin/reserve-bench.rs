@@ -11,8 +11,8 @@
 //!
 //! Prints p50/p99/max of each phase and of the total. With `--fresh-pull`, the image is removed
 //! before each reservation, so each one includes the agent's pull from its registry. With
-//! `--crash`, once a reservation is Ok its container's process is killed (`docker kill -s
-//! KILL`): timed are Docker's restart (until `docker inspect` shows it running again with a
+//! `--crash`, once a reservation is Ok its container's process is killed (`kill -9` of its
+//! init process, from the host): timed are Docker's restart (until `docker inspect` shows it running again with a
 //! restart count) and the restart being reported on chain (until a final head shows the
 //! workload Ok with `restarts` ≥ 1); each run uses a new reservation, so report pacing never
 //! holds a report back.
@@ -51,8 +51,8 @@ struct Args {
     /// every time (compare with `docker pull` + `docker run` of the same image by hand).
     #[arg(long)]
     fresh_pull: bool,
-    /// Also time a crash: kill the container's process once it is Ok, until Docker restarted
-    /// it and until the chain shows the restart.
+    /// Also time a crash: kill -9 the container's process once it is Ok, until Docker
+    /// restarted it and until the chain shows the restart.
     #[arg(long)]
     crash: bool,
     /// Instead: place this many reservations of a zdb namespace and a volume (16 per
@@ -273,8 +273,16 @@ async fn crash(
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let mut heads = client.subscribe_finalized_heads().await?;
+    // A crash, not a stop: `docker kill` would count as stopped by hand, which Docker's
+    // restart policy ignores.
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &container])?;
     let killed = Instant::now();
-    docker(&["kill", "--signal", "KILL", &container])?;
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()?;
+    if !status.success() {
+        bail!("kill -9 {pid} failed");
+    }
     let mut restarted = None;
     loop {
         if restarted.is_none() {

@@ -43,6 +43,10 @@ use std::{
 /// [`ContainerKind::replace_running`]).
 pub const NEXT_SUFFIX: &str = ".next";
 
+/// How long a container whose policy says it runs may stay stopped before the node starts it
+/// itself (Docker restarts a crashed one within this; one stopped by hand, never).
+const MANUAL_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// A container's place on one of its networks.
 struct Address {
     network: String,
@@ -67,6 +71,9 @@ pub struct ContainerKind {
     pub node_tag: String,
     /// Root filesystem sizes (see [`RootfsGuard`]).
     pub rootfs: RootfsGuard,
+    /// Containers stopped although their policy says they run, since when (see
+    /// [`MANUAL_STOP_GRACE`]).
+    pub stopped_since: std::sync::Mutex<BTreeMap<String, Instant>>,
     /// This node's containers as the last [`WorkloadKind::remove_unwanted`] left them, by
     /// name; each ensure keeps it current (addresses in use are read from it).
     pub existing: tokio::sync::Mutex<BTreeMap<String, ActualContainer>>,
@@ -356,6 +363,54 @@ impl ContainerKind {
                 // Docker restarts it by its policy; the chain hears of every exit (from the
                 // event stream, at the next block) with its cause, and of the restart count.
                 let life = self.containers.life(&id).await.map_err(|e| e.to_string())?;
+                // Docker ignores the policy of a container stopped by hand (`docker stop` or
+                // `kill`): once it has stayed stopped for `MANUAL_STOP_GRACE`, the node starts
+                // it, as its reservation says it runs.
+                if life.failure.is_some() && life.will_restart && !life.restarting && !paused {
+                    let since = *self
+                        .stopped_since
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(id.clone())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() >= MANUAL_STOP_GRACE {
+                        self.containers
+                            .start(&id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        self.stopped_since
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                    }
+                } else {
+                    self.stopped_since
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                // A start (Docker's restart after a crash, or the one above) gives the
+                // container a new network namespace, without the interfaces the node put in
+                // the old one: put them back.
+                if life.failure.is_none() && !paused {
+                    let mut attached = true;
+                    for a in &addresses {
+                        let host_if = self
+                            .networks
+                            .veth_for(&name, &a.network)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        attached &= self
+                            .networks
+                            .has_link(&host_if)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if !attached {
+                        let pid = self.containers.pid(&id).await.map_err(|e| e.to_string())?;
+                        self.attach_networks(r, &name, pid, &addresses).await?;
+                    }
+                }
                 if let Some(reason) = life.failure {
                     let restarts = match life.restarts {
                         0 => String::new(),
@@ -711,6 +766,11 @@ impl WorkloadKind for ContainerKind {
         self.networks.retain_veths(&attachments).await?;
         self.rootfs
             .retain(&existing.values().map(|c| c.id.as_str()).collect());
+        let ids: BTreeSet<&str> = existing.values().map(|c| c.id.as_str()).collect();
+        self.stopped_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| ids.contains(id.as_str()));
         *self.existing.lock().await = existing;
         Ok(removed)
     }

@@ -197,8 +197,10 @@ pub struct ContainerLife {
     pub restarts: u32,
     /// Why it is not running (exit code, OOM, Docker's error); `None` while it runs.
     pub failure: Option<String>,
-    /// Not running, and Docker will start it again by its restart policy.
+    /// Not running, and its restart policy says it runs again.
     pub will_restart: bool,
+    /// Docker is about to start it again (its restart manager took it up).
+    pub restarting: bool,
     /// With a health check, while it has not passed (yet): what the last probe printed.
     pub unhealthy: Option<String>,
 }
@@ -504,6 +506,7 @@ impl Containers {
             restarts,
             failure,
             will_restart,
+            restarting: state.restarting == Some(true),
             unhealthy,
         })
     }
@@ -580,6 +583,14 @@ impl Containers {
                     ..Default::default()
                 }),
             )
+            .await?)
+    }
+
+    /// Starts a stopped container again.
+    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+        Ok(self
+            .docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await?)
     }
 

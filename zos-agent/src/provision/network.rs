@@ -269,6 +269,12 @@ impl Networks {
         Ok(())
     }
 
+    /// Whether interface `name` exists and is this agent's (a veth's host end is gone once
+    /// the container's network namespace is: Docker makes a new one at every start).
+    pub async fn has_link(&self, name: &str) -> Result<bool, NetworkError> {
+        self.is_ours(name).await
+    }
+
     /// Whether an existing interface carries this agent's alias.
     async fn is_ours(&self, name: &str) -> Result<bool, NetworkError> {
         let mut links = self
