@@ -8,7 +8,6 @@ mod common;
 
 use common::{internet::*, *};
 use gridchain_primitives::Pair;
-use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
     reservations::{self, Deployment, ReservationState, ResultData, Workload, WorkloadSpec},
     Call,
@@ -41,34 +40,24 @@ async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
 
     let grid = local_grid_with(dir.path(), "egress", 250, &["--rpc-external"]).await;
     let (client, chain) = (&grid.client, grid.chain);
-    let rpc = format!("ws://{}:{}", hosts.lan_gateway(), grid.chain_node.rpc_port);
-    let zdb_addr = zdb_addr();
-    let (_cleanup, node_id, tag) =
-        start_agent_in(Some(hosts.name(0)), &grid, dir.path(), &[rpc], &zdb_addr).await;
+    let (_cleanup, node_id, tag) = agent_on_host(&hosts, 0, &grid, dir.path()).await;
 
     let bob = Pair::dev("Bob");
-    send(
-        client,
-        chain,
+    let id = reserve(
+        &grid,
         &bob,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment: Deployment {
-                metadata: String::new(),
-                workloads: vec![
-                    network("out", "10.77.0.0/24", true),
-                    network("closed", "10.78.0.0/24", false),
-                    sleeper("app", IMAGE, &["out"]),
-                    sleeper("shut", IMAGE, &["closed"]),
-                ],
-            },
-        }),
+        node_id,
+        Deployment {
+            metadata: String::new(),
+            workloads: vec![
+                network("out", "10.77.0.0/24", true),
+                network("closed", "10.78.0.0/24", false),
+                sleeper("app", IMAGE, &["out"]),
+                sleeper("shut", IMAGE, &["closed"]),
+            ],
+        },
     )
     .await;
-    let id = GridApiClient::reservations_by_owner(client, bob.public().to_string(), None)
-        .await
-        .unwrap()[0]
-        .id;
     let r = wait_for(client, id, "all Ok", |r| {
         all_ok(r) && r.state == ReservationState::Deployed
     })
@@ -142,29 +131,19 @@ async fn a_network_with_egress_reaches_the_internet_and_nothing_private() {
     .await;
     wait_for(client, id, "version 2 Ok", |r| r.version == 2 && all_ok(r)).await;
     let alice = Pair::dev("Alice");
-    send(
-        client,
-        chain,
+    let other = reserve(
+        &grid,
         &alice,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment: Deployment {
-                metadata: String::new(),
-                workloads: vec![
-                    network("out", "10.77.0.0/24", true),
-                    sleeper("app", IMAGE, &["out"]),
-                ],
-            },
-        }),
+        node_id,
+        Deployment {
+            metadata: String::new(),
+            workloads: vec![
+                network("out", "10.77.0.0/24", true),
+                sleeper("app", IMAGE, &["out"]),
+            ],
+        },
     )
     .await;
-    let other = GridApiClient::reservations_by_owner(client, alice.public().to_string(), None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .max()
-        .unwrap();
     wait_for(client, other, "the other owner's Ok", |r| {
         all_ok(r) && r.state == ReservationState::Deployed
     })

@@ -56,43 +56,34 @@ async fn a_public_ip_reaches_its_container_from_the_internet_until_cancel() {
         }),
     )
     .await;
-    let rpc = format!("ws://{}:{}", hosts.lan_gateway(), grid.chain_node.rpc_port);
-    let (_cleanup, node_id, tag) =
-        start_agent_in(Some(hosts.name(0)), &grid, dir.path(), &[rpc], &zdb_addr()).await;
+    let (_cleanup, node_id, tag) = agent_on_host(&hosts, 0, &grid, dir.path()).await;
 
     let bob = Pair::dev("Bob");
-    send(
-        client,
-        chain,
+    let id = reserve(
+        &grid,
         &bob,
-        Call::Reservations(reservations::Call::Reserve {
-            node_id,
-            deployment: Deployment {
-                metadata: String::new(),
-                workloads: vec![
-                    Workload {
-                        name: "net".into(),
-                        spec: WorkloadSpec::Network {
-                            ip_range: "10.79.0.0/24".into(),
-                            egress: false,
-                        },
+        node_id,
+        Deployment {
+            metadata: String::new(),
+            workloads: vec![
+                Workload {
+                    name: "net".into(),
+                    spec: WorkloadSpec::Network {
+                        ip_range: "10.79.0.0/24".into(),
+                        egress: false,
                     },
-                    web("site", "hello-from-a-public-ip"),
-                    Workload {
-                        name: "ip".into(),
-                        spec: WorkloadSpec::PublicIp {
-                            container: "site".into(),
-                        },
+                },
+                web("site", "hello-from-a-public-ip"),
+                Workload {
+                    name: "ip".into(),
+                    spec: WorkloadSpec::PublicIp {
+                        container: "site".into(),
                     },
-                ],
-            },
-        }),
+                },
+            ],
+        },
     )
     .await;
-    let id = GridApiClient::reservations_by_owner(client, bob.public().to_string(), None)
-        .await
-        .unwrap()[0]
-        .id;
     let r = wait_for(client, id, "all Ok", |r| {
         all_ok(r) && r.state == ReservationState::Deployed
     })

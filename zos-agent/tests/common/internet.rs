@@ -2,6 +2,7 @@
 //! in a container.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use super::{start_agent_in, zdb_addr, Cleanup, LocalGrid};
 use gridchain_tests::Namespaces;
 use std::{
     process::{Child, Command, Stdio},
@@ -72,4 +73,16 @@ pub fn fetch(container: &str, url: &str) -> Option<String> {
 /// The Docker name of workload `workload` of reservation `id` on the node tagged `tag`.
 pub fn container_of(tag: &str, id: u64, workload: &str) -> String {
     format!("gc-{tag}-r{id}-{workload}")
+}
+
+/// Starts the agent of `grid`'s node as test host `host` of `hosts` (its own namespace,
+/// reaching the chain at this machine's LAN address: `grid` runs with `--rpc-external`).
+pub async fn agent_on_host(
+    hosts: &Namespaces,
+    host: usize,
+    grid: &LocalGrid,
+    dir: &std::path::Path,
+) -> (Cleanup, u32, String) {
+    let rpc = format!("ws://{}:{}", hosts.lan_gateway(), grid.chain_node.rpc_port);
+    start_agent_in(Some(hosts.name(host)), grid, dir, &[rpc], &zdb_addr()).await
 }
