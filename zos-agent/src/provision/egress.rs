@@ -312,15 +312,40 @@ pub(crate) fn link_chain(
     };
     let chain = host.to_string();
     if present {
-        // Rebuilt whole every time: the deny list may have changed.
-        if iptables(&["-n", "-L", &chain]).is_err() {
-            iptables(&["-N", &chain])?;
+        let fill = |name: &str| -> Result<(), NetworkError> {
+            for range in deny {
+                iptables(&["-A", name, "-d", range, "-j", "DROP"])?;
+            }
+            iptables(&["-A", name, "-j", "ACCEPT"])
+        };
+        let wanted: Vec<String> = deny
+            .iter()
+            .map(|range| format!("-A {chain} -d {range} -j DROP"))
+            .chain([format!("-A {chain} -j ACCEPT")])
+            .collect();
+        match run("iptables", &["-w", "-S", &chain]) {
+            Ok(listed) => {
+                let rules: Vec<&str> = listed.lines().filter(|l| l.starts_with("-A ")).collect();
+                if rules != wanted {
+                    // The deny list changed: the new chain is built beside the old one and
+                    // swapped in, so no packet ever meets a half-built (permissive) chain.
+                    let next = format!("{chain}n");
+                    let _ = iptables(&["-F", &next]);
+                    let _ = iptables(&["-X", &next]);
+                    iptables(&["-N", &next])?;
+                    fill(&next)?;
+                    rule(forward, &["-i", host, "-j", &next], true)?;
+                    rule(forward, &["-i", host, "-j", &chain], false)?;
+                    iptables(&["-F", &chain])?;
+                    iptables(&["-X", &chain])?;
+                    iptables(&["-E", &next, &chain])?;
+                }
+            }
+            Err(_) => {
+                iptables(&["-N", &chain])?;
+                fill(&chain)?;
+            }
         }
-        iptables(&["-F", &chain])?;
-        for range in deny {
-            iptables(&["-A", &chain, "-d", range, "-j", "DROP"])?;
-        }
-        iptables(&["-A", &chain, "-j", "ACCEPT"])?;
     }
     rule(forward, &["-i", host, "-j", &chain], present)?;
     let replies = [
