@@ -1107,7 +1107,8 @@ fn farm_of<E>(ctx: &Context<E>, node_id: NodeId) -> Option<pallet_tfgrid::FarmId
 }
 
 /// Brings `r`'s assigned public IPs to what its deployment asks: keeps those of `publicIp`
-/// workloads still there, frees the others, assigns a free one of the farm to each new one.
+/// workloads still there, frees the others, assigns a free one of the farm to each new one
+/// (one read and one write of the farm).
 fn assign_public_ips<E>(ctx: &mut Context<E>, r: &mut Reservation) -> Result<(), Error> {
     let farm_id = farm_of(ctx, r.node_id).ok_or(Error::UnknownNode(r.node_id))?;
     let wanted: Vec<&str> = r
@@ -1120,21 +1121,27 @@ fn assign_public_ips<E>(ctx: &mut Context<E>, r: &mut Reservation) -> Result<(),
     let (kept, freed): (Vec<_>, Vec<_>) = std::mem::take(&mut r.public_ips)
         .into_iter()
         .partition(|a| wanted.contains(&a.workload.as_str()));
-    for a in freed {
-        pallet_tfgrid::release_ip(ctx, farm_id, &a.ip, r.id);
+    let new: Vec<&str> = wanted
+        .into_iter()
+        .filter(|w| !kept.iter().any(|a| a.workload == *w))
+        .collect();
+    let freed: Vec<String> = freed.into_iter().map(|a| a.ip).collect();
+    if freed.is_empty() && new.is_empty() {
+        r.public_ips = kept;
+        return Ok(());
     }
+    let assigned = pallet_tfgrid::reassign_ips(ctx, farm_id, r.id, &freed, new.len())
+        .ok_or(Error::NoFreeIp(farm_id))?;
     r.public_ips = kept;
-    for workload in wanted {
-        if r.public_ips.iter().any(|a| a.workload == workload) {
-            continue;
-        }
-        let ip = pallet_tfgrid::assign_ip(ctx, farm_id, r.id).ok_or(Error::NoFreeIp(farm_id))?;
-        r.public_ips.push(AssignedIp {
-            workload: workload.to_string(),
-            ip: ip.ip,
-            gateway: ip.gateway,
-        });
-    }
+    r.public_ips.extend(
+        new.into_iter()
+            .zip(assigned)
+            .map(|(workload, ip)| AssignedIp {
+                workload: workload.to_string(),
+                ip: ip.ip,
+                gateway: ip.gateway,
+            }),
+    );
     Ok(())
 }
 
@@ -1143,8 +1150,12 @@ fn release_public_ips<E>(ctx: &mut Context<E>, r: &mut Reservation) {
     let Some(farm_id) = farm_of(ctx, r.node_id) else {
         return;
     };
-    for a in std::mem::take(&mut r.public_ips) {
-        pallet_tfgrid::release_ip(ctx, farm_id, &a.ip, r.id);
+    let held: Vec<String> = std::mem::take(&mut r.public_ips)
+        .into_iter()
+        .map(|a| a.ip)
+        .collect();
+    if !held.is_empty() {
+        pallet_tfgrid::reassign_ips(ctx, farm_id, r.id, &held, 0);
     }
 }
 

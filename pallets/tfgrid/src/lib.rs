@@ -828,33 +828,37 @@ fn remove_farm_ip<E: From<Event>>(
     Ok(())
 }
 
-/// Assigns the first free public IP of farm `farm_id` to `reservation`; `None` if every one
-/// is taken (or there is no such farm).
-pub fn assign_ip<E>(ctx: &mut Context<E>, farm_id: FarmId, reservation: u64) -> Option<PublicIp> {
+/// Gives `reservation`'s public IPs of farm `farm_id` back (those listed in `release`), then
+/// assigns it `count` more free ones, with one read and one write of the farm whatever the
+/// numbers; `None` (and nothing changed) if the farm has not that many free.
+pub fn reassign_ips<E>(
+    ctx: &mut Context<E>,
+    farm_id: FarmId,
+    reservation: u64,
+    release: &[String],
+    count: usize,
+) -> Option<Vec<PublicIp>> {
     let mut farm = farm(ctx, farm_id)?;
-    let free = farm
-        .public_ips
-        .iter_mut()
-        .find(|p| p.reservation.is_none())?;
-    free.reservation = Some(reservation);
-    let assigned = free.clone();
+    for p in farm.public_ips.iter_mut() {
+        if p.reservation == Some(reservation) && release.contains(&p.ip) {
+            p.reservation = None;
+        }
+    }
+    let mut assigned = Vec::with_capacity(count);
+    for p in farm.public_ips.iter_mut() {
+        if assigned.len() == count {
+            break;
+        }
+        if p.reservation.is_none() {
+            p.reservation = Some(reservation);
+            assigned.push(p.clone());
+        }
+    }
+    if assigned.len() < count {
+        return None;
+    }
     ctx.overlay.put_encoded(farm_key(farm_id), &farm);
     Some(assigned)
-}
-
-/// Frees public IP `ip` of farm `farm_id` if `reservation` holds it.
-pub fn release_ip<E>(ctx: &mut Context<E>, farm_id: FarmId, ip: &str, reservation: u64) {
-    let Some(mut farm) = farm(ctx, farm_id) else {
-        return;
-    };
-    if let Some(p) = farm
-        .public_ips
-        .iter_mut()
-        .find(|p| p.ip == ip && p.reservation == Some(reservation))
-    {
-        p.reservation = None;
-        ctx.overlay.put_encoded(farm_key(farm_id), &farm);
-    }
 }
 
 /// Genesis or [`Call::AllowNode`]: the farm's consent for one node key.

@@ -278,10 +278,23 @@ impl Egress {
         };
         let stem = probe.stem();
         let (lan, host) = (format!("{stem}l"), format!("{stem}h"));
+        // The filter chain is named after the link; only the NAT rule needs its net.
+        link_chain(&host, &self.deny, false, false)?;
         if link.is_some() {
             let (host_ip, _) = probe.link_net();
             let net = Ipv4Addr::from(u32::from(host_ip) - 1);
-            self.node_rules(&host, &format!("{net}/30"), false)?;
+            nat_rule(
+                &[
+                    "-s",
+                    &format!("{net}/30"),
+                    "!",
+                    "-o",
+                    &host,
+                    "-j",
+                    "MASQUERADE",
+                ],
+                false,
+            )?;
         }
         for name in [&lan, &host] {
             if link_alias(name).as_deref() == Some(self.alias.as_str()) {
