@@ -11,6 +11,7 @@
 //! - [`merkle`]: the extrinsics root, a binary Merkle root that also commits to the leaf count.
 //! - [`state`]: the runtime's view of state (an [`Overlay`] with nested transactions over a
 //!   read-only backend), storage key layout, and [`ReadProof`]s against a header's state root.
+//! - [`wireguard`]: WireGuard keys of private networks' meshes, derived from account seeds.
 //!
 //! `Block` and `Extrinsic` are generic over the call type; the runtime fixes it to its `Call`.
 
@@ -23,6 +24,7 @@ pub mod seal;
 pub mod secret_file;
 pub mod signature;
 pub mod state;
+pub mod wireguard;
 
 pub use account::{AccountId, AddressError, Balance, Pair, SecretError, Signature};
 pub use block::{

@@ -170,6 +170,7 @@ fn deployment(genesis: Hash, owner: &AccountId, node: &AccountId) -> Deployment 
                 spec: WorkloadSpec::Network {
                     ip_range: "10.1.0.0/16".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             Workload {
@@ -242,6 +243,7 @@ fn all_ok(d: &Deployment) -> Vec<WorkloadResult> {
                 "net" => ResultData::Network {
                     subnet: "10.1.3.0/24".into(),
                     gateway: None,
+                    wireguard: None,
                 },
                 _ => ResultData::Volume {
                     path: "/mnt/data".into(),

@@ -17,12 +17,13 @@
 use anyhow::{anyhow, bail, Context, Result};
 use gridchain_primitives::{
     seal::{self, SealContext, SealError, SealPurpose},
+    wireguard::WireguardKey,
     AccountId, Bytes, Hash,
 };
 use gridchain_runtime::{
     reservations::{
-        self, Deployment, EnvValue, EnvVar, HealthCheck, HealthProbe, Mount, NetworkAttachment,
-        RestartPolicy, Workload, WorkloadSpec, ZdbMode,
+        self, Deployment, EnvValue, EnvVar, HealthCheck, HealthProbe, MeshPeer, MeshSpec, Mount,
+        NetworkAttachment, RestartPolicy, Workload, WorkloadSpec, ZdbMode,
     },
     tfgrid::Resources,
 };
@@ -133,9 +134,31 @@ pub struct WorkloadFile {
     // network
     ip_range: Option<String>,
     egress: Option<bool>,
+    mesh: Option<MeshFile>,
     // publicIp
     container: Option<String>,
 }
+
+/// `mesh: {range, peers: [{ip, publicKey}]}`: the network spans nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MeshFile {
+    range: String,
+    #[serde(default)]
+    peers: Vec<MeshPeerFile>,
+}
+
+/// An owner's WireGuard peer; without `publicKey`, the signer's own key for this network
+/// (derived by `grid` from the signing key; `grid reservation vpn` prints its config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MeshPeerFile {
+    ip: String,
+    public_key: Option<String>,
+}
+
+/// The signer's own WireGuard key for network `name` of the deployment.
+pub type OwnPeerKey<'a> = &'a dyn Fn(&str) -> WireguardKey;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -489,11 +512,17 @@ impl DeploymentFile {
 
     /// The chain's deployment, secrets sealed for `to` (the chain, the owner and the target
     /// node), checked with the chain's own rules.
-    pub fn to_deployment(&self, to: &SealTarget) -> Result<Deployment> {
+    /// `own` gives the signer's WireGuard key for mesh peers written without a `publicKey`
+    /// (`None`: such a peer is an error).
+    pub fn to_deployment_with(
+        &self,
+        to: &SealTarget,
+        own: Option<OwnPeerKey>,
+    ) -> Result<Deployment> {
         let workloads = self
             .workloads
             .iter()
-            .map(|w| w.to_workload(to))
+            .map(|w| w.to_workload(to, own))
             .collect::<Result<Vec<_>>>()?;
         let deployment = Deployment {
             metadata: self.metadata.clone(),
@@ -505,11 +534,11 @@ impl DeploymentFile {
 }
 
 impl WorkloadFile {
-    fn to_workload(&self, to: &SealTarget) -> Result<Workload> {
+    fn to_workload(&self, to: &SealTarget, own: Option<OwnPeerKey>) -> Result<Workload> {
         let name = &self.name;
         let kind = self.kind;
         let context = || format!("workload {name:?} ({kind})");
-        let given: [(&str, bool, &[Kind]); 19] = [
+        let given: [(&str, bool, &[Kind]); 20] = [
             (
                 "healthCheck",
                 self.health_check.is_some(),
@@ -535,6 +564,7 @@ impl WorkloadFile {
             ("public", self.public.is_some(), &[Kind::Zdb]),
             ("ipRange", self.ip_range.is_some(), &[Kind::Network]),
             ("egress", self.egress.is_some(), &[Kind::Network]),
+            ("mesh", self.mesh.is_some(), &[Kind::Network]),
             ("container", self.container.is_some(), &[Kind::PublicIp]),
             (
                 "name",
@@ -680,6 +710,33 @@ impl WorkloadFile {
             Kind::Network => WorkloadSpec::Network {
                 ip_range: self.ip_range.clone().ok_or_else(|| required("ipRange"))?,
                 egress: self.egress.unwrap_or(false),
+                mesh: match &self.mesh {
+                    None => None,
+                    Some(mesh) => Some(MeshSpec {
+                        range: mesh.range.clone(),
+                        peers: mesh
+                            .peers
+                            .iter()
+                            .map(|p| {
+                                let public_key = match (&p.public_key, own) {
+                                    (Some(text), _) => WireguardKey::parse(text).map_err(|e| {
+                                        anyhow!("{}: mesh peer {}: {e}", context(), p.ip)
+                                    })?,
+                                    (None, Some(own)) => own(name),
+                                    (None, None) => bail!(
+                                        "{}: mesh peer {} needs a publicKey",
+                                        context(),
+                                        p.ip
+                                    ),
+                                };
+                                Ok(MeshPeer {
+                                    public_key,
+                                    ip: p.ip.clone(),
+                                })
+                            })
+                            .collect::<Result<_>>()?,
+                    }),
+                },
             },
             Kind::PublicIp => WorkloadSpec::PublicIp {
                 container: self.container.clone().ok_or_else(|| required("container"))?,
@@ -780,7 +837,7 @@ workloads:
         let node = Pair::dev("GridNode1");
         let to = target(&node);
         let file = DeploymentFile::parse(FULL, false).unwrap();
-        let d = file.to_deployment(&to).unwrap();
+        let d = file.to_deployment_with(&to, None).unwrap();
         assert_eq!(d.metadata, "web app");
         assert_eq!(d.workloads.len(), 4);
         assert_eq!(d.workloads[1].spec, WorkloadSpec::Volume { size: 10 * GIB });
@@ -864,7 +921,7 @@ workloads:
         ]}"#;
         let d = DeploymentFile::parse(json, true)
             .unwrap()
-            .to_deployment(&target(&Pair::dev("N")))
+            .to_deployment_with(&target(&Pair::dev("N")), None)
             .unwrap();
         let WorkloadSpec::Container {
             memory,
@@ -887,7 +944,7 @@ workloads:
         let text = "workloads:\n  - {name: app, type: container, image: 127.0.0.1:5000/team/app:1, cpu: 1, memory: 64MiB, registryAuth: {username: bob, password: hunter2}}\n";
         let d = DeploymentFile::parse(text, false)
             .unwrap()
-            .to_deployment(&to)
+            .to_deployment_with(&to, None)
             .unwrap();
         let WorkloadSpec::Container {
             registry_auth: Some(sealed),
@@ -924,7 +981,7 @@ workloads:
             let text = format!("workloads:\n  - {{name: a, type: container, image: x, cpu: 1, memory: 1GiB, restart: '{restart}'}}\n");
             let d = DeploymentFile::parse(&text, false)
                 .unwrap()
-                .to_deployment(&node)
+                .to_deployment_with(&node, None)
                 .unwrap();
             let WorkloadSpec::Container { restart, .. } = d.workloads[0].spec else {
                 unreachable!()
@@ -952,7 +1009,7 @@ workloads:
     fn error_of(text: &str) -> String {
         match DeploymentFile::parse(text, false) {
             Err(e) => format!("{e:#}"),
-            Ok(file) => match file.to_deployment(&target(&Pair::dev("N"))) {
+            Ok(file) => match file.to_deployment_with(&target(&Pair::dev("N")), None) {
                 Err(e) => format!("{e:#}"),
                 Ok(d) => panic!("accepted: {d:?}"),
             },
@@ -993,6 +1050,61 @@ workloads:
     }
 
     #[test]
+    fn mesh_peers_take_the_signers_key_or_a_valid_one() {
+        let yaml = |key: &str| {
+            format!(
+                "metadata: m\nworkloads:\n  - name: net\n    type: network\n    ipRange: 10.40.1.0/24\n    \
+                 mesh:\n      range: 10.40.0.0/16\n      peers:\n        - ip: 10.40.255.2\n{key}"
+            )
+        };
+        let node = target(&Pair::dev("N"));
+        let own = WireguardKey([7; 32]);
+        let d = DeploymentFile::parse(&yaml(""), false)
+            .unwrap()
+            .to_deployment_with(
+                &node,
+                Some(&|network| {
+                    assert_eq!(network, "net");
+                    own
+                }),
+            )
+            .unwrap();
+        let WorkloadSpec::Network {
+            mesh: Some(mesh), ..
+        } = &d.workloads[0].spec
+        else {
+            panic!("a mesh network")
+        };
+        assert_eq!(mesh.peers[0].public_key, own);
+        // Without the signer's key, a peer needs its own.
+        let err = DeploymentFile::parse(&yaml(""), false)
+            .unwrap()
+            .to_deployment_with(&node, None)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("needs a publicKey"), "{err:#}");
+        // A key of the wrong length is named as such.
+        let short = "          publicKey: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\n";
+        let err = DeploymentFile::parse(&yaml(short), false)
+            .unwrap()
+            .to_deployment_with(&node, Some(&|_| own))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("32 bytes; this one is 31"),
+            "{err:#}"
+        );
+        // A peer inside the member's own subnet is the chain's error, said before signing.
+        let inside = yaml("").replace("10.40.255.2", "10.40.1.9");
+        let err = DeploymentFile::parse(&inside, false)
+            .unwrap()
+            .to_deployment_with(&node, Some(&|_| own))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("inside the member's ipRange"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn examples_are_valid() {
         let node = target(&Pair::dev("GridNode1"));
         for (name, text) in [
@@ -1008,15 +1120,17 @@ workloads:
             ),
             ("full.yaml", include_str!("../../examples/full.yaml")),
             ("egress.yaml", include_str!("../../examples/egress.yaml")),
+            ("mesh-a.yaml", include_str!("../../examples/mesh-a.yaml")),
+            ("mesh-b.yaml", include_str!("../../examples/mesh-b.yaml")),
         ] {
             let file = DeploymentFile::parse(text, false).unwrap_or_else(|e| panic!("{name}: {e}"));
-            file.to_deployment(&node)
+            file.to_deployment_with(&node, Some(&|_| WireguardKey([7; 32])))
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
         let json = include_str!("../../examples/full.json");
         DeploymentFile::parse(json, true)
             .unwrap()
-            .to_deployment(&node)
+            .to_deployment_with(&node, None)
             .unwrap();
     }
 }

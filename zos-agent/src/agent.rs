@@ -39,7 +39,7 @@ use anyhow::{bail, Context as _};
 use gridchain_primitives::{Hash, Header, Pair};
 use gridchain_rpc_api::{grid::NodeSnapshot, ChainApiClient, GridApiClient};
 use gridchain_runtime::{
-    reservations::ReservationState,
+    reservations::{Mesh, ReservationState},
     tfgrid::{self, Location, Resources},
     twins, Call,
 };
@@ -81,6 +81,26 @@ pub struct AgentConfig {
     pub egress_deny: Vec<String>,
     /// The owner API (logs, exec, events); `None`: not served.
     pub owner_api: Option<OwnerApiConfig>,
+    /// Where this node's side of private networks across nodes listens.
+    pub mesh: MeshConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// The address other nodes and owners' peers reach this node at; `None`: the source
+    /// address of the node's route towards the internet.
+    pub endpoint: Option<std::net::IpAddr>,
+    /// A network's WireGuard port is this plus its router's link index.
+    pub port_base: u16,
+}
+
+impl Default for MeshConfig {
+    fn default() -> MeshConfig {
+        MeshConfig {
+            endpoint: None,
+            port_base: 51_820,
+        }
+    }
 }
 
 pub struct OwnerApiConfig {
@@ -280,6 +300,8 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         Box::new(NetworkKind::new(
             networks.clone(),
             Egress::new(&node_tag, config.egress_deny.clone()),
+            secrets.clone(),
+            config.mesh,
         )),
         Box::new(VolumeKind::new(
             Volumes::new(docker.clone(), &node_tag, &config.data_dir.join("volumes")),
@@ -355,8 +377,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 
 /// What the node must run, without what changes every block (billing counters, the results the
 /// agent itself reports): a pass is needed when, and only when, this changes.
-fn desired(snapshot: &NodeSnapshot) -> Vec<(u64, u32, bool, bool)> {
-    snapshot
+/// Meshes count whole: a peer's new key or endpoint changes this node's tunnels.
+fn desired(snapshot: &NodeSnapshot) -> (Vec<(u64, u32, bool, bool)>, Vec<Mesh>) {
+    let reservations = snapshot
         .reservations
         .iter()
         .map(|r| {
@@ -364,7 +387,8 @@ fn desired(snapshot: &NodeSnapshot) -> Vec<(u64, u32, bool, bool)> {
             let paused = matches!(r.state, ReservationState::GracePeriod { .. });
             (r.id, r.version, live, paused)
         })
-        .collect()
+        .collect();
+    (reservations, snapshot.meshes.clone())
 }
 
 /// The node's snapshot at final block `head` (default: the endpoint's final head), verified:
@@ -454,7 +478,7 @@ async fn follow(
     let mut last_state = if summary.failed_reports == 0 {
         desired(&first)
     } else {
-        Vec::new()
+        Default::default()
     };
     let mut last_pass = Instant::now();
     loop {

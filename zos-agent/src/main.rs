@@ -11,7 +11,7 @@ use gridchain_primitives::{Hash, Pair};
 use serde::Deserialize;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use zos_agent::{
-    agent::{run, AgentConfig, OwnerApiConfig},
+    agent::{run, AgentConfig, MeshConfig, OwnerApiConfig},
     provision::{egress, image::RegistryPolicy},
 };
 
@@ -77,6 +77,13 @@ struct Cli {
     /// commas. Give `none` to deny nothing.
     #[arg(long, value_delimiter = ',', value_name = "CIDR")]
     egress_deny: Vec<String>,
+    /// The address other nodes and owners' WireGuard peers reach this node at, for private
+    /// networks across nodes [default: the source address of the node's route to the internet].
+    #[arg(long, value_name = "ADDR")]
+    mesh_endpoint: Option<std::net::IpAddr>,
+    /// A mesh network's WireGuard UDP port is this plus its router's index [default: 51820].
+    #[arg(long, value_name = "PORT")]
+    mesh_port_base: Option<u16>,
     #[arg(long, default_value = "info")]
     log: String,
 }
@@ -103,6 +110,8 @@ struct FileConfig {
     owner_api_endpoint: Option<String>,
     report_refill_secs: Option<u64>,
     egress_deny: Option<Vec<String>>,
+    mesh_endpoint: Option<std::net::IpAddr>,
+    mesh_port_base: Option<u16>,
 }
 
 fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
@@ -199,6 +208,13 @@ fn config(cli: Cli) -> anyhow::Result<AgentConfig> {
             true => file.egress_deny,
             false => Some(cli.egress_deny),
         })?,
+        mesh: MeshConfig {
+            endpoint: cli.mesh_endpoint.or(file.mesh_endpoint),
+            port_base: cli
+                .mesh_port_base
+                .or(file.mesh_port_base)
+                .unwrap_or(MeshConfig::default().port_base),
+        },
     })
 }
 

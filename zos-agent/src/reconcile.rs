@@ -23,7 +23,7 @@ use crate::{
 use gridchain_primitives::{hash::blake2_256, AccountId};
 use gridchain_rpc_api::grid::NodeSnapshot;
 use gridchain_runtime::{
-    reservations::{self, Reservation, ReservationState, ResultData, WorkloadResult},
+    reservations::{self, Mesh, Reservation, ReservationState, ResultData, WorkloadResult},
     Call,
 };
 use std::{
@@ -169,9 +169,16 @@ pub fn fit_for_chain(mut result: WorkloadResult) -> WorkloadResult {
             endpoints.truncate(63);
             endpoints.iter_mut().for_each(cut);
         }
-        ResultData::Network { subnet, gateway } => {
+        ResultData::Network {
+            subnet,
+            gateway,
+            wireguard,
+        } => {
             cut(subnet);
             gateway.iter_mut().for_each(cut);
+            if let Some(w) = wireguard {
+                cut(&mut w.endpoint);
+            }
         }
         ResultData::Volume { path } => cut(path),
         ResultData::PublicIp { ip, container } => {
@@ -205,7 +212,7 @@ impl Reconciler {
         let mut reports = Vec::new();
         for r in live.iter().copied() {
             let results: Vec<WorkloadResult> = self
-                .ensure_reservation(r, &mut summary)
+                .ensure_reservation(r, &snapshot.meshes, &mut summary)
                 .await
                 .into_iter()
                 .map(fit_for_chain)
@@ -283,9 +290,10 @@ impl Reconciler {
     async fn ensure_reservation(
         &self,
         r: &Reservation,
+        meshes: &[Mesh],
         summary: &mut PassSummary,
     ) -> Vec<WorkloadResult> {
-        let mut pass = ReservationPass::new(r, summary);
+        let mut pass = ReservationPass::new(r, meshes, summary);
         let mut order: Vec<_> = r.deployment.workloads.iter().collect();
         order.sort_by_key(|w| self.kinds.stage_of(w.spec.kind()));
         for w in order {

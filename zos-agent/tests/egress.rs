@@ -24,6 +24,7 @@ fn network(name: &str, range: &str, egress: bool) -> Workload {
         spec: WorkloadSpec::Network {
             ip_range: range.into(),
             egress,
+            mesh: None,
         },
     }
 }

@@ -71,6 +71,7 @@ async fn a_public_ip_reaches_its_container_from_the_internet_until_cancel() {
                     spec: WorkloadSpec::Network {
                         ip_range: "10.79.0.0/24".into(),
                         egress: false,
+                        mesh: None,
                     },
                 },
                 web("site", "hello-from-a-public-ip"),

@@ -212,6 +212,7 @@ async fn a_restarted_container_gets_its_network_back_and_one_stopped_by_hand_run
                 spec: WorkloadSpec::Network {
                     ip_range: "10.81.0.0/24".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             sleeper("app", IMAGE, &["net"]),

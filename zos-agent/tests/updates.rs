@@ -64,6 +64,7 @@ fn site_starting_in(version: &str, secs: u32) -> Deployment {
                 spec: WorkloadSpec::Network {
                     ip_range: "10.41.0.0/24".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             Workload {

@@ -230,6 +230,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                 spec: WorkloadSpec::Network {
                     ip_range: "10.9.0.0/16".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             Workload {
@@ -279,6 +280,7 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     data: ResultData::Network {
                         subnet: "10.9.1.0/24".into(),
                         gateway: None,
+                        wireguard: None,
                     },
                 },
                 WorkloadResult {

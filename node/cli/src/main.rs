@@ -384,6 +384,7 @@ fn start_dev_agent(
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), owner_api_port),
             endpoint: format!("127.0.0.1:{owner_api_port}"),
         }),
+        mesh: zos_agent::agent::MeshConfig::default(),
     };
     tracing::info!(
         zdb_port,

@@ -63,6 +63,10 @@ pub struct NodeSnapshot {
     pub timestamp_ms: u64,
     pub node: NodeInfo,
     pub reservations: Vec<Reservation>,
+    /// The meshes the reservations take part in: every member's subnet, WireGuard key and
+    /// endpoint, and the owners' own peers, which the node configures as its WireGuard peers.
+    #[serde(default)]
+    pub meshes: Vec<reservations::Mesh>,
 }
 
 /// Node `id` with its live status, health and capacity, from `ctx`'s state.
@@ -105,12 +109,14 @@ pub fn build_node_snapshot(
     node_id: NodeId,
 ) -> Option<NodeSnapshot> {
     let node = node_info(ctx, node_id)?;
+    let hosted = reservations_of(ctx, reservations::by_node(ctx, node_id));
     Some(NodeSnapshot {
         at: header.hash(),
         number: header.number,
         timestamp_ms: timestamp::now(ctx),
         node,
-        reservations: reservations_of(ctx, reservations::by_node(ctx, node_id)),
+        meshes: reservations::mesh::meshes_of(ctx, &hosted),
+        reservations: hosted,
     })
 }
 
@@ -186,6 +192,16 @@ pub trait GridApi {
         node_id: NodeId,
         at: Option<Hash>,
     ) -> RpcResult<Vec<Reservation>>;
+
+    /// The mesh (a private network across nodes) `network` of owner `address`: its members,
+    /// their nodes' WireGuard keys and endpoints, and the owner's peers; `null` if none.
+    #[method(name = "grid_getMesh")]
+    async fn mesh(
+        &self,
+        address: String,
+        network: String,
+        at: Option<Hash>,
+    ) -> RpcResult<Option<reservations::Mesh>>;
 
     /// The agent's view: node `node_id` and all it hosts at block `at` (default: best = final).
     /// `null` if the node does not exist there.

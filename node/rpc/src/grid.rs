@@ -211,6 +211,19 @@ impl GridApiServer for Node {
         .await
     }
 
+    async fn mesh(
+        &self,
+        address: String,
+        network: String,
+        at: Option<Hash>,
+    ) -> RpcResult<Option<reservations::Mesh>> {
+        let who = self.parse_address(&address)?;
+        self.grid_query(at, move |ctx, _| {
+            Ok(reservations::mesh::mesh(ctx, &who, &network))
+        })
+        .await
+    }
+
     async fn reservations_by_node(
         &self,
         node_id: NodeId,

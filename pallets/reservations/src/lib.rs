@@ -41,8 +41,11 @@ use parity_scale_codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+pub mod mesh;
 #[cfg(test)]
 mod tests;
+
+pub use mesh::{Mesh, MeshMember, MeshPeer, MeshSpec, WireguardEndpoint};
 
 pub const PALLET: &str = "reservations";
 
@@ -120,6 +123,9 @@ pub enum WorkloadSpec {
         /// through its uplink, NATed to the node's address. Off by default.
         #[serde(default)]
         egress: bool,
+        /// Span nodes: join the owner's mesh of this network's name (see [`mesh`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<MeshSpec>,
     },
     #[serde(rename_all = "camelCase")]
     Volume {
@@ -265,9 +271,13 @@ pub enum ResultData {
     #[serde(rename_all = "camelCase")]
     Network {
         subnet: String,
-        /// With egress: the gateway containers route through (the range's first host address).
+        /// With egress or a mesh: the gateway containers route through (the range's first
+        /// host address).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gateway: Option<String>,
+        /// In a mesh: the node's WireGuard key and endpoint for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wireguard: Option<WireguardEndpoint>,
     },
     #[serde(rename_all = "camelCase")]
     Volume {
@@ -570,6 +580,8 @@ pub enum Error {
     InGracePeriod(ReservationId),
     #[error("farm {0} has no free public IP")]
     NoFreeIp(pallet_tfgrid::FarmId),
+    #[error("network {network:?} cannot join its mesh: {reason}")]
+    MeshConflict { network: String, reason: String },
 }
 
 impl PalletError for Error {
@@ -604,6 +616,7 @@ impl PalletError for Error {
             Error::TooManyForOwner(_) => "TooManyForOwner",
             Error::InGracePeriod(_) => "InGracePeriod",
             Error::NoFreeIp(_) => "NoFreeIp",
+            Error::MeshConflict { .. } => "MeshConflict",
         }
     }
 }
@@ -787,8 +800,11 @@ pub fn validate(deployment: &Deployment) -> Result<Resources, Error> {
             WorkloadSpec::Volume { .. } => {
                 volumes.insert(w.name.as_str());
             }
-            WorkloadSpec::Network { ip_range, .. } => {
+            WorkloadSpec::Network { ip_range, mesh, .. } => {
                 networks.insert(w.name.as_str(), network_range(&w.name, ip_range)?);
+                if let Some(spec) = mesh {
+                    mesh::check_spec(&w.name, spec, ip_range)?;
+                }
             }
             _ => {}
         }
@@ -1295,6 +1311,7 @@ pub fn reserve<E: From<Event> + From<pallet_balances::Event>>(
         public_ips: vec![],
     };
     assign_public_ips(ctx, &mut reservation)?;
+    mesh::join(ctx, &reservation)?;
     // Last of the checks (the caller's transaction undoes the writes above if it fails).
     adjust_deposit(ctx, &mut reservation, deposit)?;
     put_reservation(ctx, &reservation);
@@ -1355,10 +1372,12 @@ fn update<E: From<Event> + From<pallet_balances::Event>>(
     let deposit = deposit_for(ctx, r.node_id, &deployment, &resources);
     adjust_deposit(ctx, &mut r, deposit)?;
     checkpoint(ctx, &mut r);
+    mesh::leave(ctx, &r, Some(&deployment));
     r.version += 1;
     r.deployment = deployment;
     r.resources = resources;
     assign_public_ips(ctx, &mut r)?;
+    mesh::join(ctx, &r)?;
     r.results.clear();
     r.state = ReservationState::Created;
     refresh_rate(ctx, &mut r);
@@ -1391,6 +1410,7 @@ pub fn delete<E: From<Event>>(ctx: &mut Context<E>, r: &mut Reservation, reason:
         release_capacity(ctx, r);
     }
     release_public_ips(ctx, r);
+    mesh::leave(ctx, r, None);
     let live = live_count(ctx, &r.owner);
     set_live_count(ctx, &r.owner, live.saturating_sub(1));
     node_set(r.node_id).remove(ctx, &r.id);
@@ -1460,7 +1480,19 @@ fn result_size_ok(result: &WorkloadResult) -> bool {
             namespace,
             endpoints,
         } => std::iter::once(namespace).chain(endpoints).collect(),
-        ResultData::Network { subnet, gateway } => std::iter::once(subnet).chain(gateway).collect(),
+        ResultData::Network {
+            subnet,
+            gateway,
+            wireguard,
+        } => {
+            if wireguard
+                .as_ref()
+                .is_some_and(|w| w.endpoint.len() > mesh::MAX_ENDPOINT_LEN)
+            {
+                return false;
+            }
+            std::iter::once(subnet).chain(gateway).collect()
+        }
         ResultData::Volume { path } => vec![path],
         ResultData::PublicIp { ip, container } => vec![ip, container],
     };
@@ -1501,6 +1533,7 @@ fn report_results<E: From<Event>>(
         }
     }
     checkpoint(ctx, &mut r);
+    mesh::record_endpoints(ctx, &r, &results);
     for result in results {
         match r.results.iter_mut().find(|x| x.name == result.name) {
             Some(existing) => *existing = result,

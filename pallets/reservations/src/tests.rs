@@ -163,6 +163,7 @@ fn full() -> Deployment {
                 spec: WorkloadSpec::Network {
                     ip_range: "10.20.0.0/16".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             Workload {
@@ -396,6 +397,7 @@ fn reserve_rejections_change_nothing() {
         d.workloads[0].spec = WorkloadSpec::Network {
             ip_range: "10.20.0.0/33".into(),
             egress: false,
+            mesh: None,
         };
         assert_eq!(
             reserve(ctx, a.bob, 1, d),
@@ -416,6 +418,7 @@ fn reserve_rejections_change_nothing() {
             d.workloads[0].spec = WorkloadSpec::Network {
                 ip_range: range.into(),
                 egress: false,
+                mesh: None,
             };
             assert_eq!(
                 reserve(ctx, a.bob, 1, d),
@@ -810,6 +813,7 @@ fn network_only(i: usize) -> Deployment {
             spec: WorkloadSpec::Network {
                 ip_range: "10.20.0.0/16".into(),
                 egress: false,
+                mesh: None,
             },
         }],
     }
@@ -1137,4 +1141,222 @@ fn dispatch_tfgrid(ctx: &mut Ctx, farmer: AccountId, ip: &str) {
         },
     )
     .unwrap();
+}
+
+/// Node2 (same farm, same resources) joins and is Up.
+fn second_node(ctx: &mut Ctx, a: Accounts) -> AccountId {
+    let node2 = Pair::dev("Node2").public();
+    pallet_twins::create_twin(ctx, node2, "node2".into(), String::new()).unwrap();
+    pallet_tfgrid::allow_node(ctx, a.alice, 1, node2).unwrap();
+    pallet_tfgrid::register_node(
+        ctx,
+        node2,
+        1,
+        pallet_tfgrid::node(ctx, 1).unwrap().resources,
+        Location::default(),
+        None,
+    )
+    .unwrap();
+    prove(ctx, 2, 1_000);
+    node2
+}
+
+fn mesh_member(subnet: &str, range: &str, peers: Vec<MeshPeer>) -> Deployment {
+    Deployment {
+        metadata: String::new(),
+        workloads: vec![Workload {
+            name: "net".into(),
+            spec: WorkloadSpec::Network {
+                ip_range: subnet.into(),
+                egress: false,
+                mesh: Some(MeshSpec {
+                    range: range.into(),
+                    peers,
+                }),
+            },
+        }],
+    }
+}
+
+fn peer(key: u8, ip: &str) -> MeshPeer {
+    MeshPeer {
+        public_key: gridchain_primitives::wireguard::WireguardKey([key; 32]),
+        ip: ip.into(),
+    }
+}
+
+/// Reserves through the transactional wrapper the executive uses, so a refusal keeps nothing.
+fn try_reserve(ctx: &mut Ctx, who: AccountId, node_id: NodeId, d: Deployment) -> Result<(), Error> {
+    ctx.transactional(|ctx| {
+        dispatch(
+            ctx,
+            who,
+            Call::Reserve {
+                node_id,
+                deployment: d,
+            },
+        )
+    })
+}
+
+#[test]
+fn meshes_admit_one_disjoint_member_per_node_and_forget_members_that_end() {
+    with_grid(|ctx, a| {
+        let node2 = second_node(ctx, a);
+        let range = "10.40.0.0/16";
+        // Bad specs, refused before any state is read.
+        for (d, why) in [
+            (mesh_member("10.41.1.0/24", range, vec![]), "not inside"),
+            (mesh_member("10.40.1.0/24", "10.40.0.0/33", vec![]), "range"),
+            (
+                mesh_member("10.40.1.0/24", range, vec![peer(1, "10.40.1.7")]),
+                "inside the member",
+            ),
+            (
+                mesh_member("10.40.1.0/24", range, vec![peer(1, "10.41.0.2")]),
+                "not a host address",
+            ),
+            (
+                mesh_member(
+                    "10.40.1.0/24",
+                    range,
+                    vec![peer(1, "10.40.255.2"), peer(1, "10.40.255.3")],
+                ),
+                "twice",
+            ),
+        ] {
+            let err = try_reserve(ctx, a.bob, 1, d).unwrap_err();
+            assert!(
+                matches!(err, Error::MeshConflict { .. } | Error::InvalidCidr { .. }),
+                "{why}: {err}"
+            );
+            assert!(
+                err.to_string().contains(why) || matches!(err, Error::InvalidCidr { .. }),
+                "{why}: {err}"
+            );
+        }
+        assert_eq!(mesh::mesh(ctx, &a.bob, "net"), None);
+
+        // Member 1 on node 1, with Bob's laptop as a peer.
+        let laptop = peer(9, "10.40.255.2");
+        try_reserve(
+            ctx,
+            a.bob,
+            1,
+            mesh_member("10.40.1.0/24", range, vec![laptop.clone()]),
+        )
+        .unwrap();
+        let first = next_id(ctx) - 1;
+        // Clashes with it, each refused with nothing kept: an overlapping subnet, a second
+        // member on the same node, another range, a peer address taken by another key, a peer
+        // address inside a member's subnet.
+        let before = (next_id(ctx), mesh::mesh(ctx, &a.bob, "net"));
+        for (node_id, d, why) in [
+            (2, mesh_member("10.40.0.0/23", range, vec![]), "overlaps"),
+            (1, mesh_member("10.40.2.0/24", range, vec![]), "one member per node"),
+            (2, mesh_member("10.40.2.0/24", "10.40.0.0/15", vec![]), "range is"),
+            (
+                2,
+                mesh_member("10.40.2.0/24", range, vec![peer(8, "10.40.255.2")]),
+                "clashes",
+            ),
+            (
+                2,
+                mesh_member("10.40.2.0/24", range, vec![peer(8, "10.40.1.200")]),
+                "inside member subnet",
+            ),
+        ] {
+            let err = try_reserve(ctx, a.bob, node_id, d).unwrap_err();
+            assert!(
+                matches!(err, Error::MeshConflict { .. }) && err.to_string().contains(why),
+                "{why}: {err}"
+            );
+            assert_eq!((next_id(ctx), mesh::mesh(ctx, &a.bob, "net")), before, "{why}");
+        }
+        // Another owner's mesh of the same name and range is another mesh.
+        try_reserve(ctx, a.alice, 1, mesh_member("10.40.1.0/24", range, vec![])).unwrap();
+        assert_eq!(mesh::mesh(ctx, &a.alice, "net").unwrap().members.len(), 1);
+
+        // Member 2 on node 2: the same laptop may be listed again.
+        try_reserve(
+            ctx,
+            a.bob,
+            2,
+            mesh_member("10.40.2.0/24", range, vec![laptop.clone()]),
+        )
+        .unwrap();
+        let second = next_id(ctx) - 1;
+        let m = mesh::mesh(ctx, &a.bob, "net").unwrap();
+        assert_eq!(
+            m.members
+                .iter()
+                .map(|x| (x.reservation, x.node_id, x.subnet.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(first, 1, "10.40.1.0/24"), (second, 2, "10.40.2.0/24")]
+        );
+        assert_eq!(m.peers(), vec![&laptop]);
+
+        // Only the hosting node's report sets its key and endpoint.
+        let wg = WireguardEndpoint {
+            public_key: gridchain_primitives::wireguard::WireguardKey([2; 32]),
+            endpoint: "192.0.2.2:51821".into(),
+        };
+        let report = |wg: &WireguardEndpoint| Call::ReportResults {
+            id: second,
+            version: 1,
+            results: vec![WorkloadResult {
+                name: "net".into(),
+                state: WorkloadState::Ok,
+                message: String::new(),
+                data: ResultData::Network {
+                    subnet: "10.40.2.0/24".into(),
+                    gateway: Some("10.40.2.1".into()),
+                    wireguard: Some(wg.clone()),
+                },
+            }],
+        };
+        assert_eq!(
+            dispatch(ctx, a.node, report(&wg)),
+            Err(Error::NotHostingNode)
+        );
+        let long = WireguardEndpoint {
+            endpoint: "x".repeat(mesh::MAX_ENDPOINT_LEN + 1),
+            ..wg.clone()
+        };
+        assert_eq!(dispatch(ctx, node2, report(&long)), Err(Error::ResultTooLarge));
+        dispatch(ctx, node2, report(&wg)).unwrap();
+        let m = mesh::mesh(ctx, &a.bob, "net").unwrap();
+        assert_eq!(m.members[1].wireguard.as_ref(), Some(&wg));
+        assert_eq!(m.members[0].wireguard, None);
+
+        // An update that keeps the subnet keeps the node's key; one that drops the mesh leaves.
+        let mut d = mesh_member("10.40.2.0/24", range, vec![laptop.clone()]);
+        d.metadata = "v2".into();
+        dispatch(
+            ctx,
+            a.bob,
+            Call::UpdateReservation {
+                id: second,
+                deployment: d,
+            },
+        )
+        .unwrap();
+        let m = mesh::mesh(ctx, &a.bob, "net").unwrap();
+        assert_eq!(m.members[1].wireguard.as_ref(), Some(&wg));
+        dispatch(
+            ctx,
+            a.bob,
+            Call::UpdateReservation {
+                id: second,
+                deployment: network_only(0),
+            },
+        )
+        .unwrap();
+        assert_eq!(mesh::mesh(ctx, &a.bob, "net").unwrap().members.len(), 1);
+
+        // The last member's end removes the record in the same block.
+        dispatch(ctx, a.bob, Call::CancelReservation { id: first }).unwrap();
+        assert_eq!(mesh::mesh(ctx, &a.bob, "net"), None);
+        assert!(mesh::mesh(ctx, &a.alice, "net").is_some());
+    })
 }

@@ -1,5 +1,5 @@
 //! The deployment file parser of `grid reserve` (wallet/src/deployment.rs): YAML or JSON text
-//! (`DeploymentFile::parse(text, json)`), then `to_deployment` (sizes, secrets sealed to a
+//! (`DeploymentFile::parse(text, json)`), then `to_deployment_with` (sizes, mesh peers' keys, secrets sealed to a
 //! node, the chain's own validation), and `parse_size`. Must return `Ok` or an error, never
 //! panic, never allocate without bound (YAML aliases, deep nesting).
 //!
@@ -11,7 +11,7 @@
 mod deployment;
 
 use deployment::{parse_size, DeploymentFile, SealTarget};
-use gridchain_primitives::{Hash, Pair};
+use gridchain_primitives::{wireguard::WireguardKey, Hash, Pair};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
                     owner: Pair::from_seed(&[1; 32]).public(),
                     node: Pair::from_seed(&[2; 32]).public(),
                 };
-                let _ = file.to_deployment(&target);
+                let _ = file.to_deployment_with(&target, Some(&|_| WireguardKey([5; 32])));
             }
         }
     }

@@ -16,7 +16,10 @@ use crate::{
 };
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
-use gridchain_primitives::{AccountId, Pair};
+use gridchain_primitives::{
+    wireguard::{self, WireguardSecret},
+    AccountId, Hash, Pair,
+};
 use gridchain_rpc_api::GridApiClient;
 use gridchain_runtime::{
     reservations::{
@@ -148,6 +151,19 @@ pub enum ReservationCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Print a WireGuard config (for `wg-quick`) that joins this machine to a reservation's
+    /// private network across nodes, as the owner's peer the deployment lists without a key.
+    #[command(after_help = "Example:\n  grid reservation vpn 7 > gridnet.conf && sudo wg-quick up ./gridnet.conf")]
+    Vpn {
+        /// Reservation id (any member of the mesh).
+        id: ReservationId,
+        /// The network workload [default: the reservation's only mesh network].
+        #[arg(long, value_name = "NAME")]
+        network: Option<String>,
+        /// Signing key (the owner): key name or secret URI. Its seed derives the peer's key.
+        #[arg(long, value_name = "NAME|SECRET_URI")]
+        from: Option<String>,
+    },
     /// What happened to a reservation's workloads on its node: pulls, starts, exits, OOM kills,
     /// restarts, health, reported states, commands run (owner only).
     Events {
@@ -180,6 +196,11 @@ pub enum ReservationRequest {
     Cancel {
         signer: Pair,
         id: ReservationId,
+    },
+    Vpn {
+        signer: Pair,
+        id: ReservationId,
+        network: Option<String>,
     },
     /// Logs, exec, events: from the node, not the chain.
     Owner(OwnerRequest),
@@ -257,6 +278,11 @@ impl ReservationRequest {
                 cmd,
             } => owner(id, What::Exec { workload, cmd, tty }, from)?,
             ReservationCommand::Events { id, from } => owner(id, What::Events, from)?,
+            ReservationCommand::Vpn { id, network, from } => ReservationRequest::Vpn {
+                signer: resolve_signer(from.as_deref(), keystore)?,
+                id,
+                network,
+            },
         })
     }
 
@@ -272,11 +298,15 @@ impl ReservationRequest {
                 node_id,
                 file,
             } => {
-                let deployment = file.to_deployment(&SealTarget {
-                    genesis: genesis_hash(node).await?,
-                    owner: signer.public(),
-                    node: node_account(node, node_id).await?,
-                })?;
+                let genesis = genesis_hash(node).await?;
+                let deployment = file.to_deployment_with(
+                    &SealTarget {
+                        genesis,
+                        owner: signer.public(),
+                        node: node_account(node, node_id).await?,
+                    },
+                    Some(&|network| own_peer_secret(&signer, &genesis, network).public()),
+                )?;
                 let call = Call::Reservations(reservations::Call::Reserve {
                     node_id,
                     deployment,
@@ -321,14 +351,23 @@ impl ReservationRequest {
                 ))
             }
             ReservationRequest::Watch { id, timeout } => watch(node, id, timeout, format).await,
+            ReservationRequest::Vpn {
+                signer,
+                id,
+                network,
+            } => vpn(node, &signer, id, network).await,
             ReservationRequest::Update { signer, id, file } => {
                 let current = fetch(node, id).await?;
                 // Sealed for the signer, who must be the owner (the chain refuses anyone else).
-                let deployment = file.to_deployment(&SealTarget {
-                    genesis: genesis_hash(node).await?,
-                    owner: signer.public(),
-                    node: node_account(node, current.node_id).await?,
-                })?;
+                let genesis = genesis_hash(node).await?;
+                let deployment = file.to_deployment_with(
+                    &SealTarget {
+                        genesis,
+                        owner: signer.public(),
+                        node: node_account(node, current.node_id).await?,
+                    },
+                    Some(&|network| own_peer_secret(&signer, &genesis, network).public()),
+                )?;
                 let call =
                     Call::Reservations(reservations::Call::UpdateReservation { id, deployment });
                 let info = submit_call(node, &signer, call, &mut progress).await?;
@@ -378,6 +417,82 @@ async fn node_account<C: NodeClient>(node: &Node<'_, C>, node_id: NodeId) -> Res
         .await?
         .map(|info| info.node.account)
         .ok_or_else(|| anyhow!("no node {node_id}"))
+}
+
+/// The signer's own WireGuard secret for network `network` of chain `genesis`.
+fn own_peer_secret(signer: &Pair, genesis: &Hash, network: &str) -> WireguardSecret {
+    WireguardSecret::derive(&signer.seed(), &wireguard::user_context(&genesis.0, network))
+}
+
+/// `grid reservation vpn`: a wg-quick config for the signer's own peer of a mesh.
+async fn vpn<C: NodeClient>(
+    node: &Node<'_, C>,
+    signer: &Pair,
+    id: ReservationId,
+    network: Option<String>,
+) -> Result<Rendered> {
+    let r = fetch(node, id).await?;
+    let meshes: Vec<&str> = r
+        .deployment
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.spec, WorkloadSpec::Network { mesh: Some(_), .. }))
+        .map(|w| w.name.as_str())
+        .collect();
+    let network = match (network, meshes.as_slice()) {
+        (Some(n), _) if meshes.contains(&n.as_str()) => n,
+        (Some(n), _) => bail!("reservation {id} has no mesh network {n:?}"),
+        (None, [only]) => only.to_string(),
+        (None, []) => bail!("reservation {id} has no network in a mesh"),
+        (None, _) => bail!("reservation {id} has several mesh networks; pick one with --network"),
+    };
+    let genesis = genesis_hash(node).await?;
+    let secret = own_peer_secret(signer, &genesis, &network);
+    let mesh = node
+        .read(node.client.mesh(r.owner.to_string(), network.clone(), None))
+        .await?
+        .ok_or_else(|| anyhow!("the chain has no mesh {network:?} of {}", r.owner))?;
+    let me = mesh
+        .peers()
+        .into_iter()
+        .find(|p| p.public_key == secret.public())
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no peer in mesh {network:?}: list one (an ip, no publicKey) under the \
+                 network's mesh.peers and update a member with this key",
+                signer.public()
+            )
+        })?;
+    let mut text = format!(
+        "# gridchain mesh {network:?} of {}, range {} (from reservation {id})\n\
+         [Interface]\nPrivateKey = {}\nAddress = {}/32\n",
+        r.owner,
+        mesh.range,
+        secret.to_base64().as_str(),
+        me.ip
+    );
+    let mut members = Vec::new();
+    for m in &mesh.members {
+        match &m.wireguard {
+            Some(wg) => {
+                text.push_str(&format!(
+                    "\n# node {}, reservation {}\n[Peer]\nPublicKey = {}\nEndpoint = {}\n\
+                     AllowedIPs = {}\nPersistentKeepalive = 25\n",
+                    m.node_id, m.reservation, wg.public_key, wg.endpoint, m.subnet
+                ));
+                members.push(json!({"nodeId": m.node_id, "subnet": m.subnet, "endpoint": wg.endpoint}));
+            }
+            None => text.push_str(&format!(
+                "\n# node {} (reservation {}, {}) has not reported its WireGuard key yet\n",
+                m.node_id, m.reservation, m.subnet
+            )),
+        }
+    }
+    // The config holds a private key: JSON output carries it too, only in `config`.
+    Ok(Rendered::new(
+        json!({"network": network, "address": me.ip, "members": members, "config": text}),
+        text.trim_end().to_string(),
+    ))
 }
 
 async fn fetch<C: NodeClient>(node: &Node<'_, C>, id: ReservationId) -> Result<Reservation> {
@@ -462,10 +577,23 @@ fn spec_text(spec: &WorkloadSpec) -> String {
             },
             if *public { ", public" } else { "" }
         ),
-        WorkloadSpec::Network { ip_range, egress } => match egress {
-            true => format!("network {ip_range} with egress"),
-            false => format!("network {ip_range}"),
-        },
+        WorkloadSpec::Network {
+            ip_range,
+            egress,
+            mesh,
+        } => {
+            let mut text = format!("network {ip_range}");
+            if *egress {
+                text.push_str(" with egress");
+            }
+            if let Some(mesh) = mesh {
+                text.push_str(&format!(", in mesh {}", mesh.range));
+                for peer in &mesh.peers {
+                    text.push_str(&format!(", peer {} ({})", peer.ip, peer.public_key));
+                }
+            }
+            text
+        }
         WorkloadSpec::Volume { size } => format!("volume {}", format_size(*size)),
         WorkloadSpec::PublicIp { container } => format!("public IP for {container}"),
     }
@@ -514,10 +642,20 @@ fn data_text(data: &ResultData) -> String {
             namespace,
             endpoints,
         } => format!(" [namespace {namespace} at {}]", endpoints.join(", ")),
-        ResultData::Network { subnet, gateway } => match gateway {
-            Some(gateway) => format!(" [subnet {subnet}, egress through {gateway}]"),
-            None => format!(" [subnet {subnet}]"),
-        },
+        ResultData::Network {
+            subnet,
+            gateway,
+            wireguard,
+        } => {
+            let mut text = format!(" [subnet {subnet}");
+            if let Some(gateway) = gateway {
+                text.push_str(&format!(", gateway {gateway}"));
+            }
+            if let Some(wg) = wireguard {
+                text.push_str(&format!(", WireGuard {} at {}", wg.public_key, wg.endpoint));
+            }
+            text + "]"
+        }
         ResultData::Volume { path } => format!(" [{path}]"),
         ResultData::PublicIp { ip, container } => format!(" [{ip} → {container}]"),
     }

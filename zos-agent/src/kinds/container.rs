@@ -232,7 +232,9 @@ impl ContainerKind {
         for a in attachments {
             // The network's own workload, ensured earlier in this pass, gives its range.
             let (cidr, gateway) = match pass.ready(&a.network) {
-                Some(ResultData::Network { subnet, gateway }) => (
+                Some(ResultData::Network {
+                    subnet, gateway, ..
+                }) => (
                     Cidr::parse(subnet)
                         .ok_or_else(|| format!("network {} has an invalid range", a.network))?,
                     gateway

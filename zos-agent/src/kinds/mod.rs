@@ -25,7 +25,7 @@ use gridchain_primitives::{
     Hash, Pair,
 };
 use gridchain_runtime::reservations::{
-    Reservation, ReservationState, ResultData, Workload, WorkloadResult, WorkloadState,
+    Mesh, Reservation, ReservationState, ResultData, Workload, WorkloadResult, WorkloadState,
 };
 use std::collections::BTreeMap;
 
@@ -112,6 +112,8 @@ pub struct PassSummary {
 /// One reservation being brought to its spec, as the kinds see it.
 pub struct ReservationPass<'a> {
     pub reservation: &'a Reservation,
+    /// The meshes of the node's snapshot (networks across nodes: members, keys, endpoints).
+    pub meshes: &'a [Mesh],
     /// In its grace period: what runs is paused, zdb namespaces are locked.
     pub paused: bool,
     /// Results of this reservation's workloads ensured so far in this pass, by name.
@@ -120,9 +122,14 @@ pub struct ReservationPass<'a> {
 }
 
 impl<'a> ReservationPass<'a> {
-    pub fn new(reservation: &'a Reservation, summary: &'a mut PassSummary) -> Self {
+    pub fn new(
+        reservation: &'a Reservation,
+        meshes: &'a [Mesh],
+        summary: &'a mut PassSummary,
+    ) -> Self {
         ReservationPass {
             reservation,
+            meshes,
             paused: matches!(reservation.state, ReservationState::GracePeriod { .. }),
             done: BTreeMap::new(),
             summary,

@@ -62,8 +62,11 @@ pub struct EgressLink {
     /// The network's gateway address (its range's first host address) and prefix length.
     pub gateway: Ipv4Addr,
     pub prefix: u8,
-    /// Index of the link net (a /30 of [`LINK_NETS`]).
+    /// Index of the link net (a /30 of [`LINK_NETS`]); also this router's mesh port offset.
     pub link: u16,
+    /// A way out (the link net to the node, NAT); without it the router only joins the
+    /// network to its mesh.
+    pub out: bool,
 }
 
 impl EgressLink {
@@ -75,6 +78,11 @@ impl EgressLink {
                 .strip_prefix(BRIDGE_PREFIX)
                 .unwrap_or(&self.bridge)
         )
+    }
+
+    /// The router's WireGuard interface, when the network is in a mesh: `gcw<counter>`.
+    pub fn mesh_interface(&self) -> String {
+        format!("gcw{}", &self.stem()["gce".len()..])
     }
 
     fn link_net(&self) -> (Ipv4Addr, Ipv4Addr) {
@@ -127,7 +135,7 @@ impl Egress {
         }
     }
 
-    fn namespace(&self, bridge: &str) -> String {
+    pub fn namespace(&self, bridge: &str) -> String {
         format!("gc-{}-{bridge}", self.node_tag)
     }
 
@@ -203,6 +211,14 @@ impl Egress {
             "lan",
         ])?;
         in_ns(&["link", "set", "lan", "up"])?;
+        // Nothing in the router itself answers the containers but forwarding.
+        ns_rule(&ns, "filter", "INPUT", &["-i", "lan", "-j", "DROP"])?;
+        if !link.out {
+            // Asked for no way out (any more): no link net, no NAT, nothing routed.
+            let (host_ip, _) = link.link_net();
+            self.remove_way_out(&link.bridge, link.link, &host_ip)?;
+            return Ok(());
+        }
         // The link net to the node.
         if !link_exists(&host) {
             let _ = in_ns(&["link", "del", &router]);
@@ -229,33 +245,28 @@ impl Egress {
         in_ns(&["link", "set", &router, "up"])?;
         in_ns(&["route", "replace", "default", "via", &host_ip.to_string()])?;
         // NAT in the router: the node sees only the router's link address.
-        let ns_rule = |table: &str, chain: &str, rule: &[&str]| -> Result<(), NetworkError> {
-            let args = |op: &'static str| -> Vec<&str> {
-                let head = [
-                    "netns",
-                    "exec",
-                    ns.as_str(),
-                    "iptables",
-                    "-w",
-                    "-t",
-                    table,
-                    op,
-                ];
-                head.iter()
-                    .copied()
-                    .chain([chain])
-                    .chain(rule.iter().copied())
-                    .collect()
-            };
-            if run("ip", &args("-C")).is_err() {
-                run("ip", &args("-A"))?;
-            }
-            Ok(())
-        };
-        ns_rule("nat", "POSTROUTING", &["-o", &router, "-j", "MASQUERADE"])?;
-        // Nothing in the router itself answers the containers but forwarding.
-        ns_rule("filter", "INPUT", &["-i", "lan", "-j", "DROP"])?;
+        ns_rule(&ns, "nat", "POSTROUTING", &["-o", &router, "-j", "MASQUERADE"])?;
+        // The way out is for this node's containers: a mesh peer does not exit through it.
+        ns_rule(&ns, "filter", "FORWARD", &["!", "-i", "lan", "-o", &router, "-j", "DROP"])?;
         self.node_rules(&host, &format!("{host_ip}/30"), true)
+    }
+
+    /// Removes the link net and the node's rules of `bridge`'s router, keeping the router.
+    fn remove_way_out(&self, bridge: &str, link: u16, host_ip: &Ipv4Addr) -> Result<(), NetworkError> {
+        let probe = EgressLink {
+            bridge: bridge.to_string(),
+            gateway: Ipv4Addr::UNSPECIFIED,
+            prefix: 0,
+            link,
+            out: false,
+        };
+        let host = format!("{}h", probe.stem());
+        let net = Ipv4Addr::from(u32::from(*host_ip) - 1);
+        self.node_rules(&host, &format!("{net}/30"), false)?;
+        if link_alias(&host).as_deref() == Some(self.alias.as_str()) {
+            run("ip", &["link", "del", &host])?;
+        }
+        Ok(())
     }
 
     /// The node's side: its filter chain for the link and NAT out of the uplink.
@@ -275,6 +286,7 @@ impl Egress {
             gateway: Ipv4Addr::UNSPECIFIED,
             prefix: 0,
             link: link.unwrap_or(0),
+            out: false,
         };
         let stem = probe.stem();
         let (lan, host) = (format!("{stem}l"), format!("{stem}h"));
@@ -381,7 +393,21 @@ pub(crate) fn link_chain(
     Ok(())
 }
 
-fn link_exists(name: &str) -> bool {
+/// Appends `rule` to `chain` of `table` in namespace `ns` unless it is there.
+pub(crate) fn ns_rule(ns: &str, table: &str, chain: &str, rule: &[&str]) -> Result<(), NetworkError> {
+    let args = |op: &'static str| -> Vec<&str> {
+        ["netns", "exec", ns, "iptables", "-w", "-t", table, op, chain]
+            .into_iter()
+            .chain(rule.iter().copied())
+            .collect()
+    };
+    if run("ip", &args("-C")).is_err() {
+        run("ip", &args("-A"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn link_exists(name: &str) -> bool {
     run("ip", &["link", "show", "dev", name]).is_ok()
 }
 
@@ -450,6 +476,7 @@ mod tests {
             gateway: Ipv4Addr::new(10, 0, 0, 1),
             prefix: 24,
             link: 65,
+            out: true,
         };
         assert_eq!(link.stem(), "gce1z");
         assert_eq!(

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod egress;
 pub mod image;
+pub mod mesh;
 pub mod network;
 pub mod public_ip;
 pub mod volume;

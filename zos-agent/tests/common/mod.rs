@@ -290,6 +290,7 @@ pub fn deployment(
                 spec: WorkloadSpec::Network {
                     ip_range: "10.240.0.0/24".into(),
                     egress: false,
+                    mesh: None,
                 },
             },
             Workload {
@@ -569,6 +570,34 @@ pub async fn local_grid_with(
     }
 }
 
+/// One more 3Node key for `grid` (`//agent-<name>-<pid>`): funded, allowed into the dev farm.
+pub async fn another_node_key(grid: &LocalGrid, name: &str) -> String {
+    let uri = format!("//agent-{name}-{}", std::process::id());
+    let key = Pair::from_uri(&uri).unwrap();
+    let alice = Pair::dev("Alice");
+    send(
+        &grid.client,
+        grid.chain,
+        &alice,
+        Call::Balances(balances::Call::Transfer {
+            dest: key.public(),
+            amount: 1_000 * GRID,
+        }),
+    )
+    .await;
+    send(
+        &grid.client,
+        grid.chain,
+        &alice,
+        Call::Tfgrid(tfgrid::Call::AllowNode {
+            farm_id: 1,
+            account: key.public(),
+        }),
+    )
+    .await;
+    uri
+}
+
 /// Starts the agent of `grid` against `rpc` with its zdb on `zdb`, waits until its node is Up,
 /// and returns the cleanup guard, the node id and the node tag.
 pub async fn start_agent(
@@ -588,13 +617,26 @@ pub async fn start_agent_in(
     rpc: &[String],
     zdb: &str,
 ) -> (Cleanup, u32, String) {
-    let agent = spawn_agent_in(netns, dir, &grid.node_uri, rpc, zdb, &[]);
+    start_agent_as(netns, grid, &grid.node_uri, dir, rpc, zdb).await
+}
+
+/// [`start_agent_in`] with node key `node_uri` (one [`another_node_key`] made).
+pub async fn start_agent_as(
+    netns: Option<&str>,
+    grid: &LocalGrid,
+    node_uri: &str,
+    dir: &Path,
+    rpc: &[String],
+    zdb: &str,
+) -> (Cleanup, u32, String) {
+    let agent = spawn_agent_in(netns, dir, node_uri, rpc, zdb, &[]);
     let mut cleanup = Cleanup {
         agent: Some(agent),
         node_tag: None,
         bridges: vec![],
     };
-    let node_id = wait_node_up(&grid.client, &grid.node_key, &mut cleanup, dir).await;
+    let node_key = Pair::from_uri(node_uri).unwrap();
+    let node_id = wait_node_up(&grid.client, &node_key, &mut cleanup, dir).await;
     let tag = cleanup.node_tag.clone().expect("set by wait_node_up");
     (cleanup, node_id, tag)
 }
