@@ -98,7 +98,7 @@ impl NetworkKind {
             endpoint: None,
             allowed: vec![format!("{}/32", p.ip)],
         }));
-        let (namespace, name) = (self.egress.namespace(&link.bridge), link.mesh_interface());
+        let (namespace, name) = (self.egress.namespace(&link.bridge), self.egress.mesh_interface(&link));
         let private_key = secret.to_base64();
         tokio::task::spawn_blocking(move || {
             mesh::ensure(&WgInterface {
@@ -179,7 +179,7 @@ impl NetworkKind {
                 Some(self.ensure_mesh(r, w, &link, record).await?)
             }
             None => {
-                let (ns, name) = (self.egress.namespace(&link.bridge), link.mesh_interface());
+                let (ns, name) = (self.egress.namespace(&link.bridge), self.egress.mesh_interface(&link));
                 tokio::task::spawn_blocking(move || mesh::remove(&ns, &name))
                     .await
                     .map_err(|e| e.to_string())?

@@ -80,11 +80,6 @@ impl EgressLink {
         )
     }
 
-    /// The router's WireGuard interface, when the network is in a mesh: `gcw<counter>`.
-    pub fn mesh_interface(&self) -> String {
-        format!("gcw{}", &self.stem()["gce".len()..])
-    }
-
     fn link_net(&self) -> (Ipv4Addr, Ipv4Addr) {
         let base = u32::from(LINK_NETS.0) + u32::from(self.link) * 4;
         (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
@@ -133,6 +128,15 @@ impl Egress {
             alias: format!("gridchain node {node_tag}"),
             deny,
         }
+    }
+
+    /// The WireGuard interface of `link`'s router when its network is in a mesh:
+    /// `gw<first 6 of the node tag><counter of the bridge>`. The node tag is in it because
+    /// wireguard-go's control socket (`/var/run/wireguard/<name>.sock`) is one per machine,
+    /// not per namespace: two agents on one machine must not share a name.
+    pub fn mesh_interface(&self, link: &EgressLink) -> String {
+        let tag: String = self.node_tag.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
+        format!("gw{tag}{}", &link.stem()["gce".len()..])
     }
 
     pub fn namespace(&self, bridge: &str) -> String {

@@ -3,8 +3,8 @@
 //! ```text
 //!  node A                                               node B
 //!  container 10.20.1.2 ─ gcbrN ─ router ns (gw .1)      router ns ─ gcbrM ─ container 10.20.2.2
-//!                                  gcwN ══ UDP A:port ══ B:port ══ gcwM
-//!                                  10.20.2.0/24 dev gcwN          10.20.1.0/24 dev gcwM
+//!                                  gw…N ══ UDP A:port ══ B:port ══ gw…M
+//!                                  10.20.2.0/24 dev gw…N         10.20.1.0/24 dev gw…M
 //!  owner's laptop (wg-quick): a peer of every member, AllowedIPs = the members' subnets
 //! ```
 //!
@@ -40,7 +40,7 @@ pub struct WgPeer {
 pub struct WgInterface<'a> {
     /// The router namespace it lives in.
     pub namespace: &'a str,
-    /// `gcw<counter of the bridge>`.
+    /// `Egress::mesh_interface`: unique on the machine.
     pub name: &'a str,
     /// Base64 private key (`wg` reads it from a pipe, never from a file or an argument).
     pub private_key: &'a str,
