@@ -7,7 +7,7 @@ use crate::{
 };
 use gridchain_rpc_api::NodeInfo;
 use gridchain_runtime::{
-    reservations::Reservation,
+    reservations::{self, Reservation, ResultData, WorkloadSpec},
     tfgrid::{Farm, Resources},
     twins::Twin,
 };
@@ -434,6 +434,76 @@ pub fn reservation(conn: &Connection, id: u64) -> Result<Option<Reservation>, Db
         )
         .optional()?;
     Ok(data.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+/// One private network across nodes as the indexed reservations show it: the live reservations
+/// of `owner` whose network `network` is in a mesh, oldest first (the chain's members), with
+/// what each node reported.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshView {
+    pub owner: String,
+    pub network: String,
+    pub range: Option<String>,
+    pub members: Vec<MeshMemberView>,
+    /// The owner's WireGuard peers (address, base64 key), once each.
+    pub peers: Vec<(String, String)>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshMemberView {
+    pub reservation: u64,
+    pub node_id: u32,
+    pub subnet: String,
+    /// The node's WireGuard key and endpoint, once it reported them.
+    pub wireguard: Option<reservations::WireguardEndpoint>,
+}
+
+pub fn mesh(conn: &Connection, owner: &str, network: &str) -> Result<MeshView, DbError> {
+    let mut stmt = conn.prepare("SELECT data FROM reservations WHERE owner = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([owner], |r| r.get::<_, String>(0))?;
+    let mut view = MeshView {
+        owner: owner.to_string(),
+        network: network.to_string(),
+        range: None,
+        members: vec![],
+        peers: vec![],
+    };
+    for data in rows {
+        let r: Reservation = serde_json::from_str(&data?)?;
+        if r.is_deleted() {
+            continue;
+        }
+        for w in r.deployment.workloads.iter().filter(|w| w.name == network) {
+            let WorkloadSpec::Network {
+                ip_range,
+                mesh: Some(mesh),
+                ..
+            } = &w.spec
+            else {
+                continue;
+            };
+            view.range.get_or_insert_with(|| mesh.range.clone());
+            for p in &mesh.peers {
+                let key = p.public_key.to_base64();
+                if !view.peers.iter().any(|(_, k)| *k == key) {
+                    view.peers.push((p.ip.clone(), key));
+                }
+            }
+            let wireguard = r.results.iter().find_map(|x| match &x.data {
+                ResultData::Network { wireguard, .. } if x.name == network => wireguard.clone(),
+                _ => None,
+            });
+            view.members.push(MeshMemberView {
+                reservation: r.id,
+                node_id: r.node_id,
+                subnet: ip_range.clone(),
+                wireguard,
+            });
+        }
+    }
+    Ok(view)
 }
 
 /// Twins whose name contains `search` (all twins if empty), by id.

@@ -146,6 +146,22 @@ async fn grid_pages_and_api() {
     assert_eq!(get(addr, "/reservation/99").await.status, 404);
     assert_eq!(get(addr, "/api/reservation/-1").await.status, 400);
 
+    // The reservation's network is in a mesh: its page lists members and the owner's peers.
+    let owner = r["owner"].as_str().unwrap().to_string();
+    assert!(page.contains(&format!("/mesh/{owner}/net")));
+    let mesh = get(addr, &format!("/api/mesh/{owner}/net")).await.json();
+    assert_eq!(mesh["range"].as_str(), Some("10.9.0.0/16"), "{mesh}");
+    assert_eq!(mesh["members"][0]["subnet"].as_str(), Some("10.9.1.0/24"));
+    assert_eq!(
+        mesh["members"][0]["wireguard"]["endpoint"].as_str(),
+        Some("198.51.100.9:51820")
+    );
+    let page = get(addr, &format!("/mesh/{owner}/net")).await.body;
+    let node_key = gridchain_primitives::wireguard::WireguardKey([8; 32]).to_base64();
+    assert!(page.contains(&node_key) && page.contains("10.9.255.2"), "{page}");
+    assert_eq!(get(addr, &format!("/mesh/{owner}/other")).await.status, 404);
+    assert_eq!(get(addr, "/api/mesh/nobody/net").await.status, 400);
+
     // Twins: search by name; the account page shows the twin.
     let twins = get(addr, "/api/twins?q=charl").await.json();
     assert_eq!(twins["twins"]["total"].as_u64(), Some(1));

@@ -100,6 +100,29 @@ fn node_query(params: &HashMap<String, String>) -> Result<NodeQuery, WebError> {
     })
 }
 
+/// `/mesh/{owner}/{network}`: one private network across nodes, its members and peers.
+pub async fn mesh(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    format: Format,
+) -> Response {
+    let result = async {
+        let Path((owner, network)) =
+            path.map_err(|e| WebError::bad_request(format!("bad path: {e}")))?;
+        let owner = parse_address(&owner)?.to_string();
+        let view = read(&state, move |conn| grid_query::mesh(conn, &owner, &network)).await?;
+        if view.members.is_empty() {
+            return Err(WebError::not_found(format!(
+                "{} has no live mesh network {:?}",
+                view.owner, view.network
+            )));
+        }
+        Ok(view)
+    }
+    .await;
+    reply(format, result, grid_pages::mesh)
+}
+
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodesView {

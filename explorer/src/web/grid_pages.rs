@@ -7,11 +7,11 @@ use super::{
     pages::{account_link, block_link, card, json_value, layout, pager},
 };
 use crate::{
-    grid_query::{FarmRow, GridTotals, NodeDetail, NodeSort, NodeStatusFilter},
+    grid_query::{FarmRow, GridTotals, MeshView, NodeDetail, NodeSort, NodeStatusFilter},
     query::Paged,
 };
 use gridchain_runtime::{
-    reservations::{Reservation, WorkloadState},
+    reservations::{Reservation, WorkloadSpec, WorkloadState},
     tfgrid::{Resources, GIB},
 };
 use maud::{html, Markup};
@@ -382,7 +382,12 @@ pub fn reservation(r: &Reservation) -> Markup {
                             @let result = r.results.iter().find(|x| x.name == w.name);
                             tr {
                                 td.mono { (w.name) }
-                                td { (spec.get("type").and_then(|t| t.as_str()).unwrap_or("?")) }
+                                td {
+                                    (spec.get("type").and_then(|t| t.as_str()).unwrap_or("?"))
+                                    @if matches!(w.spec, WorkloadSpec::Network { mesh: Some(_), .. }) {
+                                        " · " a href=(format!("/mesh/{}/{}", r.owner, w.name)) { "mesh" }
+                                    }
+                                }
                                 td { @match result { Some(x) => (status_badge(&variant(x.state))), None => span.badge { "pending" } } }
                                 td.data { @match result {
                                     Some(x) if x.state == WorkloadState::Error => span.error { (x.message) },
@@ -392,6 +397,50 @@ pub fn reservation(r: &Reservation) -> Markup {
                                 td.data { @if let Some(x) = result { (json_value(&serde_json::to_value(&x.data).unwrap_or_default())) } }
                             }
                         }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn mesh(m: &MeshView) -> Markup {
+    layout(
+        &format!("Mesh {}", m.network),
+        &format!("/api/mesh/{}/{}", m.owner, m.network),
+        html! {
+            h1 { "Mesh " span.mono { (m.network) } }
+            dl.facts {
+                dt { "Owner" } dd { (account_link(&m.owner)) }
+                dt { "Range" } dd.mono { (m.range.as_deref().unwrap_or("?")) }
+                dt { "Members" } dd { (m.members.len()) " nodes" }
+            }
+            h2 { "Members" }
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Reservation" } th { "Node" } th { "Subnet" } th { "WireGuard key" } th { "Endpoint" } } }
+                    tbody {
+                        @for x in &m.members {
+                            tr {
+                                td { a href=(format!("/reservation/{}", x.reservation)) { "#" (x.reservation) } }
+                                td { (node_link(x.node_id)) }
+                                td.mono { (x.subnet) }
+                                @match &x.wireguard {
+                                    Some(wg) => { td.mono.wrap { (wg.public_key.to_base64()) } td.mono { (wg.endpoint) } }
+                                    None => { td.muted colspan="2" { "not reported yet" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Owner's peers" }
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Address" } th { "WireGuard key" } } }
+                    tbody {
+                        @for (ip, key) in &m.peers { tr { td.mono { (ip) } td.mono.wrap { (key) } } }
+                        @if m.peers.is_empty() { tr { td colspan="2" .muted { "None." } } }
                     }
                 }
             }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use gridchain_primitives::{Hash, Pair};
+use gridchain_primitives::{wireguard::WireguardKey, Hash, Pair};
 use gridchain_rpc_api::{
     jsonrpsee::ws_client::WsClient, AuthorApiClient, ChainApiClient, ExtrinsicInfo,
     GridchainApiClient, SystemApiClient,
@@ -11,7 +11,8 @@ use gridchain_rpc_api::{
 use gridchain_runtime::{
     balances, capacity,
     reservations::{
-        self, Deployment, ResultData, Workload, WorkloadResult, WorkloadSpec, WorkloadState,
+        self, Deployment, MeshPeer, MeshSpec, ResultData, WireguardEndpoint, Workload,
+        WorkloadResult, WorkloadSpec, WorkloadState,
     },
     tfgrid::{self, Location, Resources, GIB},
     twins, Call,
@@ -228,9 +229,15 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
             Workload {
                 name: "net".into(),
                 spec: WorkloadSpec::Network {
-                    ip_range: "10.9.0.0/16".into(),
+                    ip_range: "10.9.1.0/24".into(),
                     egress: false,
-                    mesh: None,
+                    mesh: Some(MeshSpec {
+                        range: "10.9.0.0/16".into(),
+                        peers: vec![MeshPeer {
+                            public_key: WireguardKey([7; 32]),
+                            ip: "10.9.255.2".into(),
+                        }],
+                    }),
                 },
             },
             Workload {
@@ -279,8 +286,11 @@ pub async fn make_grid_activity(node: &DevNode) -> GridActivity {
                     message: "bridge up".into(),
                     data: ResultData::Network {
                         subnet: "10.9.1.0/24".into(),
-                        gateway: None,
-                        wireguard: None,
+                        gateway: Some("10.9.1.1".into()),
+                        wireguard: Some(WireguardEndpoint {
+                            public_key: WireguardKey([8; 32]),
+                            endpoint: "198.51.100.9:51820".into(),
+                        }),
                     },
                 },
                 WorkloadResult {
