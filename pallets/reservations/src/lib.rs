@@ -12,7 +12,7 @@
 //! ```
 //!
 //! - A [`Deployment`] is metadata plus named [`Workload`]s: containers, zdb namespaces, private
-//!   networks and volumes. Containers mount volumes and join networks of the same deployment by
+//!   networks (which may span nodes: [`mesh`]), volumes and public IPs. Containers mount volumes and join networks of the same deployment by
 //!   name. Secrets (zdb passwords, [`EnvValue::Sealed`] environment values) are sealed by the
 //!   client to the node's key with `gridchain_primitives::seal`; the chain only stores the sealed
 //!   bytes and checks they are at least as long as the seal's overhead.
