@@ -890,6 +890,12 @@ impl Session {
         };
         let property = args[2].to_ascii_lowercase();
         let value = &args[3];
+        // As 0-db: `default` takes mode, lock and freeze; its size and access are the server's
+        // flags (`--maxsize`, `--protect`), not a client's to change.
+        if name == DEFAULT_NAMESPACE && !matches!(property.as_slice(), b"mode" | b"lock" | b"freeze")
+        {
+            fail!(out, "Cannot update default namespace");
+        }
         let flag = match value.as_ref() {
             b"1" => Some(true),
             b"0" => Some(false),

@@ -67,9 +67,13 @@ pub struct ZdbConfig {
     pub default_maxsize: u64,
     /// `maxsize` of the `default` namespace, which every client may use
     /// without credentials (0 = unlimited). Applied at every start, also to a
-    /// `default` namespace created earlier; `NSSET default maxsize` changes
-    /// it until the next start.
+    /// `default` namespace created earlier. Clients cannot change it (`NSSET
+    /// default maxsize` is refused, as in 0-db).
     pub default_namespace_maxsize: u64,
+    /// 0-db's `--protect`: the `default` namespace's password is the admin
+    /// password, so anyone may read it and only who gives that password
+    /// (`SELECT default <password>`) may write. Needs `admin_password`.
+    pub protect: bool,
     /// Connections beyond this are refused with an error.
     pub max_clients: usize,
     /// A partially received request must complete within this time.
@@ -130,6 +134,7 @@ impl ZdbConfig {
             durability: Durability::OsBuffered,
             default_maxsize: 0,
             default_namespace_maxsize: DEFAULT_NAMESPACE_MAXSIZE,
+            protect: false,
             max_clients: 1024,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

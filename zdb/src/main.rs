@@ -50,6 +50,10 @@ struct Args {
     /// (0-db's --maxsize); 0 is unlimited.
     #[arg(long, default_value_t = zdb::config::DEFAULT_NAMESPACE_MAXSIZE)]
     maxsize: u64,
+    /// Protect the default namespace with the admin password: readable by all, writable only
+    /// after `SELECT default <admin password>` (0-db's --protect; needs --admin).
+    #[arg(long)]
+    protect: bool,
     /// Size limit (bytes of payload) given to namespaces created by NSNEW; 0 is unlimited.
     #[arg(long, default_value_t = 0)]
     ns_maxsize: u64,
@@ -85,6 +89,7 @@ fn config_from(args: Args) -> Result<ZdbConfig> {
         (false, None) => Durability::OsBuffered,
     };
     config.default_namespace_maxsize = args.maxsize;
+    config.protect = args.protect;
     config.default_maxsize = args.ns_maxsize;
     config.max_clients = args.max_clients;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);

@@ -100,6 +100,15 @@ impl Server {
             forced_mode: config.mode,
             default_maxsize: config.default_maxsize,
             default_namespace_maxsize: config.default_namespace_maxsize,
+            default_namespace_password: match (config.protect, &config.admin_password) {
+                (false, _) => None,
+                (true, Some(password)) => Some(password.clone()),
+                (true, None) => {
+                    return Err(ServerError::Config(
+                        "protected mode only works with an admin password".into(),
+                    ))
+                }
+            },
         };
         let (data, index) = (config.data_dir.clone(), config.index_dir.clone());
         let cache_bytes = config.cache_bytes;

@@ -532,53 +532,90 @@ fn default_namespace_limit_follows_the_flag_at_every_start() {
     let info: String = q(&mut c, &[b"NSINFO", b"default"]);
     assert!(info.contains("data_limits_bytes: 100"), "{info}");
     assert_eq!(q::<i64>(&mut c, &[b"LENGTH", b"big"]), 200);
-    // the admin can still change it at run time
-    q::<String>(&mut c, &[b"NSSET", b"default", b"maxsize", b"1000"]);
-    q::<Vec<u8>>(&mut c, &[b"SET", b"more", b"0123456789"]);
+    // nobody changes it at run time (0-db's words), not even the admin of a server without one
+    assert!(qerr(&mut c, &[b"NSSET", b"default", b"maxsize", b"1000"])
+        .contains("Cannot update default namespace"));
+    assert!(qerr(&mut c, &[b"SET", b"more", b"0123456789"]).contains("No space left"));
     drop(c);
     server.terminate();
 }
 
-/// The admin can make `default` private like any namespace (a zdb extension:
-/// 0-db refuses NSSET password/public on it); it stays so after a restart.
+/// As in 0-db, `default` takes only mode, lock and freeze from `NSSET`; its size and access are
+/// the server's flags. `--protect` makes it readable by all and writable only with the admin
+/// password (`SELECT default <password>`), and that holds after a restart with the flag; without
+/// it, the same data is open again (nothing a client did persists on `default`).
 #[test]
-fn default_namespace_can_be_made_private() {
-    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+fn default_namespace_settings_are_the_servers_and_protect_guards_its_writes() {
+    let s = InProcess::start_with(|c| {
+        c.admin_password = Some("adminpw".into());
+        c.protect = true;
+    });
     let mut admin = s.client();
     q::<String>(&mut admin, &[b"AUTH", b"adminpw"]);
-    q::<Vec<u8>>(&mut admin, &[b"SET", b"k", b"v"]);
-    q::<String>(&mut admin, &[b"NSSET", b"default", b"password", b"dpw"]);
-    q::<String>(&mut admin, &[b"NSSET", b"default", b"public", b"0"]);
+    for (property, value) in [
+        (&b"password"[..], &b"dpw"[..]),
+        (b"public", b"0"),
+        (b"maxsize", b"1"),
+        (b"worm", b"1"),
+    ] {
+        assert!(qerr(&mut admin, &[b"NSSET", b"default", property, value])
+            .contains("Cannot update default namespace"));
+    }
+    // lock is one of the three it takes (and gives back)
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"lock", b"1"]);
+    q::<String>(&mut admin, &[b"NSSET", b"default", b"lock", b"0"]);
     let info: String = q(&mut admin, &[b"NSINFO", b"default"]);
     assert!(
-        info.contains("public: no") && info.contains("password: yes"),
+        info.contains("public: yes") && info.contains("password: yes"),
         "{info}"
     );
 
-    let check_private = |s: &InProcess| {
+    let check_protected = |s: &InProcess| {
         let mut anon = s.client();
-        assert!(qerr(&mut anon, &[b"GET", b"k"]).contains("Namespace protected and private"));
-        assert!(qerr(&mut anon, &[b"SET", b"k2", b"v"]).contains("Namespace protected and private"));
-        assert!(qerr(&mut anon, &[b"DBSIZE"]).contains("Namespace protected and private"));
-        assert!(qerr(&mut anon, &[b"SELECT", b"default"]).contains("protected and private"));
+        assert!(qerr(&mut anon, &[b"SET", b"k", b"v"]).contains("read-only"));
         assert!(qerr(&mut anon, &[b"SELECT", b"default", b"bad"]).contains("Access denied"));
+        q::<String>(&mut anon, &[b"SELECT", b"default", b"adminpw"]);
+        q::<Vec<u8>>(&mut anon, &[b"SET", b"k", b"v"]);
+        let mut reader = s.client();
         assert_eq!(
-            q::<String>(&mut anon, &[b"SELECT", b"default", b"dpw"]),
-            "OK"
-        );
-        assert_eq!(
-            q::<Option<Vec<u8>>>(&mut anon, &[b"GET", b"k"]),
+            q::<Option<Vec<u8>>>(&mut reader, &[b"GET", b"k"]),
             Some(b"v".to_vec())
         );
-        q::<Vec<u8>>(&mut anon, &[b"SET", b"k2", b"v"]);
     };
-    check_private(&s);
+    check_protected(&s);
     drop(admin);
     let dir = s.stop();
     let mut config = zdb::ZdbConfig::ephemeral(dir.path());
     config.admin_password = Some("adminpw".into());
+    config.protect = true;
     let s = InProcess::start_in(dir, config);
-    check_private(&s);
+    check_protected(&s);
+    let dir = s.stop();
+    // Without --protect the same data is open to all again.
+    let config = zdb::ZdbConfig::ephemeral(dir.path());
+    let s = InProcess::start_in(dir, config);
+    let mut anon = s.client();
+    q::<Vec<u8>>(&mut anon, &[b"SET", b"k2", b"v"]);
+}
+
+/// `--protect` without an admin password is refused at start, as 0-db does.
+#[test]
+fn protect_needs_an_admin_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdb"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--index")
+        .arg(dir.path().join("index"))
+        .args(["--port", "0", "--protect"])
+        .output()
+        .expect("run zdb");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only works with an admin password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `NSSET ns password` ends what the old password (or the absence of one)
@@ -654,20 +691,15 @@ fn password_change_ends_access_given_by_the_old_password() {
     assert!(qerr(&mut writer, &[b"SET", b"a", b"2"]).contains("Namespace is in read-only mode"));
     assert!(qerr(&mut writer, &[b"DEL", b"a"]).contains("Namespace is in read-only mode"));
 
-    // sessions that entered while there was no password, default namespace included
+    // sessions that entered while there was no password
     q::<String>(&mut admin, &[b"NSNEW", b"o"]);
-    let mut open = s.client();
-    q::<Vec<u8>>(&mut open, &[b"SET", b"d", b"1"]);
     let mut open_o = s.client();
     q::<String>(&mut open_o, &[b"SELECT", b"o"]);
     q::<Vec<u8>>(&mut open_o, &[b"SET", b"x", b"1"]);
-    for ns in [&b"o"[..], b"default"] {
-        q::<String>(&mut admin, &[b"NSSET", ns, b"password", b"pw"]);
-        q::<String>(&mut admin, &[b"NSSET", ns, b"public", b"0"]);
-    }
+    q::<String>(&mut admin, &[b"NSSET", b"o", b"password", b"pw"]);
+    q::<String>(&mut admin, &[b"NSSET", b"o", b"public", b"0"]);
     assert!(qerr(&mut open_o, &[b"GET", b"x"]).contains("Namespace protected and private"));
-    assert!(qerr(&mut open, &[b"GET", b"d"]).contains("Namespace protected and private"));
-    assert!(qerr(&mut open, &[b"SET", b"d", b"2"]).contains("Namespace protected and private"));
+    assert!(qerr(&mut open_o, &[b"SET", b"x", b"2"]).contains("Namespace protected and private"));
 }
 
 /// Multibulk headers 0-db refuses at once, in its words: `*0` (`-Missing arguments`, and the

@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub default_maxsize: u64,
     /// Applied to the `default` namespace at every open.
     pub default_namespace_maxsize: u64,
+    /// The `default` namespace's password, applied at every open (0-db's `--protect`: the
+    /// admin password, so writing needs it; `None`: open to all). Clients cannot change it.
+    pub default_namespace_password: Option<String>,
 }
 
 /// Errors a command can get from a namespace; the text is what the client sees.
@@ -709,9 +712,20 @@ impl Namespace {
                 s
             }
         };
-        if name == DEFAULT_NAMESPACE && settings.maxsize != config.default_namespace_maxsize {
-            settings.maxsize = config.default_namespace_maxsize;
-            settings.save(&settings_path)?;
+        if name == DEFAULT_NAMESPACE {
+            // Only the server's flags decide what `default` is, as in 0-db: a setting an older
+            // zdb let a client persist on it does not outlive a restart.
+            let wanted = NsSettings {
+                maxsize: config.default_namespace_maxsize,
+                password: config.default_namespace_password.clone(),
+                public: true,
+                worm: false,
+                ..settings.clone()
+            };
+            if wanted != settings {
+                settings = wanted;
+                settings.save(&settings_path)?;
+            }
         }
 
         let manifest_path = data_dir.join("manifest");
