@@ -487,13 +487,13 @@ impl Session {
         true
     }
 
+    /// `AUTH password` and `AUTH SECURE CHALLENGE|hash`, in 0-db's order: a challenge is
+    /// issued whether or not the server has an admin password (`SELECT ns SECURE` needs one
+    /// too), the rest needs it.
     fn auth(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
         if !self.arity(args, 2, 3, out) {
             return false;
         }
-        let Some(password) = self.shared.config.admin_password.clone() else {
-            fail!(out, "Authentication disabled");
-        };
         if args.len() == 3 {
             if !args[1].eq_ignore_ascii_case(b"SECURE") {
                 fail!(out, "Only SECURE extra method supported");
@@ -504,12 +504,20 @@ impl Session {
                 self.nonce = Some(nonce);
                 return true;
             }
+        }
+        let Some(password) = self.shared.config.admin_password.clone() else {
+            fail!(out, "Authentication disabled");
+        };
+        if args.len() == 3 {
             let Some(nonce) = self.nonce.take() else {
                 fail!(
                     out,
                     "No CHALLENGE requested, secure authentication not available"
                 );
             };
+            if args[2].len() != 40 {
+                fail!(out, "Invalid hash length");
+            }
             if !self.password_check_allowed(out) {
                 return false;
             }
@@ -518,6 +526,9 @@ impl Session {
                 return false;
             }
         } else {
+            if args[1].len() > 128 {
+                fail!(out, "Password too long");
+            }
             if !self.password_check_allowed(out) {
                 return false;
             }

@@ -40,6 +40,23 @@ fn system_commands() {
     assert!(qerr(&mut c, &[b"GET"]).contains("wrong number of arguments for 'get'"));
     assert!(qerr(&mut c, &[b"SET", b"k"]).contains("wrong number of arguments"));
     assert!(qerr(&mut c, &[b"AUTH", b"x"]).contains("Authentication disabled"));
+    // As 0-db: a challenge is issued without an admin password (SELECT ns SECURE needs it),
+    // answering it is not.
+    let nonce: String = q(&mut c, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
+    assert_eq!(nonce.len(), 16, "{nonce}");
+    assert!(qerr(&mut c, &[b"AUTH", b"SECURE", b"00"]).contains("Authentication disabled"));
+}
+
+/// `AUTH SECURE` with a hash of the wrong length, and an over-long password, are refused in
+/// 0-db's words before any check counts against the client.
+#[test]
+fn auth_refuses_malformed_answers_in_0_db_words() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut c = s.client();
+    q::<String>(&mut c, &[b"AUTH", b"SECURE", b"CHALLENGE"]);
+    assert!(qerr(&mut c, &[b"AUTH", b"SECURE", b"abc"]).contains("Invalid hash length"));
+    assert!(qerr(&mut c, &[b"AUTH", &[b'p'; 129]]).contains("Password too long"));
+    assert_eq!(q::<String>(&mut c, &[b"AUTH", b"adminpw"]), "OK");
 }
 
 #[test]
