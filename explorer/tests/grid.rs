@@ -158,7 +158,10 @@ async fn grid_pages_and_api() {
     );
     let page = get(addr, &format!("/mesh/{owner}/net")).await.body;
     let node_key = gridchain_primitives::wireguard::WireguardKey([8; 32]).to_base64();
-    assert!(page.contains(&node_key) && page.contains("10.9.255.2"), "{page}");
+    assert!(
+        page.contains(&node_key) && page.contains("10.9.255.2"),
+        "{page}"
+    );
     assert_eq!(get(addr, &format!("/mesh/{owner}/other")).await.status, 404);
     assert_eq!(get(addr, "/api/mesh/nobody/net").await.status, 400);
 

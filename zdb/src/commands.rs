@@ -903,7 +903,8 @@ impl Session {
         let value = &args[3];
         // As 0-db: `default` takes mode, lock and freeze; its size and access are the server's
         // flags (`--maxsize`, `--protect`), not a client's to change.
-        if name == DEFAULT_NAMESPACE && !matches!(property.as_slice(), b"mode" | b"lock" | b"freeze")
+        if name == DEFAULT_NAMESPACE
+            && !matches!(property.as_slice(), b"mode" | b"lock" | b"freeze")
         {
             fail!(out, "Cannot update default namespace");
         }

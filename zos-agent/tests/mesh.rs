@@ -65,11 +65,23 @@ fn web(name: &str, body: &str, ip: &str) -> Workload {
     w
 }
 
-fn deployment(workloads: Vec<Workload>) -> Deployment {
-    Deployment {
+/// `who` reserves `workloads` on `node`; returns the id once every workload is Ok.
+async fn reserve_deployed(
+    grid: &LocalGrid,
+    who: &Pair,
+    node: u32,
+    workloads: Vec<Workload>,
+) -> u64 {
+    let deployment = Deployment {
         metadata: String::new(),
         workloads,
-    }
+    };
+    let id = reserve(grid, who, node, deployment).await;
+    wait_for(&grid.client, id, "all Ok", |r| {
+        all_ok(r) && r.state == ReservationState::Deployed
+    })
+    .await;
+    id
 }
 
 /// Polls `probe` until it gives `want` (60 s at most); each probe waits at most 5 s itself.
@@ -80,7 +92,10 @@ fn until(what: &str, want: Option<&str>, probe: impl Fn() -> Option<String>) {
         if got.as_deref() == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: got {got:?}, want {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: got {got:?}, want {want:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -158,11 +173,11 @@ async fn two_nodes(name: &str) -> TwoNodes {
     let bob = Pair::dev("Bob");
     let genesis = grid.client.block_hash(Some(0)).await.unwrap().unwrap();
     let laptop = WireguardSecret::derive(&bob.seed(), &wireguard::user_context(&genesis.0, "net"));
-    let on_a = reserve(
+    let on_a = reserve_deployed(
         &grid,
         &bob,
         node_a,
-        deployment(vec![
+        vec![
             member(
                 "10.60.1.0/24",
                 vec![MeshPeer {
@@ -171,25 +186,19 @@ async fn two_nodes(name: &str) -> TwoNodes {
                 }],
             ),
             web("a", "from-a", "10.60.1.2"),
-        ]),
+        ],
     )
     .await;
-    let on_b = reserve(
+    let on_b = reserve_deployed(
         &grid,
         &bob,
         node_b,
-        deployment(vec![
+        vec![
             member("10.60.2.0/24", vec![]),
             web("b", "from-b", "10.60.2.2"),
-        ]),
+        ],
     )
     .await;
-    for id in [on_a, on_b] {
-        wait_for(&grid.client, id, "all Ok", |r| {
-            all_ok(r) && r.state == ReservationState::Deployed
-        })
-        .await;
-    }
     TwoNodes {
         dir,
         hosts,
@@ -234,19 +243,15 @@ async fn containers_on_two_nodes_and_the_owners_laptop_share_one_private_network
     // Charlie: the same network name, a range overlapping Bob's subnet on A, on node B.
     let charlie = Pair::dev("Charlie");
     create_twin(&grid, &charlie, "charlie").await;
-    let charlies = reserve(
+    let charlies = reserve_deployed(
         &grid,
         &charlie,
         node_b,
-        deployment(vec![
+        vec![
             member("10.60.1.0/24", vec![]),
             web("c", "from-charlie", "10.60.1.2"),
-        ]),
+        ],
     )
-    .await;
-    wait_for(client, charlies, "all Ok", |r| {
-        all_ok(r) && r.state == ReservationState::Deployed
-    })
     .await;
     let mesh = GridApiClient::mesh(client, bob.public().to_string(), "net".into(), None)
         .await
@@ -264,18 +269,29 @@ async fn containers_on_two_nodes_and_the_owners_laptop_share_one_private_network
         container_of(&tag_b, on_b, "b"),
         container_of(&tag_b, charlies, "c"),
     );
-    until("A to B", Some("from-b"), || fetch(&a, "http://10.60.2.2:8080/"));
+    until("A to B", Some("from-b"), || {
+        fetch(&a, "http://10.60.2.2:8080/")
+    });
     // B's 10.60.1.2 is Bob's container on A, never Charlie's on B itself.
-    until("B to A", Some("from-a"), || fetch(&b, "http://10.60.1.2:8080/"));
+    until("B to A", Some("from-a"), || {
+        fetch(&b, "http://10.60.1.2:8080/")
+    });
     // Charlie's network is his alone: Bob's containers are not in it.
-    assert_eq!(fetch(&c, "http://10.60.2.2:8080/"), None, "Charlie reached Bob");
+    assert_eq!(
+        fetch(&c, "http://10.60.2.2:8080/"),
+        None,
+        "Charlie reached Bob"
+    );
     until("Charlie's own", Some("from-charlie"), || {
         fetch(&c, "http://10.60.1.2:8080/")
     });
 
     // The owner's laptop joins with what `grid reservation vpn` prints.
     let vpn = Command::new(gridchain_tests::binary("grid"))
-        .args(["--rpc", &format!("ws://127.0.0.1:{}", grid.chain_node.rpc_port)])
+        .args([
+            "--rpc",
+            &format!("ws://127.0.0.1:{}", grid.chain_node.rpc_port),
+        ])
         .args(["reservation", "vpn", &on_a.to_string(), "--from", "//Bob"])
         .output()
         .unwrap();
@@ -285,7 +301,10 @@ async fn containers_on_two_nodes_and_the_owners_laptop_share_one_private_network
         String::from_utf8_lossy(&vpn.stderr)
     );
     let config = String::from_utf8(vpn.stdout).unwrap();
-    assert!(config.contains(&format!("Address = {LAPTOP}/32")), "{config}");
+    assert!(
+        config.contains(&format!("Address = {LAPTOP}/32")),
+        "{config}"
+    );
     let conf = dir.path().join("gcvpn0.conf");
     std::fs::write(&conf, &config).unwrap();
     let up = hosts.exec(2, "wg-quick", &["up", conf.to_str().unwrap()]);
@@ -295,7 +314,11 @@ async fn containers_on_two_nodes_and_the_owners_laptop_share_one_private_network
         String::from_utf8_lossy(&up.stderr)
     );
     let from_laptop = |url: &str| {
-        let out = hosts.exec(2, "timeout", &["5", "busybox", "wget", "-q", "-O", "-", url]);
+        let out = hosts.exec(
+            2,
+            "timeout",
+            &["5", "busybox", "wget", "-q", "-O", "-", url],
+        );
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -318,8 +341,15 @@ async fn containers_on_two_nodes_and_the_owners_laptop_share_one_private_network
     let router_b = router_of(&tag_b).expect("B has a router");
     // Bob's and Charlie's routers on B both go.
     while let Some(ns) = router_of(&tag_b) {
-        let del = Command::new("ip").args(["netns", "del", &ns]).output().unwrap();
-        assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+        let del = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .output()
+            .unwrap();
+        assert!(
+            del.status.success(),
+            "{}",
+            String::from_utf8_lossy(&del.stderr)
+        );
     }
     until("A to B while B is down", None, || {
         fetch(&a, "http://10.60.2.2:8080/")
@@ -476,7 +506,9 @@ async fn bench_mesh_throughput_beside_plain_veth_and_wireguard_go() {
         container_of(&t.tag_a, t.on_a, "a"),
         container_of(&t.tag_b, t.on_b, "b"),
     );
-    until("A to B", Some("from-b"), || fetch(&a, "http://10.60.2.2:8080/"));
+    until("A to B", Some("from-b"), || {
+        fetch(&a, "http://10.60.2.2:8080/")
+    });
     // The peer by hand: wireguard-go between the two hosts' own namespaces.
     let tag = std::process::id() % 100_000;
     let (wg0, wg1) = (format!("gcbw{tag}a"), format!("gcbw{tag}b"));
@@ -486,7 +518,11 @@ async fn bench_mesh_throughput_beside_plain_veth_and_wireguard_go() {
     for (host, (name, other)) in [(0usize, (&wg0, 1usize)), (1, (&wg1, 0))] {
         let run = |args: &[&str]| {
             let out = t.hosts.exec(host, args[0], &args[1..]);
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         run(&["wireguard-go", name]);
         let key_file = t.dir.path().join(format!("wg{host}.key"));
@@ -506,7 +542,14 @@ async fn bench_mesh_throughput_beside_plain_veth_and_wireguard_go() {
             "allowed-ips",
             &format!("10.250.0.{}/32", other + 1),
         ]);
-        run(&["ip", "addr", "add", &format!("10.250.0.{}/24", host + 1), "dev", name]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.250.0.{}/24", host + 1),
+            "dev",
+            name,
+        ]);
         run(&["ip", "link", "set", name, "up"]);
     }
     let ns = |i: usize| vec!["ip", "netns", "exec", t.hosts.name(i)];
@@ -518,7 +561,11 @@ async fn bench_mesh_throughput_beside_plain_veth_and_wireguard_go() {
     for _ in 0..5 {
         veth.push(iperf(&ns(1), &ns(0), t.hosts.ip(1)));
         by_hand.push(iperf(&ns(1), &ns(0), "10.250.0.2"));
-        mesh.push(iperf(&in_container(&pid_b), &in_container(&pid_a), "10.60.2.2"));
+        mesh.push(iperf(
+            &in_container(&pid_b),
+            &in_container(&pid_a),
+            "10.60.2.2",
+        ));
     }
     let veth = spread("plain veth (host A to host B)", &mut veth);
     let by_hand = spread("wireguard-go by hand (host A to host B)", &mut by_hand);

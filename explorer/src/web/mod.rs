@@ -179,8 +179,14 @@ pub fn router(state: AppState) -> Router {
             "/api/reservation/{id}",
             get(|s, p| grid::reservation(s, p, Json)),
         )
-        .route("/mesh/{owner}/{network}", get(|s, p| grid::mesh(s, p, Html)))
-        .route("/api/mesh/{owner}/{network}", get(|s, p| grid::mesh(s, p, Json)))
+        .route(
+            "/mesh/{owner}/{network}",
+            get(|s, p| grid::mesh(s, p, Html)),
+        )
+        .route(
+            "/api/mesh/{owner}/{network}",
+            get(|s, p| grid::mesh(s, p, Json)),
+        )
         .route("/twins", get(|s, q| grid::twins(s, q, Html)))
         .route("/api/twins", get(|s, q| grid::twins(s, q, Json)))
         .route("/search", get(|s, q| search(s, q, Html)))

@@ -155,7 +155,10 @@ pub(crate) fn check_spec(network: &str, spec: &MeshSpec, ip_range: &str) -> Resu
     if subnet.prefix < range.prefix || !range.contains(&subnet.addr) {
         return Err(conflict(
             network,
-            format!("ipRange {ip_range} is not inside the mesh range {}", spec.range),
+            format!(
+                "ipRange {ip_range} is not inside the mesh range {}",
+                spec.range
+            ),
         ));
     }
     if spec.peers.len() > MAX_MESH_PEERS {
@@ -188,7 +191,10 @@ pub(crate) fn check_spec(network: &str, spec: &MeshSpec, ip_range: &str) -> Resu
         {
             return Err(conflict(
                 network,
-                format!("peer {} or its address {ip} is listed twice", peer.public_key),
+                format!(
+                    "peer {} or its address {ip} is listed twice",
+                    peer.public_key
+                ),
             ));
         }
     }
@@ -257,7 +263,10 @@ pub(crate) fn join<E>(ctx: &mut Context<E>, r: &Reservation) -> Result<(), Error
             if let Some(s) = members_subnets.iter().find(|s| s.contains(&ip)) {
                 return Err(conflict(
                     network,
-                    format!("peer address {ip} is inside member subnet {}/{}", s.addr, s.prefix),
+                    format!(
+                        "peer address {ip} is inside member subnet {}/{}",
+                        s.addr, s.prefix
+                    ),
                 ));
             }
         }
@@ -335,7 +344,10 @@ pub fn meshes_of<E>(ctx: &Context<E>, hosted: &[Reservation]) -> Vec<Mesh> {
     let mut out: Vec<Mesh> = Vec::new();
     for r in hosted.iter().filter(|r| !r.is_deleted()) {
         for (network, _, _) in mesh_networks(r) {
-            if out.iter().any(|m| m.owner == r.owner && m.network == network) {
+            if out
+                .iter()
+                .any(|m| m.owner == r.owner && m.network == network)
+            {
                 continue;
             }
             out.extend(mesh(ctx, &r.owner, network));

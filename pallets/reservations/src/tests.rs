@@ -1253,8 +1253,16 @@ fn meshes_admit_one_disjoint_member_per_node_and_forget_members_that_end() {
         let before = (next_id(ctx), mesh::mesh(ctx, &a.bob, "net"));
         for (node_id, d, why) in [
             (2, mesh_member("10.40.0.0/23", range, vec![]), "overlaps"),
-            (1, mesh_member("10.40.2.0/24", range, vec![]), "one member per node"),
-            (2, mesh_member("10.40.2.0/24", "10.40.0.0/15", vec![]), "range is"),
+            (
+                1,
+                mesh_member("10.40.2.0/24", range, vec![]),
+                "one member per node",
+            ),
+            (
+                2,
+                mesh_member("10.40.2.0/24", "10.40.0.0/15", vec![]),
+                "range is",
+            ),
             (
                 2,
                 mesh_member("10.40.2.0/24", range, vec![peer(8, "10.40.255.2")]),
@@ -1271,7 +1279,11 @@ fn meshes_admit_one_disjoint_member_per_node_and_forget_members_that_end() {
                 matches!(err, Error::MeshConflict { .. }) && err.to_string().contains(why),
                 "{why}: {err}"
             );
-            assert_eq!((next_id(ctx), mesh::mesh(ctx, &a.bob, "net")), before, "{why}");
+            assert_eq!(
+                (next_id(ctx), mesh::mesh(ctx, &a.bob, "net")),
+                before,
+                "{why}"
+            );
         }
         // Another owner's mesh of the same name and range is another mesh.
         try_reserve(ctx, a.alice, 1, mesh_member("10.40.1.0/24", range, vec![])).unwrap();
@@ -1323,7 +1335,10 @@ fn meshes_admit_one_disjoint_member_per_node_and_forget_members_that_end() {
             endpoint: "x".repeat(mesh::MAX_ENDPOINT_LEN + 1),
             ..wg.clone()
         };
-        assert_eq!(dispatch(ctx, node2, report(&long)), Err(Error::ResultTooLarge));
+        assert_eq!(
+            dispatch(ctx, node2, report(&long)),
+            Err(Error::ResultTooLarge)
+        );
         dispatch(ctx, node2, report(&wg)).unwrap();
         let m = mesh::mesh(ctx, &a.bob, "net").unwrap();
         assert_eq!(m.members[1].wireguard.as_ref(), Some(&wg));

@@ -153,7 +153,9 @@ pub enum ReservationCommand {
     },
     /// Print a WireGuard config (for `wg-quick`) that joins this machine to a reservation's
     /// private network across nodes, as the owner's peer the deployment lists without a key.
-    #[command(after_help = "Example:\n  grid reservation vpn 7 > gridnet.conf && sudo wg-quick up ./gridnet.conf")]
+    #[command(
+        after_help = "Example:\n  grid reservation vpn 7 > gridnet.conf && sudo wg-quick up ./gridnet.conf"
+    )]
     Vpn {
         /// Reservation id (any member of the mesh).
         id: ReservationId,
@@ -421,7 +423,10 @@ async fn node_account<C: NodeClient>(node: &Node<'_, C>, node_id: NodeId) -> Res
 
 /// The signer's own WireGuard secret for network `network` of chain `genesis`.
 fn own_peer_secret(signer: &Pair, genesis: &Hash, network: &str) -> WireguardSecret {
-    WireguardSecret::derive(&signer.seed(), &wireguard::user_context(&genesis.0, network))
+    WireguardSecret::derive(
+        &signer.seed(),
+        &wireguard::user_context(&genesis.0, network),
+    )
 }
 
 /// `grid reservation vpn`: a wg-quick config for the signer's own peer of a mesh.
@@ -480,7 +485,9 @@ async fn vpn<C: NodeClient>(
                      AllowedIPs = {}\nPersistentKeepalive = 25\n",
                     m.node_id, m.reservation, wg.public_key, wg.endpoint, m.subnet
                 ));
-                members.push(json!({"nodeId": m.node_id, "subnet": m.subnet, "endpoint": wg.endpoint}));
+                members.push(
+                    json!({"nodeId": m.node_id, "subnet": m.subnet, "endpoint": wg.endpoint}),
+                );
             }
             None => text.push_str(&format!(
                 "\n# node {} (reservation {}, {}) has not reported its WireGuard key yet\n",

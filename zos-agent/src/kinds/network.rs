@@ -31,7 +31,12 @@ pub struct NetworkKind {
 }
 
 impl NetworkKind {
-    pub fn new(networks: Networks, egress: Egress, secrets: Secrets, mesh: MeshConfig) -> NetworkKind {
+    pub fn new(
+        networks: Networks,
+        egress: Egress,
+        secrets: Secrets,
+        mesh: MeshConfig,
+    ) -> NetworkKind {
         NetworkKind {
             networks,
             egress,
@@ -68,11 +73,7 @@ impl NetworkKind {
     ) -> Result<WireguardEndpoint, String> {
         let secret = WireguardSecret::derive(
             &self.secrets.node_seed,
-            &wireguard::node_context(
-                &self.secrets.genesis_hash.0,
-                &r.owner.0,
-                &w.name,
-            ),
+            &wireguard::node_context(&self.secrets.genesis_hash.0, &r.owner.0, &w.name),
         );
         let port = u16::try_from(u32::from(self.mesh.port_base) + u32::from(link.link))
             .map_err(|_| "this node has no WireGuard port left for another mesh".to_string())?;
@@ -98,7 +99,10 @@ impl NetworkKind {
             endpoint: None,
             allowed: vec![format!("{}/32", p.ip)],
         }));
-        let (namespace, name) = (self.egress.namespace(&link.bridge), self.egress.mesh_interface(&link));
+        let (namespace, name) = (
+            self.egress.namespace(&link.bridge),
+            self.egress.mesh_interface(&link),
+        );
         let private_key = secret.to_base64();
         tokio::task::spawn_blocking(move || {
             mesh::ensure(&WgInterface {
@@ -179,7 +183,10 @@ impl NetworkKind {
                 Some(self.ensure_mesh(r, w, &link, record).await?)
             }
             None => {
-                let (ns, name) = (self.egress.namespace(&link.bridge), self.egress.mesh_interface(&link));
+                let (ns, name) = (
+                    self.egress.namespace(&link.bridge),
+                    self.egress.mesh_interface(&link),
+                );
                 tokio::task::spawn_blocking(move || mesh::remove(&ns, &name))
                     .await
                     .map_err(|e| e.to_string())?

@@ -135,7 +135,12 @@ impl Egress {
     /// wireguard-go's control socket (`/var/run/wireguard/<name>.sock`) is one per machine,
     /// not per namespace: two agents on one machine must not share a name.
     pub fn mesh_interface(&self, link: &EgressLink) -> String {
-        let tag: String = self.node_tag.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
+        let tag: String = self
+            .node_tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(6)
+            .collect();
         format!("gw{tag}{}", &link.stem()["gce".len()..])
     }
 
@@ -249,14 +254,29 @@ impl Egress {
         in_ns(&["link", "set", &router, "up"])?;
         in_ns(&["route", "replace", "default", "via", &host_ip.to_string()])?;
         // NAT in the router: the node sees only the router's link address.
-        ns_rule(&ns, "nat", "POSTROUTING", &["-o", &router, "-j", "MASQUERADE"])?;
+        ns_rule(
+            &ns,
+            "nat",
+            "POSTROUTING",
+            &["-o", &router, "-j", "MASQUERADE"],
+        )?;
         // The way out is for this node's containers: a mesh peer does not exit through it.
-        ns_rule(&ns, "filter", "FORWARD", &["!", "-i", "lan", "-o", &router, "-j", "DROP"])?;
+        ns_rule(
+            &ns,
+            "filter",
+            "FORWARD",
+            &["!", "-i", "lan", "-o", &router, "-j", "DROP"],
+        )?;
         self.node_rules(&host, &format!("{host_ip}/30"), true)
     }
 
     /// Removes the link net and the node's rules of `bridge`'s router, keeping the router.
-    fn remove_way_out(&self, bridge: &str, link: u16, host_ip: &Ipv4Addr) -> Result<(), NetworkError> {
+    fn remove_way_out(
+        &self,
+        bridge: &str,
+        link: u16,
+        host_ip: &Ipv4Addr,
+    ) -> Result<(), NetworkError> {
         let probe = EgressLink {
             bridge: bridge.to_string(),
             gateway: Ipv4Addr::UNSPECIFIED,
@@ -398,12 +418,19 @@ pub(crate) fn link_chain(
 }
 
 /// Appends `rule` to `chain` of `table` in namespace `ns` unless it is there.
-pub(crate) fn ns_rule(ns: &str, table: &str, chain: &str, rule: &[&str]) -> Result<(), NetworkError> {
+pub(crate) fn ns_rule(
+    ns: &str,
+    table: &str,
+    chain: &str,
+    rule: &[&str],
+) -> Result<(), NetworkError> {
     let args = |op: &'static str| -> Vec<&str> {
-        ["netns", "exec", ns, "iptables", "-w", "-t", table, op, chain]
-            .into_iter()
-            .chain(rule.iter().copied())
-            .collect()
+        [
+            "netns", "exec", ns, "iptables", "-w", "-t", table, op, chain,
+        ]
+        .into_iter()
+        .chain(rule.iter().copied())
+        .collect()
     };
     if run("ip", &args("-C")).is_err() {
         run("ip", &args("-A"))?;

@@ -95,7 +95,9 @@ fn config_text(wg: &WgInterface) -> String {
         ));
         if let Some(endpoint) = &peer.endpoint {
             // Both sides of a node pair call each other; keepalives hold NAT mappings open.
-            text.push_str(&format!("Endpoint = {endpoint}\nPersistentKeepalive = 25\n"));
+            text.push_str(&format!(
+                "Endpoint = {endpoint}\nPersistentKeepalive = 25\n"
+            ));
         }
     }
     text
@@ -111,7 +113,10 @@ pub fn ensure(wg: &WgInterface) -> Result<(), NetworkError> {
             let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", wg.name));
             run("wireguard-go", &[wg.name])?;
         }
-        run("ip", &["link", "set", "dev", wg.name, "netns", wg.namespace])?;
+        run(
+            "ip",
+            &["link", "set", "dev", wg.name, "netns", wg.namespace],
+        )?;
     }
     run_with_input("wg", &["syncconf", wg.name, "/dev/stdin"], &config_text(wg))?;
     let in_ns = |args: &[&str]| run("ip", &[&["-n", wg.namespace][..], args].concat());
