@@ -475,6 +475,15 @@ async fn twins_farms_nodes_and_reservations() {
     run(ks, a(&["reservation", "show", "999"]))
         .await
         .assert_code(1);
+    // `vpn` needs a network in a mesh: one readable line, exit 1, no config printed.
+    let vpn = run(ks, a(&["reservation", "vpn", &web_text, "--from", "//Bob"])).await;
+    vpn.assert_code(1);
+    assert!(
+        vpn.stderr.contains("has no network in a mesh") && vpn.stdout.is_empty(),
+        "{} / {}",
+        vpn.stderr,
+        vpn.stdout
+    );
 
     // `watch` follows the results the node reports, and exits 0 once every workload is Ok.
     let watcher = tokio::spawn(run(
