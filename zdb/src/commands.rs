@@ -152,7 +152,7 @@ fn upper_name<'b>(raw: &'b [u8], buf: &'b mut [u8; 16]) -> &'b [u8] {
     }
 }
 
-/// Replies with `-ERR <message>` and returns from the command handler.
+/// Replies with `-<message>` and returns from the command handler.
 macro_rules! fail {
     ($out:expr, $($msg:tt)*) => {{
         reply::error($out, &format!($($msg)*));
@@ -232,7 +232,7 @@ impl Session {
                 Request::Command(args) if !args.is_empty() => args,
                 Request::Command(_) => continue,
                 Request::Empty => {
-                    reply::zdb_error(out, "Missing arguments");
+                    reply::error(out, "Missing arguments");
                     continue;
                 }
                 Request::TooLarge => {
@@ -328,13 +328,7 @@ impl Session {
                 }
             }
             _ => {
-                reply::error(
-                    out,
-                    &format!(
-                        "unknown command '{}'",
-                        String::from_utf8_lossy(&raw_name[..raw_name.len().min(64)])
-                    ),
-                );
+                reply::error(out, "Command not supported");
                 false
             }
         };
@@ -384,14 +378,14 @@ impl Session {
     }
 
     fn arity(&self, args: &[Bytes], min: usize, max: usize, out: &mut BytesMut) -> bool {
+        // 0-db's words: a command with a fixed count says `Unexpected arguments` either way,
+        // one with a minimum says `Missing arguments` below it.
+        if args.len() < min && min != max {
+            reply::error(out, "Missing arguments");
+            return false;
+        }
         if args.len() < min || args.len() > max {
-            reply::error(
-                out,
-                &format!(
-                    "wrong number of arguments for '{}' command",
-                    String::from_utf8_lossy(&args[0]).to_ascii_lowercase()
-                ),
-            );
+            reply::error(out, "Unexpected arguments");
             return false;
         }
         true
@@ -814,6 +808,13 @@ impl Session {
         let Some(name) = Self::ns_name(&args[1], out) else {
             return false;
         };
+        // 0-db's order: default, then existence, then the caller's own.
+        if name == DEFAULT_NAMESPACE {
+            fail!(out, "Cannot remove default namespace");
+        }
+        if self.shared.store.get(name).is_none() {
+            fail!(out, "This namespace doesn't exists");
+        }
         if name == self.ns.name() {
             fail!(out, "Cannot remove namespace you're currently using.");
         }

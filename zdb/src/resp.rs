@@ -344,14 +344,9 @@ pub mod reply {
         put_line_safe(out, s.as_bytes());
     }
 
-    /// `-ERR <message>`; CR and LF in the message are replaced so the frame stays valid.
+    /// `-<message>` exactly, as 0-db words its errors (no `ERR` code in front: clients of
+    /// 0-db match its texts); CR and LF in the message are replaced so the frame stays valid.
     pub fn error(out: &mut BytesMut, message: &str) {
-        out.put_slice(b"-ERR ");
-        put_line_safe(out, message.as_bytes());
-    }
-
-    /// `-<message>` exactly, as 0-db words its errors (clients match its texts).
-    pub fn zdb_error(out: &mut BytesMut, message: &str) {
         out.put_u8(b'-');
         put_line_safe(out, message.as_bytes());
     }
@@ -520,7 +515,7 @@ mod tests {
         reply::bulk(&mut out, b"ab");
         reply::nil(&mut out);
         reply::int(&mut out, -3);
-        assert_eq!(&out[..], b"-ERR bad  thing\r\n$2\r\nab\r\n$-1\r\n:-3\r\n");
+        assert_eq!(&out[..], b"-bad  thing\r\n$2\r\nab\r\n$-1\r\n:-3\r\n");
     }
 
     proptest! {

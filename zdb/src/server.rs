@@ -259,7 +259,7 @@ async fn serve<S>(
     let connected = stats.clients_connected.fetch_add(1, Ordering::AcqRel) + 1;
     if connected > shared.config.max_clients {
         let _ = stream
-            .write_all(b"-ERR max number of clients reached\r\n")
+            .write_all(b"-Max number of clients reached\r\n")
             .await;
     } else if let Err(e) = connection_loop(&mut stream, source, &shared, &mut stop).await {
         debug!("connection closed: {e}");
@@ -325,7 +325,7 @@ where
 {
     let Some(mut session) = Session::new(shared.clone(), source) else {
         stream
-            .write_all(b"-ERR default namespace missing\r\n")
+            .write_all(b"-Default namespace missing\r\n")
             .await?;
         return Ok(());
     };
@@ -395,7 +395,7 @@ where
         if let Some(e) = closing {
             commit_and_send(stream, &mut session, &mut output, shared).await?;
             match e {
-                ProtocolError::TooManyArgs(_) => reply::zdb_error(&mut output, &e.to_string()),
+                ProtocolError::TooManyArgs(_) => reply::error(&mut output, &e.to_string()),
                 e => reply::error(&mut output, &format!("Protocol error: {e}")),
             }
             send(stream, &output, write_limit).await?;

@@ -112,7 +112,11 @@ pub fn qerr(con: &mut redis::Connection, args: &[&[u8]]) -> String {
             "{:?} should fail, got {v:?}",
             String::from_utf8_lossy(&args.concat())
         ),
-        Err(e) => e.to_string(),
+        // The server's line as sent: redis-rs splits a reply's first word off as its code.
+        Err(e) => match e.code() {
+            Some(code) => format!("{code} {}", e.detail().unwrap_or_default()),
+            None => e.to_string(),
+        },
     }
 }
 
