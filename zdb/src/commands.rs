@@ -315,6 +315,7 @@ impl Session {
             b"NSNEW" => self.nsnew(args, out),
             b"NSDEL" => self.nsdel(args, out),
             b"NSINFO" => self.nsinfo(args, out),
+            b"NSJUMP" => self.nsjump(args, out),
             b"NSLIST" => self.nslist(args, out),
             b"NSSET" => self.nsset(args, out),
             b"SELECT" => self.select(args, out),
@@ -819,6 +820,20 @@ impl Session {
             fail!(out, "Cannot remove namespace you're currently using.");
         }
         match self.shared.store.remove(name) {
+            Ok(()) => {
+                reply::simple(out, "OK");
+                true
+            }
+            Err(e) => fail!(out, "{e}"),
+        }
+    }
+
+    /// `NSJUMP` (admin): the current namespace starts a new data file now.
+    fn nsjump(&mut self, args: &[Bytes], out: &mut BytesMut) -> bool {
+        if !self.require_admin(out) || !self.arity(args, 1, 1, out) {
+            return false;
+        }
+        match self.ns.jump() {
             Ok(()) => {
                 reply::simple(out, "OK");
                 true

@@ -324,9 +324,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(mut session) = Session::new(shared.clone(), source) else {
-        stream
-            .write_all(b"-Default namespace missing\r\n")
-            .await?;
+        stream.write_all(b"-Default namespace missing\r\n").await?;
         return Ok(());
     };
     let write_limit = shared.config.idle_timeout;

@@ -153,7 +153,11 @@ fn scan_rscan_keycur_history() {
                 }
             }
             Err(e) => {
-                assert_eq!((e.code(), e.detail()), (Some("No"), Some("more data")), "{e}");
+                assert_eq!(
+                    (e.code(), e.detail()),
+                    (Some("No"), Some("more data")),
+                    "{e}"
+                );
                 break;
             }
         }
@@ -478,7 +482,8 @@ fn pipelined_batch_mixes_data_and_other_commands_in_order() {
             wire.extend_from_slice(b"\r\n");
         }
     }
-    let expected = "$-1\r\n$1\r\na\r\n$1\r\n1\r\n$-1\r\n$1\r\nb\r\n+OK\r\n-Key not found\r\n$-1\r\n\
+    let expected =
+        "$-1\r\n$1\r\na\r\n$1\r\n1\r\n$-1\r\n$1\r\nb\r\n+OK\r\n-Key not found\r\n$-1\r\n\
                     :1\r\n+OK\r\n$-1\r\n$1\r\na\r\n-Unexpected arguments\r\n\
                     *1\r\n$1\r\nx\r\n+OK\r\n$1\r\n1\r\n";
     let mut t = std::net::TcpStream::connect(s.addr).expect("connect");
@@ -792,9 +797,16 @@ fn error_replies_are_0_db_lines_exactly() {
         (&[b"GET"], "-Unexpected arguments"),
         (&[b"SET", b"k"], "-Missing arguments"),
         (&[b"NSNEW", b"x"], "-Permission denied"),
-        (&[b"AUTH", b"FOO", b"bar"], "-Only SECURE extra method supported"),
         (
-            &[b"AUTH", b"SECURE", b"0123456789012345678901234567890123456789"],
+            &[b"AUTH", b"FOO", b"bar"],
+            "-Only SECURE extra method supported",
+        ),
+        (
+            &[
+                b"AUTH",
+                b"SECURE",
+                b"0123456789012345678901234567890123456789",
+            ],
             "-No CHALLENGE requested, secure authentication not available",
         ),
         (&[b"AUTH", b"wrong"], "-Access denied"),
@@ -804,7 +816,10 @@ fn error_replies_are_0_db_lines_exactly() {
         (&[b"SET", &long_key, b"v"], "-Key too large"),
         (&[b"AUTH", b"adminpw"], "+OK"),
         (&[b"NSDEL", b"default"], "-Cannot remove default namespace"),
-        (&[b"NSSET", b"default", b"maxsize", b"1"], "-Cannot update default namespace"),
+        (
+            &[b"NSSET", b"default", b"maxsize", b"1"],
+            "-Cannot update default namespace",
+        ),
         (&[b"NSINFO", b"nope"], "-Namespace not found"),
         (&[b"NSDEL", b"nope"], "-This namespace doesn't exists"),
         (&[b"NSNEW", b"t"], "+OK"),
@@ -823,10 +838,16 @@ fn error_replies_are_0_db_lines_exactly() {
         (&[b"NSSET", b"w", b"worm", b"1"], "+OK"),
         (&[b"SELECT", b"w"], "+OK"),
         (&[b"SET", b"a", b"1"], "$1"),
-        (&[b"SET", b"a", b"2"], "-Namespace is protected by worm mode"),
+        (
+            &[b"SET", b"a", b"2"],
+            "-Namespace is protected by worm mode",
+        ),
         (&[b"NSSET", b"w", b"worm", b"0"], "+OK"),
         (&[b"NSSET", b"w", b"lock", b"1"], "+OK"),
-        (&[b"SET", b"a", b"3"], "-Namespace is temporarily locked (read-only)"),
+        (
+            &[b"SET", b"a", b"3"],
+            "-Namespace is temporarily locked (read-only)",
+        ),
         (&[b"NSSET", b"w", b"lock", b"0"], "+OK"),
         (&[b"NSSET", b"w", b"freeze", b"1"], "+OK"),
         (
@@ -848,4 +869,43 @@ fn error_replies_are_0_db_lines_exactly() {
             .collect();
         assert_eq!(ask(args), *want, "{shown:?}");
     }
+}
+
+/// `NSJUMP` (admin) seals the current namespace's data file and starts the next; data written on
+/// both sides reads back, also after a restart.
+#[test]
+fn nsjump_starts_the_next_data_file() {
+    let s = InProcess::start_with(|c| c.admin_password = Some("adminpw".into()));
+    let mut c = s.client();
+    assert!(qerr(&mut c, &[b"NSJUMP"]).contains("Permission denied"));
+    q::<String>(&mut c, &[b"AUTH", b"adminpw"]);
+    let files = |c: &mut redis::Connection| -> String {
+        let info: String = q(c, &[b"NSINFO", b"default"]);
+        info.lines()
+            .find(|l| l.starts_with("data_files: "))
+            .expect("data_files")
+            .to_string()
+    };
+    q::<Vec<u8>>(&mut c, &[b"SET", b"a", b"1"]);
+    assert_eq!(files(&mut c), "data_files: 1");
+    assert_eq!(q::<String>(&mut c, &[b"NSJUMP"]), "OK");
+    assert_eq!(files(&mut c), "data_files: 2");
+    // an empty active file is not sealed again
+    assert_eq!(q::<String>(&mut c, &[b"NSJUMP"]), "OK");
+    assert_eq!(files(&mut c), "data_files: 2");
+    q::<Vec<u8>>(&mut c, &[b"SET", b"b", b"2"]);
+    drop(c);
+    let dir = s.stop();
+    let mut config = zdb::ZdbConfig::ephemeral(dir.path());
+    config.admin_password = Some("adminpw".into());
+    let s = InProcess::start_in(dir, config);
+    let mut c = s.client();
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"a"]),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        q::<Option<Vec<u8>>>(&mut c, &[b"GET", b"b"]),
+        Some(b"2".to_vec())
+    );
 }

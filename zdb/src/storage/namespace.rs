@@ -985,6 +985,16 @@ impl Namespace {
         })
     }
 
+    /// `NSJUMP`: seals the active data file and starts the next one now, as a full file
+    /// would. An empty active file is kept (nothing to seal).
+    pub fn jump(&self) -> Result<(), NsError> {
+        let mut st = self.write_state()?;
+        if st.active_len() > DATA_FILE_HEADER_LEN as u64 {
+            st.rotate(&self.data_dir)?;
+        }
+        Ok(())
+    }
+
     /// Like [`Namespace::writer`] for a run of reads, which other readers can share.
     pub fn reader(&self) -> Result<NsReader<'_>, NsError> {
         Ok(NsReader {
