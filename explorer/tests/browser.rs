@@ -312,6 +312,18 @@ async fn home_updates_live_and_links_work() {
         json!(true)
     );
     page.screenshot("reservation").await;
+    // Its network spans nodes: the mesh page lists the member and the owner's peer.
+    page.click_and_load("a[href^='/mesh/']", "/mesh/").await;
+    assert_eq!(
+        page.eval("document.querySelector('h1').textContent").await,
+        json!("Mesh net")
+    );
+    assert_eq!(
+        page.eval("document.body.textContent.includes('10.9.255.2') && document.body.textContent.includes('198.51.100.9:51820')")
+            .await,
+        json!(true)
+    );
+    page.screenshot("mesh").await;
 
     // A phone-sized viewport of the home page and a node.
     page.call(

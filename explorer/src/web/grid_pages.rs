@@ -413,7 +413,7 @@ pub fn mesh(m: &MeshView) -> Markup {
             dl.facts {
                 dt { "Owner" } dd { (account_link(&m.owner)) }
                 dt { "Range" } dd.mono { (m.range.as_deref().unwrap_or("?")) }
-                dt { "Members" } dd { (m.members.len()) " nodes" }
+                dt { "Members" } dd { (m.members.len()) @if m.members.len() == 1 { " node" } @else { " nodes" } }
             }
             h2 { "Members" }
             div.table-wrap {
