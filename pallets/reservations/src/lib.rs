@@ -580,6 +580,8 @@ pub enum Error {
     InGracePeriod(ReservationId),
     #[error("farm {0} has no free public IP")]
     NoFreeIp(pallet_tfgrid::FarmId),
+    #[error("mesh endpoint {0:?} is not an address and port")]
+    InvalidEndpoint(String),
     #[error("network {network:?} cannot join its mesh: {reason}")]
     MeshConflict { network: String, reason: String },
 }
@@ -617,6 +619,7 @@ impl PalletError for Error {
             Error::InGracePeriod(_) => "InGracePeriod",
             Error::NoFreeIp(_) => "NoFreeIp",
             Error::MeshConflict { .. } => "MeshConflict",
+            Error::InvalidEndpoint(_) => "InvalidEndpoint",
         }
     }
 }
@@ -1530,6 +1533,17 @@ fn report_results<E: From<Event>>(
         }
         if !result_size_ok(result) {
             return Err(Error::ResultTooLarge);
+        }
+        // Other members' nodes put a mesh endpoint into their WireGuard configuration: text
+        // that is not an address and port would make theirs fail to apply.
+        if let ResultData::Network {
+            wireguard: Some(wg),
+            ..
+        } = &result.data
+        {
+            if wg.endpoint.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Error::InvalidEndpoint(wg.endpoint.clone()));
+            }
         }
     }
     checkpoint(ctx, &mut r);

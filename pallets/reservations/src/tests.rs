@@ -1339,6 +1339,26 @@ fn meshes_admit_one_disjoint_member_per_node_and_forget_members_that_end() {
             dispatch(ctx, node2, report(&long)),
             Err(Error::ResultTooLarge)
         );
+        // Not an address and port: it would break every other member's configuration.
+        for bad in [
+            "192.0.2.2",
+            "host:51821",
+            "192.0.2.2:51821\nPublicKey = x",
+            "[::1]",
+        ] {
+            let bad = WireguardEndpoint {
+                endpoint: bad.into(),
+                ..wg.clone()
+            };
+            assert_eq!(
+                ctx.transactional(|ctx| dispatch(ctx, node2, report(&bad))),
+                Err(Error::InvalidEndpoint(bad.endpoint.clone()))
+            );
+        }
+        assert_eq!(
+            mesh::mesh(ctx, &a.bob, "net").unwrap().members[1].wireguard,
+            None
+        );
         dispatch(ctx, node2, report(&wg)).unwrap();
         let m = mesh::mesh(ctx, &a.bob, "net").unwrap();
         assert_eq!(m.members[1].wireguard.as_ref(), Some(&wg));
