@@ -108,6 +108,14 @@ impl Page {
 
     /// Sends a DevTools command and returns its result, skipping events.
     async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// [`Self::call`], with DevTools' error reply as `Err`.
+    async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -127,8 +135,10 @@ impl Page {
             let Message::Text(text) = reply else { continue };
             let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
             if value["id"].as_u64() == Some(id) {
-                assert!(value.get("error").is_none(), "{method}: {value}");
-                return value["result"].clone();
+                return match value.get("error") {
+                    Some(error) => Err(error.clone()),
+                    None => Ok(value["result"].clone()),
+                };
             }
         }
     }
@@ -147,10 +157,24 @@ impl Page {
         result["result"]["value"].clone()
     }
 
-    /// Polls `condition` (a JS expression) until it is true.
+    /// Polls `condition` (a JS expression) until it is true. An evaluation the page cuts short
+    /// by navigating away (DevTools: "Inspected target navigated or closed") counts as not yet:
+    /// this is how the page being waited for arrives.
     async fn wait_for(&mut self, condition: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.eval(condition).await != json!(true) {
+        loop {
+            let evaluated = self
+                .try_call(
+                    "Runtime.evaluate",
+                    json!({ "expression": condition, "returnByValue": true }),
+                )
+                .await;
+            match evaluated {
+                Ok(result) if result["result"]["value"] == json!(true) => return,
+                Ok(_) => {}
+                Err(error) if error.to_string().contains("navigated or closed") => {}
+                Err(error) => panic!("{condition}: {error}"),
+            }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
