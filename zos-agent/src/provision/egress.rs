@@ -461,10 +461,36 @@ fn nat_rule(rule: &[&str], present: bool) -> Result<(), NetworkError> {
 
 /// Runs a command; its stdout, or its stderr as the error.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, NetworkError> {
-    let out = Command::new(program)
+    run_with_input(program, args, None)
+}
+
+/// [`run`] with `input` written to the command's stdin (e.g. a secret it must not get in its
+/// arguments).
+pub(crate) fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, NetworkError> {
+    use std::{io::Write, process::Stdio};
+    let mut child = Command::new(program)
         .args(args)
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| NetworkError(format!("cannot run {program}: {e}")))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| NetworkError(format!("{program}: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetworkError(format!("{program}: {e}")))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

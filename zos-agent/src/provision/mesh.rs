@@ -21,10 +21,9 @@
 //! Configuration is applied with `wg syncconf`, which changes what differs and keeps sessions of
 //! peers that stay, so a pass over an unchanged mesh disturbs nothing.
 
-use super::egress::run;
+use super::egress::{run, run_with_input};
 use super::network::NetworkError;
 use gridchain_primitives::wireguard::WireguardKey;
-use std::{io::Write, process::Command};
 
 /// One peer of a node's side of a mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,35 +49,6 @@ pub struct WgInterface<'a> {
 
 fn in_namespace(ns: &str, name: &str) -> bool {
     run("ip", &["-n", ns, "link", "show", "dev", name]).is_ok()
-}
-
-/// Runs `program args` with `input` on its stdin.
-fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), NetworkError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| NetworkError(format!("cannot run {program}: {e}")))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .map_err(|e| NetworkError(format!("{program}: {e}")))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| NetworkError(format!("{program}: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetworkError(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 /// The `wg setconf`/`syncconf` text of `wg`.
@@ -118,7 +88,11 @@ pub fn ensure(wg: &WgInterface) -> Result<(), NetworkError> {
             &["link", "set", "dev", wg.name, "netns", wg.namespace],
         )?;
     }
-    run_with_input("wg", &["syncconf", wg.name, "/dev/stdin"], &config_text(wg))?;
+    run_with_input(
+        "wg",
+        &["syncconf", wg.name, "/dev/stdin"],
+        Some(&config_text(wg)),
+    )?;
     let in_ns = |args: &[&str]| run("ip", &[&["-n", wg.namespace][..], args].concat());
     in_ns(&["link", "set", "dev", wg.name, "up"])?;
     let wanted: Vec<&str> = wg
